@@ -1,0 +1,71 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "aibox",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "aibox", targets: ["aibox"]),
+        .executable(name: "aibox-example-worker", targets: ["aibox-example-worker"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+    ],
+    targets: [
+        // C libraries of the system, in the shape GRDB uses for SQLite.
+        .systemLibrary(
+            name: "CSystemd", pkgConfig: "libsystemd",
+            providers: [.apt(["libsystemd-dev"])]),
+        .systemLibrary(
+            name: "CUdev", pkgConfig: "libudev",
+            providers: [.apt(["libudev-dev"])]),
+        // The few OS calls Swift cannot make safely itself (vfork+exec, variadic fcntl/ioctl).
+        .target(name: "CAIBoxOS"),
+
+        // Pure logic: no I/O, time injected.
+        .target(
+            name: "AIBoxCore",
+            dependencies: [.product(name: "TOMLKit", package: "TOMLKit")]),
+        // Adapters over the OS.
+        .target(
+            name: "AIBoxSystem",
+            dependencies: [
+                "AIBoxCore", "CAIBoxOS", "CSystemd",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        // The long-running supervisor.
+        .target(
+            name: "AIBoxDaemon",
+            dependencies: [
+                "AIBoxCore", "AIBoxSystem",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        // The one executable.
+        .executableTarget(
+            name: "aibox",
+            dependencies: [
+                "AIBoxCore", "AIBoxSystem", "AIBoxDaemon",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        // A tiny worker in C, written for systemd (sd_notify): examples, tests, benchmarks.
+        .executableTarget(name: "aibox-example-worker", dependencies: ["CSystemd"]),
+        // Benchmarks (run by hand; see docs/BENCHMARKS.md).
+        .executableTarget(name: "aibox-bench-spawnloop", path: "Benchmarks/spawnloop"),
+        .executableTarget(
+            name: "aibox-bench",
+            dependencies: ["AIBoxCore", "AIBoxSystem"],
+            path: "Benchmarks/bench"),
+
+        .testTarget(name: "AIBoxCoreTests", dependencies: ["AIBoxCore"]),
+        .testTarget(name: "AIBoxSystemTests", dependencies: ["AIBoxSystem"]),
+        .testTarget(
+            name: "AIBoxIntegrationTests",
+            dependencies: ["AIBoxCore", "AIBoxSystem"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

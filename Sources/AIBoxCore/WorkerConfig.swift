@@ -1,0 +1,398 @@
+import TOMLKit
+
+/// One problem in a worker definition file: where (file, line, key), what is wrong, and
+/// what would be right.
+public struct ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
+    public var location: SourceLocation
+    public var key: String?
+    public var message: String
+
+    public init(file: String, line: Int?, key: String?, message: String) {
+        self.location = SourceLocation(file: file, line: line)
+        self.key = key
+        self.message = message
+    }
+
+    public var description: String {
+        var s = location.description + ": "
+        if let key { s += "\(key): " }
+        return s + message
+    }
+}
+
+/// All the problems found, reported at once.
+public struct ConfigErrors: Error, Sendable, CustomStringConvertible {
+    public var errors: [ConfigError]
+    public init(_ errors: [ConfigError]) { self.errors = errors }
+    public var description: String { errors.map(\.description).joined(separator: "\n") }
+}
+
+/// A file's text, as read by the caller (the parser does no I/O).
+public struct ConfigFile: Sendable {
+    public var path: String
+    public var text: String
+    public init(path: String, text: String) {
+        self.path = path
+        self.text = text
+    }
+}
+
+/// Parses and validates worker definition files (DESIGN.md's TOML format).
+public enum WorkerConfig {
+    static let allowedKeys: [String] = [
+        "exec", "workdir", "user", "env", "secrets", "restart", "restart-delay", "restart-max-delay", "stable-after",
+        "crash-loop", "notify", "ready-timeout", "watchdog", "stop-signal", "stop-timeout", "after",
+        "requires-hardware", "memory-max", "critical",
+    ]
+
+    /// Parses one file. Every problem is collected; the result has either workers or errors.
+    public static func parse(_ file: ConfigFile) -> Result<[WorkerDefinition], ConfigErrors> {
+        let table: TOMLTable
+        do {
+            table = try TOMLTable(string: file.text)
+        } catch let error as TOMLParseError {
+            return .failure(
+                ConfigErrors([
+                    ConfigError(
+                        file: file.path, line: error.source.begin.line, key: nil,
+                        message: "not valid TOML: \(error.description) (column \(error.source.begin.column))")
+                ]))
+        } catch {
+            return .failure(ConfigErrors([ConfigError(file: file.path, line: nil, key: nil, message: "not valid TOML: \(error)")]))
+        }
+        let locator = KeyLocator(text: file.text)
+        var errors: [ConfigError] = []
+        func fail(_ path: [String], _ message: String) {
+            errors.append(ConfigError(file: file.path, line: locator.line(of: path), key: path.joined(separator: "."), message: message))
+        }
+        var workers: [WorkerDefinition] = []
+        for key in table.keys where key != "worker" {
+            fail([key], "unknown top-level key; a worker file holds only [worker.NAME] tables")
+        }
+        guard let workerValue = table["worker"] else {
+            if errors.isEmpty { return .success([]) }
+            return .failure(ConfigErrors(errors))
+        }
+        guard let workerTable = workerValue.table else {
+            fail(["worker"], "must be a table of workers, such as [worker.chat-agent]")
+            return .failure(ConfigErrors(errors))
+        }
+        for name in workerTable.keys.sorted(by: { locator.line(of: ["worker", $0]) ?? 0 < locator.line(of: ["worker", $1]) ?? 0 }) {
+            let base = ["worker", name]
+            guard WorkerDefinition.isValidName(name) else {
+                fail(base, "\"\(name)\" is not a valid worker name; use 1-63 of a-z, 0-9 and '-', starting with a letter or digit")
+                continue
+            }
+            guard let w = workerTable[name]?.table else {
+                fail(base, "must be a table, such as [worker.\(name)]")
+                continue
+            }
+            var def = WorkerDefinition(name: name, exec: [])
+            def.source = SourceLocation(file: file.path, line: locator.line(of: base))
+            var reader = FieldReader(table: w, base: base, fail: fail)
+            for key in w.keys where !allowedKeys.contains(key) {
+                let nearest = allowedKeys.min { editDistance($0, key) < editDistance($1, key) }
+                let hint = nearest.flatMap { editDistance($0, key) <= 3 ? " (did you mean \"\($0)\"?)" : nil } ?? ""
+                fail(base + [key], "unknown key\(hint); allowed keys are \(allowedKeys.joined(separator: ", "))")
+            }
+            if let exec = reader.stringArray("exec") {
+                if exec.isEmpty {
+                    fail(base + ["exec"], "must name a program: exec = [\"/path/to/program\", \"arg\", …]")
+                } else if !exec[0].hasPrefix("/") {
+                    fail(base + ["exec"], "\"\(exec[0])\" is not an absolute path; exec is argv, run without a shell or $PATH search")
+                } else {
+                    def.exec = exec
+                }
+            } else if w["exec"] == nil {
+                fail(base + ["exec"], "missing; every worker needs exec = [\"/path/to/program\", …]")
+            }
+            if let workdir = reader.string("workdir") {
+                if workdir.hasPrefix("/") { def.workdir = workdir } else { fail(base + ["workdir"], "\"\(workdir)\" must be an absolute path") }
+            }
+            if let user = reader.string("user") {
+                if user.isEmpty || user.contains(":") || user.contains("/") {
+                    fail(base + ["user"], "\"\(user)\" is not a user name")
+                } else {
+                    def.user = user
+                }
+            }
+            if let envTable = reader.table("env") {
+                for k in envTable.keys {
+                    guard isValidEnvName(k) else {
+                        fail(base + ["env", k], "not a valid environment variable name; use letters, digits and '_', not starting with a digit")
+                        continue
+                    }
+                    guard let v = envTable[k]?.string else {
+                        fail(base + ["env", k], "must be a string")
+                        continue
+                    }
+                    def.env[k] = v
+                }
+            }
+            if let secrets = reader.stringArray("secrets") {
+                for s in secrets where !isValidSecretName(s) {
+                    fail(base + ["secrets"], "\"\(s)\" is not a secret name; use a-z, 0-9, '.', '_' and '-'")
+                }
+                def.secrets = secrets
+            }
+            if let r = reader.string("restart") {
+                if let mode = RestartMode(rawValue: r) { def.restart = mode } else {
+                    fail(base + ["restart"], "\"\(r)\" is not allowed; use always, on-failure or never")
+                }
+            }
+            def.restartDelay = reader.duration("restart-delay") ?? def.restartDelay
+            def.restartMaxDelay = reader.duration("restart-max-delay") ?? def.restartMaxDelay
+            def.stableAfter = reader.duration("stable-after") ?? def.stableAfter
+            if def.restartDelay > def.restartMaxDelay {
+                fail(base + ["restart-delay"], "\(def.restartDelay.aiboxText) is longer than restart-max-delay (\(def.restartMaxDelay.aiboxText))")
+            }
+            if let loop = reader.table("crash-loop") {
+                var sub = FieldReader(table: loop, base: base + ["crash-loop"], fail: fail)
+                for key in loop.keys where !["burst", "window", "quarantine"].contains(key) {
+                    fail(base + ["crash-loop", key], "unknown key; allowed keys are burst, window, quarantine")
+                }
+                if let burst = sub.int("burst") {
+                    if burst >= 1 && burst <= 10_000 { def.crashLoop.burst = burst } else {
+                        fail(base + ["crash-loop", "burst"], "\(burst) is out of range; use 1 to 10000")
+                    }
+                }
+                def.crashLoop.window = sub.duration("window", allowZero: false) ?? def.crashLoop.window
+                def.crashLoop.quarantine = sub.duration("quarantine") ?? def.crashLoop.quarantine
+            }
+            def.notify = reader.bool("notify") ?? def.notify
+            def.readyTimeout = reader.duration("ready-timeout", allowZero: false) ?? def.readyTimeout
+            if let wd = reader.duration("watchdog") { def.watchdog = wd == .zero ? nil : wd }
+            if let sig = reader.string("stop-signal") {
+                if let n = Signals.number(named: sig) { def.stopSignal = n } else {
+                    fail(base + ["stop-signal"], "\"\(sig)\" is not a signal name; use one of \(Signals.byName.keys.sorted().joined(separator: ", "))")
+                }
+            }
+            def.stopTimeout = reader.duration("stop-timeout", allowZero: false) ?? def.stopTimeout
+            if let after = reader.stringArray("after") {
+                for a in after where !WorkerDefinition.isValidName(a) { fail(base + ["after"], "\"\(a)\" is not a worker name") }
+                def.after = after
+            }
+            if let hw = reader.stringArray("requires-hardware") { def.requiresHardware = hw }
+            if let m = reader.value("memory-max") {
+                if let s = m.string, let bytes = parseByteSize(s), bytes > 0 {
+                    def.memoryMax = bytes
+                } else if let i = m.int, i > 0 {
+                    def.memoryMax = UInt64(i)
+                } else {
+                    fail(base + ["memory-max"], "must be a size such as \"512M\" or \"2G\" (binary units), or a byte count")
+                }
+            }
+            def.critical = reader.bool("critical") ?? def.critical
+            workers.append(def)
+        }
+        return errors.isEmpty ? .success(workers) : .failure(ConfigErrors(errors))
+    }
+
+    /// Builds the effective set from files in precedence order: vendor files first, then
+    /// local ones (a local file with the same file name replaces the vendor one — the caller
+    /// has already dropped the shadowed file). Checks names across files and `after`.
+    public static func load(_ files: [ConfigFile]) -> Result<[WorkerDefinition], ConfigErrors> {
+        var errors: [ConfigError] = []
+        var workers: [WorkerDefinition] = []
+        var byName: [String: WorkerDefinition] = [:]
+        for file in files {
+            switch parse(file) {
+            case .failure(let e): errors += e.errors
+            case .success(let defs):
+                for d in defs {
+                    if let other = byName[d.name] {
+                        errors.append(
+                            ConfigError(
+                                file: d.source.file, line: d.source.line, key: "worker.\(d.name)",
+                                message: "defined again; it is already defined at \(other.source); rename one of them"))
+                        continue
+                    }
+                    byName[d.name] = d
+                    workers.append(d)
+                }
+            }
+        }
+        for d in workers {
+            let locator = KeyLocator(text: files.first { $0.path == d.source.file }?.text ?? "")
+            for dep in d.after where byName[dep] == nil && WorkerDefinition.isValidName(dep) {
+                errors.append(
+                    ConfigError(
+                        file: d.source.file, line: locator.line(of: ["worker", d.name, "after"]) ?? d.source.line,
+                        key: "worker.\(d.name).after", message: "\"\(dep)\" is not a defined worker; defined workers are \(byName.keys.sorted().joined(separator: ", "))"))
+            }
+        }
+        if errors.isEmpty, let cycle = DependencyOrder.findCycle(workers) {
+            let first = byName[cycle[0]]!
+            errors.append(
+                ConfigError(
+                    file: first.source.file, line: first.source.line, key: "worker.\(first.name).after",
+                    message: "\"after\" forms a cycle: \(cycle.joined(separator: " -> ")); remove one of these dependencies"))
+        }
+        return errors.isEmpty ? .success(workers) : .failure(ConfigErrors(errors))
+    }
+
+    static func isValidEnvName(_ s: String) -> Bool {
+        guard let f = s.unicodeScalars.first, !("0"..."9").contains(f) else { return false }
+        return s.unicodeScalars.allSatisfy { $0 == "_" || ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) }
+    }
+
+    public static func isValidSecretName(_ s: String) -> Bool {
+        guard !s.isEmpty, s.count <= 128, s != ".", s != ".." else { return false }
+        return s.unicodeScalars.allSatisfy { "._-".unicodeScalars.contains($0) || ("a"..."z").contains($0) || ("0"..."9").contains($0) }
+    }
+}
+
+/// Reads typed fields of one table, reporting wrong types through `fail`.
+struct FieldReader {
+    let table: TOMLTable
+    let base: [String]
+    let fail: ([String], String) -> Void
+
+    func value(_ key: String) -> TOMLValueConvertible? { table[key] }
+
+    mutating func string(_ key: String) -> String? {
+        guard let v = table[key] else { return nil }
+        guard let s = v.string else {
+            fail(base + [key], "must be a string, not \(describe(v))")
+            return nil
+        }
+        return s
+    }
+
+    mutating func bool(_ key: String) -> Bool? {
+        guard let v = table[key] else { return nil }
+        guard let b = v.bool else {
+            fail(base + [key], "must be true or false, not \(describe(v))")
+            return nil
+        }
+        return b
+    }
+
+    mutating func int(_ key: String) -> Int? {
+        guard let v = table[key] else { return nil }
+        guard let i = v.int else {
+            fail(base + [key], "must be an integer, not \(describe(v))")
+            return nil
+        }
+        return i
+    }
+
+    mutating func table(_ key: String) -> TOMLTable? {
+        guard let v = table[key] else { return nil }
+        guard let t = v.table else {
+            fail(base + [key], "must be a table such as { KEY = \"value\" }, not \(describe(v))")
+            return nil
+        }
+        return t
+    }
+
+    mutating func stringArray(_ key: String) -> [String]? {
+        guard let v = table[key] else { return nil }
+        guard let a = v.array else {
+            fail(base + [key], "must be an array of strings such as [\"a\", \"b\"], not \(describe(v))")
+            return nil
+        }
+        var out: [String] = []
+        for item in a {
+            guard let s = item.string else {
+                fail(base + [key], "must hold only strings; found \(describe(item))")
+                return nil
+            }
+            out.append(s)
+        }
+        return out
+    }
+
+    mutating func duration(_ key: String, allowZero: Bool = true) -> Duration? {
+        guard let v = table[key] else { return nil }
+        guard let s = v.string, let d = parseDuration(s), allowZero || d > .zero else {
+            fail(base + [key], "must be a duration such as \"100ms\", \"30s\", \"5m\" or \"1h30m\"\(allowZero ? "" : ", above zero"), not \(describe(v))")
+            return nil
+        }
+        return d
+    }
+
+    private func describe(_ v: TOMLValueConvertible) -> String {
+        switch v.type {
+        case .string: return "the string \"\(v.string ?? "")\""
+        case .int: return "the integer \(v.int ?? 0)"
+        case .bool: return "\(v.bool ?? false)"
+        case .double: return "the number \(v.double ?? 0)"
+        case .array: return "an array"
+        case .table: return "a table"
+        default: return "a \(v.type)"
+        }
+    }
+}
+
+/// Finds the line of a key path in TOML text. TOMLKit reports positions only for syntax
+/// errors, so this follows table headers and `key =` lines; it is used only to point error
+/// messages at the right line.
+struct KeyLocator {
+    private var lines: [(table: [String], keys: [String], line: Int, text: Substring)] = []
+    private var headers: [[String]: Int] = [:]
+
+    init(text: String) {
+        var current: [String] = []
+        for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = raw.drop { $0 == " " || $0 == "\t" }
+            if line.hasPrefix("[") {
+                let inner = line.drop { $0 == "[" }.prefix { $0 != "]" }
+                current = KeyLocator.splitKey(inner)
+                if headers[current] == nil { headers[current] = i + 1 }
+                continue
+            }
+            if let eq = line.firstIndex(of: "="), !line.hasPrefix("#") {
+                let key = KeyLocator.splitKey(line[..<eq])
+                if !key.isEmpty { lines.append((current, key, i + 1, line[eq...])) }
+            }
+        }
+    }
+
+    static func splitKey(_ s: Substring) -> [String] {
+        s.split(separator: ".").map { $0.trimmingSpaces().trimmingCharacters(in: "\"'") }.filter { !$0.isEmpty }
+    }
+
+    func line(of path: [String]) -> Int? {
+        if let h = headers[path] { return h }
+        // A key line whose table + key equals the path, or whose value (inline table) holds the rest.
+        for l in lines {
+            let full = l.table + l.keys
+            if full == path { return l.line }
+        }
+        for l in lines {
+            let full = l.table + l.keys
+            if path.count > full.count, Array(path.prefix(full.count)) == full,
+                l.text.contains(path[full.count])
+            {
+                return l.line
+            }
+        }
+        if path.count > 1 { return line(of: Array(path.dropLast())) }
+        return nil
+    }
+}
+
+extension String {
+    func trimmingCharacters(in set: String) -> String {
+        var s = Substring(self)
+        while let f = s.first, set.contains(f) { s = s.dropFirst() }
+        while let l = s.last, set.contains(l) { s = s.dropLast() }
+        return String(s)
+    }
+}
+
+/// Levenshtein distance, for "did you mean" hints.
+func editDistance(_ a: String, _ b: String) -> Int {
+    let a = Array(a), b = Array(b)
+    if a.isEmpty { return b.count }
+    var prev = Array(0...b.count)
+    for i in 1...a.count {
+        var cur = [i] + Array(repeating: 0, count: b.count)
+        for j in stride(from: 1, through: b.count, by: 1) {
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+        }
+        prev = cur
+    }
+    return prev[b.count]
+}

@@ -1,0 +1,158 @@
+import AIBoxCore
+import CAIBoxOS
+import Glibc
+
+/// What to start: argv (never a shell line), environment, directory, output, user.
+public struct SpawnRequest {
+    public var argv: [String]
+    public var environment: [String: String]
+    public var workdir: String?
+    public var user: String?
+    public var stdoutFD: Int32
+    public var stderrFD: Int32
+
+    public init(argv: [String], environment: [String: String], workdir: String?, user: String?, stdoutFD: Int32, stderrFD: Int32) {
+        self.argv = argv
+        self.environment = environment
+        self.workdir = workdir
+        self.user = user
+        self.stdoutFD = stdoutFD
+        self.stderrFD = stderrFD
+    }
+}
+
+/// A user to run as.
+public struct UserIdentity: Equatable, Sendable {
+    public var uid: uid_t
+    public var gid: gid_t
+    public var groups: [gid_t]
+    public var home: String
+
+    /// getpwnam_r + getgrouplist.
+    public static func lookup(_ name: String) -> UserIdentity? {
+        var pwd = passwd()
+        var result: UnsafeMutablePointer<passwd>?
+        var buffer = [CChar](repeating: 0, count: 4096)
+        guard getpwnam_r(name, &pwd, &buffer, buffer.count, &result) == 0, result != nil else { return nil }
+        var count: Int32 = 64
+        var groups = [gid_t](repeating: 0, count: 64)
+        if getgrouplist(name, pwd.pw_gid, &groups, &count) < 0 {
+            groups = [gid_t](repeating: 0, count: Int(count))
+            _ = getgrouplist(name, pwd.pw_gid, &groups, &count)
+        }
+        return UserIdentity(
+            uid: pwd.pw_uid, gid: pwd.pw_gid, groups: Array(groups.prefix(Int(max(count, 0)))),
+            home: String(cString: pwd.pw_dir))
+    }
+}
+
+public enum Spawner {
+    /// Starts a process in its own session and process group (pgid == pid), with no
+    /// descriptor but 0 (/dev/null), 1 and 2, default signal handling, and the user dropped
+    /// when we are root and one is named. Errors say which step failed.
+    public static func spawn(_ request: SpawnRequest) throws(SystemError) -> Int32 {
+        precondition(!request.argv.isEmpty)
+        var identity: UserIdentity?
+        if let user = request.user, geteuid() == 0 {
+            guard let id = UserIdentity.lookup(user) else {
+                throw SystemError("getpwnam", errno: ENOENT, detail: "user \"\(user)\" does not exist")
+            }
+            identity = id
+        }
+        let devNull = try syscall("open", detail: "/dev/null") { open("/dev/null", O_RDONLY | O_CLOEXEC) }
+        defer { closeDescriptor(devNull) }
+
+        let argv = CStringArray(request.argv)
+        let envp = CStringArray(request.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })
+        var step: Int32 = 0
+        var err: Int32 = 0
+        let groups = identity?.groups ?? []
+        let pid: pid_t = request.argv[0].withCString { path in
+            withOptionalCString(request.workdir) { workdir in
+                groups.withUnsafeBufferPointer { groupsBuffer in
+                    var attr = aibox_spawn_attr()
+                    attr.path = path
+                    attr.argv = argv.pointer
+                    attr.envp = envp.pointer
+                    attr.workdir = workdir
+                    attr.stdin_fd = devNull
+                    attr.stdout_fd = request.stdoutFD
+                    attr.stderr_fd = request.stderrFD
+                    if let identity {
+                        attr.drop_privileges = 1
+                        attr.uid = identity.uid
+                        attr.gid = identity.gid
+                        attr.groups = groupsBuffer.baseAddress
+                        attr.ngroups = groupsBuffer.count
+                    }
+                    return aibox_spawn(&attr, &step, &err)
+                }
+            }
+        }
+        if pid < 0 {
+            let what: String
+            switch Int(step) {
+            case Int(AIBOX_SPAWN_STEP_SETSID): what = "setsid"
+            case Int(AIBOX_SPAWN_STEP_DUP): what = "dup2"
+            case Int(AIBOX_SPAWN_STEP_GROUPS): what = "setgroups"
+            case Int(AIBOX_SPAWN_STEP_GID): what = "setresgid"
+            case Int(AIBOX_SPAWN_STEP_UID): what = "setresuid"
+            case Int(AIBOX_SPAWN_STEP_CHDIR): what = "chdir"
+            case Int(AIBOX_SPAWN_STEP_EXEC): what = "execve"
+            default: what = "vfork"
+            }
+            let detail: String? =
+                switch what {
+                case "execve": request.argv[0]
+                case "chdir": request.workdir
+                default: nil
+                }
+            throw SystemError(what, errno: err, detail: detail)
+        }
+        return pid
+    }
+}
+
+/// A NULL-terminated char* array that lives as long as this value.
+final class CStringArray {
+    private var storage: [UnsafeMutablePointer<CChar>?]
+    init(_ strings: [String]) {
+        storage = strings.map { strdup($0) } + [nil]
+    }
+    var pointer: UnsafePointer<UnsafeMutablePointer<CChar>?> {
+        storage.withUnsafeBufferPointer { $0.baseAddress! }
+    }
+    deinit { for p in storage { free(p) } }
+}
+
+func withOptionalCString<R>(_ s: String?, _ body: (UnsafePointer<CChar>?) -> R) -> R {
+    guard let s else { return body(nil) }
+    return s.withCString { body($0) }
+}
+
+/// Process exits as `waitpid` reports them.
+public enum Reaper {
+    /// Reaps every child that has exited (WNOHANG), returning pid and status. Being a
+    /// child subreaper, this includes orphaned grandchildren.
+    public static func reapAll() -> [(pid: Int32, status: ExitStatus)] {
+        var out: [(Int32, ExitStatus)] = []
+        while true {
+            var status: Int32 = 0
+            let pid = waitpid(-1, &status, WNOHANG)
+            if pid < 0 && errno == EINTR { continue }
+            if pid <= 0 { break }
+            out.append((pid, decode(status)))
+        }
+        return out
+    }
+
+    public static func decode(_ status: Int32) -> ExitStatus {
+        if aibox_wifsignaled(status) != 0 { return .signal(aibox_wtermsig(status)) }
+        return .code(aibox_wexitstatus(status))
+    }
+
+    /// Marks this process a child subreaper.
+    public static func becomeSubreaper() throws(SystemError) {
+        try syscall("prctl(PR_SET_CHILD_SUBREAPER)") { aibox_set_child_subreaper() }
+    }
+}

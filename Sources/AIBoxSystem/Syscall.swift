@@ -1,0 +1,156 @@
+import CAIBoxOS
+import Glibc
+
+/// A failed system call: which function, on what, and errno.
+public struct SystemError: Error, CustomStringConvertible, Sendable {
+    public var function: String
+    public var errno: Int32
+    public var detail: String?
+
+    public init(_ function: String, errno: Int32, detail: String? = nil) {
+        self.function = function
+        self.errno = errno
+        self.detail = detail
+    }
+
+    public var description: String {
+        var s = "\(function)"
+        if let detail { s += " \(detail)" }
+        return s + ": " + String(cString: strerror(errno))
+    }
+}
+
+/// Every system call goes through here: EINTR is retried, the error names the function,
+/// and EBADF/EFAULT (always our bug) stop the program.
+@discardableResult
+@inline(__always)
+public func syscall<T: BinaryInteger>(_ function: String, detail: String? = nil, _ body: () -> T) throws(SystemError) -> T {
+    while true {
+        let r = body()
+        if r >= 0 { return r }
+        let e = Glibc.errno
+        if e == EINTR { continue }
+        precondition(e != EBADF && e != EFAULT, "\(function) failed with \(e == EBADF ? "EBADF" : "EFAULT"): a bug")
+        throw SystemError(function, errno: e, detail: detail)
+    }
+}
+
+/// The clocks. Timeouts use `monotonic` only; `wallMilliseconds` only stamps events.
+public enum Clock {
+    public static func monotonic() -> Instant {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Instant(nanoseconds: UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec))
+    }
+
+    public static func wallMilliseconds() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+    }
+
+    /// Nanoseconds since boot (CLOCK_BOOTTIME), comparable with /proc/PID/stat start times.
+    public static func bootNanoseconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_BOOTTIME, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    }
+}
+
+import AIBoxCore
+
+/// Closes a descriptor, ignoring EINTR as Linux requires (the descriptor is gone either way).
+public func closeDescriptor(_ fd: Int32) {
+    if fd >= 0 { _ = Glibc.close(fd) }
+}
+
+/// Writes all of `bytes`, retrying short writes and EINTR.
+public func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws(SystemError) {
+    var offset = 0
+    while offset < bytes.count {
+        let n = try syscall("write") { Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset) }
+        offset += n
+    }
+}
+
+public func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws(SystemError) {
+    try bytes.withUnsafeBytes { (b) throws(SystemError) in try writeAll(fd, b) }
+}
+
+/// Reads a whole (small) file, such as one under /proc. nil when it cannot be read.
+public func readSmallFile(_ path: String, limit: Int = 1 << 20) -> [UInt8]? {
+    let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+    if fd < 0 { return nil }
+    defer { closeDescriptor(fd) }
+    var out: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 4096)
+    while out.count < limit {
+        let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+        if n < 0 {
+            if errno == EINTR { continue }
+            return nil
+        }
+        if n == 0 { break }
+        out += buf[0..<n]
+    }
+    return out
+}
+
+public func readTextFile(_ path: String) -> String? {
+    readSmallFile(path, limit: 16 << 20).map { String(decoding: $0, as: UTF8.self) }
+}
+
+/// Write, fsync, rename, fsync the directory: a persisted file is either the old one or the
+/// new one, whole, after a power cut at any instant.
+public func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) throws(SystemError) {
+    let tmp = path + ".new"
+    let fd = try syscall("open", detail: tmp) { Glibc.open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode) }
+    do {
+        try writeAll(fd, bytes)
+        try syscall("fsync", detail: tmp) { fsync(fd) }
+    } catch {
+        closeDescriptor(fd)
+        _ = unlink(tmp)
+        throw error
+    }
+    closeDescriptor(fd)
+    try syscall("rename", detail: path) { rename(tmp, path) }
+    let dir = parentDirectory(path)
+    let dfd = Glibc.open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    if dfd >= 0 {
+        _ = fsync(dfd)
+        closeDescriptor(dfd)
+    }
+}
+
+public func parentDirectory(_ path: String) -> String {
+    guard let slash = path.lastIndex(of: "/") else { return "." }
+    return slash == path.startIndex ? "/" : String(path[..<slash])
+}
+
+/// mkdir -p with a mode for the directories it creates.
+public func makeDirectories(_ path: String, mode: mode_t = 0o755) throws(SystemError) {
+    var current = path.hasPrefix("/") ? "" : "."
+    for part in path.split(separator: "/") {
+        current += "/" + part
+        if mkdir(current, mode) < 0 && errno != EEXIST {
+            throw SystemError("mkdir", errno: errno, detail: current)
+        }
+    }
+}
+
+public func fileExists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+
+/// Names in a directory (no "." or ".."); empty when it cannot be read.
+public func listDirectory(_ path: String) -> [String] {
+    guard let dir = opendir(path) else { return [] }
+    defer { closedir(dir) }
+    var names: [String] = []
+    while let entry = readdir(dir) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+        }
+        if name != "." && name != ".." { names.append(name) }
+    }
+    return names
+}

@@ -1,0 +1,74 @@
+#ifndef AIBOX_CAIBOXOS_H
+#define AIBOX_CAIBOXOS_H
+
+#include <sys/types.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+/// What `aibox_spawn` needs; everything is prepared by the caller before the fork,
+/// because the child may only make async-signal-safe calls.
+typedef struct {
+    const char *path;            ///< absolute path of the program (execve, no PATH search)
+    char *const *argv;
+    char *const *envp;
+    const char *workdir;         ///< NULL: stay in the parent's directory
+    int stdin_fd;                ///< becomes fd 0
+    int stdout_fd;               ///< becomes fd 1
+    int stderr_fd;               ///< becomes fd 2
+    int drop_privileges;         ///< nonzero: setgroups/setresgid/setresuid below
+    uid_t uid;
+    gid_t gid;
+    const gid_t *groups;
+    size_t ngroups;
+} aibox_spawn_attr;
+
+/// The step of the child's setup that failed (reported with its errno).
+enum {
+    AIBOX_SPAWN_STEP_NONE = 0,
+    AIBOX_SPAWN_STEP_SETSID = 1,
+    AIBOX_SPAWN_STEP_DUP = 2,
+    AIBOX_SPAWN_STEP_GROUPS = 3,
+    AIBOX_SPAWN_STEP_GID = 4,
+    AIBOX_SPAWN_STEP_UID = 5,
+    AIBOX_SPAWN_STEP_CHDIR = 6,
+    AIBOX_SPAWN_STEP_EXEC = 7,
+    AIBOX_SPAWN_STEP_FORK = 8,
+};
+
+/// vfork + exec in a new session (so a new process group, whose id is the pid), with
+/// default signal dispositions, an empty signal mask and no descriptor but 0, 1, 2.
+/// Returns the pid, or -1 with *err_step and *err_errno set; the child never runs
+/// caller code, and a failed exec is reported here rather than as an exit status.
+pid_t aibox_spawn(const aibox_spawn_attr *attr, int *err_step, int *err_errno);
+
+/// prctl(PR_SET_CHILD_SUBREAPER, 1): orphaned descendants are reparented to us.
+int aibox_set_child_subreaper(void);
+
+/// recvmsg with SO_PASSCRED credentials; any passed descriptors are closed.
+/// Returns the byte count or -1 (errno). *pid is 0 when no credentials came.
+ssize_t aibox_recv_with_creds(int fd, void *buf, size_t len, pid_t *pid, uid_t *uid, gid_t *gid);
+
+/// getsockopt(SO_PEERCRED).
+int aibox_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
+
+/// fcntl(F_SETFL, flags | O_NONBLOCK) and fcntl(F_SETFD, FD_CLOEXEC).
+int aibox_set_nonblocking(int fd);
+int aibox_set_cloexec(int fd);
+
+/// Fill a sockaddr_un; returns its length, or -1 when the path does not fit.
+socklen_t aibox_sockaddr_un(struct sockaddr_un *addr, const char *path);
+
+/// WIFEXITED & co are macros.
+int aibox_wifexited(int status);
+int aibox_wexitstatus(int status);
+int aibox_wifsignaled(int status);
+int aibox_wtermsig(int status);
+
+#endif
