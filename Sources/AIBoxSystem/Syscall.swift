@@ -74,7 +74,11 @@ public func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws(System
 }
 
 public func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws(SystemError) {
-    try bytes.withUnsafeBytes { (b) throws(SystemError) in try writeAll(fd, b) }
+    var offset = 0
+    while offset < bytes.count {
+        let n = try syscall("write") { bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) } }
+        offset += n
+    }
 }
 
 /// Reads a whole (small) file, such as one under /proc. nil when it cannot be read.

@@ -163,3 +163,5 @@ int aibox_wifexited(int status) { return WIFEXITED(status); }
 int aibox_wexitstatus(int status) { return WEXITSTATUS(status); }
 int aibox_wifsignaled(int status) { return WIFSIGNALED(status); }
 int aibox_wtermsig(int status) { return WTERMSIG(status); }
+
+int aibox_accept(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK); }

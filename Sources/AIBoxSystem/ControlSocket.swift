@@ -1,0 +1,123 @@
+import CAIBoxOS
+import Glibc
+
+/// Who is on the other end of a control connection (SO_PEERCRED).
+public struct PeerCredentials: Sendable {
+    public var pid: Int32
+    public var uid: uid_t
+    public var gid: gid_t
+}
+
+/// The daemon's control socket (`run/aibox/control.sock`, mode 0660): one JSON request
+/// line per connection, answered with JSON lines.
+public final class ControlListener {
+    public let path: String
+    public let fd: Int32
+
+    public init(path: String, group: gid_t? = nil) throws(SystemError) {
+        self.path = path
+        fd = try syscall("socket(AF_UNIX, SOCK_STREAM)") { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0) }
+        do throws(SystemError) {
+            _ = unlink(path)
+            var addr = sockaddr_un()
+            let len = aibox_sockaddr_un(&addr, path)
+            guard len != socklen_t.max else { throw SystemError("bind", errno: ENAMETOOLONG, detail: path) }
+            // Created with 0660 from the start: no window where others could connect.
+            let old = umask(0o117)
+            let r = withUnsafePointer(to: &addr) { p in
+                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) }
+            }
+            umask(old)
+            if r < 0 { throw SystemError("bind", errno: errno, detail: path) }
+            if let group { _ = chown(path, uid_t.max, group) }
+            _ = chmod(path, 0o660)
+            try syscall("listen") { listen(fd, 64) }
+        } catch {
+            closeDescriptor(fd)
+            throw error
+        }
+    }
+
+    deinit {
+        closeDescriptor(fd)
+        _ = unlink(path)
+    }
+
+    /// The next waiting connection, non-blocking, with its peer's credentials.
+    public func accept() -> (fd: Int32, peer: PeerCredentials)? {
+        let c = aibox_accept(fd)
+        if c < 0 { return nil }
+        var pid: pid_t = 0, uid: uid_t = 0, gid: gid_t = 0
+        if aibox_peer_credentials(c, &pid, &uid, &gid) < 0 {
+            closeDescriptor(c)
+            return nil
+        }
+        return (c, PeerCredentials(pid: pid, uid: uid, gid: gid))
+    }
+
+    /// Whether a peer may change things: root, our own user, or a member of the socket's group.
+    public func mayChange(_ peer: PeerCredentials) -> Bool {
+        if peer.uid == 0 || peer.uid == geteuid() { return true }
+        var st = stat()
+        guard stat(path, &st) == 0 else { return false }
+        if peer.gid == st.st_gid { return true }
+        // Supplementary groups of the peer, from /proc/PID/status.
+        guard let status = readTextFile("/proc/\(peer.pid)/status"),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Groups:") })
+        else { return false }
+        return line.dropFirst(7).split(separator: " ").compactMap { gid_t($0.trimmingCharacters(in: "\t ")) }.contains(st.st_gid)
+    }
+}
+
+extension Substring {
+    func trimmingCharacters(in set: String) -> String { String(self).trimmingCharacters(in: set) }
+}
+
+/// A blocking client connection to the control socket.
+public final class ControlConnection {
+    public let fd: Int32
+    private var buffer: [UInt8] = []
+
+    /// Connects; `nil` when nobody listens (the daemon is not running).
+    public init?(path: String) {
+        let s = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        if s < 0 { return nil }
+        var addr = sockaddr_un()
+        let len = aibox_sockaddr_un(&addr, path)
+        let r = withUnsafePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(s, $0, len) }
+        }
+        if len == socklen_t.max || r < 0 {
+            closeDescriptor(s)
+            return nil
+        }
+        fd = s
+    }
+
+    deinit { closeDescriptor(fd) }
+
+    public func send(line: String) throws(SystemError) {
+        try writeAll(fd, Array((line + "\n").utf8))
+    }
+
+    /// The next line, blocking; nil at end of stream.
+    public func readLine() -> String? {
+        while true {
+            if let nl = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = String(decoding: buffer[..<nl], as: UTF8.self)
+                buffer.removeSubrange(...nl)
+                return line
+            }
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 {
+                if buffer.isEmpty { return nil }
+                let line = String(decoding: buffer, as: UTF8.self)
+                buffer = []
+                return line
+            }
+            buffer += chunk[0..<n]
+        }
+    }
+}
