@@ -50,9 +50,17 @@ extension Duration {
         var ns = nanoseconds
         if ns == 0 { return "0s" }
         if ns % 1_000_000_000 != 0 {
-            if ns % 1_000_000 == 0 { return "\(ns / 1_000_000)ms" }
-            if ns % 1000 == 0 { return "\(ns / 1000)us" }
-            return "\(ns)ns"
+            if ns < 1_000_000 { return ns % 1000 == 0 ? "\(ns / 1000)us" : "\(ns)ns" }
+            if ns < 1_000_000_000 { return "\(ns / 1_000_000)ms" }
+            if ns < 60_000_000_000 {
+                // Seconds with millisecond precision: "1.25s".
+                let ms = ns / 1_000_000
+                var frac = String(ms % 1000)
+                while frac.count < 3 { frac = "0" + frac }
+                while frac.hasSuffix("0") { frac.removeLast() }
+                return "\(ms / 1000)" + (frac.isEmpty ? "" : "." + frac) + "s"
+            }
+            ns -= ns % 1_000_000_000
         }
         var out = ""
         for (unit, size) in [("d", Int64(86_400_000_000_000)), ("h", 3_600_000_000_000), ("m", 60_000_000_000), ("s", 1_000_000_000)] {

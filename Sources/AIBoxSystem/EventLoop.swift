@@ -7,6 +7,7 @@ import Glibc
 /// needs no locks and a wedged loop is visible: it stops pinging systemd's watchdog.
 public final class EventLoop {
     public typealias Handler = (UInt32) -> Void
+    public static let readable: UInt32 = EPOLLIN.rawValue
 
     private let epollFD: Int32
     private let timerFD: Int32
@@ -105,4 +106,15 @@ public final class EventLoop {
     }
 
     public func stop() { running = false }
+}
+
+extension EventLoop {
+    /// Blocks signals in the calling thread. Call first thing in main, before any thread
+    /// exists, so that no thread ever takes them with the default action.
+    public static func blockSignals(_ signals: [Int32]) {
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        for s in signals { sigaddset(&mask, s) }
+        pthread_sigmask(SIG_BLOCK, &mask, nil)
+    }
 }

@@ -134,16 +134,17 @@ func withOptionalCString<R>(_ s: String?, _ body: (UnsafePointer<CChar>?) -> R) 
 public enum Reaper {
     /// Reaps every child that has exited (WNOHANG), returning pid and status. Being a
     /// child subreaper, this includes orphaned grandchildren.
-    public static func reapAll() -> [(pid: Int32, status: ExitStatus)] {
+    /// `noneLeft` is true when no child at all remains (ECHILD).
+    public static func reapAll() -> (reaped: [(pid: Int32, status: ExitStatus)], noneLeft: Bool) {
         var out: [(Int32, ExitStatus)] = []
         while true {
             var status: Int32 = 0
             let pid = waitpid(-1, &status, WNOHANG)
             if pid < 0 && errno == EINTR { continue }
-            if pid <= 0 { break }
+            if pid < 0 { return (out, errno == ECHILD) }
+            if pid == 0 { return (out, false) }
             out.append((pid, decode(status)))
         }
-        return out
     }
 
     public static func decode(_ status: Int32) -> ExitStatus {

@@ -158,3 +158,10 @@ public func listDirectory(_ path: String) -> [String] {
     }
     return names
 }
+
+/// pipe2(O_CLOEXEC): (read end, write end).
+public func makePipe() throws(SystemError) -> (read: Int32, write: Int32) {
+    var fds: [Int32] = [0, 0]
+    try syscall("pipe2") { aibox_pipe_cloexec(&fds) }
+    return (fds[0], fds[1])
+}

@@ -65,6 +65,9 @@ int aibox_set_cloexec(int fd);
 /// Fill a sockaddr_un; returns its length, or -1 when the path does not fit.
 socklen_t aibox_sockaddr_un(struct sockaddr_un *addr, const char *path);
 
+/// pipe2(fds, O_CLOEXEC).
+int aibox_pipe_cloexec(int fds[2]);
+
 /// accept4 with SOCK_CLOEXEC | SOCK_NONBLOCK.
 int aibox_accept(int fd);
 

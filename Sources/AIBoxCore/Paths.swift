@@ -1,0 +1,138 @@
+/// Where things live, under `--root` (DESIGN.md's table of paths).
+public struct Paths: Sendable, Equatable {
+    public let root: String
+
+    public init(root: String) {
+        var r = root
+        while r.count > 1 && r.hasSuffix("/") { r.removeLast() }
+        self.root = r
+    }
+
+    public func under(_ relative: String) -> String { root == "/" ? "/" + relative : root + "/" + relative }
+
+    public var vendorWorkers: String { under("usr/lib/aibox/workers.d") }
+    public var localWorkers: String { under("etc/aibox/workers.d") }
+    public var stateDirectory: String { under("var/lib/aibox") }
+    public var database: String { under("var/lib/aibox/aibox.db") }
+    public var secrets: String { under("var/lib/aibox/secrets") }
+    public var logs: String { under("var/lib/aibox/logs") }
+    public var runDirectory: String { under("run/aibox") }
+    public var controlSocket: String { under("run/aibox/control.sock") }
+    public var notifySocket: String { under("run/aibox/notify.sock") }
+    public var credentials: String { under("run/aibox/credentials") }
+    public var pidFile: String { under("run/aibox/aibox.pid") }
+}
+
+/// What `aibox workers --json` prints for one worker (stable, camelCase).
+public struct WorkerView: Codable, Sendable, Equatable {
+    public struct LastExit: Codable, Sendable, Equatable {
+        public var code: Int32?
+        public var signal: Int32?
+        /// Milliseconds since 1970 (wall clock at the time).
+        public var at: Int64?
+
+        public init(code: Int32?, signal: Int32?, at: Int64?) {
+            self.code = code
+            self.signal = signal
+            self.at = at
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encodeIfPresent(code, forKey: .code)
+            try c.encodeIfPresent(signal, forKey: .signal)
+            try c.encode(at, forKey: .at)
+        }
+    }
+
+    public var name: String
+    public var state: String
+    public var pid: Int32?
+    public var restarts: Int
+    public var lastExit: LastExit?
+    public var status: String?
+    public var reason: String?
+    public var waitingFor: [String]
+    public var critical: Bool
+
+    public init(
+        name: String, state: String, pid: Int32?, restarts: Int, lastExit: LastExit?, status: String?, reason: String?,
+        waitingFor: [String], critical: Bool
+    ) {
+        self.name = name
+        self.state = state
+        self.pid = pid
+        self.restarts = restarts
+        self.lastExit = lastExit
+        self.status = status
+        self.reason = reason
+        self.waitingFor = waitingFor
+        self.critical = critical
+    }
+
+    // Explicit nulls: a script can rely on every field being present.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(state, forKey: .state)
+        try c.encode(pid, forKey: .pid)
+        try c.encode(restarts, forKey: .restarts)
+        try c.encode(lastExit, forKey: .lastExit)
+        try c.encode(status, forKey: .status)
+        try c.encode(reason, forKey: .reason)
+        try c.encode(waitingFor, forKey: .waitingFor)
+        try c.encode(critical, forKey: .critical)
+    }
+}
+
+/// `aibox status --json`.
+public struct StatusView: Codable, Sendable, Equatable {
+    public var daemonRunning: Bool
+    public var daemonPid: Int32?
+    public var version: String
+    public var workers: [String: Int]
+    public var workerCount: Int
+    public var databaseProblem: String?
+    public var configProblem: String?
+    public var logTarget: String?
+
+    public init(
+        daemonRunning: Bool, daemonPid: Int32?, version: String, workers: [String: Int], workerCount: Int,
+        databaseProblem: String?, configProblem: String?, logTarget: String?
+    ) {
+        self.daemonRunning = daemonRunning
+        self.daemonPid = daemonPid
+        self.version = version
+        self.workers = workers
+        self.workerCount = workerCount
+        self.databaseProblem = databaseProblem
+        self.configProblem = configProblem
+        self.logTarget = logTarget
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(daemonRunning, forKey: .daemonRunning)
+        try c.encode(daemonPid, forKey: .daemonPid)
+        try c.encode(version, forKey: .version)
+        try c.encode(workers, forKey: .workers)
+        try c.encode(workerCount, forKey: .workerCount)
+        try c.encode(databaseProblem, forKey: .databaseProblem)
+        try c.encode(configProblem, forKey: .configProblem)
+        try c.encode(logTarget, forKey: .logTarget)
+    }
+}
+
+/// A request on the control socket (one JSON line).
+public struct ControlRequest: Codable, Sendable, Equatable {
+    public var command: String
+    public var worker: String?
+    public init(command: String, worker: String? = nil) {
+        self.command = command
+        self.worker = worker
+    }
+}
+
+public enum AIBoxVersion {
+    public static let current = "0.1.0"
+}

@@ -1,0 +1,582 @@
+import AIBoxCore
+import AIBoxSystem
+import Foundation
+import Glibc
+import Logging
+
+/// Where captured output goes.
+public enum LogTarget: String, Sendable {
+    case journal, files
+}
+
+public struct DaemonOptions: Sendable {
+    public var paths: Paths
+    public var logTarget: LogTarget
+    public var environment: [String: String]
+    /// How often memory-max is checked (a scan of /proc).
+    public var memoryCheckInterval: Duration = .seconds(2)
+
+    public init(paths: Paths, logTarget: LogTarget, environment: [String: String]) {
+        self.paths = paths
+        self.logTarget = logTarget
+        self.environment = environment
+    }
+}
+
+/// A worker's machine plus what the OS side holds for it.
+final class WorkerSlot {
+    var machine: WorkerMachine
+    var pgid: Int32?
+    var startTime: UInt64?
+    var logFD: Int32 = -1
+    var log: RotatingLog?
+    var removeWhenStopped = false
+
+    init(machine: WorkerMachine) { self.machine = machine }
+}
+
+/// The supervisor: one event loop that owns every worker's state machine and performs
+/// their actions — spawn, signal, record.
+public final class Supervisor {
+    let options: DaemonOptions
+    let paths: Paths
+    let loop: EventLoop
+    let store: Store
+    let logger: Logger
+    let manager: ServiceManagerNotifier
+    var notifySocket: NotifySocket?
+    var control: ControlListener?
+    var definitions: [WorkerDefinition] = []
+    var slots: [String: WorkerSlot] = [:]
+    var order: [String] = []
+    var levels: [String: Int] = [:]
+    var byPID: [Int32: String] = [:]
+    /// Process groups whose leader exited but whose members may linger.
+    var lingeringGroups: Set<Int32> = []
+    var shuttingDown = false
+    var shutdownGiveUp: Instant?
+    var nextManagerPing: Instant?
+    var nextMemoryCheck: Instant?
+    var configProblem: String?
+    var lastManagerStatus = ""
+    let bootID: String
+    var connections: [Int32: (peer: PeerCredentials, buffer: [UInt8])] = [:]
+    public private(set) var exitCode: Int32 = 0
+
+    public init(options: DaemonOptions, logger: Logger) throws {
+        self.options = options
+        self.paths = options.paths
+        self.logger = logger
+        self.loop = try EventLoop()
+        self.manager = ServiceManagerNotifier(environment: options.environment)
+        self.bootID = readTextFile("/proc/sys/kernel/random/boot_id")?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+        try makeDirectories(paths.stateDirectory, mode: 0o755)
+        try makeDirectories(paths.runDirectory, mode: 0o755)
+        self.store = Store(path: paths.database)
+        store.onProblem = { [logger] problem in
+            if let problem { logger.error("\(problem)") } else { logger.notice("database healthy again") }
+        }
+        if let p = store.problem { logger.error("\(p)") }
+    }
+
+    // MARK: Start
+
+    /// Loads the definitions and runs until SIGTERM; returns the exit code.
+    public func run() throws -> Int32 {
+        try loop.handleSignals([SIGCHLD, SIGTERM, SIGINT, SIGHUP]) { [unowned self] sig in self.onSignal(sig) }
+        try Reaper.becomeSubreaper()
+        switch ConfigFiles.load(paths) {
+        case .failure(let errors):
+            logger.critical("refusing to start: invalid worker definitions\n\(errors)")
+            store.record(event(kind: "daemon.config-invalid", worker: nil, message: errors.description))
+            store.flush(now: Clock.monotonic())
+            FileHandle.standardError.write(Data("aibox: invalid worker definitions; not starting:\n\(errors)\n".utf8))
+            return 1
+        case .success(let defs):
+            definitions = defs
+        }
+        try makeDirectories(paths.logs, mode: 0o750)
+        notifySocket = try NotifySocket(path: paths.notifySocket)
+        try loop.add(notifySocket!.fd, events: EventLoop.readable) { [unowned self] _ in self.onNotify() }
+        control = try ControlListener(path: paths.controlSocket)
+        try loop.add(control!.fd, events: EventLoop.readable) { [unowned self] _ in self.onAccept() }
+        loop.onTimer { [unowned self] in self.onTimer() }
+        _ = try? writeFileAtomically(paths.pidFile, Array("\(getpid())\n".utf8))
+
+        store.record(event(kind: "daemon.started", worker: nil, message: "aibox \(AIBoxVersion.current) started as pid \(getpid()) (log target \(options.logTarget.rawValue))"))
+        store.setMeta("daemonPid", "\(getpid())")
+        store.setMeta("version", AIBoxVersion.current)
+        recoverFromPreviousRun()
+        install(definitions)
+        let now = Clock.monotonic()
+        for name in order { apply(name, slots[name]!.machine.start(now: now, dependenciesReady: missing(for: name))) }
+        afterTurn()
+        manager.send("READY=1\nSTATUS=\(summary())")
+        if let interval = manager.watchdogInterval {
+            nextManagerPing = Clock.monotonic() + interval
+            manager.send("WATCHDOG=1")
+        }
+        logger.notice("supervising \(order.count) workers")
+        rearm()
+        loop.run()
+        // Stopped: everything is down.
+        store.record(event(kind: "daemon.stopped", worker: nil, message: "stopped; every worker is down"))
+        for name in order { persist(name) }
+        store.setMeta("daemonPid", "0")
+        store.flush(now: Clock.monotonic())
+        _ = unlink(paths.pidFile)
+        notifySocket = nil
+        control = nil
+        return exitCode
+    }
+
+    private func install(_ defs: [WorkerDefinition]) {
+        let previous = Dictionary(store.loadWorkers().map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        for d in defs {
+            var m = WorkerMachine(definition: d)
+            if let r = previous[d.name] {
+                let exit: ExitStatus? = r.lastExitCode.map { .code($0) } ?? r.lastExitSignal.map { .signal($0) }
+                m.restore(restarts: r.restarts, lastExit: exit)
+            }
+            slots[d.name] = WorkerSlot(machine: m)
+        }
+        order = defs.map(\.name)
+        levels = DependencyOrder.levels(defs)
+        lastExitAt = Dictionary(previous.compactMap { r in r.value.lastExitAt.map { (r.key, $0) } }, uniquingKeysWith: { a, _ in a })
+        // Rows of workers no longer defined are history only.
+        for name in previous.keys where slots[name] == nil { store.remove(worker: name) }
+    }
+
+    var lastExitAt: [String: Int64] = [:]
+
+    /// After a SIGKILL of the daemon, its workers may still run, unsupervised. Each recorded
+    /// process group is killed if it is still ours: the leader must be the same process
+    /// (pid and start time) or gone with members left — a reused pid is never touched.
+    private func recoverFromPreviousRun() {
+        for record in store.loadWorkers() {
+            guard let pgid = record.pgid, pgid > 1, let start = record.startTime, record.bootID == bootID else { continue }
+            let members = ProcFS.members(ofGroup: pgid)
+            guard !members.isEmpty else { continue }
+            if let leader = ProcFS.info(pgid), leader.startTime != UInt64(start) {
+                logger.warning("worker \(record.name): pid \(pgid) was reused by another process; not touching it")
+                continue
+            }
+            _ = kill(-pgid, SIGKILL)
+            store.record(
+                event(
+                    kind: "worker.recovered", worker: record.name,
+                    message: "killed \(members.count) process(es) left by the previous daemon run (process group \(pgid))"))
+            logger.warning("worker \(record.name): killed \(members.count) leftover process(es) of group \(pgid)")
+            lingeringGroups.insert(pgid)
+        }
+    }
+
+    // MARK: Events
+
+    private func onSignal(_ sig: Int32) {
+        switch sig {
+        case SIGCHLD: onChildren()
+        case SIGHUP: _ = reload()
+        case SIGTERM, SIGINT: beginShutdown(reason: sig == SIGTERM ? "SIGTERM" : "SIGINT")
+        default: break
+        }
+        afterTurn()
+    }
+
+    private func onChildren() {
+        let now = Clock.monotonic()
+        let (reaped, noneLeft) = Reaper.reapAll()
+        for (pid, status) in reaped {
+            guard let name = byPID.removeValue(forKey: pid), let slot = slots[name] else { continue }
+            lastExitAt[name] = Clock.wallMilliseconds()
+            // Whatever is left of its process group goes with it.
+            if let pgid = slot.pgid {
+                if kill(-pgid, SIGKILL) == 0 { lingeringGroups.insert(pgid) }
+            }
+            slot.pgid = nil
+            slot.startTime = nil
+            apply(name, slot.machine.exited(status, now: now, random: Double.random(in: 0..<1)))
+        }
+        if shuttingDown && noneLeft && allStopped { loop.stop() }
+    }
+
+    private func onNotify() {
+        let now = Clock.monotonic()
+        notifySocket?.receiveAll { pid, msg in
+            guard let name = worker(forPID: pid), let slot = slots[name] else { return }
+            apply(name, slot.machine.notified(msg, now: now))
+        }
+        afterTurn()
+    }
+
+    /// The worker a notifying pid belongs to: its main process, or any process of its group.
+    private func worker(forPID pid: Int32) -> String? {
+        if let n = byPID[pid] { return n }
+        guard let info = ProcFS.info(pid) else { return nil }
+        return byPID[info.pgrp]
+    }
+
+    private func onTimer() {
+        let now = Clock.monotonic()
+        for name in order {
+            guard let slot = slots[name], let d = slot.machine.deadline, d <= now else { continue }
+            apply(name, slot.machine.timerFired(now: now, missing: missing(for: name)))
+        }
+        if let ping = nextManagerPing, ping <= now, let interval = manager.watchdogInterval {
+            manager.send("WATCHDOG=1")
+            nextManagerPing = now + interval
+        }
+        if let check = nextMemoryCheck, check <= now {
+            checkMemory(now: now)
+        }
+        if shuttingDown, let giveUp = shutdownGiveUp, giveUp <= now {
+            logger.error("some processes did not go away after SIGKILL; exiting anyway")
+            loop.stop()
+        }
+        afterTurn()
+    }
+
+    private func checkMemory(now: Instant) {
+        var groups: [Int32: String] = [:]
+        for name in order {
+            if let slot = slots[name], slot.machine.definition.memoryMax != nil, let g = slot.pgid { groups[g] = name }
+        }
+        if !groups.isEmpty {
+            let rss = ProcFS.residentBytes(ofGroups: Set(groups.keys))
+            for (g, name) in groups {
+                if let bytes = rss[g], let slot = slots[name] { apply(name, slot.machine.memoryMeasured(rss: bytes, now: now)) }
+            }
+        }
+        nextMemoryCheck = now + options.memoryCheckInterval
+    }
+
+    /// After every turn of the loop: dependencies, the database, systemd's status, the timer.
+    func afterTurnFromControl() { afterTurn() }
+
+    private func afterTurn() {
+        let now = Clock.monotonic()
+        if !shuttingDown {
+            for name in order {
+                guard let slot = slots[name], slot.machine.state == .waiting else { continue }
+                apply(name, slot.machine.dependenciesChanged(now: now, missing: missing(for: name)))
+            }
+        } else {
+            advanceShutdown()
+        }
+        store.flush(now: now)
+        let s = summary()
+        if s != lastManagerStatus {
+            lastManagerStatus = s
+            manager.send("STATUS=\(s)")
+        }
+        rearm()
+    }
+
+    private func rearm() {
+        var next: Instant? = nil
+        func consider(_ i: Instant?) {
+            if let i, next.map({ i < $0 }) ?? true { next = i }
+        }
+        for slot in slots.values { consider(slot.machine.deadline) }
+        consider(nextManagerPing)
+        if nextMemoryCheck == nil && slots.values.contains(where: { $0.machine.definition.memoryMax != nil }) {
+            nextMemoryCheck = Clock.monotonic() + options.memoryCheckInterval
+        }
+        consider(nextMemoryCheck)
+        consider(store.nextRetry)
+        consider(shutdownGiveUp)
+        loop.arm(at: next)
+    }
+
+    // MARK: Actions
+
+    func apply(_ name: String, _ actions: [WorkerAction]) {
+        guard let slot = slots[name] else { return }
+        var changed = false
+        for action in actions {
+            switch action {
+            case .spawn:
+                spawn(name, slot)
+                changed = true
+            case .signalGroup(let sig):
+                if let g = slot.pgid { _ = kill(-g, sig) }
+            case .signalMain(let sig):
+                if let pid = slot.machine.pid { _ = kill(pid, sig) }
+            case .record(let e):
+                changed = true
+                store.record(event(kind: e.kind, worker: name, message: e.message))
+                switch e {
+                case .exited, .quarantined, .parked, .watchdog, .readyTimeout, .memoryExceeded, .spawnFailed, .stopKilled:
+                    logger.warning("worker \(name): \(e.message)")
+                default:
+                    logger.info("worker \(name): \(e.message)")
+                }
+            }
+        }
+        if changed { persist(name) }
+        if slot.removeWhenStopped && !slot.machine.state.hasProcess && slot.machine.state != .waiting {
+            slots[name] = nil
+            order.removeAll { $0 == name }
+            store.remove(worker: name)
+        }
+    }
+
+    private func spawn(_ name: String, _ slot: WorkerSlot) {
+        let d = slot.machine.definition
+        let now = Clock.monotonic()
+        var env: [String: String] = [
+            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "NOTIFY_SOCKET": paths.notifySocket,
+            "AIBOX_WORKER": name,
+            "AIBOX_ROOT": paths.root,
+        ]
+        if let lang = options.environment["LANG"] { env["LANG"] = lang }
+        if let tz = options.environment["TZ"] { env["TZ"] = tz }
+        if let wd = d.watchdog { env["WATCHDOG_USEC"] = "\(wd.microseconds)" }
+        var identity: UserIdentity?
+        if let user = d.user, geteuid() == 0 {
+            identity = UserIdentity.lookup(user)
+            if let identity {
+                env["HOME"] = identity.home
+                env["USER"] = user
+                env["LOGNAME"] = user
+            }
+        }
+        do {
+            if !d.secrets.isEmpty {
+                env["CREDENTIALS_DIRECTORY"] = try prepareCredentials(name, d.secrets, owner: identity)
+            }
+        } catch {
+            apply(name, slot.machine.spawnFailed("\(error)", now: now, random: Double.random(in: 0..<1)))
+            return
+        }
+        for (k, v) in d.env { env[k] = v }
+        if let workdir = d.workdir, !fileExists(workdir) {
+            try? makeDirectories(workdir, mode: 0o750)
+            if let identity { _ = chown(workdir, identity.uid, identity.gid) }
+        }
+
+        var outFD: Int32 = -1, errFD: Int32 = -1, readFD: Int32 = -1
+        if options.logTarget == .journal {
+            outFD = Journal.streamFD(identifier: name, priority: LOG_INFO)
+            errFD = Journal.streamFD(identifier: name, priority: LOG_WARNING)
+        }
+        if outFD < 0 || errFD < 0 {
+            closeDescriptor(outFD)
+            closeDescriptor(errFD)
+            if let fds = try? makePipe() {
+                readFD = fds.read
+                outFD = fds.write
+                errFD = fds.write
+            } else {
+                outFD = open("/dev/null", O_WRONLY | O_CLOEXEC)
+                errFD = outFD
+            }
+        }
+        defer {
+            closeDescriptor(outFD)
+            if errFD != outFD { closeDescriptor(errFD) }
+        }
+        let request = SpawnRequest(argv: d.exec, environment: env, workdir: d.workdir, user: d.user, stdoutFD: outFD, stderrFD: errFD)
+        do {
+            let pid = try Spawner.spawn(request)
+            slot.pgid = pid
+            slot.startTime = ProcFS.info(pid)?.startTime
+            byPID[pid] = name
+            if readFD >= 0 { attachLog(name, slot, readFD) }
+            apply(name, slot.machine.spawned(pid: pid, now: now))
+        } catch {
+            closeDescriptor(readFD)
+            apply(name, slot.machine.spawnFailed(error.description, now: now, random: Double.random(in: 0..<1)))
+        }
+    }
+
+    /// $CREDENTIALS_DIRECTORY: a private copy of only the secrets this worker lists.
+    private func prepareCredentials(_ name: String, _ secrets: [String], owner: UserIdentity?) throws -> String {
+        let dir = paths.credentials + "/" + name
+        try makeDirectories(paths.credentials, mode: 0o711)
+        for old in listDirectory(dir) { _ = unlink(dir + "/" + old) }
+        try makeDirectories(dir, mode: 0o500)
+        _ = chmod(dir, 0o700)
+        for s in secrets {
+            guard let bytes = readSmallFile(paths.secrets + "/" + s) else {
+                throw SystemError("open", errno: ENOENT, detail: "secret \"\(s)\" (not in \(paths.secrets))")
+            }
+            try writeFileAtomically(dir + "/" + s, bytes, mode: 0o400)
+            if let owner { _ = chown(dir + "/" + s, owner.uid, owner.gid) }
+        }
+        if let owner { _ = chown(dir, owner.uid, owner.gid) }
+        _ = chmod(dir, 0o500)
+        return dir
+    }
+
+    private func attachLog(_ name: String, _ slot: WorkerSlot, _ fd: Int32) {
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        if slot.log == nil { slot.log = RotatingLog(directory: paths.logs, name: name) }
+        // A previous run's pipe may still drain; keep both until each closes.
+        let log = slot.log!
+        do {
+            try loop.add(fd, events: EventLoop.readable) { [unowned self] _ in
+                var buf = [UInt8](repeating: 0, count: 65536)
+                while true {
+                    let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                    if n > 0 {
+                        log.append(buf[0..<n])
+                        continue
+                    }
+                    if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
+                    // End of output: every writer (the worker's group) is gone.
+                    log.flushPartial()
+                    self.loop.remove(fd)
+                    closeDescriptor(fd)
+                    return
+                }
+            }
+        } catch {
+            closeDescriptor(fd)
+        }
+    }
+
+    // MARK: Dependencies, shutdown, reload
+
+    func missing(for name: String) -> [String] {
+        guard let d = slots[name]?.machine.definition else { return [] }
+        return d.after.filter { dep in !(slots[dep]?.machine.isReady ?? true) }
+    }
+
+    var allStopped: Bool { slots.values.allSatisfy { !$0.machine.state.hasProcess && $0.machine.state != .starting } }
+
+    func beginShutdown(reason: String) {
+        guard !shuttingDown else { return }
+        shuttingDown = true
+        logger.notice("\(reason): stopping every worker in reverse order")
+        store.record(event(kind: "daemon.stopping", worker: nil, message: "\(reason): stopping every worker"))
+        manager.send("STOPPING=1\nSTATUS=stopping workers")
+        advanceShutdown()
+    }
+
+    /// Stops the deepest level of `after` first; the next level once that one is down.
+    private func advanceShutdown() {
+        let now = Clock.monotonic()
+        let active = order.filter { n in
+            guard let m = slots[n]?.machine else { return false }
+            return m.state != .stopped && m.state != .parked || m.wanted == .up
+        }
+        if let deepest = active.compactMap({ levels[$0] }).max() {
+            for name in active where levels[name] == deepest {
+                if let slot = slots[name], slot.machine.wanted == .up || slot.machine.state == .waiting || slot.machine.state == .backoff || slot.machine.state == .quarantined {
+                    apply(name, slot.machine.stop(now: now))
+                }
+            }
+        }
+        if allStopped {
+            if shutdownGiveUp == nil {
+                // Anything left in the workers' groups goes now; we reap it as subreaper.
+                for g in lingeringGroups { _ = kill(-g, SIGKILL) }
+                shutdownGiveUp = now + .seconds(5)
+            }
+            let (_, noneLeft) = Reaper.reapAll()
+            if noneLeft { loop.stop() }
+        }
+    }
+
+    /// Reloads the definitions; invalid ones leave the running set untouched.
+    public func reload() -> Result<ReloadPlan, ConfigErrors> {
+        switch ConfigFiles.load(paths) {
+        case .failure(let errors):
+            configProblem = errors.description
+            logger.error("reload refused; the running workers are unchanged:\n\(errors)")
+            store.record(event(kind: "daemon.reload-failed", worker: nil, message: "reload refused, nothing changed:\n\(errors)"))
+            return .failure(errors)
+        case .success(let defs):
+            configProblem = nil
+            let plan = ReloadPlan(old: definitions, new: defs)
+            definitions = defs
+            let now = Clock.monotonic()
+            let byName = Dictionary(defs.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+            for name in plan.removed {
+                guard let slot = slots[name] else { continue }
+                slot.removeWhenStopped = true
+                apply(name, slot.machine.stop(now: now))
+            }
+            for name in plan.added {
+                slots[name] = WorkerSlot(machine: WorkerMachine(definition: byName[name]!))
+            }
+            order = defs.map(\.name) + order.filter { byName[$0] == nil && slots[$0] != nil }
+            levels = DependencyOrder.levels(defs)
+            for name in plan.changed {
+                guard let slot = slots[name] else { continue }
+                slot.machine.replaceDefinition(byName[name]!)
+                apply(name, slot.machine.restart(now: now, reason: "definition changed", dependenciesReady: missing(for: name)))
+            }
+            for name in plan.added { apply(name, slots[name]!.machine.start(now: now, dependenciesReady: missing(for: name))) }
+            let text = "reloaded: \(plan.added.count) added, \(plan.changed.count) changed, \(plan.removed.count) removed, \(plan.unchanged.count) unchanged"
+            logger.notice("\(text)")
+            store.record(event(kind: "daemon.reloaded", worker: nil, message: text))
+            return .success(plan)
+        }
+    }
+
+    // MARK: Views
+
+    func event(kind: String, worker: String?, message: String) -> EventRecord {
+        EventRecord(at: Clock.wallMilliseconds(), kind: kind, worker: worker, message: message)
+    }
+
+    func persist(_ name: String) {
+        guard let slot = slots[name] else { return }
+        let m = slot.machine
+        var code: Int32?, signal: Int32?
+        switch m.lastExit {
+        case .code(let c): code = c
+        case .signal(let s): signal = s
+        case nil: break
+        }
+        store.save(
+            WorkerRecord(
+                name: name, state: m.state.rawValue, pid: m.pid, pgid: slot.pgid, startTime: slot.startTime.map { Int64($0) },
+                bootID: bootID, restarts: m.restarts, lastExitCode: code, lastExitSignal: signal, lastExitAt: lastExitAt[name],
+                status: m.statusText, reason: reason(m), updatedAt: Clock.wallMilliseconds()))
+    }
+
+    func reason(_ m: WorkerMachine) -> String? {
+        switch m.state {
+        case .waiting: return "waiting for " + m.waitingFor.joined(separator: ", ")
+        case .parked, .quarantined, .backoff, .stopped: return m.lastReason
+        default: return nil
+        }
+    }
+
+    func views() -> [WorkerView] {
+        order.compactMap { name in
+            guard let slot = slots[name] else { return nil }
+            let m = slot.machine
+            var last: WorkerView.LastExit?
+            switch m.lastExit {
+            case .code(let c): last = .init(code: c, signal: nil, at: lastExitAt[name])
+            case .signal(let s): last = .init(code: nil, signal: s, at: lastExitAt[name])
+            case nil: last = nil
+            }
+            return WorkerView(
+                name: name, state: m.state.rawValue, pid: m.pid, restarts: m.restarts, lastExit: last, status: m.statusText,
+                reason: reason(m), waitingFor: m.waitingFor, critical: m.definition.critical)
+        }
+    }
+
+    func statusView() -> StatusView {
+        var counts: [String: Int] = [:]
+        for s in slots.values { counts[s.machine.state.rawValue, default: 0] += 1 }
+        return StatusView(
+            daemonRunning: true, daemonPid: getpid(), version: AIBoxVersion.current, workers: counts, workerCount: slots.count,
+            databaseProblem: store.problem, configProblem: configProblem, logTarget: options.logTarget.rawValue)
+    }
+
+    func summary() -> String {
+        var counts: [WorkerState: Int] = [:]
+        for s in slots.values { counts[s.machine.state, default: 0] += 1 }
+        var parts = ["\(slots.count) workers"]
+        for st in WorkerState.allCases { if let n = counts[st] { parts.append("\(n) \(st.rawValue)") } }
+        if store.problem != nil { parts.append("database problem") }
+        return parts.joined(separator: ", ")
+    }
+}

@@ -1,0 +1,97 @@
+import AIBoxCore
+import AIBoxDaemon
+import AIBoxSystem
+import ArgumentParser
+import Foundation
+import Glibc
+import Logging
+
+/// Exit codes: 0 success, 1 failure, 2 usage (argument-parser), 3 the daemon is not running.
+enum ExitCodes {
+    static let failure: Int32 = 1
+    static let daemonNotRunning: Int32 = 3
+}
+
+@main
+struct AIBox: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "aibox",
+        abstract: "The AI Box supervisor: runs, watches and restarts the box's agent workers.",
+        version: AIBoxVersion.current,
+        subcommands: [
+            Daemon.self, Status.self, Workers.self, Start.self, Stop.self, Restart.self, Logs.self, Events.self, Reload.self,
+        ])
+}
+
+/// `--root DIR` (or $AIBOX_ROOT): every path is taken under DIR.
+struct RootOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Take every path under DIR (also $AIBOX_ROOT); default /.", valueName: "DIR"))
+    var root: String?
+
+    var paths: Paths {
+        let r = root ?? ProcessInfo.processInfo.environment["AIBOX_ROOT"] ?? "/"
+        if r.hasPrefix("/") { return Paths(root: r) }
+        return Paths(root: FileManager.default.currentDirectoryPath + "/" + r)
+    }
+
+    /// Without root rights, `/` is not ours: say what to pass instead of failing on EACCES.
+    func requireWritableRoot() throws {
+        let p = paths
+        if p.root == "/" && geteuid() != 0 {
+            throw CLIError(
+                "aibox needs root rights to use the system paths under /. Run it as root, or pass --root DIR "
+                    + "(or set AIBOX_ROOT) to use a directory of your own, e.g. --root ~/.aibox-root")
+        }
+    }
+}
+
+struct CLIError: Error, CustomStringConvertible {
+    var description: String
+    var code: Int32 = ExitCodes.failure
+    init(_ d: String, code: Int32 = ExitCodes.failure) {
+        description = d
+        self.code = code
+    }
+}
+
+/// Prints an error to stderr and exits with its code.
+func fail(_ error: CLIError) -> Never {
+    FileHandle.standardError.write(Data("aibox: \(error.description)\n".utf8))
+    exit(error.code)
+}
+
+func printJSON<T: Encodable>(_ value: T) {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+    let data = (try? encoder.encode(value)) ?? Data("null".utf8)
+    FileHandle.standardOutput.write(data + Data("\n".utf8))
+}
+
+/// The daemon's answer: `{"ok": true, "data": …}` or `{"ok": false, "error": "…"}`.
+struct Envelope<T: Decodable>: Decodable {
+    var ok: Bool
+    var data: T?
+    var error: String?
+}
+
+enum DaemonClient {
+    /// Sends one request; nil when the daemon is not running.
+    static func request<T: Decodable>(_ paths: Paths, _ req: ControlRequest, as: T.Type) throws -> T? {
+        guard let conn = ControlConnection(path: paths.controlSocket) else { return nil }
+        let line = String(decoding: try JSONEncoder().encode(req), as: UTF8.self)
+        try conn.send(line: line)
+        guard let answer = conn.readLine() else { throw CLIError("the daemon closed the connection without answering") }
+        let env = try JSONDecoder().decode(Envelope<T>.self, from: Data(answer.utf8))
+        guard env.ok, let data = env.data else { throw CLIError(env.error ?? "the daemon refused the request") }
+        return data
+    }
+}
+
+func formatTime(_ ms: Int64?) -> String {
+    guard let ms else { return "-" }
+    let date = Date(timeIntervalSince1970: Double(ms) / 1000)
+    let f = DateFormatter()
+    f.dateFormat = "yyyy-MM-dd HH:mm:ss"
+    f.timeZone = TimeZone.current
+    return f.string(from: date)
+}
