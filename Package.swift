@@ -63,6 +63,7 @@ let package = Package(
 
         .testTarget(name: "AIBoxCoreTests", dependencies: ["AIBoxCore"]),
         .testTarget(name: "AIBoxSystemTests", dependencies: ["AIBoxSystem"]),
+        .testTarget(name: "AIBoxImageTests"),
         .testTarget(
             name: "AIBoxIntegrationTests",
             dependencies: ["AIBoxCore", "AIBoxSystem"]),
