@@ -64,9 +64,10 @@ let package = Package(
         .testTarget(name: "AIBoxCoreTests", dependencies: ["AIBoxCore"]),
         .testTarget(name: "AIBoxSystemTests", dependencies: ["AIBoxSystem"]),
         .testTarget(name: "AIBoxImageTests"),
+        // Runs the built `aibox` and example worker as real processes.
         .testTarget(
             name: "AIBoxIntegrationTests",
-            dependencies: ["AIBoxCore", "AIBoxSystem"]),
+            dependencies: ["AIBoxCore", "AIBoxSystem", "aibox", "aibox-example-worker"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -98,7 +98,8 @@ public final class Supervisor {
         try makeDirectories(paths.logs, mode: 0o750)
         notifySocket = try NotifySocket(path: paths.notifySocket)
         try loop.add(notifySocket!.fd, events: EventLoop.readable) { [unowned self] _ in self.onNotify() }
-        control = try ControlListener(path: paths.controlSocket)
+        // Members of the `aibox` group (sysusers.d) may use the socket; others may not.
+        control = try ControlListener(path: paths.controlSocket, group: getgrnam("aibox").map { $0.pointee.gr_gid })
         try loop.add(control!.fd, events: EventLoop.readable) { [unowned self] _ in self.onAccept() }
         loop.onTimer { [unowned self] in self.onTimer() }
         _ = try? writeFileAtomically(paths.pidFile, Array("\(getpid())\n".utf8))

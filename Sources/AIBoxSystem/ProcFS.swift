@@ -1,7 +1,7 @@
 import Glibc
 
 /// What /proc/PID/stat tells about a process.
-public struct ProcessInfo: Equatable, Sendable {
+public struct ProcessStat: Equatable, Sendable {
     public var pid: Int32
     public var state: Character
     public var ppid: Int32
@@ -16,14 +16,14 @@ public struct ProcessInfo: Equatable, Sendable {
 public enum ProcFS {
     public static let pageSize = Int64(sysconf(Int32(_SC_PAGESIZE)))
 
-    public static func info(_ pid: Int32) -> ProcessInfo? {
+    public static func info(_ pid: Int32) -> ProcessStat? {
         guard let bytes = readSmallFile("/proc/\(pid)/stat", limit: 4096) else { return nil }
         return parseStat(bytes)
     }
 
     /// Parses /proc/PID/stat. The command name is in parentheses and may hold anything,
     /// spaces and ')' included: the fields start after the last ')'.
-    public static func parseStat(_ bytes: [UInt8]) -> ProcessInfo? {
+    public static func parseStat(_ bytes: [UInt8]) -> ProcessStat? {
         guard let open = bytes.firstIndex(of: UInt8(ascii: "(")), let close = bytes.lastIndex(of: UInt8(ascii: ")")) else { return nil }
         guard let pid = Int32(String(decoding: bytes[..<open], as: UTF8.self).trimmingCharacters(in: " ")) else { return nil }
         let fields = bytes[(close + 1)...].split(separator: UInt8(ascii: " "))
@@ -33,7 +33,7 @@ public enum ProcFS {
         guard let ppid = Int32(field(4)), let pgrp = Int32(field(5)), let session = Int32(field(6)),
             let start = UInt64(field(22)), let rss = Int64(field(24).trimmingCharacters(in: "\n"))
         else { return nil }
-        return ProcessInfo(
+        return ProcessStat(
             pid: pid, state: Character(field(3)), ppid: ppid, pgrp: pgrp, session: session, startTime: start,
             rssPages: rss)
     }
@@ -44,7 +44,7 @@ public enum ProcFS {
     }
 
     /// Every process whose process group is `pgid`.
-    public static func members(ofGroup pgid: Int32) -> [ProcessInfo] {
+    public static func members(ofGroup pgid: Int32) -> [ProcessStat] {
         allPIDs().compactMap { info($0) }.filter { $0.pgrp == pgid }
     }
 

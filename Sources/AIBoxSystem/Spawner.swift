@@ -47,6 +47,13 @@ public struct UserIdentity: Equatable, Sendable {
 }
 
 public enum Spawner {
+    /// The unit gives the supervisor OOMScoreAdjust=-900; workers go back to 0 so that a
+    /// leaking agent, not the supervisor, is what the kernel kills.
+    static let supervisorIsShieldedFromOOM: Bool = {
+        guard let text = readTextFile("/proc/self/oom_score_adj"), let v = Int(text.trimmingCharacters(in: " \n")) else { return false }
+        return v < 0
+    }()
+
     /// Starts a process in its own session and process group (pgid == pid), with no
     /// descriptor but 0 (/dev/null), 1 and 2, default signal handling, and the user dropped
     /// when we are root and one is named. Errors say which step failed.
@@ -78,6 +85,7 @@ public enum Spawner {
                     attr.stdin_fd = devNull
                     attr.stdout_fd = request.stdoutFD
                     attr.stderr_fd = request.stderrFD
+                    attr.reset_oom_score_adj = Spawner.supervisorIsShieldedFromOOM ? 1 : 0
                     if let identity {
                         attr.drop_privileges = 1
                         attr.uid = identity.uid

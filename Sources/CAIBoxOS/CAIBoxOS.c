@@ -57,6 +57,13 @@ pid_t aibox_spawn(const aibox_spawn_attr *attr, int *err_step, int *err_errno) {
         if (syscall(SYS_close_range, 3U, ~0U, 0U) < 0) {
             for (long fd = 3; fd < max_fd; fd++) close((int)fd);
         }
+        if (attr->reset_oom_score_adj) {
+            int oom = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+            if (oom >= 0) {
+                (void)!write(oom, "0", 1);
+                close(oom);
+            }
+        }
         if (attr->drop_privileges) {
             if (syscall(SYS_setgroups, attr->ngroups, attr->groups) < 0) { step = AIBOX_SPAWN_STEP_GROUPS; goto fail; }
             if (syscall(SYS_setresgid, attr->gid, attr->gid, attr->gid) < 0) { step = AIBOX_SPAWN_STEP_GID; goto fail; }

@@ -24,6 +24,24 @@ static void sleep_ns(uint64_t ns) {
     while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {}
 }
 
+// "NS PID\n" appended to `path`: the same line for start and exit stamps.
+static void append_stamp(const char *path, uint64_t ns) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) return;
+    char line[64];
+    int n = snprintf(line, sizeof line, "%llu %d\n", (unsigned long long)ns, (int)getpid());
+    (void)!write(fd, line, (size_t)n);
+    close(fd);
+}
+
+// For the crash-to-respawn benchmark: the time taken just before main returns, so
+// that exit-to-successor is measured from the worker's last instruction.
+static const char *exit_stamp = NULL;
+static int finish(int code) {
+    if (exit_stamp) append_stamp(exit_stamp, now_ns());
+    return code;
+}
+
 static volatile sig_atomic_t got_term = 0;
 static void on_term(int sig) { (void)sig; got_term = 1; }
 
@@ -31,6 +49,7 @@ static void usage(void) {
     fprintf(stderr,
             "usage: aibox-example-worker [options]\n"
             "  --stamp FILE          append the start time (CLOCK_MONOTONIC ns) to FILE first thing\n"
+            "  --exit-stamp FILE     append the exit time (CLOCK_MONOTONIC ns) to FILE just before exiting\n"
             "  --ready-after MS      send READY=1 after MS (default 0; -1 never)\n"
             "  --no-notify           never send anything on $NOTIFY_SOCKET\n"
             "  --watchdog-stop MS    stop sending WATCHDOG=1 after MS (a wedged worker)\n"
@@ -49,10 +68,17 @@ int main(int argc, char **argv) {
     int exit_code = 1, notify = 1, ignore_term = 0, grandchild = 0, quiet = 0;
     const char *stamp = NULL;
     uint64_t start = now_ns();
+    // SwiftPM links even a C executable with the Swift runtime, whose crash backtracer
+    // takes over SIGABRT & co and makes the process linger; a plain C program has none.
+    {
+        const int fatal[] = {SIGABRT, SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGQUIT};
+        for (size_t i = 0; i < sizeof fatal / sizeof fatal[0]; i++) signal(fatal[i], SIG_DFL);
+    }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--stamp") && v) { stamp = v; i++; }
+        else if (!strcmp(a, "--exit-stamp") && v) { exit_stamp = v; i++; }
         else if (!strcmp(a, "--ready-after") && v) { ready_after = atol(v); i++; }
         else if (!strcmp(a, "--no-notify")) { notify = 0; }
         else if (!strcmp(a, "--watchdog-stop") && v) { watchdog_stop = atol(v); i++; }
@@ -65,15 +91,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--quiet")) { quiet = 1; }
         else usage();
     }
-    if (stamp) {
-        int fd = open(stamp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-        if (fd >= 0) {
-            char line[64];
-            int n = snprintf(line, sizeof line, "%llu %d\n", (unsigned long long)start, (int)getpid());
-            (void)!write(fd, line, (size_t)n);
-            close(fd);
-        }
-    }
+    if (stamp) append_stamp(stamp, start);
     signal(SIGTERM, ignore_term ? SIG_IGN : on_term);
     if (grandchild) {
         pid_t child = fork();
@@ -100,12 +118,12 @@ int main(int argc, char **argv) {
         if (got_term) {
             if (notify) sd_notify(0, "STOPPING=1");
             if (!quiet) printf("worker %d: stopping on SIGTERM\n", (int)getpid());
-            return 0;
+            return finish(0);
         }
         if (exit_after >= 0 && (long)elapsed_ms >= exit_after) {
             if (!quiet) printf("worker %d: exiting with %d\n", (int)getpid(), exit_code);
             fflush(stdout);
-            return exit_code;
+            return finish(exit_code);
         }
         if (notify && !ready_sent && ready_after >= 0 && (long)elapsed_ms >= ready_after) {
             sd_notify(0, "READY=1\nSTATUS=serving");
@@ -125,7 +143,7 @@ int main(int argc, char **argv) {
         }
         // Sleep until the next thing to do, at most 50 ms.
         uint64_t wake = next_ping;
-        if (!ready_sent && ready_after >= 0) {
+        if (notify && !ready_sent && ready_after >= 0) {  // with --no-notify, ready_sent stays 0: no busy loop
             uint64_t r = start + (uint64_t)ready_after * 1000000ull;
             if (r < wake) wake = r;
         }

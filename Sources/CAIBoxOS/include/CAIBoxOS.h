@@ -27,6 +27,7 @@ typedef struct {
     gid_t gid;
     const gid_t *groups;
     size_t ngroups;
+    int reset_oom_score_adj;     ///< nonzero: write 0 to /proc/self/oom_score_adj (the supervisor's shield is not the workers')
 } aibox_spawn_attr;
 
 /// The step of the child's setup that failed (reported with its errno).

@@ -1,0 +1,180 @@
+import AIBoxCore
+import AIBoxSystem
+import Foundation
+import Glibc
+import Testing
+
+/// The directory of the built products (`aibox`, `aibox-example-worker`), beside this test binary.
+let productsDirectory: String = {
+    var buf = [CChar](repeating: 0, count: 4096)
+    let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+    let exe = String(decoding: buf[0..<max(n, 0)].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    var dir = parentDirectory(exe)
+    // swift-testing may run from inside the .xctest bundle directory.
+    while !fileExists(dir + "/aibox") && dir != "/" { dir = parentDirectory(dir) }
+    return dir
+}()
+
+let aiboxBinary = productsDirectory + "/aibox"
+let workerBinary = productsDirectory + "/aibox-example-worker"
+
+struct CommandResult {
+    var code: Int32
+    var stdout: String
+    var stderr: String
+}
+
+/// Runs a program to completion, capturing its output.
+@discardableResult
+func run(_ path: String, _ args: [String], environment: [String: String]? = nil) throws -> CommandResult {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: path)
+    p.arguments = args
+    if let environment { p.environment = environment }
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return CommandResult(code: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+}
+
+/// Waits for `condition` on the monotonic clock, up to `timeout`; checks every 20 ms.
+/// Returns whether it became true (the caller asserts it with a message).
+@discardableResult
+func waitUntil(_ timeout: Duration = .seconds(15), _ condition: () throws -> Bool) rethrows -> Bool {
+    let deadline = Clock.monotonic() + timeout
+    while Clock.monotonic() < deadline {
+        if try condition() { return true }
+        usleep(20_000)
+    }
+    return try condition()
+}
+
+/// A box on a temporary `--root`, with the daemon as a real child process.
+final class TestBox {
+    let root: String
+    var daemon: Process?
+    var paths: Paths { Paths(root: root) }
+
+    init(_ workers: String = "", file: String = "test.toml") throws {
+        var template = Array("/tmp/aibox-test-XXXXXX".utf8CString)
+        guard let dir = mkdtemp(&template) else { throw SystemError("mkdtemp", errno: errno) }
+        root = String(cString: dir)
+        try makeDirectories(paths.vendorWorkers)
+        try makeDirectories(paths.localWorkers)
+        if !workers.isEmpty { try write(workers, file: file) }
+    }
+
+    deinit {
+        if let d = daemon, d.isRunning {
+            kill(d.processIdentifier, SIGKILL)
+            d.waitUntilExit()
+        }
+        killLeftovers()
+        _ = try? run("/bin/rm", ["-rf", root])
+    }
+
+    /// Writes a worker file; `@WORKER@` becomes the example worker's path.
+    func write(_ text: String, file: String = "test.toml", local: Bool = false) throws {
+        let dir = local ? paths.localWorkers : paths.vendorWorkers
+        try writeFileAtomically(dir + "/" + file, Array(text.replacingOccurrences(of: "@WORKER@", with: workerBinary).utf8))
+    }
+
+    func startDaemon(environment extra: [String: String] = [:]) throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: aiboxBinary)
+        p.arguments = ["daemon", "--root", root, "--log-target", "files", "--log-level", "debug"]
+        var env = ProcessInfo.processInfo.environment
+        env["NOTIFY_SOCKET"] = nil
+        env["WATCHDOG_USEC"] = nil
+        for (k, v) in extra { env[k] = v }
+        p.environment = env
+        // A file, not a pipe: a pipe nobody reads would fill and block the daemon.
+        _ = creat(root + "/daemon.log", 0o644)
+        p.standardError = FileHandle(forWritingAtPath: root + "/daemon.log")
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        daemon = p
+        let up = waitUntil(.seconds(20)) { (try? aibox(["status", "--json"]).code) == 0 || !p.isRunning }
+        #expect(up && p.isRunning, "the daemon did not come up")
+    }
+
+    /// SIGTERM, then waits for the exit; returns the exit status.
+    @discardableResult
+    func stopDaemon(signal: Int32 = SIGTERM, timeout: Duration = .seconds(30)) -> Int32? {
+        guard let d = daemon else { return nil }
+        kill(d.processIdentifier, signal)
+        let exited = waitUntil(timeout) { !d.isRunning }
+        #expect(exited, "the daemon did not exit within \(timeout)")
+        guard exited else { return nil }
+        d.waitUntilExit()
+        daemon = nil
+        return d.terminationStatus
+    }
+
+    var daemonPID: Int32 { daemon?.processIdentifier ?? 0 }
+
+    @discardableResult
+    func aibox(_ args: [String]) throws -> CommandResult {
+        try run(aiboxBinary, args + ["--root", root])
+    }
+
+    func workers() throws -> [WorkerView] {
+        let r = try aibox(["workers", "--json"])
+        return try JSONDecoder().decode([WorkerView].self, from: Data(r.stdout.utf8))
+    }
+
+    func worker(_ name: String) throws -> WorkerView? { try workers().first { $0.name == name } }
+
+    func events(worker: String? = nil) throws -> [EventRecord] {
+        var args = ["events", "--json", "-n", "100000"]
+        if let worker { args += ["--worker", worker] }
+        let r = try aibox(args)
+        guard r.code == 0 else { return [] }
+        return (try? JSONDecoder().decode([EventRecord].self, from: Data(r.stdout.utf8))) ?? []
+    }
+
+    /// Waits until `name` is in one of `states`.
+    @discardableResult
+    func waitFor(_ name: String, _ states: Set<String>, timeout: Duration = .seconds(15)) throws -> WorkerView? {
+        var last: WorkerView?
+        let ok = try waitUntil(timeout) {
+            last = try worker(name)
+            return last.map { states.contains($0.state) } ?? false
+        }
+        #expect(ok, "\(name) did not reach \(states.sorted()) within \(timeout); last seen \(String(describing: last))")
+        return last
+    }
+
+    /// Waits until an event of `kind` for `worker` has been recorded (the daemon flushes each turn).
+    @discardableResult
+    func waitForEvent(_ kind: String, worker: String? = nil, count: Int = 1, timeout: Duration = .seconds(15)) throws -> [EventRecord] {
+        var found: [EventRecord] = []
+        let ok = try waitUntil(timeout) {
+            found = try events(worker: worker).filter { $0.kind == kind }
+            return found.count >= count
+        }
+        #expect(ok, "no \(count)× \(kind) event for \(worker ?? "the daemon") within \(timeout); got \(found.count)")
+        return found
+    }
+
+    /// Every live process that belongs to this box: its environment names this root.
+    func processesOfThisBox() -> [ProcessStat] {
+        let marker = Array("AIBOX_ROOT=\(root)".utf8)
+        return ProcFS.allPIDs().compactMap { pid -> ProcessStat? in
+            guard let env = readSmallFile("/proc/\(pid)/environ"), let info = ProcFS.info(pid) else { return nil }
+            let vars = env.split(separator: 0)
+            return vars.contains { Array($0) == marker } ? info : nil
+        }
+    }
+
+    func killLeftovers() {
+        for p in processesOfThisBox() { kill(p.pid, SIGKILL) }
+    }
+
+    /// What the daemon wrote on stderr.
+    func daemonLog() -> String { readTextFile(root + "/daemon.log") ?? "" }
+}
