@@ -45,27 +45,26 @@ extension Duration {
         return .nanoseconds(Int64(v))
     }
 
-    /// Formats as the config files spell durations: "100ms", "30s", "5m", "1h30m".
+    /// Formats as the config files spell durations: "100ms", "30s", "5m", "1h30m", "1m1.5s".
+    /// From a second up, seconds keep millisecond precision.
     public var aiboxText: String {
         var ns = nanoseconds
         if ns == 0 { return "0s" }
+        var frac = ""
         if ns % 1_000_000_000 != 0 {
             if ns < 1_000_000 { return ns % 1000 == 0 ? "\(ns / 1000)us" : "\(ns)ns" }
             if ns < 1_000_000_000 { return "\(ns / 1_000_000)ms" }
-            if ns < 60_000_000_000 {
-                // Seconds with millisecond precision: "1.25s".
-                let ms = ns / 1_000_000
-                var frac = String(ms % 1000)
-                while frac.count < 3 { frac = "0" + frac }
-                while frac.hasSuffix("0") { frac.removeLast() }
-                return "\(ms / 1000)" + (frac.isEmpty ? "" : "." + frac) + "s"
-            }
+            // Seconds with millisecond precision: "1.25s", "1m1.5s".
+            frac = String(ns / 1_000_000 % 1000)
+            while frac.count < 3 { frac = "0" + frac }
+            while frac.hasSuffix("0") { frac.removeLast() }
+            if !frac.isEmpty { frac = "." + frac }
             ns -= ns % 1_000_000_000
         }
         var out = ""
         for (unit, size) in [("d", Int64(86_400_000_000_000)), ("h", 3_600_000_000_000), ("m", 60_000_000_000), ("s", 1_000_000_000)] {
-            if ns >= size {
-                out += "\(ns / size)\(unit)"
+            if ns >= size || (unit == "s" && !frac.isEmpty) {
+                out += "\(ns / size)" + (unit == "s" ? frac : "") + unit
                 ns %= size
             }
         }

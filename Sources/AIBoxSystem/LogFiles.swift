@@ -56,8 +56,12 @@ public final class RotatingLog {
     }
 
     private func write(_ bytes: [UInt8]) {
-        if size > 0 && size + bytes.count > maxBytes { rotate() }
+        // Open first: a file left by an earlier run has a size that counts.
         guard openIfNeeded() else { return }
+        if size > 0 && size + bytes.count > maxBytes {
+            rotate()
+            guard openIfNeeded() else { return }
+        }
         if (try? writeAll(fd, bytes)) != nil { size += bytes.count }
     }
 

@@ -31,7 +31,8 @@ public enum ProcFS {
         guard fields.count > 21 else { return nil }
         func field(_ n: Int) -> String { String(decoding: fields[n - 3], as: UTF8.self) }
         guard let ppid = Int32(field(4)), let pgrp = Int32(field(5)), let session = Int32(field(6)),
-            let start = UInt64(field(22)), let rss = Int64(field(24).trimmingCharacters(in: "\n"))
+            let start = UInt64(field(22)), let rss = Int64(field(24).trimmingCharacters(in: "\n")),
+            fields[0].count == 1
         else { return nil }
         return ProcessStat(
             pid: pid, state: Character(field(3)), ppid: ppid, pgrp: pgrp, session: session, startTime: start,

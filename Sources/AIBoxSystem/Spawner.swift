@@ -71,6 +71,9 @@ public enum Spawner {
 
         let argv = CStringArray(request.argv)
         let envp = CStringArray(request.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })
+        // Only raw pointers into them reach aibox_spawn: keep them alive until it returns
+        // (an optimized build may otherwise free them right after their last use).
+        defer { withExtendedLifetime((argv, envp)) {} }
         var step: Int32 = 0
         var err: Int32 = 0
         let groups = identity?.groups ?? []

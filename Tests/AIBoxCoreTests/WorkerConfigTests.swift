@@ -1,0 +1,425 @@
+import Testing
+
+@testable import AIBoxCore
+
+// Swift Testing has types of the same names.
+typealias SourceLocation = AIBoxCore.SourceLocation
+typealias ExitStatus = AIBoxCore.ExitStatus
+
+/// The example worker of DESIGN.md, verbatim.
+let designExample = """
+    [worker.chat-agent]
+    exec = ["/usr/lib/aibox/agents/chat", "--listen", "127.0.0.1:8081"]  # argv, never a shell line
+    workdir = "/var/lib/aibox/work/chat-agent"
+    user = "aibox-agent"            # drop to this user/group before exec (when run as root)
+    env = { LOG_LEVEL = "info" }
+    secrets = ["openai-api-key"]    # copied read-only into $CREDENTIALS_DIRECTORY for this worker
+    restart = "always"              # always | on-failure | never
+    restart-delay = "100ms"         # first delay after a crash
+    restart-max-delay = "5m"        # exponential backoff cap (with jitter)
+    stable-after = "30s"            # running this long resets the backoff
+    crash-loop = { burst = 5, window = "60s", quarantine = "10m" }  # then quarantined, retried after
+    notify = true                   # expects READY=1 on $NOTIFY_SOCKET
+    ready-timeout = "90s"
+    watchdog = "30s"                # expects WATCHDOG=1 at least this often; $WATCHDOG_USEC is set
+    stop-signal = "TERM"
+    stop-timeout = "10s"            # then SIGKILL to the whole process group
+    after = ["llm-local"]           # start after these are ready
+    requires-hardware = ["gpu"]     # capabilities from the hardware profile; started and stopped with them
+    memory-max = "2G"               # recycled (restarted between tasks) above this RSS
+    critical = true                 # must be healthy for an update to be committed
+    """
+
+let vendorPath = "/usr/lib/aibox/workers.d/agents.toml"
+
+func parse(_ text: String, path: String = vendorPath) -> Result<[WorkerDefinition], ConfigErrors> {
+    WorkerConfig.parse(ConfigFile(path: path, text: text))
+}
+
+func parseErrors(_ text: String, path: String = vendorPath, sourceLocation: Testing.SourceLocation = #_sourceLocation) -> [ConfigError] {
+    switch parse(text, path: path) {
+    case .success(let workers):
+        Issue.record("expected errors, parsed \(workers.map(\.name))", sourceLocation: sourceLocation)
+        return []
+    case .failure(let e): return e.errors
+    }
+}
+
+@Suite("Worker definition files")
+struct WorkerConfigTests {
+    @Test("the example worker of DESIGN.md parses to every value it spells")
+    func designExampleParses() throws {
+        let workers = try parse(designExample).get()
+        #expect(workers.count == 1)
+        let w = try #require(workers.first)
+        #expect(w.name == "chat-agent")
+        #expect(w.exec == ["/usr/lib/aibox/agents/chat", "--listen", "127.0.0.1:8081"])
+        #expect(w.workdir == "/var/lib/aibox/work/chat-agent")
+        #expect(w.user == "aibox-agent")
+        #expect(w.env == ["LOG_LEVEL": "info"])
+        #expect(w.secrets == ["openai-api-key"])
+        #expect(w.restart == .always)
+        #expect(w.restartDelay == .milliseconds(100))
+        #expect(w.restartMaxDelay == .seconds(300))
+        #expect(w.stableAfter == .seconds(30))
+        #expect(w.crashLoop == CrashLoopPolicy(burst: 5, window: .seconds(60), quarantine: .seconds(600)))
+        #expect(w.notify == true)
+        #expect(w.readyTimeout == .seconds(90))
+        #expect(w.watchdog == .seconds(30))
+        #expect(w.stopSignal == 15)
+        #expect(w.stopTimeout == .seconds(10))
+        #expect(w.after == ["llm-local"])
+        #expect(w.requiresHardware == ["gpu"])
+        #expect(w.memoryMax == 2 * 1024 * 1024 * 1024)
+        #expect(w.critical == true)
+        #expect(w.source == SourceLocation(file: vendorPath, line: 1))
+    }
+
+    @Test("absent keys take the documented defaults")
+    func defaults() throws {
+        let w = try #require(try parse("\n\n[worker.minimal]\nexec = [\"/usr/bin/minimal\"]\n").get().first)
+        #expect(w.name == "minimal")
+        #expect(w.exec == ["/usr/bin/minimal"])
+        #expect(w.workdir == nil)
+        #expect(w.user == nil)
+        #expect(w.env.isEmpty)
+        #expect(w.secrets.isEmpty)
+        #expect(w.restart == .always)
+        #expect(w.restartDelay == .milliseconds(100))
+        #expect(w.restartMaxDelay == .seconds(300))
+        #expect(w.stableAfter == .seconds(30))
+        #expect(w.crashLoop == CrashLoopPolicy(burst: 5, window: .seconds(60), quarantine: .seconds(600)))
+        #expect(w.notify == false)
+        #expect(w.readyTimeout == .seconds(90))
+        #expect(w.watchdog == nil)
+        #expect(w.stopSignal == Signals.term)
+        #expect(w.stopTimeout == .seconds(10))
+        #expect(w.after.isEmpty)
+        #expect(w.requiresHardware.isEmpty)
+        #expect(w.memoryMax == nil)
+        #expect(w.critical == false)
+        #expect(w.source.line == 3)
+    }
+
+    @Test("a partial crash-loop table keeps the defaults of the keys it omits")
+    func partialCrashLoop() throws {
+        let w = try #require(try parse("[worker.a]\nexec = [\"/a\"]\ncrash-loop = { burst = 3 }\n").get().first)
+        #expect(w.crashLoop == CrashLoopPolicy(burst: 3, window: .seconds(60), quarantine: .seconds(600)))
+    }
+
+    @Test("other spellings: integer memory-max, watchdog 0s disables, SIG prefix, on-failure")
+    func otherSpellings() throws {
+        let text = """
+            [worker.a]
+            exec = ["/a"]
+            memory-max = 1048576
+            watchdog = "0s"
+            stop-signal = "SIGINT"
+            restart = "on-failure"
+            """
+        let w = try #require(try parse(text).get().first)
+        #expect(w.memoryMax == 1_048_576)
+        #expect(w.watchdog == nil)
+        #expect(w.stopSignal == Signals.int)
+        #expect(w.restart == .onFailure)
+    }
+
+    @Test("a file may define several workers, in file order, each with its own line")
+    func severalWorkers() throws {
+        let text = """
+            [worker.b]
+            exec = ["/b"]
+
+            [worker.a]
+            exec = ["/a"]
+            after = ["b"]
+            """
+        let workers = try parse(text).get()
+        #expect(workers.map(\.name) == ["b", "a"])
+        #expect(workers.map(\.source.line) == [1, 4])
+    }
+
+    @Test("an empty file defines no worker")
+    func emptyFile() throws {
+        #expect(try parse("").get().isEmpty)
+        #expect(try parse("# nothing here\n").get().isEmpty)
+    }
+
+    struct Bad: CustomTestStringConvertible, Sendable {
+        var what: String
+        var toml: String
+        var line: Int
+        var key: String?
+        var says: [String]
+        var testDescription: String { what }
+    }
+
+    static let header = "[worker.chat-agent]\nexec = [\"/usr/lib/aibox/agents/chat\"]\n"
+
+    static let badDefinitions: [Bad] = [
+        Bad(
+            what: "notify is a string", toml: header + "notify = \"yes\"\n", line: 3, key: "worker.chat-agent.notify",
+            says: ["must be true or false", "not the string \"yes\""]),
+        Bad(
+            what: "exec is a shell line", toml: "[worker.chat-agent]\n\nexec = \"/bin/chat --fast\"\n", line: 3,
+            key: "worker.chat-agent.exec", says: ["must be an array of strings", "not the string"]),
+        Bad(
+            what: "exec holds a number", toml: "[worker.chat-agent]\nexec = [\"/bin/chat\", 5]\n", line: 2,
+            key: "worker.chat-agent.exec", says: ["must hold only strings", "the integer 5"]),
+        Bad(
+            what: "stop-timeout is an integer", toml: header + "stop-timeout = 10\n", line: 3, key: "worker.chat-agent.stop-timeout",
+            says: ["must be a duration such as \"100ms\", \"30s\"", "not the integer 10"]),
+        Bad(
+            what: "env is an array", toml: header + "env = [\"A=1\"]\n", line: 3, key: "worker.chat-agent.env",
+            says: ["must be a table such as { KEY = \"value\" }", "not an array"]),
+        Bad(
+            what: "critical is a number", toml: header + "critical = 1\n", line: 3, key: "worker.chat-agent.critical",
+            says: ["must be true or false"]),
+        Bad(
+            what: "misspelt key", toml: header + "\nrestart-dealy = \"1s\"\n", line: 4, key: "worker.chat-agent.restart-dealy",
+            says: ["unknown key", "did you mean \"restart-delay\"?", "allowed keys are exec, workdir"]),
+        Bad(
+            what: "unknown key far from any", toml: header + "colour = \"blue\"\n", line: 3, key: "worker.chat-agent.colour",
+            says: ["unknown key; allowed keys are exec"]),
+        Bad(
+            what: "upper case name", toml: "\n[worker.Chat_Agent]\nexec = [\"/bin/chat\"]\n", line: 2, key: "worker.Chat_Agent",
+            says: ["\"Chat_Agent\" is not a valid worker name", "1-63 of a-z, 0-9 and '-'"]),
+        Bad(
+            what: "name starting with a dash", toml: "[worker.-chat]\nexec = [\"/bin/chat\"]\n", line: 1, key: "worker.-chat",
+            says: ["is not a valid worker name"]),
+        Bad(
+            what: "missing exec", toml: "# chat\n[worker.chat-agent]\nrestart = \"always\"\n", line: 2, key: "worker.chat-agent.exec",
+            says: ["missing; every worker needs exec = [\"/path/to/program\""]),
+        Bad(
+            what: "empty exec", toml: "[worker.chat-agent]\nexec = []\n", line: 2, key: "worker.chat-agent.exec",
+            says: ["must name a program"]),
+        Bad(
+            what: "relative exec path", toml: "[worker.chat-agent]\nexec = [\"chat\", \"--fast\"]\n", line: 2,
+            key: "worker.chat-agent.exec", says: ["\"chat\" is not an absolute path", "without a shell or $PATH search"]),
+        Bad(
+            what: "relative workdir", toml: header + "workdir = \"work\"\n", line: 3, key: "worker.chat-agent.workdir",
+            says: ["\"work\" must be an absolute path"]),
+        Bad(
+            what: "user with a colon", toml: header + "user = \"a:b\"\n", line: 3, key: "worker.chat-agent.user",
+            says: ["\"a:b\" is not a user name"]),
+        Bad(
+            what: "bad duration", toml: header + "restart-delay = \"soon\"\n", line: 3, key: "worker.chat-agent.restart-delay",
+            says: ["must be a duration such as \"100ms\", \"30s\", \"5m\" or \"1h30m\"", "not the string \"soon\""]),
+        Bad(
+            what: "zero ready-timeout", toml: header + "ready-timeout = \"0s\"\n", line: 3, key: "worker.chat-agent.ready-timeout",
+            says: ["must be a duration", "above zero"]),
+        Bad(
+            what: "restart-delay above restart-max-delay",
+            toml: header + "restart-max-delay = \"1m\"\nrestart-delay = \"10m\"\n", line: 4, key: "worker.chat-agent.restart-delay",
+            says: ["10m is longer than restart-max-delay (1m)"]),
+        Bad(
+            what: "restart-delay above restart-max-delay by less than a second",
+            toml: header + "restart-delay = \"61.5s\"\nrestart-max-delay = \"61.2s\"\n", line: 3,
+            key: "worker.chat-agent.restart-delay", says: ["1m1.5s is longer than restart-max-delay (1m1.2s)"]),
+        Bad(
+            what: "bad restart mode", toml: header + "restart = \"sometimes\"\n", line: 3, key: "worker.chat-agent.restart",
+            says: ["\"sometimes\" is not allowed", "use always, on-failure or never"]),
+        Bad(
+            what: "bad signal", toml: header + "stop-signal = \"SIGFOO\"\n", line: 3, key: "worker.chat-agent.stop-signal",
+            says: ["\"SIGFOO\" is not a signal name", "use one of ABRT, CONT, HUP, INT, KILL, QUIT, TERM, USR1, USR2, WINCH"]),
+        Bad(
+            what: "bad env name", toml: header + "env = { GOOD = \"1\", 1BAD = \"x\" }\n", line: 3, key: "worker.chat-agent.env.1BAD",
+            says: ["not a valid environment variable name", "letters, digits and '_'"]),
+        Bad(
+            what: "env value not a string", toml: header + "env = { LEVEL = 3 }\n", line: 3, key: "worker.chat-agent.env.LEVEL",
+            says: ["must be a string"]),
+        Bad(
+            what: "bad secret name", toml: header + "secrets = [\"../etc/shadow\"]\n", line: 3, key: "worker.chat-agent.secrets",
+            says: ["\"../etc/shadow\" is not a secret name", "a-z, 0-9, '.', '_' and '-'"]),
+        Bad(
+            what: "bad memory-max", toml: header + "memory-max = \"lots\"\n", line: 3, key: "worker.chat-agent.memory-max",
+            says: ["must be a size such as \"512M\" or \"2G\""]),
+        Bad(
+            what: "zero memory-max", toml: header + "memory-max = 0\n", line: 3, key: "worker.chat-agent.memory-max",
+            says: ["must be a size"]),
+        Bad(
+            what: "crash-loop burst zero", toml: header + "crash-loop = { burst = 0, window = \"60s\" }\n", line: 3,
+            key: "worker.chat-agent.crash-loop.burst", says: ["0 is out of range; use 1 to 10000"]),
+        Bad(
+            what: "crash-loop burst too large", toml: header + "\n[worker.chat-agent.crash-loop]\nburst = 20000\n", line: 5,
+            key: "worker.chat-agent.crash-loop.burst", says: ["20000 is out of range; use 1 to 10000"]),
+        Bad(
+            what: "crash-loop window zero", toml: header + "crash-loop = { window = \"0s\" }\n", line: 3,
+            key: "worker.chat-agent.crash-loop.window", says: ["above zero"]),
+        Bad(
+            what: "crash-loop unknown key", toml: header + "crash-loop = { bursts = 3 }\n", line: 3,
+            key: "worker.chat-agent.crash-loop.bursts", says: ["unknown key; allowed keys are burst, window, quarantine"]),
+        Bad(
+            what: "after names an invalid worker", toml: header + "after = [\"LLM\"]\n", line: 3, key: "worker.chat-agent.after",
+            says: ["\"LLM\" is not a worker name"]),
+        Bad(
+            what: "a top-level key", toml: "version = 2\n" + header, line: 1, key: "version",
+            says: ["unknown top-level key; a worker file holds only [worker.NAME] tables"]),
+        Bad(
+            what: "worker is not a table", toml: "worker = \"chat\"\n", line: 1, key: "worker",
+            says: ["must be a table of workers, such as [worker.chat-agent]"]),
+        Bad(
+            what: "a worker that is not a table", toml: "[worker]\nchat = 1\n", line: 2, key: "worker.chat",
+            says: ["must be a table, such as [worker.chat]"]),
+    ]
+
+    @Test("a bad definition is reported with file, line, key and what is allowed", arguments: badDefinitions)
+    func badDefinition(_ bad: Bad) throws {
+        let errors = parseErrors(bad.toml)
+        #expect(errors.count == 1, "\(errors)")
+        let e = try #require(errors.first)
+        #expect(e.location.file == vendorPath)
+        #expect(e.location.line == bad.line)
+        #expect(e.key == bad.key)
+        for fragment in bad.says {
+            #expect(e.message.contains(fragment), "message: \(e.message)")
+        }
+        // What a person reads: "file:line: key: message".
+        #expect(e.description.hasPrefix("\(vendorPath):\(bad.line): \(bad.key.map { $0 + ": " } ?? "")"))
+    }
+
+    @Test("a TOML syntax error carries the parser's line")
+    func syntaxError() throws {
+        let text = """
+            [worker.chat-agent]
+            exec = ["/bin/chat"]
+            restart = "always
+            notify = true
+            """
+        let errors = parseErrors(text)
+        #expect(errors.count == 1)
+        let e = try #require(errors.first)
+        #expect(e.location.file == vendorPath)
+        #expect(e.location.line == 3)
+        #expect(e.key == nil)
+        #expect(e.message.hasPrefix("not valid TOML: "))
+        #expect(e.message.contains("column"))
+    }
+
+    @Test("a key defined twice is a TOML error on the second line")
+    func duplicateKey() throws {
+        let errors = parseErrors("[worker.a]\nexec = [\"/a\"]\nexec = [\"/b\"]\n")
+        #expect(errors.count == 1)
+        #expect(errors.first?.location.line == 3)
+        #expect(errors.first?.message.hasPrefix("not valid TOML") == true)
+    }
+
+    @Test("every error of a file is reported at once")
+    func severalErrors() throws {
+        let text = """
+            [worker.one]
+            exec = "/bin/one"
+            restart = "sometimes"
+            notfy = true
+
+            [worker.Two]
+            exec = ["/bin/two"]
+
+            [worker.three]
+            exec = ["/bin/three"]
+            memory-max = "huge"
+            stop-signal = "STOP"
+            """
+        let errors = parseErrors(text)
+        let found = Set(errors.map { "\($0.location.line ?? 0) \($0.key ?? "")" })
+        #expect(
+            found == [
+                "2 worker.one.exec", "3 worker.one.restart", "4 worker.one.notfy", "6 worker.Two",
+                "11 worker.three.memory-max", "12 worker.three.stop-signal",
+            ])
+        #expect(errors.count == 6)
+        #expect(errors.allSatisfy { $0.location.file == vendorPath })
+        let hint = errors.first { $0.key == "worker.one.notfy" }
+        #expect(hint?.message.contains("did you mean \"notify\"?") == true)
+        // ConfigErrors prints one line per problem.
+        #expect(ConfigErrors(errors).description.split(separator: "\n").count == 6)
+    }
+
+    // MARK: Across files (WorkerConfig.load)
+
+    @Test("load joins files and checks after across them")
+    func loadJoinsFiles() throws {
+        let a = ConfigFile(path: "/usr/lib/aibox/workers.d/a.toml", text: "[worker.llm-local]\nexec = [\"/llm\"]\n")
+        let b = ConfigFile(path: "/etc/aibox/workers.d/b.toml", text: "[worker.chat]\nexec = [\"/chat\"]\nafter = [\"llm-local\"]\n")
+        let workers = try WorkerConfig.load([a, b]).get()
+        #expect(workers.map(\.name) == ["llm-local", "chat"])
+        #expect(workers.map(\.source.file) == [a.path, b.path])
+    }
+
+    @Test("after naming no defined worker")
+    func unknownAfter() throws {
+        let text = """
+            [worker.db]
+            exec = ["/db"]
+
+            [worker.chat]
+            exec = ["/chat"]
+            after = ["db", "ghost"]
+            """
+        let result = WorkerConfig.load([ConfigFile(path: "/etc/aibox/workers.d/chat.toml", text: text)])
+        guard case .failure(let e) = result else {
+            Issue.record("expected an error")
+            return
+        }
+        #expect(e.errors.count == 1)
+        let error = try #require(e.errors.first)
+        #expect(error.location == SourceLocation(file: "/etc/aibox/workers.d/chat.toml", line: 6))
+        #expect(error.key == "worker.chat.after")
+        #expect(error.message.contains("\"ghost\" is not a defined worker; defined workers are chat, db"))
+    }
+
+    @Test("a dependency cycle is reported with the path that forms it")
+    func cycle() throws {
+        let a = ConfigFile(path: "/usr/lib/aibox/workers.d/a.toml", text: "\n[worker.a]\nexec = [\"/a\"]\nafter = [\"b\"]\n")
+        let b = ConfigFile(
+            path: "/usr/lib/aibox/workers.d/b.toml", text: "[worker.b]\nexec = [\"/b\"]\nafter = [\"c\"]\n[worker.c]\nexec = [\"/c\"]\nafter = [\"a\"]\n")
+        guard case .failure(let e) = WorkerConfig.load([a, b]) else {
+            Issue.record("a cycle was accepted")
+            return
+        }
+        #expect(e.errors.count == 1)
+        let error = try #require(e.errors.first)
+        #expect(error.location == SourceLocation(file: a.path, line: 2))
+        #expect(error.key == "worker.a.after")
+        #expect(error.message.contains("a -> b -> c -> a"))
+        #expect(error.message.contains("remove one of these dependencies"))
+    }
+
+    @Test("a worker depending on itself is a cycle")
+    func selfCycle() throws {
+        let f = ConfigFile(path: "/x.toml", text: "[worker.a]\nexec = [\"/a\"]\nafter = [\"a\"]\n")
+        guard case .failure(let e) = WorkerConfig.load([f]) else {
+            Issue.record("a self-dependency was accepted")
+            return
+        }
+        #expect(e.errors.map(\.key) == ["worker.a.after"])
+        #expect(e.errors.first?.message.contains("a -> a") == true)
+    }
+
+    @Test("the same worker in two files names both places")
+    func duplicateAcrossFiles() throws {
+        let first = ConfigFile(path: "/usr/lib/aibox/workers.d/chat.toml", text: "[worker.chat]\nexec = [\"/chat\"]\n")
+        let second = ConfigFile(
+            path: "/etc/aibox/workers.d/extra.toml", text: "[worker.other]\nexec = [\"/other\"]\n\n[worker.chat]\nexec = [\"/chat2\"]\n")
+        guard case .failure(let e) = WorkerConfig.load([first, second]) else {
+            Issue.record("a duplicate was accepted")
+            return
+        }
+        #expect(e.errors.count == 1)
+        let error = try #require(e.errors.first)
+        #expect(error.location == SourceLocation(file: second.path, line: 4))
+        #expect(error.key == "worker.chat")
+        #expect(error.message.contains("defined again; it is already defined at /usr/lib/aibox/workers.d/chat.toml:1"))
+    }
+
+    @Test("load reports the errors of every file")
+    func loadCollectsAllFiles() {
+        let a = ConfigFile(path: "/a.toml", text: "[worker.a]\nexec = [\"a\"]\n")
+        let b = ConfigFile(path: "/b.toml", text: "[worker.b]\n\nexec = [\"/b\"]\nrestart = \"maybe\"\n")
+        guard case .failure(let e) = WorkerConfig.load([a, b]) else {
+            Issue.record("bad files were accepted")
+            return
+        }
+        #expect(e.errors.map { "\($0.location)" } == ["/a.toml:2", "/b.toml:4"])
+    }
+}
