@@ -2,15 +2,16 @@ import AIBoxCore
 import CAIBoxOS
 import Glibc
 
-/// One thread, one epoll: descriptors, signals (signalfd) and one monotonic deadline
-/// (timerfd, CLOCK_MONOTONIC, absolute). The supervisor runs entirely on it, so its state
-/// needs no locks and a wedged loop is visible: it stops pinging systemd's watchdog.
+/// One thread, one epoll: descriptors, signals (signalfd) and one deadline on the
+/// monotonic clock, waited for as epoll_wait's relative timeout (the kernel counts it on
+/// CLOCK_MONOTONIC, so wall-clock jumps cannot touch it). The supervisor runs entirely on
+/// it, so its state needs no locks and a wedged loop is visible: it stops pinging
+/// systemd's watchdog.
 public final class EventLoop {
     public typealias Handler = (UInt32) -> Void
     public static let readable: UInt32 = EPOLLIN.rawValue
 
     private let epollFD: Int32
-    private let timerFD: Int32
     private var signalFD: Int32 = -1
     private var handlers: [Int32: Handler] = [:]
     private var signalHandler: ((Int32) -> Void)?
@@ -20,18 +21,10 @@ public final class EventLoop {
 
     public init() throws(SystemError) {
         epollFD = try syscall("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) }
-        timerFD = try syscall("timerfd_create") { timerfd_create(CLOCK_MONOTONIC, Int32(TFD_CLOEXEC | TFD_NONBLOCK)) }
-        try add(timerFD, events: EPOLLIN.rawValue) { [unowned self] _ in
-            var expirations: UInt64 = 0
-            _ = Glibc.read(self.timerFD, &expirations, 8)
-            self.armed = nil
-            self.timerHandler?()
-        }
     }
 
     deinit {
         closeDescriptor(epollFD)
-        closeDescriptor(timerFD)
         closeDescriptor(signalFD)
     }
 
@@ -54,17 +47,16 @@ public final class EventLoop {
 
     public func onTimer(_ handler: @escaping () -> Void) { timerHandler = handler }
 
-    /// Arms the one timer at an absolute monotonic instant (nil disarms). Cheap when unchanged.
-    public func arm(at deadline: Instant?) {
-        if deadline == armed { return }
-        armed = deadline
-        var spec = itimerspec()
-        if let d = deadline {
-            let ns = Swift.max(d.nanoseconds, 1)
-            spec.it_value.tv_sec = Int(ns / 1_000_000_000)
-            spec.it_value.tv_nsec = Int(ns % 1_000_000_000)
-        }
-        timerfd_settime(timerFD, Int32(TFD_TIMER_ABSTIME), &spec, nil)
+    /// Sets the one deadline (nil: none). The timer handler runs once it has passed.
+    public func arm(at deadline: Instant?) { armed = deadline }
+
+    /// epoll_wait's timeout: whole milliseconds, rounded up so that it never wakes early.
+    private func timeoutMilliseconds() -> Int32 {
+        guard let d = armed else { return -1 }
+        let now = Clock.monotonic()
+        if d <= now { return 0 }
+        let ms = (d.nanoseconds - now.nanoseconds + 999_999) / 1_000_000
+        return Int32(Swift.min(ms, UInt64(Int32.max)))
     }
 
     public func add(_ fd: Int32, events: UInt32, _ handler: @escaping Handler) throws(SystemError) {
@@ -93,7 +85,8 @@ public final class EventLoop {
         running = true
         var events = [epoll_event](repeating: epoll_event(), count: 64)
         while running {
-            let n = events.withUnsafeMutableBufferPointer { epoll_wait(epollFD, $0.baseAddress, 64, -1) }
+            let timeout = timeoutMilliseconds()
+            let n = events.withUnsafeMutableBufferPointer { epoll_wait(epollFD, $0.baseAddress, 64, timeout) }
             if n < 0 {
                 if errno == EINTR { continue }
                 preconditionFailure("epoll_wait: \(errno)")
@@ -101,6 +94,10 @@ public final class EventLoop {
             for i in 0..<Int(n) {
                 let fd = events[i].data.fd
                 handlers[fd]?(events[i].events)
+            }
+            if let d = armed, d <= Clock.monotonic() {
+                armed = nil
+                timerHandler?()
             }
         }
     }

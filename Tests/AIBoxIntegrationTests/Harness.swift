@@ -83,10 +83,17 @@ final class TestBox {
         try writeFileAtomically(dir + "/" + file, Array(text.replacingOccurrences(of: "@WORKER@", with: workerBinary).utf8))
     }
 
-    func startDaemon(environment extra: [String: String] = [:]) throws {
+    /// `launcher` runs the daemon through another program (e.g. /usr/bin/env).
+    func startDaemon(environment extra: [String: String] = [:], launcher: String? = nil) throws {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: aiboxBinary)
-        p.arguments = ["daemon", "--root", root, "--log-target", "files", "--log-level", "debug"]
+        let args = ["daemon", "--root", root, "--log-target", "files", "--log-level", "debug"]
+        if let launcher {
+            p.executableURL = URL(fileURLWithPath: launcher)
+            p.arguments = [aiboxBinary] + args
+        } else {
+            p.executableURL = URL(fileURLWithPath: aiboxBinary)
+            p.arguments = args
+        }
         var env = ProcessInfo.processInfo.environment
         env["NOTIFY_SOCKET"] = nil
         env["WATCHDOG_USEC"] = nil
@@ -94,12 +101,15 @@ final class TestBox {
         p.environment = env
         // A file, not a pipe: a pipe nobody reads would fill and block the daemon.
         _ = creat(root + "/daemon.log", 0o644)
-        p.standardError = FileHandle(forWritingAtPath: root + "/daemon.log")
-        p.standardOutput = FileHandle.nullDevice
+        let log = FileHandle(forWritingAtPath: root + "/daemon.log")
+        p.standardError = log
+        p.standardOutput = log
         try p.run()
         daemon = p
         let up = waitUntil(.seconds(20)) { (try? aibox(["status", "--json"]).code) == 0 || !p.isRunning }
-        #expect(up && p.isRunning, "the daemon did not come up")
+        #expect(
+            up && p.isRunning,
+            "the daemon did not come up (\(p.isRunning ? "running" : "exited with \(p.terminationStatus)")); it said:\n\(daemonLog())")
     }
 
     /// SIGTERM, then waits for the exit; returns the exit status.
