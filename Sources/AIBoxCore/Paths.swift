@@ -21,6 +21,7 @@ public struct Paths: Sendable, Equatable {
     public var notifySocket: String { under("run/aibox/notify.sock") }
     public var credentials: String { under("run/aibox/credentials") }
     public var pidFile: String { under("run/aibox/aibox.pid") }
+    public var lockFile: String { under("run/aibox/daemon.lock") }
 }
 
 /// What `aibox workers --json` prints for one worker (stable, camelCase).

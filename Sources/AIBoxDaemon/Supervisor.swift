@@ -83,6 +83,14 @@ public final class Supervisor {
 
     /// Loads the definitions and runs until SIGTERM; returns the exit code.
     public func run() throws -> Int32 {
+        // One daemon per root: a second one would take the sockets from the first.
+        guard let lock = try ProcessLock(path: paths.lockFile) else {
+            let other = readTextFile(paths.pidFile)?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+            FileHandle.standardError.write(
+                Data("aibox: another aibox daemon (pid \(other)) is already running with root \(paths.root); not starting a second one\n".utf8))
+            return 1
+        }
+        defer { withExtendedLifetime(lock) {} }
         try loop.handleSignals([SIGCHLD, SIGTERM, SIGINT, SIGHUP]) { [unowned self] sig in self.onSignal(sig) }
         try Reaper.becomeSubreaper()
         switch ConfigFiles.load(paths) {

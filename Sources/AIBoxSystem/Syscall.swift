@@ -165,3 +165,22 @@ public func makePipe() throws(SystemError) -> (read: Int32, write: Int32) {
     try syscall("pipe2") { aibox_pipe_cloexec(&fds) }
     return (fds[0], fds[1])
 }
+
+/// An exclusive lock held for the life of the process (flock): one daemon per root.
+public final class ProcessLock {
+    private let fd: Int32
+
+    /// nil when another process holds it.
+    public init?(path: String) throws(SystemError) {
+        let fd = try syscall("open", detail: path) { open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644) }
+        if flock(fd, LOCK_EX | LOCK_NB) < 0 {
+            let e = errno
+            closeDescriptor(fd)
+            if e == EWOULDBLOCK { return nil }
+            throw SystemError("flock", errno: e, detail: path)
+        }
+        self.fd = fd
+    }
+
+    deinit { closeDescriptor(fd) }
+}

@@ -154,6 +154,23 @@ import Testing
         #expect(reload.stderr.contains("not running"))
     }
 
+    @Test func aSecondDaemonOnTheSameRootRefusesToStart() throws {
+        let box = try TestBox(
+            """
+            [worker.only]
+            exec = ["@WORKER@", "--no-notify"]
+            """)
+        try box.startDaemon()
+        defer { box.stopDaemon() }
+        let pid = try #require(try box.waitFor("only", ["running"])?.pid)
+        let second = try box.aibox(["daemon", "--log-target", "files"])
+        #expect(second.code == 1)
+        #expect(second.stderr.contains("another aibox daemon (pid \(box.daemonPID)) is already running"), "\(second.stderr)")
+        // The first one is undisturbed.
+        #expect(try box.aibox(["status"]).code == 0)
+        #expect(try box.worker("only")?.pid == pid)
+    }
+
     @Test func usageErrorsExitTwo() throws {
         let r = try run(aiboxBinary, ["workers", "--bogus"])
         #expect(r.code == 2)

@@ -1,0 +1,70 @@
+import AIBoxCore
+import AIBoxSystem
+import Foundation
+import Glibc
+import Testing
+
+/// Worker output to the journal: a real systemd-journald, started for the test where the
+/// machine runs none (containers, CI).
+@Suite(.serialized) struct JournalTests {
+    @Test func workerOutputGoesToTheJournalUnderItsName() throws {
+        try #require(geteuid() == 0, "starting systemd-journald needs root (CI runs as root)")
+        var journald: Process?
+        if !journalAnswers() {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/lib/systemd/systemd-journald")
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try makeDirectories("/run/systemd/journal")
+            try p.run()
+            journald = p
+            #expect(waitUntil(.seconds(10)) { journalAnswers() }, "systemd-journald did not start")
+        }
+        defer {
+            if let j = journald {
+                kill(j.processIdentifier, SIGKILL)
+                j.waitUntilExit()
+            }
+        }
+        let name = "jtest-\(UInt32.random(in: 1..<UInt32.max))"
+        let box = try TestBox(
+            """
+            [worker.\(name)]
+            exec = ["@WORKER@", "--ready-after", "0"]
+            notify = true
+            watchdog = "200ms"
+            """)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: aiboxBinary)
+        p.arguments = ["daemon", "--root", box.root, "--log-target", "journal"]
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        box.daemon = p
+        defer { box.stopDaemon() }
+        try box.waitFor(name, ["ready"])
+        // journalctl finds the lines by the worker's name (SYSLOG_IDENTIFIER).
+        var out = ""
+        let found = try waitUntil(.seconds(15)) {
+            out = try run("/usr/bin/journalctl", ["--no-pager", "-o", "cat", "-t", name]).stdout
+            return out.contains("heartbeat")
+        }
+        #expect(found, "journalctl -t \(name) printed: \(out)")
+        // And nothing went to a file instead.
+        #expect(!fileExists(box.paths.logs + "/\(name).log"))
+    }
+
+    /// Whether a journald listens on its stdout socket.
+    func journalAnswers() -> Bool {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let path = "/run/systemd/journal/stdout"
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            for (i, b) in path.utf8.enumerated() { raw[i] = b }
+        }
+        return withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        } == 0
+    }
+}
