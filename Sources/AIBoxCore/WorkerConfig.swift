@@ -107,7 +107,11 @@ public enum WorkerConfig {
                 fail(base + ["exec"], "missing; every worker needs exec = [\"/path/to/program\", …]")
             }
             if let workdir = reader.string("workdir") {
-                if workdir.hasPrefix("/") { def.workdir = workdir } else { fail(base + ["workdir"], "\"\(workdir)\" must be an absolute path") }
+                if workdir.hasPrefix("/") {
+                    def.workdir = workdir
+                } else {
+                    fail(base + ["workdir"], "\"\(workdir)\" must be an absolute path")
+                }
             }
             if let user = reader.string("user") {
                 if user.isEmpty || user.contains(":") || user.contains("/") {
@@ -119,7 +123,9 @@ public enum WorkerConfig {
             if let envTable = reader.table("env") {
                 for k in envTable.keys {
                     guard isValidEnvName(k) else {
-                        fail(base + ["env", k], "not a valid environment variable name; use letters, digits and '_', not starting with a digit")
+                        fail(
+                            base + ["env", k],
+                            "not a valid environment variable name; use letters, digits and '_', not starting with a digit")
                         continue
                     }
                     guard let v = envTable[k]?.string else {
@@ -136,7 +142,9 @@ public enum WorkerConfig {
                 def.secrets = secrets
             }
             if let r = reader.string("restart") {
-                if let mode = RestartMode(rawValue: r) { def.restart = mode } else {
+                if let mode = RestartMode(rawValue: r) {
+                    def.restart = mode
+                } else {
                     fail(base + ["restart"], "\"\(r)\" is not allowed; use always, on-failure or never")
                 }
             }
@@ -144,7 +152,9 @@ public enum WorkerConfig {
             def.restartMaxDelay = reader.duration("restart-max-delay") ?? def.restartMaxDelay
             def.stableAfter = reader.duration("stable-after") ?? def.stableAfter
             if def.restartDelay > def.restartMaxDelay {
-                fail(base + ["restart-delay"], "\(def.restartDelay.aiboxText) is longer than restart-max-delay (\(def.restartMaxDelay.aiboxText))")
+                fail(
+                    base + ["restart-delay"],
+                    "\(def.restartDelay.aiboxText) is longer than restart-max-delay (\(def.restartMaxDelay.aiboxText))")
             }
             if let loop = reader.table("crash-loop") {
                 var sub = FieldReader(table: loop, base: base + ["crash-loop"], fail: fail)
@@ -152,7 +162,9 @@ public enum WorkerConfig {
                     fail(base + ["crash-loop", key], "unknown key; allowed keys are burst, window, quarantine")
                 }
                 if let burst = sub.int("burst") {
-                    if burst >= 1 && burst <= 10_000 { def.crashLoop.burst = burst } else {
+                    if burst >= 1 && burst <= 10_000 {
+                        def.crashLoop.burst = burst
+                    } else {
                         fail(base + ["crash-loop", "burst"], "\(burst) is out of range; use 1 to 10000")
                     }
                 }
@@ -163,8 +175,12 @@ public enum WorkerConfig {
             def.readyTimeout = reader.duration("ready-timeout", allowZero: false) ?? def.readyTimeout
             if let wd = reader.duration("watchdog") { def.watchdog = wd == .zero ? nil : wd }
             if let sig = reader.string("stop-signal") {
-                if let n = Signals.number(named: sig) { def.stopSignal = n } else {
-                    fail(base + ["stop-signal"], "\"\(sig)\" is not a signal name; use one of \(Signals.byName.keys.sorted().joined(separator: ", "))")
+                if let n = Signals.number(named: sig) {
+                    def.stopSignal = n
+                } else {
+                    fail(
+                        base + ["stop-signal"],
+                        "\"\(sig)\" is not a signal name; use one of \(Signals.byName.keys.sorted().joined(separator: ", "))")
                 }
             }
             def.stopTimeout = reader.duration("stop-timeout", allowZero: false) ?? def.stopTimeout
@@ -218,7 +234,8 @@ public enum WorkerConfig {
                 errors.append(
                     ConfigError(
                         file: d.source.file, line: locator.line(of: ["worker", d.name, "after"]) ?? d.source.line,
-                        key: "worker.\(d.name).after", message: "\"\(dep)\" is not a defined worker; defined workers are \(byName.keys.sorted().joined(separator: ", "))"))
+                        key: "worker.\(d.name).after",
+                        message: "\"\(dep)\" is not a defined worker; defined workers are \(byName.keys.sorted().joined(separator: ", "))"))
             }
         }
         if errors.isEmpty, let cycle = DependencyOrder.findCycle(workers) {
@@ -306,7 +323,9 @@ struct FieldReader {
     mutating func duration(_ key: String, allowZero: Bool = true) -> Duration? {
         guard let v = table[key] else { return nil }
         guard let s = v.string, let d = parseDuration(s), allowZero || d > .zero else {
-            fail(base + [key], "must be a duration such as \"100ms\", \"30s\", \"5m\" or \"1h30m\"\(allowZero ? "" : ", above zero"), not \(describe(v))")
+            fail(
+                base + [key],
+                "must be a duration such as \"100ms\", \"30s\", \"5m\" or \"1h30m\"\(allowZero ? "" : ", above zero"), not \(describe(v))")
             return nil
         }
         return d

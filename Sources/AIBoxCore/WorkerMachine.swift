@@ -307,7 +307,8 @@ public struct WorkerMachine: Sendable {
         }
         if status == .code(ExitStatus.configErrorCode) && cause != .failure {
             state = .parked
-            lastReason = "exit status 78 (EX_CONFIG): the worker reports that its configuration is wrong; fix it, then `aibox start \(name)` or reload"
+            lastReason =
+                "exit status 78 (EX_CONFIG): the worker reports that its configuration is wrong; fix it, then `aibox start \(name)` or reload"
             actions.append(.record(.parked(reason: lastReason!)))
             return actions
         }
@@ -359,7 +360,8 @@ public struct WorkerMachine: Sendable {
             return []
         }
         return [.record(.memoryExceeded(rss: rss, limit: limit))]
-            + beginStop(now: now, cause: .restart("memory above memory-max"), signal: definition.stopSignal, reason: "memory above memory-max")
+            + beginStop(
+                now: now, cause: .restart("memory above memory-max"), signal: definition.stopSignal, reason: "memory above memory-max")
     }
 
     /// After a daemon restart: the counts continue from the database.

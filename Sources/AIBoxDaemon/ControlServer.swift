@@ -101,7 +101,8 @@ extension Supervisor {
             case "stop": actions = slot.machine.stop(now: now)
             default: actions = slot.machine.restart(now: now, reason: "requested", dependenciesReady: missing(for: name))
             }
-            store.record(event(kind: "control.\(request.command)", worker: name, message: "\(request.command) requested by uid \(peer.uid)"))
+            store.record(
+                event(kind: "control.\(request.command)", worker: name, message: "\(request.command) requested by uid \(peer.uid)"))
             apply(name, actions)
             return ok(views().first { $0.name == name })
         case "reload":

@@ -87,7 +87,9 @@ public final class Supervisor {
         guard let lock = try ProcessLock(path: paths.lockFile) else {
             let other = readTextFile(paths.pidFile)?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
             FileHandle.standardError.write(
-                Data("aibox: another aibox daemon (pid \(other)) is already running with root \(paths.root); not starting a second one\n".utf8))
+                Data(
+                    "aibox: another aibox daemon (pid \(other)) is already running with root \(paths.root); not starting a second one\n"
+                        .utf8))
             return 1
         }
         defer { withExtendedLifetime(lock) {} }
@@ -112,7 +114,10 @@ public final class Supervisor {
         loop.onTimer { [unowned self] in self.onTimer() }
         _ = try? writeFileAtomically(paths.pidFile, Array("\(getpid())\n".utf8))
 
-        store.record(event(kind: "daemon.started", worker: nil, message: "aibox \(AIBoxVersion.current) started as pid \(getpid()) (log target \(options.logTarget.rawValue))"))
+        store.record(
+            event(
+                kind: "daemon.started", worker: nil,
+                message: "aibox \(AIBoxVersion.current) started as pid \(getpid()) (log target \(options.logTarget.rawValue))"))
         store.setMeta("daemonPid", "\(getpid())")
         store.setMeta("version", AIBoxVersion.current)
         recoverFromPreviousRun()
@@ -473,7 +478,10 @@ public final class Supervisor {
         }
         if let deepest = active.compactMap({ levels[$0] }).max() {
             for name in active where levels[name] == deepest {
-                if let slot = slots[name], slot.machine.wanted == .up || slot.machine.state == .waiting || slot.machine.state == .backoff || slot.machine.state == .quarantined {
+                if let slot = slots[name],
+                    slot.machine.wanted == .up || slot.machine.state == .waiting || slot.machine.state == .backoff
+                        || slot.machine.state == .quarantined
+                {
                     apply(name, slot.machine.stop(now: now))
                 }
             }
@@ -519,7 +527,8 @@ public final class Supervisor {
                 apply(name, slot.machine.restart(now: now, reason: "definition changed", dependenciesReady: missing(for: name)))
             }
             for name in plan.added { apply(name, slots[name]!.machine.start(now: now, dependenciesReady: missing(for: name))) }
-            let text = "reloaded: \(plan.added.count) added, \(plan.changed.count) changed, \(plan.removed.count) removed, \(plan.unchanged.count) unchanged"
+            let text =
+                "reloaded: \(plan.added.count) added, \(plan.changed.count) changed, \(plan.removed.count) removed, \(plan.unchanged.count) unchanged"
             logger.notice("\(text)")
             store.record(event(kind: "daemon.reloaded", worker: nil, message: text))
             return .success(plan)

@@ -16,7 +16,9 @@ public final class ControlListener {
 
     public init(path: String, group: gid_t? = nil) throws(SystemError) {
         self.path = path
-        fd = try syscall("socket(AF_UNIX, SOCK_STREAM)") { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0) }
+        fd = try syscall("socket(AF_UNIX, SOCK_STREAM)") {
+            socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        }
         do throws(SystemError) {
             _ = unlink(path)
             var addr = sockaddr_un()

@@ -11,7 +11,9 @@ public final class NotifySocket {
 
     public init(path: String) throws(SystemError) {
         self.path = path
-        fd = try syscall("socket(AF_UNIX, SOCK_DGRAM)") { socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0) }
+        fd = try syscall("socket(AF_UNIX, SOCK_DGRAM)") {
+            socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        }
         do throws(SystemError) {
             if !path.hasPrefix("@") { _ = unlink(path) }
             var addr = sockaddr_un()

@@ -255,7 +255,9 @@ public final class Store {
             setProblem("database \(path): disk full; \(pendingEvents.count) events waiting in memory")
         } catch {
             setProblem("database \(path): \(describe(error)); \(pendingEvents.count) events waiting in memory")
-            if let e = error as? DatabaseError, e.resultCode == .SQLITE_READONLY || e.resultCode == .SQLITE_IOERR || e.resultCode == .SQLITE_CANTOPEN {
+            if let e = error as? DatabaseError,
+                e.resultCode == .SQLITE_READONLY || e.resultCode == .SQLITE_IOERR || e.resultCode == .SQLITE_CANTOPEN
+            {
                 self.queue = nil
                 retryAt = now + .seconds(5)
             }
@@ -298,7 +300,10 @@ public struct StoreReader {
 
     public func meta() throws -> [String: String] {
         try queue.read { db in
-            Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: "SELECT key, value FROM meta").map { ($0["key"] as String, $0["value"] as String) })
+            Dictionary(
+                uniqueKeysWithValues: try Row.fetchAll(db, sql: "SELECT key, value FROM meta").map {
+                    ($0["key"] as String, $0["value"] as String)
+                })
         }
     }
 }

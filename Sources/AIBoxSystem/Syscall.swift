@@ -1,3 +1,4 @@
+import AIBoxCore
 import CAIBoxOS
 import Glibc
 
@@ -56,8 +57,6 @@ public enum Clock {
         return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 }
-
-import AIBoxCore
 
 /// Closes a descriptor, ignoring EINTR as Linux requires (the descriptor is gone either way).
 public func closeDescriptor(_ fd: Int32) {

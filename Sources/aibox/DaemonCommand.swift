@@ -79,8 +79,13 @@ protocol WorkerAction: ParsableCommand {
 extension WorkerAction {
     func run() throws {
         do {
-            guard let view = try DaemonClient.request(options.paths, ControlRequest(command: Self.verb, worker: worker), as: WorkerView.self) else {
-                fail(CLIError("the daemon is not running (no \(options.paths.controlSocket)); start it with `aibox daemon`", code: ExitCodes.daemonNotRunning))
+            guard
+                let view = try DaemonClient.request(options.paths, ControlRequest(command: Self.verb, worker: worker), as: WorkerView.self)
+            else {
+                fail(
+                    CLIError(
+                        "the daemon is not running (no \(options.paths.controlSocket)); start it with `aibox daemon`",
+                        code: ExitCodes.daemonNotRunning))
             }
             print("\(view.name): \(view.state)\(view.pid.map { " (pid \($0))" } ?? "")")
         } catch let e as CLIError {

@@ -13,7 +13,8 @@ func loadWorkers(_ paths: Paths) throws -> (views: [WorkerView], running: Bool) 
     let views = try reader.workers().map { r in
         WorkerView(
             name: r.name, state: r.state, pid: nil, restarts: r.restarts,
-            lastExit: (r.lastExitCode != nil || r.lastExitSignal != nil) ? .init(code: r.lastExitCode, signal: r.lastExitSignal, at: r.lastExitAt) : nil,
+            lastExit: (r.lastExitCode != nil || r.lastExitSignal != nil)
+                ? .init(code: r.lastExitCode, signal: r.lastExitSignal, at: r.lastExitAt) : nil,
             status: r.status, reason: r.reason, waitingFor: [], critical: false)
     }
     return (views, false)
@@ -46,7 +47,9 @@ struct Status: ParsableCommand {
 
     func printHuman(_ s: StatusView, _ workers: [WorkerView]) {
         print("aibox \(s.version)")
-        print("daemon:    " + (s.daemonRunning ? "running (pid \(s.daemonPid ?? 0))" : "NOT RUNNING — showing the last state recorded in the database"))
+        print(
+            "daemon:    "
+                + (s.daemonRunning ? "running (pid \(s.daemonPid ?? 0))" : "NOT RUNNING — showing the last state recorded in the database"))
         let counts = s.workers.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
         print("workers:   \(s.workerCount)\(counts.isEmpty ? "" : " (\(counts))")")
         print("database:  \(s.databaseProblem ?? "ok")")
@@ -85,7 +88,9 @@ struct Workers: ParsableCommand {
     func run() throws {
         let result: (views: [WorkerView], running: Bool)
         do { result = try loadWorkers(options.paths) } catch let e as CLIError { fail(e) }
-        if json { printJSON(result.views) } else {
+        if json {
+            printJSON(result.views)
+        } else {
             if !result.running { print("daemon NOT RUNNING — the last state recorded in the database:") }
             printWorkerTable(result.views)
         }
@@ -103,7 +108,8 @@ struct Events: ParsableCommand {
 
     func validate() throws {
         if let since, Events.parseSince(since) == nil {
-            throw ValidationError("--since \"\(since)\" is not a time; use a duration ago such as 10m or 2h, unix seconds, or 2026-11-27T10:00:00")
+            throw ValidationError(
+                "--since \"\(since)\" is not a time; use a duration ago such as 10m or 2h, unix seconds, or 2026-11-27T10:00:00")
         }
         if lines < 1 { throw ValidationError("-n must be at least 1") }
     }
@@ -124,7 +130,8 @@ struct Events: ParsableCommand {
         }
         let events: [EventRecord]
         do {
-            events = try StoreReader(path: paths.database).events(sinceMilliseconds: since.flatMap(Events.parseSince), worker: worker, limit: lines)
+            events = try StoreReader(path: paths.database).events(
+                sinceMilliseconds: since.flatMap(Events.parseSince), worker: worker, limit: lines)
         } catch {
             fail(CLIError("cannot read \(paths.database): \(error)"))
         }

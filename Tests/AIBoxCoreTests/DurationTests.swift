@@ -133,7 +133,9 @@ struct DurationTests {
 
     @Test(
         "signal names accept TERM, SIGTERM and lower case",
-        arguments: [("TERM", Int32(15)), ("SIGTERM", 15), ("term", 15), ("sigkill", 9), ("HUP", 1), ("INT", 2), ("USR1", 10), ("WINCH", 28)])
+        arguments: [
+            ("TERM", Int32(15)), ("SIGTERM", 15), ("term", 15), ("sigkill", 9), ("HUP", 1), ("INT", 2), ("USR1", 10), ("WINCH", 28),
+        ])
     func signalNames(name: String, number: Int32) {
         #expect(Signals.number(named: name) == number)
         #expect(Signals.name(of: number) == "SIG" + name.uppercased().replacingSIG())

@@ -37,11 +37,13 @@ struct NotifyMessageTests {
     @Test("junk lines and unknown keys are ignored; values must be exact")
     func junk() {
         let m = NotifyMessage("hello\n=1\nFOO=bar\nREADY=0\nWATCHDOG=2\nready=1\n\n\nSTATUS=a=b\nMAINPID=12")
-        #expect(m == {
-            var e = NotifyMessage()
-            e.status = "a=b"
-            return e
-        }())
+        #expect(
+            m
+                == {
+                    var e = NotifyMessage()
+                    e.status = "a=b"
+                    return e
+                }())
         #expect(NotifyMessage("") == NotifyMessage())
         #expect(NotifyMessage("READY=1 ").ready == false)
     }
@@ -81,7 +83,8 @@ struct DependencyOrderTests {
 
     @Test("findCycle names the cycle, first name repeated at the end")
     func findsCycle() {
-        #expect(DependencyOrder.findCycle([def("a", after: ["b"]), def("b", after: ["c"]), def("c", after: ["a"])]) == ["a", "b", "c", "a"])
+        #expect(
+            DependencyOrder.findCycle([def("a", after: ["b"]), def("b", after: ["c"]), def("c", after: ["a"])]) == ["a", "b", "c", "a"])
         #expect(DependencyOrder.findCycle([def("x"), def("a", after: ["a"])]) == ["a", "a"])
         // The cycle need not start at the first worker.
         #expect(DependencyOrder.findCycle([def("top", after: ["b"]), def("b", after: ["c"]), def("c", after: ["b"])]) == ["b", "c", "b"])
@@ -90,7 +93,8 @@ struct DependencyOrderTests {
     @Test("findCycle: none in a diamond, none through undefined names")
     func noCycle() {
         #expect(
-            DependencyOrder.findCycle([def("top", after: ["l", "r"]), def("l", after: ["base"]), def("r", after: ["base"]), def("base")]) == nil)
+            DependencyOrder.findCycle([def("top", after: ["l", "r"]), def("l", after: ["base"]), def("r", after: ["base"]), def("base")])
+                == nil)
         #expect(DependencyOrder.findCycle([def("a", after: ["ghost"]), def("ghost2", after: ["a"])]) == nil)
         #expect(DependencyOrder.findCycle([]) == nil)
     }

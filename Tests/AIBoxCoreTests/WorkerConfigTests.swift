@@ -372,7 +372,8 @@ struct WorkerConfigTests {
     func cycle() throws {
         let a = ConfigFile(path: "/usr/lib/aibox/workers.d/a.toml", text: "\n[worker.a]\nexec = [\"/a\"]\nafter = [\"b\"]\n")
         let b = ConfigFile(
-            path: "/usr/lib/aibox/workers.d/b.toml", text: "[worker.b]\nexec = [\"/b\"]\nafter = [\"c\"]\n[worker.c]\nexec = [\"/c\"]\nafter = [\"a\"]\n")
+            path: "/usr/lib/aibox/workers.d/b.toml",
+            text: "[worker.b]\nexec = [\"/b\"]\nafter = [\"c\"]\n[worker.c]\nexec = [\"/c\"]\nafter = [\"a\"]\n")
         guard case .failure(let e) = WorkerConfig.load([a, b]) else {
             Issue.record("a cycle was accepted")
             return

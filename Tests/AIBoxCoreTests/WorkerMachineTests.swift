@@ -53,7 +53,10 @@ struct WorkerMachineTests {
 
     @Test("a notify worker starts with a ready deadline and is ready on READY=1")
     func startNotify() {
-        var m = WorkerMachine(definition: worker { $0.notify = true; $0.readyTimeout = .seconds(90) })
+        var m = WorkerMachine(
+            definition: worker {
+                $0.notify = true; $0.readyTimeout = .seconds(90)
+            })
         #expect(m.start(now: t0, dependenciesReady: []) == [.spawn])
         #expect(m.spawned(pid: 7, now: t0) == [.record(.started(pid: 7))])
         #expect(m.state == .starting)
@@ -69,7 +72,10 @@ struct WorkerMachineTests {
 
     @Test("READY=1 arms the watchdog deadline; WATCHDOG=1 pushes it")
     func watchdogPushes() {
-        var m = spawnedMachine(worker { $0.notify = true; $0.watchdog = .seconds(30) })
+        var m = spawnedMachine(
+            worker {
+                $0.notify = true; $0.watchdog = .seconds(30)
+            })
         #expect(m.notified(notifyMessage("READY=1"), now: at(.seconds(1))) == [.record(.ready)])
         #expect(m.deadline == at(.seconds(31)))
         #expect(m.notified(notifyMessage("WATCHDOG=1"), now: at(.seconds(20))) == [])
@@ -89,7 +95,10 @@ struct WorkerMachineTests {
 
     @Test("watchdog timeout: SIGABRT to the main process, SIGKILL to the group after stop-timeout, then backoff")
     func watchdogFires() {
-        var m = spawnedMachine(worker { $0.notify = true; $0.watchdog = .seconds(30); $0.stopTimeout = .seconds(10) })
+        var m = spawnedMachine(
+            worker {
+                $0.notify = true; $0.watchdog = .seconds(30); $0.stopTimeout = .seconds(10)
+            })
         _ = m.notified(notifyMessage("READY=1"), now: t0)
         #expect(m.timerFired(now: at(.seconds(29)), missing: []) == [])
         #expect(m.timerFired(now: at(.seconds(30)), missing: []) == [.record(.watchdog(timeout: .seconds(30))), .signalMain(Signals.abrt)])
@@ -97,7 +106,8 @@ struct WorkerMachineTests {
         #expect(m.deadline == at(.seconds(40)))
         #expect(m.isReady == false)
         #expect(m.timerFired(now: at(.seconds(39)), missing: []) == [])
-        #expect(m.timerFired(now: at(.seconds(40)), missing: []) == [.record(.stopKilled(timeout: .seconds(10))), .signalGroup(Signals.kill)])
+        #expect(
+            m.timerFired(now: at(.seconds(40)), missing: []) == [.record(.stopKilled(timeout: .seconds(10))), .signalGroup(Signals.kill)])
         #expect(m.state == .stopping)
         let actions = m.exited(.signal(Signals.kill), now: at(.seconds(41)), random: noJitter)
         #expect(actions == [.record(.exited(.signal(9), uptime: .seconds(41))), .record(.backoff(delay: .milliseconds(100), failures: 1))])
@@ -112,13 +122,19 @@ struct WorkerMachineTests {
     @Test("WATCHDOG=trigger fires the watchdog at once")
     func watchdogTrigger() {
         var m = spawnedMachine(worker { $0.watchdog = .seconds(30) })
-        #expect(m.notified(notifyMessage("WATCHDOG=trigger"), now: at(.seconds(5))) == [.record(.watchdog(timeout: .seconds(30))), .signalMain(Signals.abrt)])
+        #expect(
+            m.notified(notifyMessage("WATCHDOG=trigger"), now: at(.seconds(5))) == [
+                .record(.watchdog(timeout: .seconds(30))), .signalMain(Signals.abrt),
+            ])
         #expect(m.state == .stopping)
     }
 
     @Test("ready timeout: stop-signal and SIGCONT to the group, the exit goes to the restart policy")
     func readyTimeout() {
-        var m = spawnedMachine(worker { $0.notify = true; $0.readyTimeout = .seconds(5); $0.stopSignal = Signals.int })
+        var m = spawnedMachine(
+            worker {
+                $0.notify = true; $0.readyTimeout = .seconds(5); $0.stopSignal = Signals.int
+            })
         #expect(m.timerFired(now: at(.seconds(4)), missing: []) == [])
         #expect(
             m.timerFired(now: at(.seconds(5)), missing: []) == [
@@ -134,7 +150,10 @@ struct WorkerMachineTests {
 
     @Test("a ready timeout is a failure even when the worker then exits 0 under on-failure")
     func readyTimeoutIsFailure() {
-        var m = spawnedMachine(worker { $0.notify = true; $0.restart = .onFailure })
+        var m = spawnedMachine(
+            worker {
+                $0.notify = true; $0.restart = .onFailure
+            })
         _ = m.timerFired(now: at(.seconds(90)), missing: [])
         _ = m.exited(.code(0), now: at(.seconds(91)), random: noJitter)
         #expect(m.state == .backoff)
@@ -143,7 +162,10 @@ struct WorkerMachineTests {
 
     @Test("EXTEND_TIMEOUT_USEC extends the ready deadline, never shortens it")
     func extendTimeout() {
-        var m = spawnedMachine(worker { $0.notify = true; $0.readyTimeout = .seconds(90) })
+        var m = spawnedMachine(
+            worker {
+                $0.notify = true; $0.readyTimeout = .seconds(90)
+            })
         #expect(m.notified(notifyMessage("EXTEND_TIMEOUT_USEC=5000000"), now: at(.seconds(1))) == [])
         #expect(m.deadline == at(.seconds(90)))
         #expect(m.notified(notifyMessage("EXTEND_TIMEOUT_USEC=30000000"), now: at(.seconds(80))) == [])
@@ -155,7 +177,10 @@ struct WorkerMachineTests {
 
     @Test("EXTEND_TIMEOUT_USEC extends the stop deadline, and is ignored once ready")
     func extendStopTimeout() {
-        var m = spawnedMachine(worker { $0.notify = true; $0.watchdog = nil })
+        var m = spawnedMachine(
+            worker {
+                $0.notify = true; $0.watchdog = nil
+            })
         _ = m.notified(notifyMessage("READY=1"), now: t0)
         _ = m.notified(notifyMessage("EXTEND_TIMEOUT_USEC=60000000"), now: t0)
         #expect(m.deadline == nil)
@@ -320,7 +345,10 @@ struct WorkerMachineTests {
 
     @Test("successive crashes double the delay up to restart-max-delay")
     func backoffGrowsInMachine() {
-        var m = spawnedMachine(worker { $0.restartMaxDelay = .seconds(1); $0.crashLoop.burst = 100 })
+        var m = spawnedMachine(
+            worker {
+                $0.restartMaxDelay = .seconds(1); $0.crashLoop.burst = 100
+            })
         var now = at(.seconds(1))
         var delays: [Duration] = []
         for _ in 0..<7 {
@@ -345,7 +373,10 @@ struct WorkerMachineTests {
 
     @Test("running longer than stable-after resets the backoff")
     func stableResetsBackoff() {
-        var m = spawnedMachine(worker { $0.stableAfter = .seconds(30); $0.crashLoop.burst = 100 })
+        var m = spawnedMachine(
+            worker {
+                $0.stableAfter = .seconds(30); $0.crashLoop.burst = 100
+            })
         Self.crash(&m, at: at(.seconds(1)))
         Self.crash(&m, at: at(.seconds(2)))
         #expect(m.consecutiveFailures == 2)
@@ -419,7 +450,8 @@ struct WorkerMachineTests {
 
     @Test("spawn failures count as deaths: backoff, then quarantine")
     func spawnFailures() {
-        var m = WorkerMachine(definition: worker { $0.crashLoop = CrashLoopPolicy(burst: 3, window: .seconds(60), quarantine: .seconds(60)) })
+        var m = WorkerMachine(
+            definition: worker { $0.crashLoop = CrashLoopPolicy(burst: 3, window: .seconds(60), quarantine: .seconds(60)) })
         #expect(m.start(now: t0, dependenciesReady: []) == [.spawn])
         #expect(
             m.spawnFailed("execve /usr/bin/chat: No such file or directory", now: t0, random: noJitter) == [
@@ -443,12 +475,15 @@ struct WorkerMachineTests {
     func stopRunning() {
         var m = spawnedMachine(worker { $0.stopTimeout = .seconds(10) })
         #expect(
-            m.stop(now: at(.seconds(5))) == [.record(.stopping(reason: "requested")), .signalGroup(Signals.term), .signalGroup(Signals.cont)])
+            m.stop(now: at(.seconds(5))) == [
+                .record(.stopping(reason: "requested")), .signalGroup(Signals.term), .signalGroup(Signals.cont),
+            ])
         #expect(m.state == .stopping)
         #expect(m.wanted == .down)
         #expect(m.deadline == at(.seconds(15)))
         #expect(m.stop(now: at(.seconds(6))) == [])
-        #expect(m.timerFired(now: at(.seconds(15)), missing: []) == [.record(.stopKilled(timeout: .seconds(10))), .signalGroup(Signals.kill)])
+        #expect(
+            m.timerFired(now: at(.seconds(15)), missing: []) == [.record(.stopKilled(timeout: .seconds(10))), .signalGroup(Signals.kill)])
         #expect(
             m.exited(.signal(Signals.kill), now: at(.seconds(16)), random: noJitter) == [
                 .record(.exited(.signal(9), uptime: .seconds(16))), .record(.stopped),
@@ -573,7 +608,10 @@ struct WorkerMachineTests {
                 .signalGroup(Signals.term), .signalGroup(Signals.cont),
             ])
         #expect(m.state == .stopping)
-        #expect(m.exited(.code(0), now: at(.seconds(61)), random: noJitter).suffix(2) == [.record(.restarting(reason: "memory above memory-max")), .spawn])
+        #expect(
+            m.exited(.code(0), now: at(.seconds(61)), random: noJitter).suffix(2) == [
+                .record(.restarting(reason: "memory above memory-max")), .spawn,
+            ])
         #expect(m.restarts == 1)
         #expect(m.consecutiveFailures == 0)
     }

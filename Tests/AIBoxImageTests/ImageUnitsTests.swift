@@ -136,7 +136,8 @@ private let defaultWorkerStopTimeout = 10.0
                 continue
             }
             #expect(st.st_mode & S_IFMT == S_IFDIR, "\(e.path) is not a directory")
-            #expect(st.st_mode & 0o7777 == e.mode, "\(e.path): mode \(String(st.st_mode & 0o7777, radix: 8)), not \(String(e.mode, radix: 8))")
+            #expect(
+                st.st_mode & 0o7777 == e.mode, "\(e.path): mode \(String(st.st_mode & 0o7777, radix: 8)), not \(String(e.mode, radix: 8))")
             #expect(st.st_uid == e.uid && st.st_gid == e.gid, "\(e.path): owner \(st.st_uid):\(st.st_gid), not \(e.uid):\(e.gid)")
         }
     }
@@ -206,9 +207,11 @@ private struct UnitFile {
             if line.hasPrefix("[") && line.hasSuffix("]") {
                 section = String(line.dropFirst().dropLast())
             } else if let eq = line.firstIndex(of: "=") {
-                assignments.append((
-                    section, line[..<eq].trimmingCharacters(in: .whitespaces),
-                    line[line.index(after: eq)...].trimmingCharacters(in: .whitespaces)))
+                assignments.append(
+                    (
+                        section, line[..<eq].trimmingCharacters(in: .whitespaces),
+                        line[line.index(after: eq)...].trimmingCharacters(in: .whitespaces)
+                    ))
             }
         }
     }
@@ -293,7 +296,8 @@ private enum Tool {
     /// Runs a systemd tool found on $PATH (or in /usr/bin, /bin) with output captured in files.
     static func run(_ name: String, _ arguments: [String]) throws -> Result {
         let directories = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(String.init) + ["/usr/bin", "/bin"]
-        guard let executable = directories.map({ $0 + "/" + name }).first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+        guard let executable = directories.map({ $0 + "/" + name }).first(where: { FileManager.default.isExecutableFile(atPath: $0) })
+        else {
             throw Missing(name: name)
         }
         let scratch = try TempDirectory()

@@ -292,7 +292,9 @@ import Testing
         let r = try box.aibox(["daemon", "--log-target", "files"])
         #expect(r.code == 1)
         let file = box.paths.vendorWorkers + "/broken.toml"
-        #expect(r.stderr.contains("\(file):6: worker.bad.restart: \"sometimes\" is not allowed; use always, on-failure or never"), "\(r.stderr)")
+        #expect(
+            r.stderr.contains("\(file):6: worker.bad.restart: \"sometimes\" is not allowed; use always, on-failure or never"), "\(r.stderr)"
+        )
         #expect(box.processesOfThisBox().isEmpty)
     }
 
@@ -315,7 +317,8 @@ import Testing
         let r = try box.aibox(["reload"])
         #expect(r.code == 0, "\(r.stderr)")
         #expect(r.stdout.contains("changed [\"beta\"]"), "\(r.stdout)")
-        let newBeta = try #require(try waitUntil { (try box.worker("beta")?.pid).map { $0 != beta } ?? false } ? try box.worker("beta")?.pid : nil)
+        let newBeta = try #require(
+            try waitUntil { (try box.worker("beta")?.pid).map { $0 != beta } ?? false } ? try box.worker("beta")?.pid : nil)
         #expect(newBeta != beta)
         #expect(try box.worker("alpha")?.pid == alpha, "alpha was restarted by a reload that did not change it")
         let env = String(decoding: readSmallFile("/proc/\(newBeta)/environ") ?? [], as: UTF8.self)

@@ -60,9 +60,11 @@ import Testing
         #expect(try waitUntil { (try box.worker("crashy")?.restarts ?? 0) >= before + 3 })
         try input.fileHandleForWriting.close()
         locker.waitUntilExit()
-        #expect(try waitUntil {
-            try JSONDecoder().decode(StatusView.self, from: Data(try box.aibox(["status", "--json"]).stdout.utf8)).databaseProblem == nil
-        }, "the database problem did not clear")
+        #expect(
+            try waitUntil {
+                try JSONDecoder().decode(StatusView.self, from: Data(try box.aibox(["status", "--json"]).stdout.utf8)).databaseProblem
+                    == nil
+            }, "the database problem did not clear")
         // What happened meanwhile was kept and written afterwards.
         let exits = try box.events(worker: "crashy").filter { $0.kind == "worker.exited" }
         #expect(exits.count >= before + 3)
@@ -94,9 +96,11 @@ import Testing
         let restarts = try #require(try box.worker("crashy")?.restarts)
         #expect(try waitUntil { (try box.worker("crashy")?.restarts ?? 0) >= restarts + 5 }, "supervision stopped on a full disk")
         unlink("\(box.paths.stateDirectory)/filler")
-        #expect(try waitUntil(.seconds(30)) {
-            try JSONDecoder().decode(StatusView.self, from: Data(try box.aibox(["status", "--json"]).stdout.utf8)).databaseProblem == nil
-        }, "the problem did not clear once there was room again")
+        #expect(
+            try waitUntil(.seconds(30)) {
+                try JSONDecoder().decode(StatusView.self, from: Data(try box.aibox(["status", "--json"]).stdout.utf8)).databaseProblem
+                    == nil
+            }, "the problem did not clear once there was room again")
     }
 
     @Test func underSystemdItNotifiesReadyStatusAndPingsTheWatchdog() throws {

@@ -1,9 +1,9 @@
+import CAIBoxOS
 import Glibc
 import Testing
 
 @testable import AIBoxCore
 @testable import AIBoxSystem
-import CAIBoxOS
 
 /// Sends one datagram to a Unix socket path from this process.
 func sendDatagram(_ text: String, to path: String) throws {

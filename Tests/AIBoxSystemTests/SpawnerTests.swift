@@ -46,7 +46,8 @@ struct SpawnerTests {
             // The dynamic loader holds a descriptor for a moment while it maps libc; a
             // descriptor inherited from us would stay for good.
             let settled = waitUntil { listDirectory("/proc/\(pid)/fd").sorted() == ["0", "1", "2"] }
-            #expect(settled, "open in the child: \(listDirectory("/proc/\(pid)/fd").map { ($0, readLink("/proc/\(pid)/fd/" + $0) ?? "?") })")
+            #expect(
+                settled, "open in the child: \(listDirectory("/proc/\(pid)/fd").map { ($0, readLink("/proc/\(pid)/fd/" + $0) ?? "?") })")
             #expect(readLink("/proc/\(pid)/fd/0") == "/dev/null")
 
             let environ = try #require(readSmallFile("/proc/\(pid)/environ"))
@@ -68,7 +69,8 @@ struct SpawnerTests {
     func noWorkdir() throws {
         let out = try openDevNull(O_WRONLY | O_CLOEXEC)
         defer { closeDescriptor(out) }
-        let pid = try Spawner.spawn(SpawnRequest(argv: ["/bin/sleep", "30"], environment: [:], workdir: nil, user: nil, stdoutFD: out, stderrFD: out))
+        let pid = try Spawner.spawn(
+            SpawnRequest(argv: ["/bin/sleep", "30"], environment: [:], workdir: nil, user: nil, stdoutFD: out, stderrFD: out))
         defer { _ = killAndReap(pid) }
         #expect(waitForExec(pid))
         #expect(readLink("/proc/\(pid)/cwd") == readLink("/proc/self/cwd"))
@@ -96,7 +98,8 @@ struct SpawnerTests {
         defer { closeDescriptor(out) }
         let error = #expect(throws: SystemError.self) {
             _ = try Spawner.spawn(
-                SpawnRequest(argv: ["/nonexistent/aibox-no-such-program"], environment: [:], workdir: nil, user: nil, stdoutFD: out, stderrFD: out))
+                SpawnRequest(
+                    argv: ["/nonexistent/aibox-no-such-program"], environment: [:], workdir: nil, user: nil, stdoutFD: out, stderrFD: out))
         }
         #expect(error?.function == "execve")
         #expect(error?.errno == ENOENT)
@@ -110,7 +113,8 @@ struct SpawnerTests {
             let out = try openDevNull(O_WRONLY | O_CLOEXEC)
             defer { closeDescriptor(out) }
             let error = #expect(throws: SystemError.self) {
-                _ = try Spawner.spawn(SpawnRequest(argv: [dir + "/script"], environment: [:], workdir: nil, user: nil, stdoutFD: out, stderrFD: out))
+                _ = try Spawner.spawn(
+                    SpawnRequest(argv: [dir + "/script"], environment: [:], workdir: nil, user: nil, stdoutFD: out, stderrFD: out))
             }
             #expect(error?.function == "execve")
             #expect(error?.errno == EACCES)
@@ -123,7 +127,9 @@ struct SpawnerTests {
         defer { closeDescriptor(out) }
         let error = #expect(throws: SystemError.self) {
             _ = try Spawner.spawn(
-                SpawnRequest(argv: ["/bin/sleep", "30"], environment: [:], workdir: "/nonexistent/aibox-workdir", user: nil, stdoutFD: out, stderrFD: out))
+                SpawnRequest(
+                    argv: ["/bin/sleep", "30"], environment: [:], workdir: "/nonexistent/aibox-workdir", user: nil, stdoutFD: out,
+                    stderrFD: out))
         }
         #expect(error?.function == "chdir")
         #expect(error?.errno == ENOENT)
@@ -135,7 +141,8 @@ struct SpawnerTests {
         let out = try openDevNull(O_WRONLY | O_CLOEXEC)
         defer { closeDescriptor(out) }
         let nobody = try #require(UserIdentity.lookup("nobody"))
-        let pid = try Spawner.spawn(SpawnRequest(argv: ["/bin/sleep", "30"], environment: [:], workdir: nil, user: "nobody", stdoutFD: out, stderrFD: out))
+        let pid = try Spawner.spawn(
+            SpawnRequest(argv: ["/bin/sleep", "30"], environment: [:], workdir: nil, user: "nobody", stdoutFD: out, stderrFD: out))
         defer { _ = killAndReap(pid) }
         var st = stat()
         #expect(stat("/proc/\(pid)", &st) == 0)
@@ -144,7 +151,8 @@ struct SpawnerTests {
         if geteuid() == 0 {
             let error = #expect(throws: SystemError.self) {
                 _ = try Spawner.spawn(
-                    SpawnRequest(argv: ["/bin/true"], environment: [:], workdir: nil, user: "aibox-no-such-user", stdoutFD: out, stderrFD: out))
+                    SpawnRequest(
+                        argv: ["/bin/true"], environment: [:], workdir: nil, user: "aibox-no-such-user", stdoutFD: out, stderrFD: out))
             }
             #expect(error?.function == "getpwnam")
             #expect(error?.description.contains("aibox-no-such-user") == true)
@@ -155,7 +163,8 @@ struct SpawnerTests {
     func decode() throws {
         let out = try openDevNull(O_WRONLY | O_CLOEXEC)
         defer { closeDescriptor(out) }
-        let pid = try Spawner.spawn(SpawnRequest(argv: ["/bin/sh", "-c", "exit 78"], environment: [:], workdir: nil, user: nil, stdoutFD: out, stderrFD: out))
+        let pid = try Spawner.spawn(
+            SpawnRequest(argv: ["/bin/sh", "-c", "exit 78"], environment: [:], workdir: nil, user: nil, stdoutFD: out, stderrFD: out))
         var status: Int32 = 0
         #expect(waitpid(pid, &status, 0) == pid)
         #expect(Reaper.decode(status) == .code(78))

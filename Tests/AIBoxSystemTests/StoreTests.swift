@@ -46,7 +46,10 @@ struct StoreTests {
             #expect(try reader.events(sinceMilliseconds: nil, worker: "chat", limit: 100).map(\.kind) == ["worker.started"])
             // The newest `limit`, oldest first.
             #expect(try reader.events(sinceMilliseconds: nil, limit: 2).map(\.at) == [2000, 3000])
-            #expect(try reader.workers() == [Self.worker("chat"), Self.worker("llm", state: "backoff", pid: nil, restarts: 3), Self.worker("old")])
+            #expect(
+                try reader.workers() == [
+                    Self.worker("chat"), Self.worker("llm", state: "backoff", pid: nil, restarts: 3), Self.worker("old"),
+                ])
             #expect(try reader.meta() == ["version": "1.0.0"])
             #expect(store.loadWorkers().count == 3)
 
@@ -76,7 +79,8 @@ struct StoreTests {
             // 300 + 300: the second flush crosses 500 inserts and prunes.
             for round in 0..<2 {
                 for i in 0..<300 {
-                    store.record(EventRecord(at: Int64(round * 300 + i), kind: "test.event", worker: nil, message: "event \(round * 300 + i)"))
+                    store.record(
+                        EventRecord(at: Int64(round * 300 + i), kind: "test.event", worker: nil, message: "event \(round * 300 + i)"))
                 }
                 store.flush(now: Clock.monotonic())
             }
