@@ -80,18 +80,24 @@ public final class ControlConnection {
     public let fd: Int32
     private var buffer: [UInt8] = []
 
-    /// Connects; `nil` when nobody listens (the daemon is not running).
-    public init?(path: String) {
-        let s = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        if s < 0 { return nil }
+    /// Connects; `nil` when nobody listens (the daemon is not running). Throws when the
+    /// socket is there but may not be used (EACCES), so that is never taken for "not running".
+    public init?(path: String) throws(SystemError) {
+        let s = try syscall("socket(AF_UNIX)") { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
         var addr = sockaddr_un()
         let len = aibox_sockaddr_un(&addr, path)
+        guard len != socklen_t.max else {
+            closeDescriptor(s)
+            throw SystemError("connect", errno: ENAMETOOLONG, detail: path)
+        }
         let r = withUnsafePointer(to: &addr) { p in
             p.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(s, $0, len) }
         }
-        if len == socklen_t.max || r < 0 {
+        if r < 0 {
+            let e = errno
             closeDescriptor(s)
-            return nil
+            if e == ENOENT || e == ECONNREFUSED || e == ENOTDIR { return nil }
+            throw SystemError("connect", errno: e, detail: path)
         }
         fd = s
     }

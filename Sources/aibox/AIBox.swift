@@ -77,7 +77,16 @@ struct Envelope<T: Decodable>: Decodable {
 enum DaemonClient {
     /// Sends one request; nil when the daemon is not running.
     static func request<T: Decodable>(_ paths: Paths, _ req: ControlRequest, as: T.Type) throws -> T? {
-        guard let conn = ControlConnection(path: paths.controlSocket) else { return nil }
+        let connection: ControlConnection?
+        do {
+            connection = try ControlConnection(path: paths.controlSocket)
+        } catch let e where e.errno == EACCES || e.errno == EPERM {
+            throw CLIError(
+                "permission denied on \(paths.controlSocket): run as root or as a member of the socket's group (aibox)")
+        } catch {
+            throw CLIError("cannot reach the daemon: \(error)")
+        }
+        guard let conn = connection else { return nil }
         let line = String(decoding: try JSONEncoder().encode(req), as: UTF8.self)
         try conn.send(line: line)
         guard let answer = conn.readLine() else { throw CLIError("the daemon closed the connection without answering") }

@@ -171,6 +171,33 @@ import Testing
         #expect(try box.worker("only")?.pid == pid)
     }
 
+    @Test func othersCannotUseTheControlSocketAndMayNeverChangeAnything() throws {
+        try #require(geteuid() == 0, "switching to another user needs root (CI runs as root)")
+        let box = try TestBox(
+            """
+            [worker.guarded]
+            exec = ["@WORKER@", "--no-notify"]
+            """)
+        try box.startDaemon()
+        defer { box.stopDaemon() }
+        let pid = try #require(try box.waitFor("guarded", ["running"])?.pid)
+        let asNobody = ["--reuid=65534", "--regid=65534", "--clear-groups", aiboxBinary]
+        chmod(box.root, 0o755)
+        // The socket is 0660: another user cannot connect, and is told why — not "not running".
+        let denied = try run("/usr/bin/setpriv", asNobody + ["workers", "--root", box.root])
+        #expect(denied.code == 1)
+        #expect(denied.stderr.contains("permission denied"), "\(denied.stderr)")
+        // Were the socket opened up by mistake, the peer's credentials still forbid changes.
+        chmod(box.paths.controlSocket, 0o666)
+        let read = try run("/usr/bin/setpriv", asNobody + ["workers", "--json", "--root", box.root])
+        #expect(read.code == 0, "\(read.stderr)")
+        let stop = try run("/usr/bin/setpriv", asNobody + ["stop", "guarded", "--root", box.root])
+        #expect(stop.code == 1)
+        #expect(stop.stderr.contains("permission denied: only root or members of the control socket's group may stop"), "\(stop.stderr)")
+        #expect(try box.worker("guarded")?.pid == pid)
+        #expect(try box.worker("guarded")?.state == "running")
+    }
+
     @Test func usageErrorsExitTwo() throws {
         let r = try run(aiboxBinary, ["workers", "--bogus"])
         #expect(r.code == 2)
