@@ -101,6 +101,14 @@ private let defaultWorkerStopTimeout = 10.0
         }
     }
 
+    @Test func hardwareWatchdogIsPettedBySystemd() throws {
+        let url = repository.appendingPathComponent("image/systemd/system.conf.d/10-aibox-watchdog.conf")
+        let conf = try UnitFile(contentsOf: url)
+        let runtime = try #require(conf.value("Manager", "RuntimeWatchdogSec").flatMap(seconds))
+        #expect(runtime > 0 && runtime <= 60, "the board must be reset within a minute of a hang")
+        #expect(conf.value("Manager", "RebootWatchdogSec").flatMap(seconds).map { $0 > 0 } == true)
+    }
+
     // MARK: (c) systemd-tmpfiles
 
     @Test func tmpfilesCreatesTheDirectories() throws {
