@@ -392,9 +392,10 @@ struct KeyLocator {
     }
 }
 
-extension String {
-    func trimmingCharacters(in set: String) -> String {
-        var s = Substring(self)
+extension StringProtocol {
+    /// Drops the characters of `set` from both ends (without Foundation's CharacterSet).
+    public func trimmingCharacters(in set: String) -> String {
+        var s = self[...]
         while let f = s.first, set.contains(f) { s = s.dropFirst() }
         while let l = s.last, set.contains(l) { s = s.dropLast() }
         return String(s)

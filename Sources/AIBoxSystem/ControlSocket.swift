@@ -71,10 +71,6 @@ public final class ControlListener {
     }
 }
 
-extension Substring {
-    func trimmingCharacters(in set: String) -> String { String(self).trimmingCharacters(in: set) }
-}
-
 /// A blocking client connection to the control socket.
 public final class ControlConnection {
     public let fd: Int32
