@@ -228,8 +228,12 @@ public enum WorkerConfig {
                 }
             }
         }
-        for d in workers {
-            let locator = KeyLocator(text: files.first { $0.path == d.source.file }?.text ?? "")
+        var locators: [String: KeyLocator] = [:]
+        for d in workers where d.after.contains(where: { byName[$0] == nil }) {
+            if locators[d.source.file] == nil {
+                locators[d.source.file] = KeyLocator(text: files.first { $0.path == d.source.file }?.text ?? "")
+            }
+            let locator = locators[d.source.file]!
             for dep in d.after where byName[dep] == nil && WorkerDefinition.isValidName(dep) {
                 errors.append(
                     ConfigError(
@@ -348,8 +352,10 @@ struct FieldReader {
 /// errors, so this follows table headers and `key =` lines; it is used only to point error
 /// messages at the right line.
 struct KeyLocator {
-    private var lines: [(table: [String], keys: [String], line: Int, text: Substring)] = []
-    private var headers: [[String]: Int] = [:]
+    private var lines: [(full: [String], line: Int, text: Substring)] = []
+    /// Table headers and `key =` lines by their full key path: one lookup per question, so
+    /// a file with many workers is located in linear time.
+    private var index: [[String]: Int] = [:]
 
     init(text: String) {
         var current: [String] = []
@@ -358,12 +364,15 @@ struct KeyLocator {
             if line.hasPrefix("[") {
                 let inner = line.drop { $0 == "[" }.prefix { $0 != "]" }
                 current = KeyLocator.splitKey(inner)
-                if headers[current] == nil { headers[current] = i + 1 }
+                if index[current] == nil { index[current] = i + 1 }
                 continue
             }
             if let eq = line.firstIndex(of: "="), !line.hasPrefix("#") {
                 let key = KeyLocator.splitKey(line[..<eq])
-                if !key.isEmpty { lines.append((current, key, i + 1, line[eq...])) }
+                guard !key.isEmpty else { continue }
+                let full = current + key
+                if index[full] == nil { index[full] = i + 1 }
+                lines.append((full, i + 1, line[eq...]))
             }
         }
     }
@@ -373,19 +382,10 @@ struct KeyLocator {
     }
 
     func line(of path: [String]) -> Int? {
-        if let h = headers[path] { return h }
-        // A key line whose table + key equals the path, or whose value (inline table) holds the rest.
-        for l in lines {
-            let full = l.table + l.keys
-            if full == path { return l.line }
-        }
-        for l in lines {
-            let full = l.table + l.keys
-            if path.count > full.count, Array(path.prefix(full.count)) == full,
-                l.text.contains(path[full.count])
-            {
-                return l.line
-            }
+        if let l = index[path] { return l }
+        // A key inside an inline table: the line whose key is a prefix and whose value names the rest.
+        for l in lines where path.count > l.full.count && Array(path.prefix(l.full.count)) == l.full {
+            if l.text.contains(path[l.full.count]) { return l.line }
         }
         if path.count > 1 { return line(of: Array(path.dropLast())) }
         return nil

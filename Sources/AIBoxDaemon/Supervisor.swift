@@ -59,6 +59,12 @@ public final class Supervisor {
     var nextMemoryCheck: Instant?
     var configProblem: String?
     var lastManagerStatus = ""
+    /// Set when a worker's state changed this turn: dependencies and STATUS= are rechecked.
+    var stateChanged = true
+    /// Set when a deadline that has already passed was set this turn.
+    var dueNow = false
+    /// Log lines of this turn, written after its spawns.
+    var pendingLog: [(Logger.Level, String)] = []
     let bootID: String
     var connections: [Int32: (peer: PeerCredentials, buffer: [UInt8])] = [:]
     public private(set) var exitCode: Int32 = 0
@@ -232,10 +238,7 @@ public final class Supervisor {
 
     private func onTimer() {
         let now = Clock.monotonic()
-        for name in order {
-            guard let slot = slots[name], let d = slot.machine.deadline, d <= now else { continue }
-            apply(name, slot.machine.timerFired(now: now, missing: missing(for: name)))
-        }
+        fireDueDeadlines(now: now)
         if let ping = nextManagerPing, ping <= now, let interval = manager.watchdogInterval {
             manager.send("WATCHDOG=1")
             nextManagerPing = now + interval
@@ -267,23 +270,45 @@ public final class Supervisor {
     /// After every turn of the loop: dependencies, the database, systemd's status, the timer.
     func afterTurnFromControl() { afterTurn() }
 
+    /// Runs after every turn of the loop. Order matters for the restart latency: what is due
+    /// now (a zero restart-delay) is spawned first; logging and the database come after.
     private func afterTurn() {
-        let now = Clock.monotonic()
+        var now = Clock.monotonic()
+        if dueNow {
+            dueNow = false
+            fireDueDeadlines(now: now)
+        }
         if !shuttingDown {
-            for name in order {
-                guard let slot = slots[name], slot.machine.state == .waiting else { continue }
-                apply(name, slot.machine.dependenciesChanged(now: now, missing: missing(for: name)))
+            if stateChanged && slots.values.contains(where: { $0.machine.state == .waiting }) {
+                for name in order {
+                    guard let slot = slots[name], slot.machine.state == .waiting else { continue }
+                    apply(name, slot.machine.dependenciesChanged(now: now, missing: missing(for: name)))
+                }
             }
         } else {
             advanceShutdown()
         }
+        for (level, line) in pendingLog { logger.log(level: level, "\(line)") }
+        pendingLog.removeAll(keepingCapacity: true)
+        now = Clock.monotonic()
         store.flush(now: now)
-        let s = summary()
-        if s != lastManagerStatus {
-            lastManagerStatus = s
-            manager.send("STATUS=\(s)")
+        if stateChanged {
+            stateChanged = false
+            let s = summary()
+            if s != lastManagerStatus {
+                lastManagerStatus = s
+                manager.send("STATUS=\(s)")
+            }
         }
         rearm()
+    }
+
+    /// Fires every worker deadline that has passed.
+    private func fireDueDeadlines(now: Instant) {
+        for name in order {
+            guard let slot = slots[name], let d = slot.machine.deadline, d <= now else { continue }
+            apply(name, slot.machine.timerFired(now: now, missing: missing(for: name)))
+        }
     }
 
     private func rearm() {
@@ -321,13 +346,18 @@ public final class Supervisor {
                 store.record(event(kind: e.kind, worker: name, message: e.message))
                 switch e {
                 case .exited, .quarantined, .parked, .watchdog, .readyTimeout, .memoryExceeded, .spawnFailed, .stopKilled:
-                    logger.warning("worker \(name): \(e.message)")
+                    pendingLog.append((.warning, "worker \(name): \(e.message)"))
                 default:
-                    logger.info("worker \(name): \(e.message)")
+                    pendingLog.append((.info, "worker \(name): \(e.message)"))
                 }
             }
         }
-        if changed { persist(name) }
+        if changed {
+            stateChanged = true
+            persist(name)
+        }
+        // A deadline already due (a zero restart-delay) fires in this same turn.
+        if let d = slot.machine.deadline, d <= Clock.monotonic() { dueNow = true }
         if slot.removeWhenStopped && !slot.machine.state.hasProcess && slot.machine.state != .waiting {
             slots[name] = nil
             order.removeAll { $0 == name }

@@ -41,8 +41,9 @@ public final class NotifySocket {
     }
 
     /// Every datagram waiting, with the sender's pid.
+    private var buffer = [UInt8](repeating: 0, count: 4096)
+
     public func receiveAll(_ body: (Int32, NotifyMessage) -> Void) {
-        var buffer = [UInt8](repeating: 0, count: 4096)
         while true {
             var pid: pid_t = 0, uid: uid_t = 0, gid: gid_t = 0
             let n = buffer.withUnsafeMutableBytes { aibox_recv_with_creds(fd, $0.baseAddress, $0.count, &pid, &uid, &gid) }
