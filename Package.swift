@@ -11,7 +11,6 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
-        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
@@ -22,6 +21,9 @@ let package = Package(
         .systemLibrary(
             name: "CUdev", pkgConfig: "libudev",
             providers: [.apt(["libudev-dev"])]),
+        .systemLibrary(
+            name: "CSQLite", pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"])]),
         // The few OS calls Swift cannot make safely itself (vfork+exec, variadic fcntl/ioctl).
         .target(name: "CAIBoxOS"),
 
@@ -33,8 +35,7 @@ let package = Package(
         .target(
             name: "AIBoxSystem",
             dependencies: [
-                "AIBoxCore", "CAIBoxOS", "CSystemd",
-                .product(name: "GRDB", package: "GRDB.swift"),
+                "AIBoxCore", "CAIBoxOS", "CSystemd", "CSQLite",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         // The long-running supervisor.

@@ -1,10 +1,8 @@
 import AIBoxCore
-import GRDB
 import Glibc
 
 /// One event row: what happened, when (wall clock, for people), to which worker.
-public struct EventRecord: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
-    public static let databaseTableName = "events"
+public struct EventRecord: Codable, Sendable, Equatable {
     public var id: Int64?
     /// Milliseconds since 1970 by the wall clock at the time (a box without RTC may say 1970).
     public var at: Int64
@@ -23,8 +21,7 @@ public struct EventRecord: Codable, Sendable, Equatable, FetchableRecord, Persis
 
 /// The last known state of one worker: what `aibox workers` shows when the daemon is down,
 /// and what a restarted daemon needs to find the processes its previous run left.
-public struct WorkerRecord: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
-    public static let databaseTableName = "workers"
+public struct WorkerRecord: Codable, Sendable, Equatable {
     public var name: String
     public var state: String
     public var pid: Int32?
@@ -60,40 +57,47 @@ public struct WorkerRecord: Codable, Sendable, Equatable, FetchableRecord, Persi
     }
 }
 
-/// Schema, forward-only.
+/// Schema: named migrations, forward-only, each applied once in its own transaction and
+/// recorded in `schema_migrations`. A name this build does not know means a newer build
+/// wrote the file (the case after an A/B rollback): it is reported, and since migrations
+/// only ever add, this build goes on with the tables it knows.
 enum Schema {
-    static var migrator: DatabaseMigrator {
-        var m = DatabaseMigrator()
-        m.registerMigration("v1-events-workers") { db in
-            try db.create(table: "events") { t in
-                t.autoIncrementedPrimaryKey("id")
-                t.column("at", .integer).notNull()
-                t.column("kind", .text).notNull()
-                t.column("worker", .text)
-                t.column("message", .text).notNull()
-            }
-            try db.create(index: "events_worker", on: "events", columns: ["worker", "id"])
-            try db.create(table: "workers") { t in
-                t.primaryKey("name", .text)
-                t.column("state", .text).notNull()
-                t.column("pid", .integer)
-                t.column("pgid", .integer)
-                t.column("startTime", .integer)
-                t.column("bootID", .text)
-                t.column("restarts", .integer).notNull().defaults(to: 0)
-                t.column("lastExitCode", .integer)
-                t.column("lastExitSignal", .integer)
-                t.column("lastExitAt", .integer)
-                t.column("status", .text)
-                t.column("reason", .text)
-                t.column("updatedAt", .integer).notNull()
-            }
-            try db.create(table: "meta") { t in
-                t.primaryKey("key", .text)
-                t.column("value", .text).notNull()
+    static let migrations: [(name: String, sql: String)] = [
+        (
+            "v1-events-workers",
+            """
+            CREATE TABLE events (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                at INTEGER NOT NULL,
+                kind TEXT NOT NULL,
+                worker TEXT,
+                message TEXT NOT NULL);
+            CREATE INDEX events_worker ON events(worker, id);
+            CREATE TABLE workers (
+                name TEXT PRIMARY KEY NOT NULL,
+                state TEXT NOT NULL,
+                pid INTEGER, pgid INTEGER, startTime INTEGER, bootID TEXT,
+                restarts INTEGER NOT NULL DEFAULT 0,
+                lastExitCode INTEGER, lastExitSignal INTEGER, lastExitAt INTEGER,
+                status TEXT, reason TEXT,
+                updatedAt INTEGER NOT NULL);
+            CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
+            """
+        )
+    ]
+
+    /// Applies what is missing; returns the names of migrations this build does not know.
+    static func migrate(_ db: SQLiteConnection) throws(SQLiteError) -> [String] {
+        try db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY NOT NULL)")
+        let applied = Set(try db.query("SELECT name FROM schema_migrations").compactMap { $0.first?.string })
+        for m in migrations where !applied.contains(m.name) {
+            try db.transaction { () throws(SQLiteError) in
+                try db.execute(m.sql)
+                try db.query("INSERT INTO schema_migrations(name) VALUES (?)", [.text(m.name)])
             }
         }
-        return m
+        let known = Set(migrations.map(\.name))
+        return applied.filter { !known.contains($0) }.sorted()
     }
 }
 
@@ -104,7 +108,7 @@ enum Schema {
 public final class Store {
     public let path: String
     public let maxEvents: Int
-    private var queue: DatabaseQueue?
+    private var db: SQLiteConnection?
     private var pendingEvents: [EventRecord] = []
     private var pendingWorkers: [String: WorkerRecord] = [:]
     private var pendingDeletes: Set<String> = []
@@ -115,6 +119,8 @@ public final class Store {
     public private(set) var problem: String?
     /// Set when a corrupt file was moved aside during this run.
     public private(set) var movedAside: String?
+    /// Migrations found in the file that this build does not know (a newer build wrote it).
+    public private(set) var unknownMigrations: [String] = []
     public var onProblem: ((String?) -> Void)?
     static let pendingLimit = 10_000
 
@@ -124,7 +130,7 @@ public final class Store {
         open()
     }
 
-    public var isHealthy: Bool { queue != nil && problem == nil }
+    public var isHealthy: Bool { db != nil && problem == nil }
 
     private func setProblem(_ p: String?) {
         if p != problem {
@@ -133,63 +139,59 @@ public final class Store {
         }
     }
 
+    private static func isCorruption(_ e: SQLiteError) -> Bool {
+        e.primaryCode == SQLiteError.corrupt || e.primaryCode == SQLiteError.notADatabase
+    }
+
     private func open() {
         do {
             try makeDirectories(parentDirectory(path), mode: 0o755)
-            let q = try Store.openQueue(path)
-            try Schema.migrator.migrate(q)
-            queue = q
+            let connection = try Store.connect(path)
+            unknownMigrations = try Schema.migrate(connection)
+            db = connection
             setProblem(nil)
-        } catch let e as DatabaseError where e.resultCode == .SQLITE_CORRUPT || e.resultCode == .SQLITE_NOTADB {
+        } catch let e as SQLiteError where Store.isCorruption(e) {
             rebuild(because: e)
         } catch {
-            queue = nil
-            setProblem("database \(path) unavailable: \(describe(error))")
+            db = nil
+            setProblem("database \(path) unavailable: \(error)")
         }
     }
 
-    static func openQueue(_ path: String, readonly: Bool = false) throws -> DatabaseQueue {
-        var config = Configuration()
-        config.readonly = readonly
-        config.busyMode = .timeout(0.05)
-        config.journalMode = readonly ? .default : .wal
-        config.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+    static func connect(_ path: String, readOnly: Bool = false) throws(SQLiteError) -> SQLiteConnection {
+        let connection = try SQLiteConnection(path: path, readOnly: readOnly, busyTimeoutMilliseconds: 50)
+        if !readOnly {
+            // WAL: readers (the CLI) never block the daemon. NORMAL: a power cut may lose the
+            // last moments of history but never corrupts the file.
+            try connection.query("PRAGMA journal_mode = WAL")
+            try connection.execute("PRAGMA synchronous = NORMAL")
         }
-        let q = try DatabaseQueue(path: path, configuration: config)
         // A file that is not a database only shows on first read.
-        try q.read { db in _ = try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_master") }
-        return q
+        try connection.query("SELECT count(*) FROM sqlite_master")
+        return connection
     }
 
     /// Moves a corrupt database (and its WAL) aside and starts a new one.
-    private func rebuild(because error: Error) {
-        queue = nil
+    private func rebuild(because error: SQLiteError) {
+        db = nil
         let aside = "\(path).corrupt-\(Clock.wallMilliseconds())"
         _ = rename(path, aside)
         _ = rename(path + "-wal", aside + "-wal")
         _ = unlink(path + "-shm")
         movedAside = aside
         do {
-            let q = try Store.openQueue(path)
-            try Schema.migrator.migrate(q)
-            queue = q
+            let connection = try Store.connect(path)
+            unknownMigrations = try Schema.migrate(connection)
+            db = connection
             setProblem(nil)
+            // Worker rows are rewritten from memory by the daemon.
             pendingEvents.append(
                 EventRecord(
                     at: Clock.wallMilliseconds(), kind: "daemon.database-rebuilt", worker: nil,
-                    message: "the database was corrupt (\(describe(error))); moved aside to \(aside) and rebuilt"))
-            // Worker rows are rewritten from memory by the daemon.
+                    message: "the database was corrupt (\(error)); moved aside to \(aside) and rebuilt"))
         } catch {
-            setProblem("database \(path) was corrupt and could not be rebuilt: \(describe(error))")
+            setProblem("database \(path) was corrupt and could not be rebuilt: \(error)")
         }
-    }
-
-    private func describe(_ error: Error) -> String {
-        if let e = error as? DatabaseError {
-            return "\(e.resultCode): \(e.message ?? "")"
-        }
-        return "\(error)"
     }
 
     // MARK: Writing
@@ -218,50 +220,62 @@ public final class Store {
     /// Writes what is queued in one transaction. Never throws: problems are reported.
     public func flush(now: Instant) {
         guard hasPending else { return }
-        if queue == nil {
+        if db == nil {
             guard retryAt.map({ now >= $0 }) ?? true else { return }
             retryAt = now + .seconds(5)
             open()
-            guard queue != nil else { return }
+            guard db != nil else { return }
         }
-        guard let queue else { return }
-        let events = pendingEvents, workers = pendingWorkers, deletes = pendingDeletes, meta = pendingMeta
-        let prune = insertsSincePrune + events.count >= 500
-        let maxEvents = self.maxEvents
+        guard let db else { return }
+        let prune = insertsSincePrune + pendingEvents.count >= 500
         do {
-            try queue.write { db in
-                for e in events { try e.insert(db) }
-                for w in workers.values { try w.save(db) }
-                for d in deletes { try db.execute(sql: "DELETE FROM workers WHERE name = ?", arguments: [d]) }
-                for (k, v) in meta { try db.execute(sql: "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", arguments: [k, v]) }
-                if prune {
-                    try db.execute(
-                        sql: "DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - ?", arguments: [maxEvents])
+            try db.transaction { () throws(SQLiteError) in
+                for e in pendingEvents {
+                    try db.query(
+                        "INSERT INTO events(at, kind, worker, message) VALUES (?, ?, ?, ?)",
+                        [.integer(e.at), .text(e.kind), SQLiteValue(e.worker), .text(e.message)])
                 }
+                for w in pendingWorkers.values {
+                    try db.query(
+                        """
+                        INSERT OR REPLACE INTO workers(name, state, pid, pgid, startTime, bootID, restarts, lastExitCode,
+                            lastExitSignal, lastExitAt, status, reason, updatedAt)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        """,
+                        [
+                            .text(w.name), .text(w.state), SQLiteValue(w.pid.map(Int64.init)), SQLiteValue(w.pgid.map(Int64.init)),
+                            SQLiteValue(w.startTime), SQLiteValue(w.bootID), .integer(Int64(w.restarts)),
+                            SQLiteValue(w.lastExitCode.map(Int64.init)), SQLiteValue(w.lastExitSignal.map(Int64.init)),
+                            SQLiteValue(w.lastExitAt), SQLiteValue(w.status), SQLiteValue(w.reason), .integer(w.updatedAt),
+                        ])
+                }
+                for d in pendingDeletes { try db.query("DELETE FROM workers WHERE name = ?", [.text(d)]) }
+                for (k, v) in pendingMeta { try db.query("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", [.text(k), .text(v)]) }
+                if prune { try pruneEvents(keeping: maxEvents) }
             }
-            insertsSincePrune = prune ? 0 : insertsSincePrune + events.count
+            insertsSincePrune = prune ? 0 : insertsSincePrune + pendingEvents.count
             pendingEvents = []
             pendingWorkers = [:]
             pendingDeletes = []
             pendingMeta = [:]
             setProblem(nil)
-        } catch let e as DatabaseError where e.resultCode == .SQLITE_CORRUPT || e.resultCode == .SQLITE_NOTADB {
+        } catch let e where Store.isCorruption(e) {
             rebuild(because: e)
-        } catch let e as DatabaseError where e.resultCode == .SQLITE_FULL {
-            // Make room by dropping old history, then try again on the next turn.
-            _ = try? queue.write { db in
-                try db.execute(sql: "DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - ?", arguments: [maxEvents / 2])
-            }
+        } catch let e where e.primaryCode == SQLiteError.full {
+            // Make room by dropping the older half of the history, then try again next turn.
+            try? pruneEvents(keeping: maxEvents / 2)
             setProblem("database \(path): disk full; \(pendingEvents.count) events waiting in memory")
         } catch {
-            setProblem("database \(path): \(describe(error)); \(pendingEvents.count) events waiting in memory")
-            if let e = error as? DatabaseError,
-                e.resultCode == .SQLITE_READONLY || e.resultCode == .SQLITE_IOERR || e.resultCode == .SQLITE_CANTOPEN
-            {
-                self.queue = nil
+            setProblem("database \(path): \(error); \(pendingEvents.count) events waiting in memory")
+            if [SQLiteError.readOnly, SQLiteError.ioError, SQLiteError.cantOpen].contains(error.primaryCode) {
+                self.db = nil
                 retryAt = now + .seconds(5)
             }
         }
+    }
+
+    private func pruneEvents(keeping count: Int) throws(SQLiteError) {
+        try db?.query("DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - ?", [.integer(Int64(count))])
     }
 
     /// When a failed write should be tried again (for the loop's timer).
@@ -270,40 +284,59 @@ public final class Store {
     // MARK: Reading (the daemon at start)
 
     public func loadWorkers() -> [WorkerRecord] {
-        (try? queue?.read { db in try WorkerRecord.fetchAll(db) }) ?? []
+        guard let db else { return [] }
+        return (try? StoreReader.workers(db)) ?? []
     }
 }
 
 /// Read-only access for the CLI: status, workers and events answer from here when the
 /// daemon is down.
 public struct StoreReader {
-    let queue: DatabaseQueue
+    let db: SQLiteConnection
 
     public init(path: String) throws {
         guard fileExists(path) else { throw SystemError("open", errno: ENOENT, detail: path) }
-        queue = try Store.openQueue(path, readonly: true)
+        db = try Store.connect(path, readOnly: true)
     }
 
-    public func workers() throws -> [WorkerRecord] {
-        try queue.read { db in try WorkerRecord.order(Column("name")).fetchAll(db) }
+    static let workerColumns =
+        "name, state, pid, pgid, startTime, bootID, restarts, lastExitCode, lastExitSignal, lastExitAt, status, reason, updatedAt"
+
+    static func workers(_ db: SQLiteConnection) throws(SQLiteError) -> [WorkerRecord] {
+        try db.query("SELECT \(workerColumns) FROM workers ORDER BY name").map { r in
+            WorkerRecord(
+                name: r[0].string ?? "", state: r[1].string ?? "", pid: r[2].int32, pgid: r[3].int32, startTime: r[4].int64,
+                bootID: r[5].string, restarts: Int(r[6].int64 ?? 0), lastExitCode: r[7].int32, lastExitSignal: r[8].int32,
+                lastExitAt: r[9].int64, status: r[10].string, reason: r[11].string, updatedAt: r[12].int64 ?? 0)
+        }
     }
+
+    public func workers() throws -> [WorkerRecord] { try StoreReader.workers(db) }
 
     /// Events after `sinceMilliseconds` (wall clock), newest last, at most `limit`.
     public func events(sinceMilliseconds: Int64?, worker: String? = nil, limit: Int) throws -> [EventRecord] {
-        try queue.read { db in
-            var request = EventRecord.order(Column("id").desc).limit(limit)
-            if let s = sinceMilliseconds { request = request.filter(Column("at") >= s) }
-            if let worker { request = request.filter(Column("worker") == worker) }
-            return try request.fetchAll(db).reversed()
+        var sql = "SELECT id, at, kind, worker, message FROM events WHERE 1"
+        var args: [SQLiteValue] = []
+        if let s = sinceMilliseconds {
+            sql += " AND at >= ?"
+            args.append(.integer(s))
+        }
+        if let worker {
+            sql += " AND worker = ?"
+            args.append(.text(worker))
+        }
+        sql += " ORDER BY id DESC LIMIT ?"
+        args.append(.integer(Int64(limit)))
+        return try db.query(sql, args).reversed().map { r in
+            EventRecord(id: r[0].int64, at: r[1].int64 ?? 0, kind: r[2].string ?? "", worker: r[3].string, message: r[4].string ?? "")
         }
     }
 
     public func meta() throws -> [String: String] {
-        try queue.read { db in
-            Dictionary(
-                uniqueKeysWithValues: try Row.fetchAll(db, sql: "SELECT key, value FROM meta").map {
-                    ($0["key"] as String, $0["value"] as String)
-                })
+        var out: [String: String] = [:]
+        for r in try db.query("SELECT key, value FROM meta") {
+            if let k = r[0].string, let v = r[1].string { out[k] = v }
         }
+        return out
     }
 }
