@@ -1,6 +1,6 @@
 import AIBoxCore
 import AIBoxSystem
-import Foundation
+import FoundationEssentials
 import Glibc
 
 /// The control socket's requests, served on the supervisor's loop.
@@ -59,12 +59,13 @@ extension Supervisor {
         afterTurnFromControl()
     }
 
-    private func error(_ message: String) -> [UInt8] {
-        encode(["ok": false, "error": message] as [String: any Sendable])
+    private struct Refusal: Encodable {
+        var ok = false
+        var error: String
     }
 
-    private func encode(_ dict: [String: any Sendable]) -> [UInt8] {
-        (try? JSONSerialization.data(withJSONObject: dict, options: [.sortedKeys])).map { Array($0) } ?? Array("{\"ok\":false}".utf8)
+    private func error(_ message: String) -> [UInt8] {
+        (try? JSONEncoder().encode(Refusal(error: message))).map { Array($0) } ?? Array("{\"ok\":false}".utf8)
     }
 
     private func ok<T: Encodable>(_ value: T) -> [UInt8] {

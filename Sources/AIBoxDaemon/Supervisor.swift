@@ -1,6 +1,5 @@
 import AIBoxCore
 import AIBoxSystem
-import Foundation
 import Glibc
 import Logging
 
@@ -75,7 +74,7 @@ public final class Supervisor {
         self.logger = logger
         self.loop = try EventLoop()
         self.manager = ServiceManagerNotifier(environment: options.environment)
-        self.bootID = readTextFile("/proc/sys/kernel/random/boot_id")?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+        self.bootID = readTextFile("/proc/sys/kernel/random/boot_id")?.trimmingCharacters(in: " \n") ?? ""
         try makeDirectories(paths.stateDirectory, mode: 0o755)
         try makeDirectories(paths.runDirectory, mode: 0o755)
         self.store = Store(path: paths.database)
@@ -91,11 +90,9 @@ public final class Supervisor {
     public func run() throws -> Int32 {
         // One daemon per root: a second one would take the sockets from the first.
         guard let lock = try ProcessLock(path: paths.lockFile) else {
-            let other = readTextFile(paths.pidFile)?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
-            FileHandle.standardError.write(
-                Data(
-                    "aibox: another aibox daemon (pid \(other)) is already running with root \(paths.root); not starting a second one\n"
-                        .utf8))
+            let other = readTextFile(paths.pidFile)?.trimmingCharacters(in: " \n") ?? "?"
+            writeStandardError(
+                "aibox: another aibox daemon (pid \(other)) is already running with root \(paths.root); not starting a second one\n")
             return 1
         }
         defer { withExtendedLifetime(lock) {} }
@@ -106,7 +103,7 @@ public final class Supervisor {
             logger.critical("refusing to start: invalid worker definitions\n\(errors)")
             store.record(event(kind: "daemon.config-invalid", worker: nil, message: errors.description))
             store.flush(now: Clock.monotonic())
-            FileHandle.standardError.write(Data("aibox: invalid worker definitions; not starting:\n\(errors)\n".utf8))
+            writeStandardError("aibox: invalid worker definitions; not starting:\n\(errors)\n")
             return 1
         case .success(let defs):
             definitions = defs

@@ -183,3 +183,44 @@ public final class ProcessLock {
 
     deinit { closeDescriptor(fd) }
 }
+
+/// Writes to standard output / standard error, unbuffered (nothing else of ours buffers them).
+public func writeStandardOutput(_ text: String) { try? writeAll(1, Array(text.utf8)) }
+public func writeStandardError(_ text: String) { try? writeAll(2, Array(text.utf8)) }
+
+/// This process's environment, from `environ`.
+public func currentEnvironment() -> [String: String] {
+    var out: [String: String] = [:]
+    var p = environ
+    while let entry = p.pointee {
+        let s = String(cString: entry)
+        if let eq = s.firstIndex(of: "=") { out[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
+        p += 1
+    }
+    return out
+}
+
+public func currentDirectory() -> String {
+    var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+    guard getcwd(&buf, buf.count) != nil else { return "." }
+    return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+/// Local time as people read it: "2026-11-27 12:00:00" (localtime_r + strftime, honours $TZ).
+public func formatLocalTime(milliseconds ms: Int64) -> String {
+    var t = time_t(ms / 1000)
+    var parts = tm()
+    localtime_r(&t, &parts)
+    var buf = [CChar](repeating: 0, count: 64)
+    let n = strftime(&buf, buf.count, "%Y-%m-%d %H:%M:%S", &parts)
+    return String(decoding: buf.prefix(n).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+/// Parses "yyyy-MM-ddTHH:mm:ss" in local time into milliseconds since 1970 (strptime + mktime).
+public func parseLocalTime(_ text: String) -> Int64? {
+    var parts = tm()
+    guard let end = aibox_strptime(text, "%Y-%m-%dT%H:%M:%S", &parts), end.pointee == 0 else { return nil }
+    parts.tm_isdst = -1
+    let t = mktime(&parts)
+    return t == -1 ? nil : Int64(t) * 1000
+}

@@ -173,3 +173,4 @@ int aibox_wtermsig(int status) { return WTERMSIG(status); }
 
 int aibox_accept(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK); }
 int aibox_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+char *aibox_strptime(const char *s, const char *format, struct tm *tm) { return strptime(s, format, tm); }

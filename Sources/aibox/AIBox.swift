@@ -2,7 +2,7 @@ import AIBoxCore
 import AIBoxDaemon
 import AIBoxSystem
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import Glibc
 import Logging
 
@@ -29,9 +29,9 @@ struct RootOptions: ParsableArguments {
     var root: String?
 
     var paths: Paths {
-        let r = root ?? ProcessInfo.processInfo.environment["AIBOX_ROOT"] ?? "/"
+        let r = root ?? currentEnvironment()["AIBOX_ROOT"] ?? "/"
         if r.hasPrefix("/") { return Paths(root: r) }
-        return Paths(root: FileManager.default.currentDirectoryPath + "/" + r)
+        return Paths(root: currentDirectory() + "/" + r)
     }
 
     /// Without root rights, `/` is not ours: say what to pass instead of failing on EACCES.
@@ -56,7 +56,7 @@ struct CLIError: Error, CustomStringConvertible {
 
 /// Prints an error to stderr and exits with its code.
 func fail(_ error: CLIError) -> Never {
-    FileHandle.standardError.write(Data("aibox: \(error.description)\n".utf8))
+    writeStandardError("aibox: \(error.description)\n")
     exit(error.code)
 }
 
@@ -64,7 +64,7 @@ func printJSON<T: Encodable>(_ value: T) {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
     let data = (try? encoder.encode(value)) ?? Data("null".utf8)
-    FileHandle.standardOutput.write(data + Data("\n".utf8))
+    writeStandardOutput(String(decoding: data, as: UTF8.self) + "\n")
 }
 
 /// The daemon's answer: `{"ok": true, "data": …}` or `{"ok": false, "error": "…"}`.
@@ -97,10 +97,5 @@ enum DaemonClient {
 }
 
 func formatTime(_ ms: Int64?) -> String {
-    guard let ms else { return "-" }
-    let date = Date(timeIntervalSince1970: Double(ms) / 1000)
-    let f = DateFormatter()
-    f.dateFormat = "yyyy-MM-dd HH:mm:ss"
-    f.timeZone = TimeZone.current
-    return f.string(from: date)
+    ms.map { formatLocalTime(milliseconds: $0) } ?? "-"
 }

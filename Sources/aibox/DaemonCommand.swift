@@ -2,7 +2,7 @@ import AIBoxCore
 import AIBoxDaemon
 import AIBoxSystem
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import Glibc
 import Logging
 
@@ -41,7 +41,7 @@ struct Daemon: ParsableCommand {
         let code: Int32
         do {
             let supervisor = try Supervisor(
-                options: DaemonOptions(paths: paths, logTarget: target, environment: ProcessInfo.processInfo.environment),
+                options: DaemonOptions(paths: paths, logTarget: target, environment: currentEnvironment()),
                 logger: logger)
             code = try supervisor.run()
         } catch let e as SystemError {

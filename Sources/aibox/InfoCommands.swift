@@ -1,7 +1,7 @@
 import AIBoxCore
 import AIBoxSystem
 import ArgumentParser
-import Foundation
+import FoundationEssentials
 import Glibc
 
 /// Worker views from the daemon, or from the database when it is down.
@@ -117,10 +117,7 @@ struct Events: ParsableCommand {
     static func parseSince(_ s: String) -> Int64? {
         if let d = parseDuration(s) { return Clock.wallMilliseconds() - d.milliseconds }
         if let secs = Int64(s) { return secs * 1000 }
-        let f = DateFormatter()
-        f.dateFormat = "yyyy-MM-dd'T'HH:mm:ss"
-        f.timeZone = TimeZone.current
-        return f.date(from: s).map { Int64($0.timeIntervalSince1970 * 1000) }
+        return parseLocalTime(s)
     }
 
     func run() throws {
@@ -172,7 +169,7 @@ struct Logs: ParsableCommand {
             fail(CLIError("no output captured for \"\(worker)\" (no \(file))"))
         }
         let text = RotatingLog.tail(directory: paths.logs, name: worker, lines: n).map { $0 + "\n" }.joined()
-        FileHandle.standardOutput.write(Data(text.utf8))
+        writeStandardOutput(text)
         guard follow else { return }
         var offset = fileSize(file)
         var inode = fileInode(file)
@@ -183,13 +180,18 @@ struct Logs: ParsableCommand {
                 offset = 0
             }
             let size = fileSize(file)
-            if size > offset, let fh = FileHandle(forReadingAtPath: file) {
-                try? fh.seek(toOffset: UInt64(offset))
-                if let data = try? fh.readToEnd() {
-                    FileHandle.standardOutput.write(data)
-                    offset += data.count
+            if size > offset {
+                let fd = open(file, O_RDONLY | O_CLOEXEC)
+                if fd >= 0 {
+                    var buf = [UInt8](repeating: 0, count: 65536)
+                    while true {
+                        let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(offset)) }
+                        if n <= 0 { break }
+                        try? writeAll(1, Array(buf[0..<n]))
+                        offset += n
+                    }
+                    close(fd)
                 }
-                try? fh.close()
             }
             usleep(200_000)
         }

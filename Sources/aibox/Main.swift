@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import AIBoxSystem
 import Glibc
 
 extension AIBox {
@@ -12,7 +12,7 @@ extension AIBox {
         } catch {
             let code = exitCode(for: error)
             if code == .validationFailure {
-                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                writeStandardError(fullMessage(for: error) + "\n")
                 Glibc.exit(2)
             }
             exit(withError: error)

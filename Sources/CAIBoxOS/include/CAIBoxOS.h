@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 
 /// What `aibox_spawn` needs; everything is prepared by the caller before the fork,
 /// because the child may only make async-signal-safe calls.
@@ -68,6 +69,9 @@ socklen_t aibox_sockaddr_un(struct sockaddr_un *addr, const char *path);
 
 /// pipe2(fds, O_CLOEXEC).
 int aibox_pipe_cloexec(int fds[2]);
+
+/// strptime (needs _GNU_SOURCE, which the Swift importer does not set).
+char *aibox_strptime(const char *s, const char *format, struct tm *tm);
 
 /// accept4 with SOCK_CLOEXEC | SOCK_NONBLOCK.
 int aibox_accept(int fd);
