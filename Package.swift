@@ -11,7 +11,6 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
-        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
         // C libraries of the system, in the shape GRDB uses for SQLite.
@@ -28,9 +27,7 @@ let package = Package(
         .target(name: "CAIBoxOS"),
 
         // Pure logic: no I/O, time injected.
-        .target(
-            name: "AIBoxCore",
-            dependencies: [.product(name: "TOMLKit", package: "TOMLKit")]),
+        .target(name: "AIBoxCore"),
         // Adapters over the OS.
         .target(
             name: "AIBoxSystem",

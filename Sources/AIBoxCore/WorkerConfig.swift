@@ -1,5 +1,3 @@
-import TOMLKit
-
 /// One problem in a worker definition file: where (file, line, key), what is wrong, and
 /// what would be right.
 public struct ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
@@ -50,15 +48,13 @@ public enum WorkerConfig {
         let table: TOMLTable
         do {
             table = try TOMLTable(string: file.text)
-        } catch let error as TOMLParseError {
+        } catch {
             return .failure(
                 ConfigErrors([
                     ConfigError(
-                        file: file.path, line: error.source.begin.line, key: nil,
-                        message: "not valid TOML: \(error.description) (column \(error.source.begin.column))")
+                        file: file.path, line: error.position.line, key: nil,
+                        message: "not valid TOML: \(error.description) (column \(error.position.column))")
                 ]))
-        } catch {
-            return .failure(ConfigErrors([ConfigError(file: file.path, line: nil, key: nil, message: "not valid TOML: \(error)")]))
         }
         let locator = KeyLocator(text: file.text)
         var errors: [ConfigError] = []
@@ -269,7 +265,7 @@ struct FieldReader {
     let base: [String]
     let fail: ([String], String) -> Void
 
-    func value(_ key: String) -> TOMLValueConvertible? { table[key] }
+    func value(_ key: String) -> TOMLValue? { table[key] }
 
     mutating func string(_ key: String) -> String? {
         guard let v = table[key] else { return nil }
@@ -335,7 +331,7 @@ struct FieldReader {
         return d
     }
 
-    private func describe(_ v: TOMLValueConvertible) -> String {
+    private func describe(_ v: TOMLValue) -> String {
         switch v.type {
         case .string: return "the string \"\(v.string ?? "")\""
         case .int: return "the integer \(v.int ?? 0)"

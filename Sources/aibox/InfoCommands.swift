@@ -74,7 +74,7 @@ func printWorkerTable(_ workers: [WorkerView]) {
     var widths = header.map(\.count)
     for r in rows { for (i, c) in r.enumerated() where i < 5 { widths[i] = max(widths[i], c.count) } }
     func line(_ r: [String]) -> String {
-        r.enumerated().map { i, c in i < 5 ? c.padding(toLength: widths[i], withPad: " ", startingAt: 0) : c }.joined(separator: "  ")
+        r.enumerated().map { i, c in i < 5 ? c.padded(to: widths[i]) : c }.joined(separator: "  ")
     }
     print(line(header))
     for r in rows { print(line(r)) }
@@ -137,7 +137,7 @@ struct Events: ParsableCommand {
             return
         }
         for e in events {
-            print("\(formatTime(e.at))  \(e.kind.padding(toLength: 22, withPad: " ", startingAt: 0))  \(e.worker ?? "-")  \(e.message)")
+            print("\(formatTime(e.at))  \(e.kind.padded(to: 22))  \(e.worker ?? "-")  \(e.message)")
         }
     }
 }
@@ -206,4 +206,9 @@ struct Logs: ParsableCommand {
         var st = stat()
         return stat(path, &st) == 0 ? UInt(st.st_ino) : 0
     }
+}
+
+extension String {
+    /// Left-aligned in a column of `width` characters.
+    func padded(to width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
 }

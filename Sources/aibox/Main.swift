@@ -1,5 +1,5 @@
-import ArgumentParser
 import AIBoxSystem
+import ArgumentParser
 import Glibc
 
 extension AIBox {
