@@ -234,8 +234,6 @@ struct TOMLParser {
                 let fresh = TOMLTable()
                 table.set(part, .table(fresh), line: keyLine)
                 table = fresh
-            case .table(let t) where !t.sealed && !t.explicitlyDefined || t === current:
-                table = t
             case .table(let t) where !t.sealed:
                 table = t
             default:

@@ -82,6 +82,13 @@ public final class Supervisor {
             if let problem { logger.error("\(problem)") } else { logger.notice("database healthy again") }
         }
         if let p = store.problem { logger.error("\(p)") }
+        if !store.unknownMigrations.isEmpty {
+            // A newer build wrote this database (an A/B rollback): its additions are left alone.
+            let text =
+                "the database has migrations this build does not know (\(store.unknownMigrations.joined(separator: ", "))): a newer aibox wrote it; going on with the tables this build knows"
+            logger.warning("\(text)")
+            store.record(EventRecord(at: Clock.wallMilliseconds(), kind: "daemon.database-newer", worker: nil, message: text))
+        }
     }
 
     // MARK: Start

@@ -13,6 +13,26 @@ struct StoreTests {
             updatedAt: 1_700_000_000_500)
     }
 
+    @Test("a database written by a newer build (unknown migration) is recognised and still used")
+    func newerBuildsDatabase() throws {
+        try withTemporaryDirectory { dir in
+            let path = dir + "/aibox.db"
+            do {
+                let first = Store(path: path)
+                #expect(first.unknownMigrations.isEmpty)
+            }
+            let db = try SQLiteConnection(path: path, readOnly: false, busyTimeoutMilliseconds: 50)
+            try db.execute("CREATE TABLE future (x INTEGER); INSERT INTO schema_migrations(name) VALUES ('v9-future')")
+            let store = Store(path: path)
+            #expect(store.unknownMigrations == ["v9-future"])
+            #expect(store.isHealthy)
+            store.record(EventRecord(at: 1, kind: "k", worker: nil, message: "m"))
+            store.flush(now: Clock.monotonic())
+            #expect(try StoreReader(path: path).events(sinceMilliseconds: nil, limit: 10).map(\.kind) == ["k"])
+            #expect(try db.query("SELECT count(*) FROM future").first?.first?.int64 == 0, "the newer build's table is left alone")
+        }
+    }
+
     @Test("events, workers and meta are written and read back by StoreReader")
     func roundTrip() throws {
         try withTemporaryDirectory { dir in
