@@ -108,7 +108,7 @@ import Testing
             [worker.never-ready]
             exec = ["@WORKER@", "--ready-after", "-1"]
             notify = true
-            ready-timeout = "300ms"
+            ready-timeout = "1s"
             stop-timeout = "1s"
             restart-delay = "50ms"
             """)
@@ -116,7 +116,7 @@ import Testing
         defer { box.stopDaemon() }
         #expect(try box.waitFor("never-ready", ["starting"])?.state == "starting")
         let t = try box.waitForEvent("worker.ready-timeout", worker: "never-ready")
-        #expect(t.first?.message.contains("no READY=1 within 300ms") == true)
+        #expect(t.first?.message.contains("no READY=1 within 1s") == true)
         try box.waitForEvent("worker.backoff", worker: "never-ready")
         #expect(try waitUntil { (try box.worker("never-ready")?.restarts ?? 0) >= 1 })
     }
