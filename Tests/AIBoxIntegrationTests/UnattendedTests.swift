@@ -103,6 +103,47 @@ import Testing
             }, "the problem did not clear once there was room again")
     }
 
+    @Test func readOnlyDatabaseIsReportedAndWorkersKeepRunning() throws {
+        try #require(geteuid() == 0, "this test mounts and remounts a tmpfs and must run as root (CI does)")
+        let box = try TestBox(
+            """
+            [worker.crashy]
+            exec = ["@WORKER@", "--no-notify", "--exit-after", "30"]
+            restart-delay = "10ms"
+            crash-loop = { burst = 10000, window = "60s", quarantine = "1m" }
+            """)
+        try makeDirectories(box.paths.stateDirectory)
+        let mounted = try run("/bin/mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", box.paths.stateDirectory])
+        try #require(mounted.code == 0, "mount failed: \(mounted.stderr)")
+        defer { _ = try? run("/bin/umount", ["-l", box.paths.stateDirectory]) }
+        // A first run creates the database; then the box boots with its data file system
+        // read-only (fsck found errors, a failing SD card).
+        try box.startDaemon()
+        try box.waitForEvent("worker.started", worker: "crashy")
+        box.stopDaemon()
+        let ro = try run("/bin/mount", ["-o", "remount,ro", box.paths.stateDirectory])
+        try #require(ro.code == 0, "remount failed: \(ro.stderr)")
+        try box.startDaemon()
+        defer { box.stopDaemon() }
+        var problem: String?
+        let reported = try waitUntil {
+            problem = try JSONDecoder().decode(StatusView.self, from: Data(try box.aibox(["status", "--json"]).stdout.utf8)).databaseProblem
+            return problem != nil
+        }
+        #expect(reported, "a read-only database was not reported")
+        let restarts = try #require(try box.worker("crashy")?.restarts)
+        #expect(
+            try waitUntil { (try box.worker("crashy")?.restarts ?? 0) >= restarts + 5 }, "supervision stopped with a read-only database")
+        _ = try run("/bin/mount", ["-o", "remount,rw", box.paths.stateDirectory])
+        #expect(
+            try waitUntil(.seconds(30)) {
+                try JSONDecoder().decode(StatusView.self, from: Data(try box.aibox(["status", "--json"]).stdout.utf8)).databaseProblem
+                    == nil
+            }, "the problem did not clear once the file system was writable again (it was: \(problem ?? ""))")
+        // The exits of the read-only time were kept and written.
+        #expect(try box.events(worker: "crashy").filter { $0.kind == "worker.exited" }.count >= restarts + 5)
+    }
+
     @Test func underSystemdItNotifiesReadyStatusAndPingsTheWatchdog() throws {
         let box = try TestBox(
             """
