@@ -10,7 +10,13 @@ func loadWorkers(_ paths: Paths) throws -> (views: [WorkerView], running: Bool) 
         return (views, true)
     }
     guard let reader = try? StoreReader(path: paths.database) else { return ([], false) }
-    let views = try reader.workers().map { r in
+    let records: [WorkerRecord]
+    do {
+        records = try reader.workers()
+    } catch {
+        throw CLIError("the daemon is not running, and its database \(paths.database) cannot be read: \(error)")
+    }
+    let views = records.map { r in
         WorkerView(
             name: r.name, state: r.state, pid: nil, restarts: r.restarts,
             lastExit: (r.lastExitCode != nil || r.lastExitSignal != nil)

@@ -84,9 +84,9 @@ final class TestBox {
     }
 
     /// `launcher` runs the daemon through another program (e.g. /usr/bin/env).
-    func startDaemon(environment extra: [String: String] = [:], launcher: String? = nil) throws {
+    func startDaemon(environment extra: [String: String] = [:], launcher: String? = nil, logTarget: String = "files") throws {
         let p = Process()
-        let args = ["daemon", "--root", root, "--log-target", "files", "--log-level", "debug"]
+        let args = ["daemon", "--root", root, "--log-target", logTarget, "--log-level", "debug"]
         if let launcher {
             p.executableURL = URL(fileURLWithPath: launcher)
             p.arguments = [aiboxBinary] + args
@@ -132,9 +132,11 @@ final class TestBox {
         try run(aiboxBinary, args + ["--root", root])
     }
 
+    /// The workers as `aibox workers --json` lists them; empty while there is no answer yet
+    /// (a daemon still starting), so that polling callers simply wait.
     func workers() throws -> [WorkerView] {
         let r = try aibox(["workers", "--json"])
-        return try JSONDecoder().decode([WorkerView].self, from: Data(r.stdout.utf8))
+        return (try? JSONDecoder().decode([WorkerView].self, from: Data(r.stdout.utf8))) ?? []
     }
 
     func worker(_ name: String) throws -> WorkerView? { try workers().first { $0.name == name } }

@@ -34,12 +34,7 @@ import Testing
             notify = true
             watchdog = "200ms"
             """)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: aiboxBinary)
-        p.arguments = ["daemon", "--root", box.root, "--log-target", "journal"]
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        box.daemon = p
+        try box.startDaemon(logTarget: "journal")
         defer { box.stopDaemon() }
         try box.waitFor(name, ["ready"])
         // journalctl finds the lines by the worker's name (SYSLOG_IDENTIFIER).
