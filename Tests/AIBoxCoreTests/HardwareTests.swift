@@ -1,0 +1,122 @@
+import Testing
+
+@testable import AIBoxCore
+
+@Suite("Hardware classification") struct HardwareTests {
+    static let gib: UInt64 = 1 << 30
+
+    @Test(arguments: [
+        (
+            DeviceRecord(
+                subsystem: "pci", syspath: "/sys/devices/pci0000:00/0000:01:00.0", vendorId: "0x10de", productId: "2684",
+                pciClass: "0x030000"), ["gpu", "gpu.nvidia"]
+        ),
+        (DeviceRecord(subsystem: "pci", syspath: "/p/amd", vendorId: "1002", pciClass: "038000"), ["gpu", "gpu.amd"]),
+        (DeviceRecord(subsystem: "pci", syspath: "/p/intel", vendorId: "8086", pciClass: "030000"), ["gpu", "gpu.intel"]),
+        (DeviceRecord(subsystem: "pci", syspath: "/p/accel", vendorId: "8086", pciClass: "120000"), ["npu"]),
+        (DeviceRecord(subsystem: "pci", syspath: "/p/coral", vendorId: "1ac1", productId: "089a", pciClass: "0x0880ff"), ["tpu.coral"]),
+        (DeviceRecord(subsystem: "pci", syspath: "/p/hailo", vendorId: "1e60", productId: "2864", pciClass: "128000"), ["npu"]),
+        (DeviceRecord(subsystem: "pci", syspath: "/p/net", vendorId: "8086", pciClass: "020000"), []),
+        (DeviceRecord(subsystem: "accel", syspath: "/sys/class/accel/accel0"), ["npu"]),
+        (
+            DeviceRecord(subsystem: "usb", syspath: "/u/coral-boot", devtype: "usb_device", vendorId: "1a6e", productId: "089a"),
+            ["tpu.coral"]
+        ),
+        (DeviceRecord(subsystem: "usb", syspath: "/u/coral", devtype: "usb_device", vendorId: "18d1", productId: "9302"), ["tpu.coral"]),
+        (DeviceRecord(subsystem: "usb", syspath: "/u/mouse", devtype: "usb_device", vendorId: "046d", productId: "c077"), []),
+        (DeviceRecord(subsystem: "video4linux", syspath: "/v/0", properties: ["ID_V4L_CAPABILITIES": ":capture:"]), ["camera"]),
+        (DeviceRecord(subsystem: "video4linux", syspath: "/v/1", properties: ["ID_V4L_CAPABILITIES": ":"]), []),
+        (DeviceRecord(subsystem: "sound", syspath: "/s/c", devnode: "/dev/snd/pcmC0D0c"), ["audio.in"]),
+        (DeviceRecord(subsystem: "sound", syspath: "/s/p", devnode: "/dev/snd/pcmC0D0p"), ["audio.out"]),
+        (DeviceRecord(subsystem: "tty", syspath: "/t/ttyUSB0", driver: "ftdi_sio", properties: ["ID_BUS": "usb"]), ["serial"]),
+        (DeviceRecord(subsystem: "tty", syspath: "/t/ttyS5"), []),
+        (DeviceRecord(subsystem: "block", syspath: "/b/sda", devtype: "disk", properties: ["ID_BUS": "usb"]), ["usb-storage"]),
+        (DeviceRecord(subsystem: "block", syspath: "/b/nvme0n1", devtype: "disk", properties: ["ID_BUS": "nvme"]), []),
+        (DeviceRecord(subsystem: "net", syspath: "/n/wlan0", devtype: "wlan"), ["net.wifi"]),
+        (DeviceRecord(subsystem: "net", syspath: "/n/eth0", properties: ["ID_BUS": "pci"]), ["net.ethernet"]),
+        (DeviceRecord(subsystem: "net", syspath: "/n/lo"), []),
+        (DeviceRecord(subsystem: "pci", syspath: "/p/garbled", vendorId: "zz", pciClass: "x"), []),
+        (DeviceRecord(subsystem: "", syspath: ""), []),
+    ])
+    func deviceCapabilities(device: DeviceRecord, expected: [String]) {
+        #expect(HardwareClassifier.capabilities(of: device).map(\.rawValue).sorted() == expected, "\(device.syspath)")
+    }
+
+    @Test(arguments: [
+        (UInt64(2) * gib, nil as UInt64?, LocalLLMTier.none),
+        (4 * gib, nil, .none),
+        (6 * gib, nil, .small),
+        (8 * gib, nil, .small),
+        (16 * gib, nil, .medium),
+        (8 * gib, 8 * gib, .medium),
+        (16 * gib, 24 * gib, .large),
+        (64 * gib, nil, .large),
+        (4 * gib, 6 * gib, .none),
+    ])
+    func llmTier(ram: UInt64, gpu: UInt64?, tier: LocalLLMTier) {
+        #expect(HardwareClassifier.localLLMTier(ramBytes: ram, gpuMemoryBytes: gpu) == tier)
+    }
+
+    @Test func cpuinfoOfX86AndARM() {
+        let x86 = """
+            processor\t: 0
+            model name\t: AMD EPYC 7B13
+            flags\t\t: fpu sse2 avx avx2 fma avx512f
+            processor\t: 1
+            model name\t: AMD EPYC 7B13
+            flags\t\t: fpu sse2 avx avx2 fma avx512f
+            """
+        let a = CPUInfo.parse(x86)
+        #expect(a.model == "AMD EPYC 7B13")
+        #expect(a.cores == 2)
+        #expect(a.flags == ["avx", "avx2", "avx512f", "fma"])
+        let arm = """
+            processor\t: 0
+            Features\t: fp asimd evtstrm aes crc32 asimddp
+            processor\t: 1
+            Features\t: fp asimd evtstrm aes crc32 asimddp
+            processor\t: 2
+            processor\t: 3
+            Model\t\t: Raspberry Pi 5 Model B Rev 1.0
+            """
+        let b = CPUInfo.parse(arm)
+        #expect(b.model == "Raspberry Pi 5 Model B Rev 1.0")
+        #expect(b.cores == 4)
+        #expect(b.flags.contains("neon"))
+        #expect(CPUInfo.parse("garbage\n:::\n").cores == 1)
+    }
+
+    @Test func memTotal() {
+        #expect(parseMemTotal("MemTotal:       16318888 kB\nMemFree: 1 kB\n") == 16_318_888 * 1024)
+        #expect(parseMemTotal("MemFree: 1 kB\n") == nil)
+        #expect(parseMemTotal("MemTotal: lots\n") == nil)
+    }
+
+    @Test func profileAndSummary() {
+        let devices = [
+            DeviceRecord(subsystem: "pci", syspath: "/p/gpu", vendorId: "10de", pciClass: "030000"),
+            DeviceRecord(subsystem: "net", syspath: "/n/eth0", properties: ["ID_BUS": "pci"]),
+        ]
+        let p = HardwareProfile(
+            devices: devices, ramBytes: 32 * Self.gib, gpuMemoryBytes: 24 * Self.gib, cpu: CPUInfo(model: nil, cores: 8, flags: []))
+        #expect(p.capabilities == ["gpu", "gpu.nvidia", "net.ethernet"])
+        #expect(p.localLlmTier == .large)
+        #expect(p.summary == "gpu gpu.nvidia net.ethernet; RAM 32.0 GiB; local LLM large")
+    }
+
+    @Test func coralReenumerationIsTheSameDevice() {
+        let before = DeviceRecord(
+            subsystem: "usb", syspath: "/sys/bus/usb/devices/1-1", devtype: "usb_device", vendorId: "1a6e", productId: "089a",
+            idPath: "pci-0000:00:14.0-usb-0:1")
+        let after = DeviceRecord(
+            subsystem: "usb", syspath: "/sys/bus/usb/devices/1-1", devtype: "usb_device", vendorId: "18d1", productId: "9302",
+            idPath: "pci-0000:00:14.0-usb-0:1")
+        #expect(InventoryDiff(old: [before], new: [after]).isEmpty)
+        let unplugged = InventoryDiff(old: [after], new: [])
+        #expect(unplugged.removed == [after])
+        let other = DeviceRecord(
+            subsystem: "usb", syspath: "/sys/bus/usb/devices/1-2", devtype: "usb_device", vendorId: "18d1", productId: "9302",
+            idPath: "pci-0000:00:14.0-usb-0:2")
+        #expect(InventoryDiff(old: [after], new: [after, other]).added == [other])
+    }
+}
