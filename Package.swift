@@ -32,7 +32,7 @@ let package = Package(
         .target(
             name: "AIBoxSystem",
             dependencies: [
-                "AIBoxCore", "CAIBoxOS", "CSystemd", "CSQLite",
+                "AIBoxCore", "CAIBoxOS", "CSystemd", "CSQLite", "CUdev",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         // The long-running supervisor.

@@ -32,7 +32,8 @@ public struct DeviceRecord: Codable, Sendable, Equatable {
         self.devnode = devnode
         self.vendorId = vendorId.map(HardwareClassifier.normalizeHex)
         self.productId = productId.map(HardwareClassifier.normalizeHex)
-        self.pciClass = pciClass.map(HardwareClassifier.normalizeHex)
+        // udev writes PCI_CLASS without leading zeros ("30000"): always six digits here.
+        self.pciClass = pciClass.map(HardwareClassifier.normalizeHex).map { String(repeating: "0", count: max(0, 6 - $0.count)) + $0 }
         self.driver = driver
         self.model = model
         self.idPath = idPath

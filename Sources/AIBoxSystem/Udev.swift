@@ -1,0 +1,72 @@
+import AIBoxCore
+import CUdev
+import Glibc
+
+/// Enumerates devices through libudev (udev_enumerate) into `DeviceRecord`s.
+public enum UdevInventory {
+    /// The subsystems that matter to an AI box (issue 3).
+    public static let subsystems = [
+        "pci", "drm", "accel", "usb", "block", "net", "tty", "sound", "video4linux", "hidraw", "apex", "hailo_chardev",
+    ]
+
+    /// Properties kept as they are for classification and display.
+    static let keptProperties = [
+        "ID_BUS", "ID_V4L_CAPABILITIES", "ID_FS_LABEL", "ID_FS_TYPE", "DEVTYPE", "ID_NET_NAME_PATH", "ID_TYPE",
+        "ID_SERIAL", "ID_VENDOR_FROM_DATABASE",
+    ]
+
+    /// Every device of `subsystems`; an unreadable device is skipped, a garbled one listed as it is.
+    public static func enumerate(subsystems: [String] = subsystems) -> [DeviceRecord] {
+        guard let udev = udev_new() else { return [] }
+        defer { udev_unref(udev) }
+        guard let enumerate = udev_enumerate_new(udev) else { return [] }
+        defer { udev_enumerate_unref(enumerate) }
+        for s in subsystems { udev_enumerate_add_match_subsystem(enumerate, s) }
+        udev_enumerate_scan_devices(enumerate)
+        var records: [DeviceRecord] = []
+        var entry = udev_enumerate_get_list_entry(enumerate)
+        while let e = entry {
+            if let path = udev_list_entry_get_name(e), let device = udev_device_new_from_syspath(udev, path) {
+                records.append(record(device))
+                udev_device_unref(device)
+            }
+            entry = udev_list_entry_get_next(e)
+        }
+        return records
+    }
+
+    static func record(_ d: OpaquePointer) -> DeviceRecord {
+        func string(_ p: UnsafePointer<CChar>?) -> String? {
+            guard let p else { return nil }
+            let s = String(decoding: UnsafeRawBufferPointer(start: p, count: strlen(p)), as: UTF8.self)
+            return s.isEmpty ? nil : s
+        }
+        func property(_ name: String) -> String? { string(udev_device_get_property_value(d, name)) }
+        func attribute(_ name: String) -> String? { string(udev_device_get_sysattr_value(d, name))?.trimmingCharacters(in: " \n") }
+        let subsystem = string(udev_device_get_subsystem(d)) ?? ""
+        let pciID = property("PCI_ID")?.split(separator: ":").map(String.init)
+        var vendor = property("ID_VENDOR_ID") ?? pciID?.first
+        var product = property("ID_MODEL_ID") ?? (pciID?.count == 2 ? pciID?[1] : nil)
+        if subsystem == "pci" {
+            vendor = vendor ?? attribute("vendor")
+            product = product ?? attribute("device")
+        } else if subsystem == "usb" {
+            vendor = vendor ?? attribute("idVendor")
+            product = product ?? attribute("idProduct")
+        }
+        var properties: [String: String] = [:]
+        for k in keptProperties { if let v = property(k) { properties[k] = v } }
+        return DeviceRecord(
+            subsystem: subsystem,
+            syspath: string(udev_device_get_syspath(d)) ?? "",
+            devtype: string(udev_device_get_devtype(d)),
+            devnode: string(udev_device_get_devnode(d)),
+            vendorId: vendor,
+            productId: product,
+            pciClass: subsystem == "pci" ? (property("PCI_CLASS") ?? attribute("class")) : nil,
+            driver: string(udev_device_get_driver(d)) ?? property("DRIVER"),
+            model: property("ID_MODEL_FROM_DATABASE") ?? property("ID_MODEL") ?? attribute("product"),
+            idPath: property("ID_PATH"),
+            properties: properties)
+    }
+}

@@ -1,0 +1,132 @@
+import AIBoxCore
+import AIBoxSystem
+import Foundation
+import Glibc
+import Testing
+
+/// `aibox hardware --json` on fake device trees through umockdev (no hardware needed).
+@Suite struct HardwareInventoryTests {
+    static let umockdevRun = "/usr/bin/umockdev-run"
+
+    /// Hand-written umockdev fixtures: the boards the same image ships on.
+    static let fixtures: [(name: String, text: String, capabilities: [String])] = [
+        (
+            "nvidia-gpu-box",
+            """
+            P: /devices/pci0000:00/0000:01:00.0
+            E: SUBSYSTEM=pci
+            E: PCI_CLASS=30000
+            E: PCI_ID=10DE:2684
+            L: driver=../../../bus/pci/drivers/nvidia
+            E: ID_MODEL_FROM_DATABASE=AD102 [GeForce RTX 4090]
+            A: vendor=0x10de
+            A: device=0x2684
+            A: class=0x030000
+
+            P: /devices/pci0000:00/0000:02:00.0/net/enp2s0
+            E: SUBSYSTEM=net
+            E: INTERFACE=enp2s0
+            E: ID_BUS=pci
+            E: ID_NET_NAME_PATH=enp2s0
+            """,
+            ["gpu", "gpu.nvidia", "net.ethernet"]
+        ),
+        (
+            "arm-board-with-coral-usb",
+            """
+            P: /devices/platform/soc/xhci/usb1/1-1
+            E: SUBSYSTEM=usb
+            E: DEVTYPE=usb_device
+            E: ID_VENDOR_ID=18d1
+            E: ID_MODEL_ID=9302
+            E: ID_PATH=platform-xhci-usb-0:1
+            A: idVendor=18d1
+            A: idProduct=9302
+
+            P: /devices/platform/soc/uart/tty/ttyAMA0
+            E: SUBSYSTEM=tty
+            E: DEVNAME=/dev/ttyAMA0
+            L: driver=../../../../../bus/platform/drivers/uart-pl011
+
+            P: /devices/platform/soc/mmc/net/wlan0
+            E: SUBSYSTEM=net
+            E: DEVTYPE=wlan
+            E: INTERFACE=wlan0
+            """,
+            ["net.wifi", "serial", "tpu.coral"]
+        ),
+        (
+            "mini-pc-with-npu",
+            """
+            P: /devices/pci0000:00/0000:00:0b.0
+            E: SUBSYSTEM=pci
+            E: PCI_CLASS=120000
+            E: PCI_ID=8086:7D1D
+            L: driver=../../../bus/pci/drivers/intel_vpu
+            A: vendor=0x8086
+            A: class=0x120000
+
+            P: /devices/pci0000:00/0000:00:0b.0/accel/accel0
+            E: SUBSYSTEM=accel
+            E: DEVNAME=/dev/accel/accel0
+
+            P: /devices/pci0000:00/0000:00:02.0
+            E: SUBSYSTEM=pci
+            E: PCI_CLASS=30000
+            E: PCI_ID=8086:7D55
+            A: vendor=0x8086
+            A: class=0x030000
+            """,
+            ["gpu", "gpu.intel", "npu"]
+        ),
+        (
+            "bare-vm",
+            """
+            P: /devices/pci0000:00/0000:00:01.0
+            E: SUBSYSTEM=pci
+            E: PCI_CLASS=10000
+            E: PCI_ID=1AF4:1001
+            A: vendor=0x1af4
+            A: class=0x010000
+
+            P: /devices/pci0000:00/0000:00:05.0
+            E: SUBSYSTEM=pci
+            E: PCI_ID=ZZZZ
+            A: class=garbled
+            """,
+            []
+        ),
+    ]
+
+    @Test(arguments: fixtures.map(\.name))
+    func profileOfAFixture(name: String) throws {
+        try #require(fileExists(Self.umockdevRun), "umockdev is missing: apt-get install umockdev (.ci/run does)")
+        let fixture = try #require(Self.fixtures.first { $0.name == name })
+        var template = Array("/tmp/aibox-hw-XXXXXX".utf8CString)
+        let dir = String(cString: try #require(mkdtemp(&template)))
+        defer { _ = try? run("/bin/rm", ["-rf", dir]) }
+        let file = dir + "/\(name).umockdev"
+        try writeFileAtomically(file, Array((fixture.text + "\n").utf8))
+        let r = try run(Self.umockdevRun, ["-d", file, "--", aiboxBinary, "hardware", "--json"])
+        #expect(r.code == 0, "\(r.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        #expect(json["capabilities"] as? [String] == fixture.capabilities, "\(name): \(r.stdout)")
+        let devices = try #require(json["devices"] as? [[String: Any]])
+        #expect(devices.count == fixture.text.components(separatedBy: "P: ").count - 1, "every device is listed, garbled ones too")
+        for d in devices {
+            for key in ["subsystem", "syspath", "vendorId", "productId", "model", "driver", "capabilities"] {
+                #expect(d.keys.contains(key), "\(key) missing in \(d)")
+            }
+        }
+        #expect((json["ramBytes"] as? Int).map { $0 > 0 } == true)
+        #expect(LocalLLMTier(rawValue: json["localLlmTier"] as? String ?? "") != nil)
+        #expect((json["cpu"] as? [String: Any])?["cores"] as? Int ?? 0 >= 1)
+        if name == "nvidia-gpu-box" {
+            let gpu = try #require(devices.first { $0["subsystem"] as? String == "pci" })
+            #expect(gpu["vendorId"] as? String == "10de")
+            #expect(gpu["productId"] as? String == "2684")
+            #expect(gpu["driver"] as? String == "nvidia")
+            #expect(gpu["model"] as? String == "AD102 [GeForce RTX 4090]")
+        }
+    }
+}
