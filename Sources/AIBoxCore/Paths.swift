@@ -96,10 +96,12 @@ public struct StatusView: Codable, Sendable, Equatable {
     public var databaseProblem: String?
     public var configProblem: String?
     public var logTarget: String?
+    /// The capability profile in one line.
+    public var hardware: String?
 
     public init(
         daemonRunning: Bool, daemonPid: Int32?, version: String, workers: [String: Int], workerCount: Int,
-        databaseProblem: String?, configProblem: String?, logTarget: String?
+        databaseProblem: String?, configProblem: String?, logTarget: String?, hardware: String? = nil
     ) {
         self.daemonRunning = daemonRunning
         self.daemonPid = daemonPid
@@ -109,6 +111,7 @@ public struct StatusView: Codable, Sendable, Equatable {
         self.databaseProblem = databaseProblem
         self.configProblem = configProblem
         self.logTarget = logTarget
+        self.hardware = hardware
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -121,6 +124,7 @@ public struct StatusView: Codable, Sendable, Equatable {
         try c.encode(databaseProblem, forKey: .databaseProblem)
         try c.encode(configProblem, forKey: .configProblem)
         try c.encode(logTarget, forKey: .logTarget)
+        try c.encode(hardware, forKey: .hardware)
     }
 }
 

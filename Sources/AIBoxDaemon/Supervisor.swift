@@ -131,6 +131,7 @@ public final class Supervisor {
         store.setMeta("daemonPid", "\(getpid())")
         store.setMeta("version", AIBoxVersion.current)
         recoverFromPreviousRun()
+        detectHardware()
         install(definitions)
         let now = Clock.monotonic()
         for name in order { apply(name, slots[name]!.machine.start(now: now, dependenciesReady: missing(for: name))) }
@@ -172,6 +173,21 @@ public final class Supervisor {
     }
 
     var lastExitAt: [String: Int64] = [:]
+
+    /// The capability profile found at start (hotplug comes with the udev monitor).
+    var hardware: HardwareProfile?
+    var capabilities: Set<String> = []
+
+    private func detectHardware() {
+        let devices = UdevInventory.enumerate()
+        let ram = readTextFile("/proc/meminfo").flatMap(parseMemTotal) ?? 0
+        let profile = HardwareProfile(
+            devices: devices, ramBytes: ram, gpuMemoryBytes: nil, cpu: CPUInfo.parse(readTextFile("/proc/cpuinfo") ?? ""))
+        hardware = profile
+        capabilities = Set(profile.capabilities)
+        logger.notice("hardware: \(profile.summary)")
+        store.record(event(kind: "hardware.profile", worker: nil, message: profile.summary))
+    }
 
     /// After a SIGKILL of the daemon, its workers may still run, unsupervised. Each recorded
     /// process group is killed if it is still ours: the leader must be the same process
@@ -487,9 +503,13 @@ public final class Supervisor {
 
     // MARK: Dependencies, shutdown, reload
 
+    /// What a worker still waits for: workers of its `after` not ready yet, and capabilities
+    /// of its `requires-hardware` the box does not have ("hardware:gpu").
     func missing(for name: String) -> [String] {
         guard let d = slots[name]?.machine.definition else { return [] }
-        return d.after.filter { dep in !(slots[dep]?.machine.isReady ?? true) }
+        let workers = d.after.filter { dep in !(slots[dep]?.machine.isReady ?? true) }
+        let hardware = d.requiresHardware.filter { !capabilities.contains($0) }.map { "hardware:" + $0 }
+        return workers + hardware
     }
 
     var allStopped: Bool { slots.values.allSatisfy { !$0.machine.state.hasProcess && $0.machine.state != .starting } }
@@ -620,7 +640,8 @@ public final class Supervisor {
         for s in slots.values { counts[s.machine.state.rawValue, default: 0] += 1 }
         return StatusView(
             daemonRunning: true, daemonPid: getpid(), version: AIBoxVersion.current, workers: counts, workerCount: slots.count,
-            databaseProblem: store.problem, configProblem: configProblem, logTarget: options.logTarget.rawValue)
+            databaseProblem: store.problem, configProblem: configProblem, logTarget: options.logTarget.rawValue,
+            hardware: hardware?.summary)
     }
 
     func summary() -> String {

@@ -61,6 +61,7 @@ struct Status: ParsableCommand {
         print("database:  \(s.databaseProblem ?? "ok")")
         if let c = s.configProblem { print("config:    reload refused: \(c)") }
         if let l = s.logTarget { print("logs:      \(l)") }
+        if let h = s.hardware { print("hardware:  \(h)") }
         if !workers.isEmpty {
             print("")
             printWorkerTable(workers)

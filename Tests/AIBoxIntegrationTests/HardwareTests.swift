@@ -129,4 +129,34 @@ import Testing
             #expect(gpu["model"] as? String == "AD102 [GeForce RTX 4090]")
         }
     }
+
+    @Test func workersRequiringMissingHardwareWaitAndTheOthersRun() throws {
+        try #require(fileExists(Self.umockdevRun), "umockdev is missing: apt-get install umockdev (.ci/run does)")
+        let box = try TestBox(
+            """
+            [worker.gpu-agent]
+            exec = ["@WORKER@", "--no-notify"]
+            requires-hardware = ["gpu", "gpu.nvidia"]
+
+            [worker.coral-agent]
+            exec = ["@WORKER@", "--no-notify"]
+            requires-hardware = ["tpu.coral"]
+
+            [worker.plain]
+            exec = ["@WORKER@", "--no-notify"]
+            """)
+        let fixture = try #require(Self.fixtures.first { $0.name == "nvidia-gpu-box" })
+        let file = box.root + "/box.umockdev"
+        try writeFileAtomically(file, Array((fixture.text + "\n").utf8))
+        try box.startDaemon(launcher: [Self.umockdevRun, "-d", file, "--"])
+        defer { box.stopDaemon() }
+        try box.waitFor("gpu-agent", ["running"])
+        try box.waitFor("plain", ["running"])
+        let coral = try #require(try box.waitFor("coral-agent", ["waiting"]))
+        #expect(coral.waitingFor == ["hardware:tpu.coral"])
+        #expect(coral.pid == nil)
+        let status = try JSONDecoder().decode(StatusView.self, from: Data(try box.aibox(["status", "--json"]).stdout.utf8))
+        #expect(status.hardware?.hasPrefix("gpu gpu.nvidia net.ethernet;") == true, "\(status.hardware ?? "nil")")
+        try box.waitForEvent("hardware.profile")
+    }
 }

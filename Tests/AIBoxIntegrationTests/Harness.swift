@@ -83,13 +83,13 @@ final class TestBox {
         try writeFileAtomically(dir + "/" + file, Array(text.replacingOccurrences(of: "@WORKER@", with: workerBinary).utf8))
     }
 
-    /// `launcher` runs the daemon through another program (e.g. /usr/bin/env).
-    func startDaemon(environment extra: [String: String] = [:], launcher: String? = nil, logTarget: String = "files") throws {
+    /// `launcher` runs the daemon through another program and its arguments (e.g. /usr/bin/env).
+    func startDaemon(environment extra: [String: String] = [:], launcher: [String]? = nil, logTarget: String = "files") throws {
         let p = Process()
         let args = ["daemon", "--root", root, "--log-target", logTarget, "--log-level", "debug"]
-        if let launcher {
-            p.executableURL = URL(fileURLWithPath: launcher)
-            p.arguments = [aiboxBinary] + args
+        if let launcher, let program = launcher.first {
+            p.executableURL = URL(fileURLWithPath: program)
+            p.arguments = Array(launcher.dropFirst()) + [aiboxBinary] + args
         } else {
             p.executableURL = URL(fileURLWithPath: aiboxBinary)
             p.arguments = args
@@ -116,7 +116,7 @@ final class TestBox {
     @discardableResult
     func stopDaemon(signal: Int32 = SIGTERM, timeout: Duration = .seconds(30)) -> Int32? {
         guard let d = daemon else { return nil }
-        kill(d.processIdentifier, signal)
+        kill(daemonPID, signal)
         let exited = waitUntil(timeout) { !d.isRunning }
         #expect(exited, "the daemon did not exit within \(timeout)")
         guard exited else { return nil }
@@ -125,7 +125,17 @@ final class TestBox {
         return d.terminationStatus
     }
 
-    var daemonPID: Int32 { daemon?.processIdentifier ?? 0 }
+    /// The daemon's own pid: the child's, or — behind a launcher that does not exec it
+    /// (umockdev-run) — the one in its pid file.
+    var daemonPID: Int32 {
+        guard let d = daemon else { return 0 }
+        if let text = readTextFile(paths.pidFile), let pid = Int32(text.trimmingCharacters(in: " \n")), pid > 0,
+            ProcFS.info(pid)?.ppid == d.processIdentifier
+        {
+            return pid
+        }
+        return d.processIdentifier
+    }
 
     @discardableResult
     func aibox(_ args: [String]) throws -> CommandResult {

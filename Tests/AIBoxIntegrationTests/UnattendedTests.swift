@@ -190,7 +190,7 @@ import Testing
         try box.startDaemon(
             environment: [
                 "LD_PRELOAD": lib, "FAKETIME_TIMESTAMP_FILE": clockFile, "FAKETIME_NO_CACHE": "1", "DONT_FAKE_MONOTONIC": "1",
-            ], launcher: "/usr/bin/env")
+            ], launcher: ["/usr/bin/env"])
         defer { box.stopDaemon() }
         #expect(try waitUntil { (try box.worker("crashy")?.restarts ?? 0) >= 3 })
         let early = try box.events(worker: "crashy")
