@@ -143,6 +143,7 @@ public struct WorkerMachine: Sendable {
         case restart(String)  // graceful restart: start again at once, not a failure
         case failure  // watchdog, ready timeout: a failure for the restart policy
         case workerSaidStopping  // STOPPING=1 from the worker itself
+        case waitFor([String])  // a requirement went away (hardware unplugged): wait for it again
     }
 
     public private(set) var definition: WorkerDefinition
@@ -305,6 +306,9 @@ public struct WorkerMachine: Sendable {
             actions.append(.record(.restarting(reason: reason)))
             return actions + launch(now: now, missing: [], isRestart: true)
         }
+        if case .waitFor(let missing) = cause {
+            return actions + launch(now: now, missing: missing, isRestart: true)
+        }
         if status == .code(ExitStatus.configErrorCode) && cause != .failure {
             state = .parked
             lastReason =
@@ -349,6 +353,26 @@ public struct WorkerMachine: Sendable {
             consecutiveFailures = 0
             recentExits = []
             return [.record(.released)] + launch(now: now, missing: missing, isRestart: true)
+        case .waiting, .stopped, .parked:
+            return []
+        }
+    }
+
+    /// Something the worker requires went away (a capability of `requires-hardware`): it is
+    /// stopped gracefully and waits, naming what it misses, until `dependenciesChanged`
+    /// finds nothing missing. Not a failure: no backoff, no crash count.
+    public mutating func requirementsLost(now: Instant, missing: [String]) -> [WorkerAction] {
+        guard wanted == .up, !missing.isEmpty else { return [] }
+        switch state {
+        case .starting, .running, .ready:
+            return beginStop(
+                now: now, cause: .waitFor(missing), signal: definition.stopSignal, reason: "missing " + missing.joined(separator: ", "))
+        case .stopping:
+            if stopCause != .requested { stopCause = .waitFor(missing) }
+            return []
+        case .backoff, .quarantined:
+            deadline = nil
+            return launch(now: now, missing: missing, isRestart: true)
         case .waiting, .stopped, .parked:
             return []
         }

@@ -120,3 +120,45 @@ import Testing
         #expect(InventoryDiff(old: [after], new: [after, other]).added == [other])
     }
 }
+
+@Suite("Requirements lost") struct RequirementsLostTests {
+    static func machine() -> WorkerMachine {
+        var d = WorkerDefinition(name: "coral", exec: ["/bin/agent"])
+        d.requiresHardware = ["tpu.coral"]
+        return WorkerMachine(definition: d)
+    }
+
+    @Test func aRunningWorkerStopsGracefullyThenWaitsThenStartsAgain() {
+        var m = Self.machine()
+        let t0 = Instant(nanoseconds: 1_000_000_000)
+        #expect(m.start(now: t0, dependenciesReady: []) == [.spawn])
+        _ = m.spawned(pid: 42, now: t0)
+        #expect(m.state == .running)
+        let actions = m.requirementsLost(now: t0 + .seconds(1), missing: ["hardware:tpu.coral"])
+        #expect(actions.contains(.signalGroup(Signals.term)))
+        #expect(m.state == .stopping)
+        let exit = m.exited(.code(0), now: t0 + .seconds(2), random: 0.5)
+        #expect(m.state == .waiting)
+        #expect(m.waitingFor == ["hardware:tpu.coral"])
+        #expect(exit.contains(.record(.waiting(for: ["hardware:tpu.coral"]))))
+        #expect(!exit.contains { if case .record(.backoff) = $0 { return true } else { return false } }, "not a failure")
+        #expect(m.consecutiveFailures == 0)
+        #expect(m.dependenciesChanged(now: t0 + .seconds(3), missing: []) == [.spawn])
+        #expect(m.restarts == 1)
+    }
+
+    @Test func aWorkerInBackoffWaitsAtOnceAndAStoppedOneStaysStopped() {
+        var m = Self.machine()
+        let t0 = Instant(nanoseconds: 1_000_000_000)
+        _ = m.start(now: t0, dependenciesReady: [])
+        _ = m.spawned(pid: 42, now: t0)
+        _ = m.exited(.code(1), now: t0 + .milliseconds(10), random: 0.5)
+        #expect(m.state == .backoff)
+        _ = m.requirementsLost(now: t0 + .milliseconds(20), missing: ["hardware:tpu.coral"])
+        #expect(m.state == .waiting)
+        #expect(m.deadline == nil)
+        _ = m.stop(now: t0 + .milliseconds(30))
+        #expect(m.requirementsLost(now: t0 + .milliseconds(40), missing: ["hardware:tpu.coral"]).isEmpty)
+        #expect(m.state == .stopped)
+    }
+}
