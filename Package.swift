@@ -65,7 +65,8 @@ let package = Package(
         // Runs the built `aibox` and example worker as real processes.
         .testTarget(
             name: "AIBoxIntegrationTests",
-            dependencies: ["AIBoxCore", "AIBoxSystem", "aibox", "aibox-example-worker"]),
+            dependencies: ["AIBoxCore", "AIBoxSystem", "aibox", "aibox-example-worker"],
+            exclude: ["umockdev-testbed.py"]),
     ],
     swiftLanguageModes: [.v6]
 )

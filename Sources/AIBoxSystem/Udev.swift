@@ -1,4 +1,5 @@
 import AIBoxCore
+import CAIBoxOS
 import CUdev
 import Glibc
 
@@ -68,5 +69,52 @@ public enum UdevInventory {
             model: property("ID_MODEL_FROM_DATABASE") ?? property("ID_MODEL") ?? attribute("product"),
             idPath: property("ID_PATH"),
             properties: properties)
+    }
+}
+
+/// Hotplug: a libudev monitor on the "udev" netlink source (events after udev's rules ran),
+/// or the "kernel" source where udev does not run (containers, some minimal images).
+/// Created before enumeration, so that nothing plugged in between is missed.
+public final class UdevMonitor {
+    private let udev: OpaquePointer
+    private let monitor: OpaquePointer
+    public let fd: Int32
+    /// "udev" or "kernel".
+    public let source: String
+
+    public init?(subsystems: [String] = UdevInventory.subsystems) {
+        guard let udev = udev_new() else { return nil }
+        let source = access("/run/udev/control", F_OK) == 0 || getenv("UMOCKDEV_DIR") != nil ? "udev" : "kernel"
+        guard let monitor = udev_monitor_new_from_netlink(udev, source) else {
+            udev_unref(udev)
+            return nil
+        }
+        for s in subsystems { udev_monitor_filter_add_match_subsystem_devtype(monitor, s, nil) }
+        guard udev_monitor_enable_receiving(monitor) >= 0 else {
+            udev_monitor_unref(monitor)
+            udev_unref(udev)
+            return nil
+        }
+        self.udev = udev
+        self.monitor = monitor
+        self.source = source
+        fd = udev_monitor_get_fd(monitor)
+        _ = aibox_set_nonblocking(fd)
+    }
+
+    deinit {
+        udev_monitor_unref(monitor)
+        udev_unref(udev)
+    }
+
+    /// Every waiting event: its action ("add", "remove", "change", "bind", …) and the device.
+    public func receiveAll() -> [(action: String, device: DeviceRecord)] {
+        var out: [(String, DeviceRecord)] = []
+        while let d = udev_monitor_receive_device(monitor) {
+            let action = udev_device_get_action(d).map { String(cString: $0) } ?? "change"
+            out.append((action, UdevInventory.record(d)))
+            udev_device_unref(d)
+        }
+        return out
     }
 }

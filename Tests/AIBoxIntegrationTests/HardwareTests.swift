@@ -160,3 +160,59 @@ import Testing
         try box.waitForEvent("hardware.profile")
     }
 }
+
+/// Hotplug through libumockdev's testbed API: the daemon sees devices come and go.
+@Suite struct HotplugTests {
+    static let driver = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("umockdev-testbed.py").path
+
+    @Test func coralPluggedStartsItsWorkerFirmwareReloadDoesNotRestartItUnplugStopsIt() throws {
+        try #require(
+            fileExists("/usr/lib/x86_64-linux-gnu/libumockdev-preload.so.0"), "libumockdev0 is missing (.ci/run installs umockdev)")
+        let box = try TestBox(
+            """
+            [worker.coral-agent]
+            exec = ["@WORKER@", "--no-notify"]
+            requires-hardware = ["tpu.coral"]
+            stop-timeout = "2s"
+
+            [worker.plain]
+            exec = ["@WORKER@", "--no-notify"]
+            """)
+        let input = Pipe(), output = Pipe()
+        let testbedOutput = output.fileHandleForReading
+        func send(_ command: String) throws {
+            try input.fileHandleForWriting.write(contentsOf: Data((command + "\n").utf8))
+            // The testbed answers once the uevent is sent.
+            var answer = Data()
+            while !answer.contains(UInt8(ascii: "\n")) { answer += testbedOutput.availableData }
+            #expect(String(decoding: answer, as: UTF8.self) == "ok\n", "testbed: \(command)")
+        }
+        try box.startDaemon(launcher: ["/usr/bin/python3", Self.driver, "--"], input: input, stdout: output)
+        defer { box.stopDaemon() }
+        try box.waitFor("plain", ["running"])
+        let waiting = try box.waitFor("coral-agent", ["waiting"])
+        #expect(waiting?.waitingFor == ["hardware:tpu.coral"])
+
+        try send("coral-boot")
+        let pid = try #require(try box.waitFor("coral-agent", ["running"])?.pid)
+        try box.waitForEvent("hardware.profile-changed")
+
+        // The firmware load: the same stick under new ids, matched by ID_PATH.
+        try send("coral-firmware")
+        try box.waitForEvent("hardware.added", count: 2)
+        // A camera after it: its profile change proves the firmware swap was applied.
+        try send("camera")
+        try box.waitForEvent("hardware.profile-changed", count: 2)
+        let still = try box.worker("coral-agent")
+        #expect(still?.pid == pid, "the firmware reload restarted the worker")
+        #expect(still?.state == "running")
+
+        try send("coral-unplug")
+        let gone = try box.waitFor("coral-agent", ["waiting"])
+        #expect(gone?.waitingFor == ["hardware:tpu.coral"])
+        #expect(gone?.pid == nil)
+        #expect(try box.worker("plain")?.state == "running")
+        let stopping = try box.events(worker: "coral-agent").filter { $0.kind == "worker.stopping" }
+        #expect(stopping.last?.message.contains("missing hardware:tpu.coral") == true)
+    }
+}

@@ -84,8 +84,12 @@ final class TestBox {
     }
 
     /// `launcher` runs the daemon through another program and its arguments (e.g. /usr/bin/env).
-    func startDaemon(environment extra: [String: String] = [:], launcher: [String]? = nil, logTarget: String = "files") throws {
+    func startDaemon(
+        environment extra: [String: String] = [:], launcher: [String]? = nil, logTarget: String = "files", input: Pipe? = nil,
+        stdout: Pipe? = nil
+    ) throws {
         let p = Process()
+        if let input { p.standardInput = input }
         let args = ["daemon", "--root", root, "--log-target", logTarget, "--log-level", "debug"]
         if let launcher, let program = launcher.first {
             p.executableURL = URL(fileURLWithPath: program)
@@ -103,7 +107,7 @@ final class TestBox {
         _ = creat(root + "/daemon.log", 0o644)
         let log = FileHandle(forWritingAtPath: root + "/daemon.log")
         p.standardError = log
-        p.standardOutput = log
+        p.standardOutput = stdout ?? log
         try p.run()
         daemon = p
         let up = waitUntil(.seconds(20)) { (try? aibox(["status", "--json"]).code) == 0 || !p.isRunning }

@@ -1,0 +1,63 @@
+#!/usr/bin/python3
+# Test helper: runs the command after "--" inside a umockdev testbed (libumockdev-preload,
+# UMOCKDEV_DIR), then plugs and pulls fake devices as told on stdin, one command a line,
+# answering "ok" for each. umockdev-run cannot send uevents to a running program; the
+# testbed API can. Exits with the command's exit status.
+import os
+import subprocess
+import sys
+import threading
+
+# The testbed's uevent sender looks devices up through the preloaded libudev: run under it.
+if "libumockdev-preload" not in os.environ.get("LD_PRELOAD", ""):
+    os.environ["LD_PRELOAD"] = "libumockdev-preload.so.0"
+    os.execv(sys.executable, [sys.executable] + sys.argv)
+
+import gi
+
+gi.require_version("UMockdev", "1.0")
+from gi.repository import UMockdev  # noqa: E402
+
+testbed = UMockdev.Testbed.new()
+env = dict(os.environ, UMOCKDEV_DIR=testbed.get_root_dir(), LD_PRELOAD="libumockdev-preload.so.0")
+child = subprocess.Popen(sys.argv[sys.argv.index("--") + 1:], env=env)
+threading.Thread(target=lambda: os._exit(child.wait()), daemon=True).start()
+
+CORAL_PATH = "pci-0000:00:14.0-usb-0:1"
+devices = {}
+
+
+def usb(name, vendor, product):
+    return testbed.add_device(
+        "usb", "usb1/1-1", None,
+        ["idVendor", vendor, "idProduct", product],
+        ["DEVTYPE", "usb_device", "ID_VENDOR_ID", vendor, "ID_MODEL_ID", product, "ID_PATH", CORAL_PATH, "ID_BUS", "usb"])
+
+
+def plug(name, syspath):
+    devices[name] = syspath
+    testbed.uevent(syspath, "add")
+
+
+def pull(name):
+    syspath = devices.pop(name)
+    testbed.uevent(syspath, "remove")
+    testbed.remove_device(syspath)
+
+
+for line in sys.stdin:
+    command = line.strip()
+    if command == "coral-boot":  # the Coral USB as it first appears
+        plug("coral", usb("coral", "1a6e", "089a"))
+    elif command == "coral-firmware":  # after its firmware load it re-enumerates with other ids
+        pull("coral")
+        plug("coral", usb("coral", "18d1", "9302"))
+    elif command == "coral-unplug":
+        pull("coral")
+    elif command == "camera":
+        plug("camera", testbed.add_device(
+            "video4linux", "video0", None, ["name", "cam"], ["ID_V4L_CAPABILITIES", ":capture:"]))
+    else:
+        print("unknown command " + command, flush=True)
+        continue
+    print("ok", flush=True)
