@@ -74,6 +74,7 @@ final class TestBox {
             d.waitUntilExit()
         }
         killLeftovers()
+        if stateOnTmpfs { _ = try? run("/bin/umount", ["-l", paths.stateDirectory]) }
         _ = try? run("/bin/rm", ["-rf", root])
     }
 
@@ -199,6 +200,21 @@ final class TestBox {
 
     func killLeftovers() {
         for p in processesOfThisBox() { kill(p.pid, SIGKILL) }
+    }
+
+    private var stateOnTmpfs = false
+
+    /// Puts `var/lib/aibox` on a tmpfs of `size` (root only), unmounted with the box.
+    func mountStateOnTmpfs(size: String) throws {
+        try makeDirectories(paths.stateDirectory)
+        let mounted = try run("/bin/mount", ["-t", "tmpfs", "-o", "size=\(size)", "tmpfs", paths.stateDirectory])
+        try #require(mounted.code == 0, "mount failed: \(mounted.stderr)")
+        stateOnTmpfs = true
+    }
+
+    /// `databaseProblem` of `aibox status --json`.
+    func databaseProblem() throws -> String? {
+        try JSONDecoder().decode(StatusView.self, from: Data(try aibox(["status", "--json"]).stdout.utf8)).databaseProblem
     }
 
     /// What the daemon wrote on stderr.

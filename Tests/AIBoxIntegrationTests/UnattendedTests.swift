@@ -50,8 +50,7 @@ import Testing
         let before = try #require(try box.worker("crashy")?.restarts)
         var problem: String?
         let reported = try waitUntil {
-            let s = try JSONDecoder().decode(StatusView.self, from: Data(try box.aibox(["status", "--json"]).stdout.utf8))
-            problem = s.databaseProblem
+            problem = try box.databaseProblem()
             return problem != nil
         }
         #expect(reported, "a locked database was not reported in status")
@@ -62,7 +61,7 @@ import Testing
         locker.waitUntilExit()
         #expect(
             try waitUntil {
-                try JSONDecoder().decode(StatusView.self, from: Data(try box.aibox(["status", "--json"]).stdout.utf8)).databaseProblem
+                try box.databaseProblem()
                     == nil
             }, "the database problem did not clear")
         // What happened meanwhile was kept and written afterwards.
@@ -79,18 +78,14 @@ import Testing
             restart-delay = "10ms"
             crash-loop = { burst = 10000, window = "60s", quarantine = "1m" }
             """)
-        try makeDirectories(box.paths.stateDirectory)
-        let mounted = try run("/bin/mount", ["-t", "tmpfs", "-o", "size=512k", "tmpfs", box.paths.stateDirectory])
-        try #require(mounted.code == 0, "mount failed: \(mounted.stderr)")
-        defer { _ = try? run("/bin/umount", ["-l", box.paths.stateDirectory]) }
+        try box.mountStateOnTmpfs(size: "512k")
         try box.startDaemon()
         defer { box.stopDaemon() }
         try box.waitForEvent("worker.started", worker: "crashy")
         // Fill the disk.
         _ = try run("/bin/dd", ["if=/dev/zero", "of=\(box.paths.stateDirectory)/filler", "bs=4k", "count=1000"])
         let reported = try waitUntil(.seconds(30)) {
-            let s = try JSONDecoder().decode(StatusView.self, from: Data(try box.aibox(["status", "--json"]).stdout.utf8))
-            return s.databaseProblem != nil
+            try box.databaseProblem() != nil
         }
         #expect(reported, "a full disk was not reported")
         let restarts = try #require(try box.worker("crashy")?.restarts)
@@ -98,7 +93,7 @@ import Testing
         unlink("\(box.paths.stateDirectory)/filler")
         #expect(
             try waitUntil(.seconds(30)) {
-                try JSONDecoder().decode(StatusView.self, from: Data(try box.aibox(["status", "--json"]).stdout.utf8)).databaseProblem
+                try box.databaseProblem()
                     == nil
             }, "the problem did not clear once there was room again")
     }
@@ -112,10 +107,7 @@ import Testing
             restart-delay = "10ms"
             crash-loop = { burst = 10000, window = "60s", quarantine = "1m" }
             """)
-        try makeDirectories(box.paths.stateDirectory)
-        let mounted = try run("/bin/mount", ["-t", "tmpfs", "-o", "size=4m", "tmpfs", box.paths.stateDirectory])
-        try #require(mounted.code == 0, "mount failed: \(mounted.stderr)")
-        defer { _ = try? run("/bin/umount", ["-l", box.paths.stateDirectory]) }
+        try box.mountStateOnTmpfs(size: "4m")
         // A first run creates the database; then the box boots with its data file system
         // read-only (fsck found errors, a failing SD card).
         try box.startDaemon()
@@ -127,7 +119,7 @@ import Testing
         defer { box.stopDaemon() }
         var problem: String?
         let reported = try waitUntil {
-            problem = try JSONDecoder().decode(StatusView.self, from: Data(try box.aibox(["status", "--json"]).stdout.utf8)).databaseProblem
+            problem = try box.databaseProblem()
             return problem != nil
         }
         #expect(reported, "a read-only database was not reported")
@@ -137,7 +129,7 @@ import Testing
         _ = try run("/bin/mount", ["-o", "remount,rw", box.paths.stateDirectory])
         #expect(
             try waitUntil(.seconds(30)) {
-                try JSONDecoder().decode(StatusView.self, from: Data(try box.aibox(["status", "--json"]).stdout.utf8)).databaseProblem
+                try box.databaseProblem()
                     == nil
             }, "the problem did not clear once the file system was writable again (it was: \(problem ?? ""))")
         // The exits of the read-only time were kept and written.
