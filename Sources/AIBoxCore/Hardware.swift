@@ -18,13 +18,16 @@ public struct DeviceRecord: Codable, Sendable, Equatable {
     /// ID_PATH: where the device sits; stable across a USB device's re-enumeration (the Coral
     /// changes its ids once its firmware is loaded).
     public var idPath: String?
+    /// Dedicated memory of a GPU or accelerator, where sysfs (amdgpu's `mem_info_vram_total`)
+    /// or the driver (NVIDIA's NVML) tells it.
+    public var memoryBytes: UInt64?
     /// Other properties worth keeping (ID_BUS, ID_FS_LABEL, ID_TYPE, DEVTYPE of net, …).
     public var properties: [String: String]
 
     public init(
         subsystem: String, syspath: String, devtype: String? = nil, devnode: String? = nil, vendorId: String? = nil,
         productId: String? = nil, pciClass: String? = nil, driver: String? = nil, model: String? = nil, idPath: String? = nil,
-        properties: [String: String] = [:]
+        memoryBytes: UInt64? = nil, properties: [String: String] = [:]
     ) {
         self.subsystem = subsystem
         self.syspath = syspath
@@ -37,6 +40,7 @@ public struct DeviceRecord: Codable, Sendable, Equatable {
         self.driver = driver
         self.model = model
         self.idPath = idPath
+        self.memoryBytes = memoryBytes
         self.properties = properties
     }
 }
@@ -206,9 +210,16 @@ public struct HardwareProfile: Codable, Sendable, Equatable {
     public var cpu: CPUInfo
     public var localLlmTier: LocalLLMTier
 
-    public init(devices: [DeviceRecord], ramBytes: UInt64, gpuMemoryBytes: UInt64?, cpu: CPUInfo) {
+    /// GPU memory is the largest dedicated memory of one GPU: a model is loaded onto one card
+    /// (splitting across cards works, but slowly; the tier stays conservative).
+    public init(devices: [DeviceRecord], ramBytes: UInt64, cpu: CPUInfo) {
         var caps: Set<Capability> = []
-        for d in devices { caps.formUnion(HardwareClassifier.capabilities(of: d)) }
+        var gpuMemoryBytes: UInt64?
+        for d in devices {
+            let c = HardwareClassifier.capabilities(of: d)
+            caps.formUnion(c)
+            if c.contains(.gpu), let m = d.memoryBytes { gpuMemoryBytes = max(gpuMemoryBytes ?? 0, m) }
+        }
         capabilities = caps.sorted().map(\.rawValue)
         self.ramBytes = ramBytes
         self.gpuMemoryBytes = gpuMemoryBytes
@@ -218,29 +229,9 @@ public struct HardwareProfile: Codable, Sendable, Equatable {
 
     /// One line for `aibox status`.
     public var summary: String {
-        let gib = Double(ramBytes) / Double(1 << 30)
-        let ram = (gib * 10).rounded() / 10
-        return
-            "\(capabilities.isEmpty ? "no accelerators" : capabilities.joined(separator: " ")); RAM \(ram) GiB; local LLM \(localLlmTier.rawValue)"
-    }
-}
-
-/// What changed between two inventories. Devices are matched by ID_PATH when they have one
-/// (a Coral USB re-enumerates with new ids after its firmware load: the same device), else
-/// by syspath.
-public struct InventoryDiff: Sendable, Equatable {
-    public var added: [DeviceRecord] = []
-    public var removed: [DeviceRecord] = []
-
-    public var isEmpty: Bool { added.isEmpty && removed.isEmpty }
-
-    static func identity(_ d: DeviceRecord) -> String {
-        d.idPath.map { "\(d.subsystem)|\($0)|\(d.devtype ?? "")" } ?? "\(d.subsystem)|\(d.syspath)"
-    }
-
-    public init(old: [DeviceRecord], new: [DeviceRecord]) {
-        let oldIDs = Set(old.map(InventoryDiff.identity)), newIDs = Set(new.map(InventoryDiff.identity))
-        added = new.filter { !oldIDs.contains(InventoryDiff.identity($0)) }
-        removed = old.filter { !newIDs.contains(InventoryDiff.identity($0)) }
+        func gib(_ bytes: UInt64) -> Double { (Double(bytes) / Double(1 << 30) * 10).rounded() / 10 }
+        let caps = capabilities.isEmpty ? "no accelerators" : capabilities.joined(separator: " ")
+        let gpu = gpuMemoryBytes.map { "; GPU memory \(gib($0)) GiB" } ?? ""
+        return "\(caps); RAM \(gib(ramBytes)) GiB\(gpu); local LLM \(localLlmTier.rawValue)"
     }
 }

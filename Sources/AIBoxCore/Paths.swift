@@ -98,10 +98,13 @@ public struct StatusView: Codable, Sendable, Equatable {
     public var logTarget: String?
     /// The capability profile in one line.
     public var hardware: String?
+    /// Where hotplug events come from: "udev", "kernel" (no udev: containers), or
+    /// "unavailable: …" while the monitor cannot be opened (retried).
+    public var hotplug: String?
 
     public init(
         daemonRunning: Bool, daemonPid: Int32?, version: String, workers: [String: Int], workerCount: Int,
-        databaseProblem: String?, configProblem: String?, logTarget: String?, hardware: String? = nil
+        databaseProblem: String?, configProblem: String?, logTarget: String?, hardware: String? = nil, hotplug: String? = nil
     ) {
         self.daemonRunning = daemonRunning
         self.daemonPid = daemonPid
@@ -112,6 +115,7 @@ public struct StatusView: Codable, Sendable, Equatable {
         self.configProblem = configProblem
         self.logTarget = logTarget
         self.hardware = hardware
+        self.hotplug = hotplug
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -125,6 +129,7 @@ public struct StatusView: Codable, Sendable, Equatable {
         try c.encode(configProblem, forKey: .configProblem)
         try c.encode(logTarget, forKey: .logTarget)
         try c.encode(hardware, forKey: .hardware)
+        try c.encode(hotplug, forKey: .hotplug)
     }
 }
 

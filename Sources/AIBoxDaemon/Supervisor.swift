@@ -173,69 +173,7 @@ public final class Supervisor {
     }
 
     var lastExitAt: [String: Int64] = [:]
-
-    /// The capability profile found at start (hotplug comes with the udev monitor).
-    var hardware: HardwareProfile?
-    var capabilities: Set<String> = []
-
-    var monitor: UdevMonitor?
-    var inventory: [String: DeviceRecord] = [:]
-    /// Hotplug events are applied once they stop coming for a moment (a device and its
-    /// children arrive as a burst; a Coral re-enumerates after its firmware load).
-    var hardwareDue: Instant?
-    static let hotplugDebounce: Duration = .milliseconds(100)
-
-    private func detectHardware() {
-        // The monitor first, so that nothing plugged in during enumeration slips through.
-        monitor = UdevMonitor()
-        if let m = monitor {
-            try? loop.add(m.fd, events: EventLoop.readable) { [unowned self] _ in self.onHotplug() }
-        } else {
-            logger.error("no udev monitor: hotplug is not seen until the daemon restarts")
-        }
-        for d in UdevInventory.enumerate() { inventory[d.syspath] = d }
-        applyHardware(initial: true)
-    }
-
-    private func applyHardware(initial: Bool) {
-        let ram = readTextFile("/proc/meminfo").flatMap(parseMemTotal) ?? 0
-        let profile = HardwareProfile(
-            devices: Array(inventory.values), ramBytes: ram, gpuMemoryBytes: nil,
-            cpu: CPUInfo.parse(readTextFile("/proc/cpuinfo") ?? ""))
-        let changed = profile.capabilities != hardware?.capabilities
-        hardware = profile
-        capabilities = Set(profile.capabilities)
-        if initial || changed {
-            logger.notice("hardware: \(profile.summary)")
-            store.record(event(kind: initial ? "hardware.profile" : "hardware.profile-changed", worker: nil, message: profile.summary))
-            stateChanged = true
-        }
-        guard !initial && changed && !shuttingDown else { return }
-        let now = Clock.monotonic()
-        for name in order {
-            guard let slot = slots[name], !slot.machine.definition.requiresHardware.isEmpty else { continue }
-            let lost = missing(for: name).filter { $0.hasPrefix("hardware:") }
-            if !lost.isEmpty { apply(name, slot.machine.requirementsLost(now: now, missing: lost)) }
-        }
-    }
-
-    private func onHotplug() {
-        guard let m = monitor else { return }
-        for (action, device) in m.receiveAll() {
-            switch action {
-            case "remove":
-                if inventory.removeValue(forKey: device.syspath) != nil {
-                    store.record(event(kind: "hardware.removed", worker: nil, message: "\(device.subsystem) \(device.syspath)"))
-                }
-            default:
-                if inventory.updateValue(device, forKey: device.syspath) == nil {
-                    store.record(event(kind: "hardware.added", worker: nil, message: "\(device.subsystem) \(device.syspath)"))
-                }
-            }
-        }
-        hardwareDue = Clock.monotonic() + Supervisor.hotplugDebounce
-        afterTurn()
-    }
+    var hw = HardwareState()
 
     /// After a SIGKILL of the daemon, its workers may still run, unsupervised. Each recorded
     /// process group is killed if it is still ours: the leader must be the same process
@@ -314,10 +252,7 @@ public final class Supervisor {
         if let check = nextMemoryCheck, check <= now {
             checkMemory(now: now)
         }
-        if let due = hardwareDue, due <= now {
-            hardwareDue = nil
-            applyHardware(initial: false)
-        }
+        hardwareTimer(now: now)
         if shuttingDown, let giveUp = shutdownGiveUp, giveUp <= now {
             logger.error("some processes did not go away after SIGKILL; exiting anyway")
             loop.stop()
@@ -344,7 +279,7 @@ public final class Supervisor {
 
     /// Runs after every turn of the loop. Order matters for the restart latency: what is due
     /// now (a zero restart-delay) is spawned first; logging and the database come after.
-    private func afterTurn() {
+    func afterTurn() {
         var now = Clock.monotonic()
         if dueNow {
             dueNow = false
@@ -394,7 +329,7 @@ public final class Supervisor {
             nextMemoryCheck = Clock.monotonic() + options.memoryCheckInterval
         }
         consider(nextMemoryCheck)
-        consider(hardwareDue)
+        consider(hardwareDeadline)
         consider(store.nextRetry)
         consider(shutdownGiveUp)
         loop.arm(at: next)
@@ -694,7 +629,7 @@ public final class Supervisor {
         return StatusView(
             daemonRunning: true, daemonPid: getpid(), version: AIBoxVersion.current, workers: counts, workerCount: slots.count,
             databaseProblem: store.problem, configProblem: configProblem, logTarget: options.logTarget.rawValue,
-            hardware: hardware?.summary)
+            hardware: hardware?.summary, hotplug: hotplugDescription)
     }
 
     func summary() -> String {

@@ -10,6 +10,8 @@ import Glibc
 public final class EventLoop {
     public typealias Handler = (UInt32) -> Void
     public static let readable: UInt32 = EPOLLIN.rawValue
+    /// Reported by epoll whether asked for or not: the descriptor failed or was closed.
+    public static let failed: UInt32 = EPOLLERR.rawValue | EPOLLHUP.rawValue
 
     private let epollFD: Int32
     private var signalFD: Int32 = -1

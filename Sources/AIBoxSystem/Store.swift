@@ -83,7 +83,18 @@ enum Schema {
                 updatedAt INTEGER NOT NULL);
             CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
             """
-        )
+        ),
+        (
+            // The hardware inventory as last seen, to tell what changed since the last boot.
+            "v2-devices",
+            """
+            CREATE TABLE devices (
+                syspath TEXT PRIMARY KEY NOT NULL,
+                subsystem TEXT NOT NULL,
+                devtype TEXT, devnode TEXT, vendorId TEXT, productId TEXT, pciClass TEXT,
+                driver TEXT, model TEXT, idPath TEXT, memoryBytes INTEGER);
+            """
+        ),
     ]
 
     /// Applies what is missing; returns the names of migrations this build does not know.
@@ -113,6 +124,7 @@ public final class Store {
     private var pendingWorkers: [String: WorkerRecord] = [:]
     private var pendingDeletes: Set<String> = []
     private var pendingMeta: [String: String] = [:]
+    private var pendingInventory: [DeviceRecord]?
     private var retryAt: Instant?
     private var insertsSincePrune = 0
     /// What is wrong with the database now; nil when healthy.
@@ -213,8 +225,15 @@ public final class Store {
 
     public func setMeta(_ key: String, _ value: String) { pendingMeta[key] = value }
 
+    /// Replaces the stored hardware inventory (at the next flush).
+    public func saveInventory(_ devices: [DeviceRecord]) {
+        pendingInventory = devices
+        pendingMeta["hardware.stored"] = "1"  // an empty inventory is one too
+    }
+
     public var hasPending: Bool {
         !pendingEvents.isEmpty || !pendingWorkers.isEmpty || !pendingDeletes.isEmpty || !pendingMeta.isEmpty
+            || pendingInventory != nil
     }
 
     /// Writes what is queued in one transaction. Never throws: problems are reported.
@@ -251,6 +270,22 @@ public final class Store {
                 }
                 for d in pendingDeletes { try db.query("DELETE FROM workers WHERE name = ?", [.text(d)]) }
                 for (k, v) in pendingMeta { try db.query("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", [.text(k), .text(v)]) }
+                if let devices = pendingInventory {
+                    try db.execute("DELETE FROM devices")
+                    for d in devices {
+                        try db.query(
+                            """
+                            INSERT OR REPLACE INTO devices(syspath, subsystem, devtype, devnode, vendorId, productId, pciClass,
+                                driver, model, idPath, memoryBytes)
+                            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                            """,
+                            [
+                                .text(d.syspath), .text(d.subsystem), SQLiteValue(d.devtype), SQLiteValue(d.devnode),
+                                SQLiteValue(d.vendorId), SQLiteValue(d.productId), SQLiteValue(d.pciClass), SQLiteValue(d.driver),
+                                SQLiteValue(d.model), SQLiteValue(d.idPath), SQLiteValue(d.memoryBytes.map { Int64(clamping: $0) }),
+                            ])
+                    }
+                }
                 if prune { try pruneEvents(keeping: maxEvents) }
             }
             insertsSincePrune = prune ? 0 : insertsSincePrune + pendingEvents.count
@@ -258,6 +293,7 @@ public final class Store {
             pendingWorkers = [:]
             pendingDeletes = []
             pendingMeta = [:]
+            pendingInventory = nil
             setProblem(nil)
         } catch let e where Store.isCorruption(e) {
             rebuild(because: e)
@@ -286,6 +322,19 @@ public final class Store {
     public func loadWorkers() -> [WorkerRecord] {
         guard let db else { return [] }
         return (try? StoreReader.workers(db)) ?? []
+    }
+
+    /// One value of the meta table as stored (not what is queued).
+    public func loadMeta(_ key: String) -> String? {
+        guard let db else { return nil }
+        return try? db.query("SELECT value FROM meta WHERE key = ?", [.text(key)]).first?.first?.string
+    }
+
+    /// The inventory stored by the previous run; nil when none was (the first start).
+    public func loadInventory() -> [DeviceRecord]? {
+        guard let db, let rows = try? db.query("SELECT \(StoreReader.deviceColumns) FROM devices") else { return nil }
+        guard loadMeta("hardware.stored") == "1" else { return nil }
+        return rows.map(StoreReader.device)
     }
 }
 
@@ -332,11 +381,22 @@ public struct StoreReader {
         }
     }
 
-    public func meta() throws -> [String: String] {
+    public func meta() throws -> [String: String] { try StoreReader.meta(db) }
+
+    static func meta(_ db: SQLiteConnection) throws(SQLiteError) -> [String: String] {
         var out: [String: String] = [:]
         for r in try db.query("SELECT key, value FROM meta") {
             if let k = r[0].string, let v = r[1].string { out[k] = v }
         }
         return out
+    }
+
+    static let deviceColumns = "syspath, subsystem, devtype, devnode, vendorId, productId, pciClass, driver, model, idPath, memoryBytes"
+
+    static func device(_ r: [SQLiteValue]) -> DeviceRecord {
+        DeviceRecord(
+            subsystem: r[1].string ?? "", syspath: r[0].string ?? "", devtype: r[2].string, devnode: r[3].string,
+            vendorId: r[4].string, productId: r[5].string, pciClass: r[6].string, driver: r[7].string, model: r[8].string,
+            idPath: r[9].string, memoryBytes: r[10].int64.map { UInt64(clamping: $0) })
     }
 }

@@ -57,6 +57,9 @@ public enum UdevInventory {
         }
         var properties: [String: String] = [:]
         for k in keptProperties { if let v = property(k) { properties[k] = v } }
+        let pciClass = subsystem == "pci" ? (property("PCI_CLASS") ?? attribute("class")) : nil
+        // amdgpu tells a card's dedicated memory in sysfs; NVIDIA's comes from NVML (HardwareProbe).
+        let vram = pciClass != nil ? attribute("mem_info_vram_total").flatMap { UInt64($0) } : nil
         return DeviceRecord(
             subsystem: subsystem,
             syspath: string(udev_device_get_syspath(d)) ?? "",
@@ -64,10 +67,11 @@ public enum UdevInventory {
             devnode: string(udev_device_get_devnode(d)),
             vendorId: vendor,
             productId: product,
-            pciClass: subsystem == "pci" ? (property("PCI_CLASS") ?? attribute("class")) : nil,
+            pciClass: pciClass,
             driver: string(udev_device_get_driver(d)) ?? property("DRIVER"),
             model: property("ID_MODEL_FROM_DATABASE") ?? property("ID_MODEL") ?? attribute("product"),
             idPath: property("ID_PATH"),
+            memoryBytes: vram,
             properties: properties)
     }
 }
@@ -82,19 +86,29 @@ public final class UdevMonitor {
     /// "udev" or "kernel".
     public let source: String
 
-    public init?(subsystems: [String] = UdevInventory.subsystems) {
-        guard let udev = udev_new() else { return nil }
-        let source = access("/run/udev/control", F_OK) == 0 || getenv("UMOCKDEV_DIR") != nil ? "udev" : "kernel"
+    /// Which source to listen to: "udev" when udevd runs (its control socket exists), else "kernel".
+    public static func preferredSource() -> String {
+        access("/run/udev/control", F_OK) == 0 || getenv("UMOCKDEV_DIR") != nil ? "udev" : "kernel"
+    }
+
+    public init(subsystems: [String] = UdevInventory.subsystems) throws(SystemError) {
+        guard let udev = udev_new() else { throw SystemError("udev_new", errno: errno) }
+        let source = UdevMonitor.preferredSource()
+        errno = 0
         guard let monitor = udev_monitor_new_from_netlink(udev, source) else {
+            let e = errno
             udev_unref(udev)
-            return nil
+            throw SystemError("udev_monitor_new_from_netlink", errno: e == 0 ? EIO : e, detail: "(\(source) source)")
         }
         for s in subsystems { udev_monitor_filter_add_match_subsystem_devtype(monitor, s, nil) }
-        guard udev_monitor_enable_receiving(monitor) >= 0 else {
+        let r = udev_monitor_enable_receiving(monitor)
+        guard r >= 0 else {
             udev_monitor_unref(monitor)
             udev_unref(udev)
-            return nil
+            throw SystemError("udev_monitor_enable_receiving", errno: -r, detail: "(\(source) source)")
         }
+        // Room for a burst (a hub with many devices) before the kernel drops events.
+        _ = udev_monitor_set_receive_buffer_size(monitor, 4 << 20)
         self.udev = udev
         self.monitor = monitor
         self.source = source
@@ -107,14 +121,77 @@ public final class UdevMonitor {
         udev_unref(udev)
     }
 
-    /// Every waiting event: its action ("add", "remove", "change", "bind", …) and the device.
-    public func receiveAll() -> [(action: String, device: DeviceRecord)] {
-        var out: [(String, DeviceRecord)] = []
-        while let d = udev_monitor_receive_device(monitor) {
+    /// What one read of the socket gave.
+    public struct Batch {
+        /// Each event's action ("add", "remove", "change", "bind", …) and the device.
+        public var events: [(action: String, device: DeviceRecord)] = []
+        /// The kernel dropped events (the socket's buffer overflowed, ENOBUFS): the caller
+        /// must enumerate again to learn the truth.
+        public var overflowed = false
+        /// The socket failed otherwise; the monitor should be replaced.
+        public var error: SystemError?
+    }
+
+    /// Every waiting event.
+    public func receiveAll() -> Batch {
+        var batch = Batch()
+        while true {
+            errno = 0
+            guard let d = udev_monitor_receive_device(monitor) else {
+                // NULL also for a message that is not for us (filtered, wrong sender): go on
+                // while the socket has data; stop on EAGAIN.
+                switch errno {
+                case EAGAIN, EWOULDBLOCK: return batch
+                case ENOBUFS: batch.overflowed = true
+                case 0, EINVAL, EPERM: if !hasData() { return batch }
+                default:
+                    batch.error = SystemError("udev_monitor_receive_device", errno: errno)
+                    return batch
+                }
+                continue
+            }
             let action = udev_device_get_action(d).map { String(cString: $0) } ?? "change"
-            out.append((action, UdevInventory.record(d)))
+            batch.events.append((action, UdevInventory.record(d)))
             udev_device_unref(d)
         }
-        return out
+    }
+
+    private func hasData() -> Bool {
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&p, 1, 0) > 0 && p.revents & Int16(POLLIN) != 0
+    }
+}
+
+/// What udev does not tell: memory, CPU, GPU memory through the NVIDIA driver.
+public enum HardwareProbe {
+    /// The profile of `devices` on this machine (/proc/meminfo, /proc/cpuinfo).
+    public static func profile(_ devices: [DeviceRecord]) -> HardwareProfile {
+        let ram = readTextFile("/proc/meminfo").flatMap(parseMemTotal) ?? 0
+        let cpu = CPUInfo.parse(readTextFile("/proc/cpuinfo") ?? "")
+        return HardwareProfile(devices: devices, ramBytes: ram, cpu: cpu)
+    }
+
+    /// Fills in NVIDIA cards' memory from NVML, when the box has such a card driven by the
+    /// proprietary driver (which ships libnvidia-ml.so.1); nothing is loaded otherwise.
+    public static func addDriverMemory(_ devices: inout [DeviceRecord]) {
+        let nvidia = devices.indices.filter {
+            devices[$0].subsystem == "pci" && devices[$0].vendorId == "10de" && devices[$0].driver == "nvidia"
+                && devices[$0].memoryBytes == nil
+        }
+        guard !nvidia.isEmpty else { return }
+        var found = [aibox_gpu_memory](repeating: aibox_gpu_memory(), count: 16)
+        let n = aibox_nvml_memory(&found, Int32(found.count))
+        guard n > 0 else { return }
+        for g in found.prefix(Int(n)) {
+            let address = withUnsafeBytes(of: g.pci_address) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            for i in nvidia where devices[i].syspath.hasSuffix("/" + address) { devices[i].memoryBytes = g.total_bytes }
+        }
+    }
+
+    /// Enumeration, driver memory, profile: what `aibox hardware` and the daemon start from.
+    public static func scan() -> (devices: [DeviceRecord], profile: HardwareProfile) {
+        var devices = UdevInventory.enumerate()
+        addDriverMemory(&devices)
+        return (devices, profile(devices))
     }
 }

@@ -62,6 +62,7 @@ struct Status: ParsableCommand {
         if let c = s.configProblem { print("config:    reload refused: \(c)") }
         if let l = s.logTarget { print("logs:      \(l)") }
         if let h = s.hardware { print("hardware:  \(h)") }
+        if let h = s.hotplug { print("hotplug:   \(h)") }
         if !workers.isEmpty {
             print("")
             printWorkerTable(workers)

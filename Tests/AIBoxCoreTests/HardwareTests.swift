@@ -94,14 +94,20 @@ import Testing
 
     @Test func profileAndSummary() {
         let devices = [
-            DeviceRecord(subsystem: "pci", syspath: "/p/gpu", vendorId: "10de", pciClass: "030000"),
+            DeviceRecord(subsystem: "pci", syspath: "/p/gpu", vendorId: "10de", pciClass: "030000", memoryBytes: 24 * Self.gib),
+            DeviceRecord(subsystem: "pci", syspath: "/p/igpu", vendorId: "8086", pciClass: "030000", memoryBytes: 1 * Self.gib),
+            DeviceRecord(
+                subsystem: "pci", syspath: "/p/npu", vendorId: "1e60", productId: "2864", pciClass: "128000", memoryBytes: 64 * Self.gib),
             DeviceRecord(subsystem: "net", syspath: "/n/eth0", properties: ["ID_BUS": "pci"]),
         ]
-        let p = HardwareProfile(
-            devices: devices, ramBytes: 32 * Self.gib, gpuMemoryBytes: 24 * Self.gib, cpu: CPUInfo(model: nil, cores: 8, flags: []))
-        #expect(p.capabilities == ["gpu", "gpu.nvidia", "net.ethernet"])
+        let p = HardwareProfile(devices: devices, ramBytes: 8 * Self.gib, cpu: CPUInfo(model: nil, cores: 8, flags: []))
+        #expect(p.capabilities == ["gpu", "gpu.intel", "gpu.nvidia", "net.ethernet", "npu"])
+        #expect(p.gpuMemoryBytes == 24 * Self.gib, "the largest GPU's memory; an NPU's does not count")
         #expect(p.localLlmTier == .large)
-        #expect(p.summary == "gpu gpu.nvidia net.ethernet; RAM 32.0 GiB; local LLM large")
+        #expect(p.summary == "gpu gpu.intel gpu.nvidia net.ethernet npu; RAM 8.0 GiB; GPU memory 24.0 GiB; local LLM large")
+        let bare = HardwareProfile(devices: [], ramBytes: 3 * Self.gib / 2, cpu: CPUInfo(model: nil, cores: 1, flags: []))
+        #expect(bare.summary == "no accelerators; RAM 1.5 GiB; local LLM none")
+        #expect(bare.gpuMemoryBytes == nil)
     }
 
     @Test func coralReenumerationIsTheSameDevice() {
@@ -118,6 +124,86 @@ import Testing
             subsystem: "usb", syspath: "/sys/bus/usb/devices/1-2", devtype: "usb_device", vendorId: "18d1", productId: "9302",
             idPath: "pci-0000:00:14.0-usb-0:2")
         #expect(InventoryDiff(old: [after], new: [after, other]).added == [other])
+    }
+
+    @Test func anotherCardInTheSameSlotIsAChangeAndTheSummaryNamesIt() {
+        let old = DeviceRecord(
+            subsystem: "pci", syspath: "/sys/devices/pci0000:00/0000:01:00.0", vendorId: "10de", productId: "2684",
+            pciClass: "030000", model: "AD102", idPath: "pci-0000:01:00.0")
+        var new = old
+        new.vendorId = "1002"
+        new.productId = "744c"
+        new.model = nil
+        let disk = DeviceRecord(subsystem: "block", syspath: "/sys/block/sda", devtype: "disk")
+        let d = InventoryDiff(old: [old], new: [new, disk])
+        #expect(d.changed.count == 1)
+        #expect(d.added == [disk])
+        #expect(d.removed.isEmpty)
+        #expect(d.summary == "added block at /sys/block/sda; changed pci 10de:2684 AD102 at pci-0000:01:00.0 → 1002:744c")
+        #expect(InventoryDiff(old: [old, disk], new: [old, disk]).isEmpty)
+        #expect(InventoryDiff(old: [disk], new: []).summary == "removed block at /sys/block/sda")
+    }
+}
+
+@Suite("Capability gate") struct CapabilityGateTests {
+    let t0 = Instant(nanoseconds: 5_000_000_000)
+
+    @Test func gainedAtOnceLostAfterTheGracePeriod() {
+        var g = CapabilityGate(grace: .seconds(2))
+        #expect(g.observe(["serial"], now: t0) == ["serial"])
+        #expect(g.observe(["serial", "tpu.coral"], now: t0 + .seconds(1)) == ["tpu.coral"])
+        #expect(g.effective == ["serial", "tpu.coral"])
+        // Unplugged: still effective during the grace period.
+        #expect(g.observe(["serial"], now: t0 + .seconds(10)).isEmpty)
+        #expect(g.effective.contains("tpu.coral"))
+        #expect(g.nextDeadline == t0 + .seconds(12))
+        #expect(g.expire(now: t0 + .milliseconds(11_999)).isEmpty)
+        #expect(g.expire(now: t0 + .seconds(12)) == ["tpu.coral"])
+        #expect(g.effective == ["serial"])
+        #expect(g.nextDeadline == nil)
+    }
+
+    @Test func aDeviceBackWithinTheGracePeriodWasNeverLost() {
+        var g = CapabilityGate(grace: .seconds(2))
+        g.observe(["tpu.coral"], now: t0)
+        // The Coral's firmware load: it leaves, and comes back under other ids.
+        g.observe([], now: t0 + .seconds(1))
+        #expect(g.observe(["tpu.coral"], now: t0 + .milliseconds(1_800)).isEmpty, "not gained again: it never went")
+        #expect(g.expire(now: t0 + .seconds(10)).isEmpty)
+        #expect(g.effective == ["tpu.coral"])
+        // Gone twice: the grace period counts from the last departure.
+        g.observe([], now: t0 + .seconds(20))
+        g.observe(["tpu.coral"], now: t0 + .seconds(21))
+        g.observe([], now: t0 + .seconds(22))
+        #expect(g.expire(now: t0 + .seconds(23)).isEmpty)
+        #expect(g.expire(now: t0 + .seconds(24)) == ["tpu.coral"])
+    }
+}
+
+@Suite("Provisioning volumes") struct ProvisioningVolumeTests {
+    @Test(
+        arguments: [
+            (["ID_FS_LABEL": "AIBOX", "ID_FS_TYPE": "vfat"], "block", "/dev/sdb1", "AIBOX"),
+            (["ID_FS_LABEL": "cidata", "ID_FS_TYPE": "iso9660"], "block", "/dev/sr0", "cidata"),
+            (["ID_FS_LABEL": "Aibox"], "block", "/dev/sdc", "Aibox"),
+            (["ID_FS_LABEL": "BACKUP", "ID_FS_TYPE": "vfat"], "block", "/dev/sdb1", nil),
+            (["ID_FS_TYPE": "vfat"], "block", "/dev/sdb1", nil),
+            (["ID_FS_LABEL": "AIBOX"], "usb", "/dev/bus/usb/001/002", nil),
+            (["ID_FS_LABEL": "AIBOXES"], "block", "/dev/sdb1", nil),
+        ] as [([String: String], String, String, String?)])
+    func labelledFileSystems(properties: [String: String], subsystem: String, node: String, label: String?) {
+        let d = DeviceRecord(subsystem: subsystem, syspath: "/sys/x", devtype: "partition", devnode: node, properties: properties)
+        let v = ProvisioningVolume.on(d)
+        #expect(v?.label == label)
+        if label != nil {
+            #expect(v?.devnode == node)
+            #expect(v?.fsType == properties["ID_FS_TYPE"])
+        }
+    }
+
+    @Test func aBlockDeviceWithoutANodeIsNotMountable() {
+        let d = DeviceRecord(subsystem: "block", syspath: "/sys/x", properties: ["ID_FS_LABEL": "AIBOX"])
+        #expect(ProvisioningVolume.on(d) == nil)
     }
 }
 

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 # The testbed's uevent sender looks devices up through the preloaded libudev: run under it.
 if "libumockdev-preload" not in os.environ.get("LD_PRELOAD", ""):
@@ -51,6 +52,7 @@ for line in sys.stdin:
         plug("coral", usb("coral", "1a6e", "089a"))
     elif command == "coral-firmware":  # after its firmware load it re-enumerates with other ids
         pull("coral")
+        time.sleep(0.5)  # a real stick is gone for about this long while it reboots
         plug("coral", usb("coral", "18d1", "9302"))
     elif command == "coral-unplug":
         pull("coral")

@@ -82,4 +82,14 @@ int aibox_wexitstatus(int status);
 int aibox_wifsignaled(int status);
 int aibox_wtermsig(int status);
 
+/// One NVIDIA GPU's memory as NVML reports it; pci_address like "0000:01:00.0".
+struct aibox_gpu_memory {
+    char pci_address[16];
+    unsigned long long total_bytes;
+};
+
+/// Loads libnvidia-ml.so.1 when present and fills `out` with up to `capacity` GPUs.
+/// Returns how many, or -1 when there is no NVML (no NVIDIA driver) or it failed to start.
+int aibox_nvml_memory(struct aibox_gpu_memory *out, int capacity);
+
 #endif
