@@ -66,7 +66,7 @@ let package = Package(
         .testTarget(
             name: "AIBoxIntegrationTests",
             dependencies: ["AIBoxCore", "AIBoxSystem", "aibox", "aibox-example-worker"],
-            exclude: ["umockdev-testbed.py"]),
+            exclude: ["umockdev-testbed.py", "Fixtures"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -6,8 +6,6 @@ import Testing
 
 /// `aibox hardware --json` on fake device trees through umockdev (no hardware needed).
 @Suite struct HardwareInventoryTests {
-    static let umockdevRun = "/usr/bin/umockdev-run"
-
     /// Hand-written umockdev fixtures: the boards the same image ships on.
     static let fixtures: [(name: String, text: String, capabilities: [String])] = [
         (
@@ -80,6 +78,29 @@ import Testing
             ["gpu", "gpu.intel", "npu"]
         ),
         (
+            "amd-gpu-box",
+            """
+            P: /devices/pci0000:00/0000:03:00.0
+            E: SUBSYSTEM=pci
+            E: PCI_CLASS=30000
+            E: PCI_ID=1002:744C
+            L: driver=../../../bus/pci/drivers/amdgpu
+            A: vendor=0x1002
+            A: device=0x744c
+            A: class=0x030000
+            A: mem_info_vram_total=25753026560
+
+            P: /devices/pci0000:00/0000:00:14.0/usb1/1-2/1-2:1.0/host0/target0:0:0/0:0:0:0/block/sda/sda1
+            E: SUBSYSTEM=block
+            E: DEVTYPE=partition
+            E: DEVNAME=/dev/sda1
+            E: ID_BUS=usb
+            E: ID_FS_LABEL=AIBOX
+            E: ID_FS_TYPE=vfat
+            """,
+            ["gpu", "gpu.amd", "usb-storage"]
+        ),
+        (
             "bare-vm",
             """
             P: /devices/pci0000:00/0000:00:01.0
@@ -98,16 +119,12 @@ import Testing
         ),
     ]
 
+    static func fixture(_ name: String) throws -> String { try #require(fixtures.first { $0.name == name }).text }
+
     @Test(arguments: fixtures.map(\.name))
     func profileOfAFixture(name: String) throws {
-        try #require(fileExists(Self.umockdevRun), "umockdev is missing: apt-get install umockdev (.ci/run does)")
         let fixture = try #require(Self.fixtures.first { $0.name == name })
-        var template = Array("/tmp/aibox-hw-XXXXXX".utf8CString)
-        let dir = String(cString: try #require(mkdtemp(&template)))
-        defer { _ = try? run("/bin/rm", ["-rf", dir]) }
-        let file = dir + "/\(name).umockdev"
-        try writeFileAtomically(file, Array((fixture.text + "\n").utf8))
-        let r = try run(Self.umockdevRun, ["-d", file, "--", aiboxBinary, "hardware", "--json"])
+        let r = try aiboxUnderFixture(fixture.text, ["hardware", "--json"])
         #expect(r.code == 0, "\(r.stderr)")
         let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
         #expect(json["capabilities"] as? [String] == fixture.capabilities, "\(name): \(r.stdout)")
@@ -128,10 +145,57 @@ import Testing
             #expect(gpu["driver"] as? String == "nvidia")
             #expect(gpu["model"] as? String == "AD102 [GeForce RTX 4090]")
         }
+        if name == "amd-gpu-box" {
+            #expect(json["gpuMemoryBytes"] as? Int == 25_753_026_560, "amdgpu's mem_info_vram_total")
+        }
+    }
+
+    static func meminfo(gib: Int) -> String {
+        "MemTotal:       \(gib * 1024 * 1024) kB\nMemFree:         1000000 kB\nMemAvailable:    2000000 kB\n"
+    }
+
+    /// The tier table on the boards, with /proc/meminfo faked through umockdev.
+    @Test(arguments: [
+        ("bare-vm", 4, "none", nil as Int?),
+        ("arm-board-with-coral-usb", 8, "small", nil),
+        ("mini-pc-with-npu", 16, "medium", nil),
+        ("mini-pc-with-npu", 64, "large", nil),
+        ("amd-gpu-box", 8, "large", 25_753_026_560),
+    ])
+    func localLLMTierOfABoard(name: String, ramGiB: Int, tier: String, gpuMemory: Int?) throws {
+        let r = try aiboxUnderFixture(try Self.fixture(name), meminfo: Self.meminfo(gib: ramGiB), ["hardware", "--json"])
+        #expect(r.code == 0, "\(r.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        #expect(json["ramBytes"] as? Int == ramGiB << 30, "the faked /proc/meminfo was read")
+        #expect(json["localLlmTier"] as? String == tier, "\(name) with \(ramGiB) GiB")
+        #expect(json["gpuMemoryBytes"] as? Int == gpuMemory)
+    }
+
+    /// NVIDIA's proprietary driver tells a card's memory only through NVML: a test double of
+    /// libnvidia-ml.so.1 with the same ABI stands in for it.
+    @Test func nvidiaMemoryComesFromNVML() throws {
+        let library = try compiledFixture("fake-nvml", shared: true)
+        let dir = parentDirectory(library) + "/nvml"
+        try makeDirectories(dir)
+        _ = unlink(dir + "/libnvidia-ml.so.1")
+        #expect(symlink(library, dir + "/libnvidia-ml.so.1") == 0)
+        let fixture = try Self.fixture("nvidia-gpu-box")
+        let r = try aiboxUnderFixture(
+            fixture, meminfo: Self.meminfo(gib: 16), ["hardware", "--json"],
+            environment: ["LD_LIBRARY_PATH": dir, "FAKE_NVML_TOTAL_BYTES": "\(24 << 30)"])
+        #expect(r.code == 0, "\(r.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        #expect(json["gpuMemoryBytes"] as? Int == 24 << 30)
+        #expect(json["localLlmTier"] as? String == "large", "24 GiB of GPU memory")
+        // Without the driver's library: RAM alone decides.
+        let bare = try aiboxUnderFixture(fixture, meminfo: Self.meminfo(gib: 16), ["hardware", "--json"])
+        let plain = try #require(try JSONSerialization.jsonObject(with: Data(bare.stdout.utf8)) as? [String: Any])
+        #expect(plain["gpuMemoryBytes"] is NSNull)
+        #expect(plain["localLlmTier"] as? String == "medium")
     }
 
     @Test func workersRequiringMissingHardwareWaitAndTheOthersRun() throws {
-        try #require(fileExists(Self.umockdevRun), "umockdev is missing: apt-get install umockdev (.ci/run does)")
+        try #require(fileExists(umockdevRun), "umockdev is missing: apt-get install umockdev (.ci/run does)")
         let box = try TestBox(
             """
             [worker.gpu-agent]
@@ -148,7 +212,7 @@ import Testing
         let fixture = try #require(Self.fixtures.first { $0.name == "nvidia-gpu-box" })
         let file = box.root + "/box.umockdev"
         try writeFileAtomically(file, Array((fixture.text + "\n").utf8))
-        try box.startDaemon(launcher: [Self.umockdevRun, "-d", file, "--"])
+        try box.startDaemon(launcher: [umockdevRun, "-d", file, "--"])
         defer { box.stopDaemon() }
         try box.waitFor("gpu-agent", ["running"])
         try box.waitFor("plain", ["running"])
@@ -163,11 +227,8 @@ import Testing
 
 /// Hotplug through libumockdev's testbed API: the daemon sees devices come and go.
 @Suite struct HotplugTests {
-    static let driver = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("umockdev-testbed.py").path
-
     @Test func coralPluggedStartsItsWorkerFirmwareReloadDoesNotRestartItUnplugStopsIt() throws {
-        try #require(
-            fileExists("/usr/lib/x86_64-linux-gnu/libumockdev-preload.so.0"), "libumockdev0 is missing (.ci/run installs umockdev)")
+        let testbed = try Testbed()
         let box = try TestBox(
             """
             [worker.coral-agent]
@@ -178,41 +239,177 @@ import Testing
             [worker.plain]
             exec = ["@WORKER@", "--no-notify"]
             """)
-        let input = Pipe(), output = Pipe()
-        let testbedOutput = output.fileHandleForReading
-        func send(_ command: String) throws {
-            try input.fileHandleForWriting.write(contentsOf: Data((command + "\n").utf8))
-            // The testbed answers once the uevent is sent.
-            var answer = Data()
-            while !answer.contains(UInt8(ascii: "\n")) { answer += testbedOutput.availableData }
-            #expect(String(decoding: answer, as: UTF8.self) == "ok\n", "testbed: \(command)")
-        }
-        try box.startDaemon(launcher: ["/usr/bin/python3", Self.driver, "--"], input: input, stdout: output)
+        try box.startDaemon(launcher: testbed.launcher, input: testbed.input, stdout: testbed.output)
         defer { box.stopDaemon() }
         try box.waitFor("plain", ["running"])
         let waiting = try box.waitFor("coral-agent", ["waiting"])
         #expect(waiting?.waitingFor == ["hardware:tpu.coral"])
+        let status = try JSONDecoder().decode(StatusView.self, from: Data(try box.aibox(["status", "--json"]).stdout.utf8))
+        #expect(status.hotplug == "udev")
 
-        try send("coral-boot")
+        try testbed.send("coral-boot")
         let pid = try #require(try box.waitFor("coral-agent", ["running"])?.pid)
         try box.waitForEvent("hardware.profile-changed")
 
-        // The firmware load: the same stick under new ids, matched by ID_PATH.
-        try send("coral-firmware")
+        // The firmware load: the stick leaves for half a second and comes back under new ids.
+        try testbed.send("coral-firmware")
         try box.waitForEvent("hardware.added", count: 2)
         // A camera after it: its profile change proves the firmware swap was applied.
-        try send("camera")
+        try testbed.send("camera")
         try box.waitForEvent("hardware.profile-changed", count: 2)
         let still = try box.worker("coral-agent")
         #expect(still?.pid == pid, "the firmware reload restarted the worker")
         #expect(still?.state == "running")
+        let changes = try box.events().filter { $0.kind == "hardware.profile-changed" }
+        #expect(changes.allSatisfy { $0.message.contains("tpu.coral") }, "tpu.coral never left the profile: \(changes)")
 
-        try send("coral-unplug")
+        try testbed.send("coral-unplug")
         let gone = try box.waitFor("coral-agent", ["waiting"])
         #expect(gone?.waitingFor == ["hardware:tpu.coral"])
         #expect(gone?.pid == nil)
         #expect(try box.worker("plain")?.state == "running")
         let stopping = try box.events(worker: "coral-agent").filter { $0.kind == "worker.stopping" }
         #expect(stopping.last?.message.contains("missing hardware:tpu.coral") == true)
+    }
+
+    @Test func aProvisioningStickIsReportedWhenItComesAndGoes() throws {
+        let testbed = try Testbed()
+        let box = try TestBox()
+        try box.startDaemon(launcher: testbed.launcher, input: testbed.input, stdout: testbed.output)
+        defer { box.stopDaemon() }
+        try testbed.send("stick")
+        let added = try box.waitForEvent("provisioning.volume-added")
+        #expect(added.first?.message == "AIBOX volume on /dev/sdb1 (vfat)")
+        let hardware = try box.waitForEvent("hardware.profile-changed")
+        #expect(hardware.first?.message.hasPrefix("usb-storage;") == true)
+        try testbed.send("stick-unplug")
+        let removed = try box.waitForEvent("provisioning.volume-removed")
+        #expect(removed.first?.message == "AIBOX volume /dev/sdb1 gone")
+    }
+
+    @Test func hardwareWatchPrintsDevicesAsTheyComeAndGo() throws {
+        let testbed = try Testbed()
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        p.arguments = Array(testbed.launcher.dropFirst()) + [aiboxBinary, "hardware", "--watch"]
+        p.standardInput = testbed.input
+        p.standardOutput = testbed.output
+        p.standardError = testbed.output
+        try p.run()
+        defer {
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+        }
+        #expect(testbed.reader.next { $0.hasPrefix("watching hotplug (udev source)") } != nil)
+        try testbed.send("coral-boot")
+        let add = testbed.reader.next { $0.hasPrefix("add") }
+        #expect(add?.contains("1a6e:089a") == true && add?.contains("tpu.coral") == true, "\(add ?? "no add line")")
+        try testbed.send("stick")
+        #expect(testbed.reader.next { $0.contains("provisioning volume AIBOX on /dev/sdb1") } != nil)
+        try testbed.send("coral-unplug")
+        let remove = testbed.reader.next { $0.hasPrefix("remove") }
+        #expect(remove?.contains("1a6e:089a") == true, "\(remove ?? "no remove line")")
+    }
+}
+
+/// The hardware part of the daemon over its lifetime: across restarts, without a monitor.
+@Suite struct HardwareLifecycleTests {
+    @Test func theInventoryIsComparedWithTheLastRunAndTheLastBoot() throws {
+        try #require(fileExists(umockdevRun), "umockdev is missing: apt-get install umockdev (.ci/run does)")
+        let box = try TestBox()
+        func start(_ fixture: String) throws {
+            let file = box.root + "/box.umockdev"
+            try writeFileAtomically(file, Array((try HardwareInventoryTests.fixture(fixture) + "\n").utf8))
+            try box.startDaemon(launcher: [umockdevRun, "-d", file, "--"])
+            try box.waitForEvent("hardware.profile", count: box.events().filter { $0.kind == "daemon.started" }.count)
+        }
+        try start("nvidia-gpu-box")
+        #expect(try box.events().filter { $0.kind == "hardware.changed" }.isEmpty, "nothing to compare with at the first start")
+        box.stopDaemon()
+
+        try start("nvidia-gpu-box")
+        box.stopDaemon()
+        #expect(try box.events().filter { $0.kind == "hardware.changed" }.isEmpty, "same hardware, nothing to report")
+
+        // The GPU swapped for another in the same slot is a change; the NIC gone, a stick added.
+        var swapped = try HardwareInventoryTests.fixture("nvidia-gpu-box")
+        swapped = String(swapped[..<swapped.range(of: "\n\nP: /devices/pci0000:00/0000:02:00.0")!.lowerBound])
+        swapped = swapped.replacingOccurrences(of: "PCI_ID=10DE:2684", with: "PCI_ID=10DE:2204")
+            .replacingOccurrences(of: "device=0x2684", with: "device=0x2204")
+        swapped += """
+
+
+            P: /devices/pci0000:00/0000:00:14.0/usb1/1-2/1-2:1.0/host0/target0:0:0/0:0:0:0/block/sda/sda1
+            E: SUBSYSTEM=block
+            E: DEVTYPE=partition
+            E: DEVNAME=/dev/sda1
+            E: ID_BUS=usb
+            E: ID_FS_LABEL=AIBOX
+            E: ID_FS_TYPE=vfat
+            """
+        let file = box.root + "/box.umockdev"
+        try writeFileAtomically(file, Array((swapped + "\n").utf8))
+        try box.startDaemon(launcher: [umockdevRun, "-d", file, "--"])
+        let changed = try #require(try box.waitForEvent("hardware.changed").first)
+        #expect(changed.message.hasPrefix("since the daemon last ran: "), "\(changed.message)")
+        #expect(changed.message.contains("added block"), "\(changed.message)")
+        #expect(changed.message.contains("removed net"), "\(changed.message)")
+        #expect(changed.message.contains("changed pci 10de:2684 AD102 [GeForce RTX 4090]"), "\(changed.message)")
+        #expect(changed.message.contains("→ 10de:2204"), "\(changed.message)")
+        let volume = try box.waitForEvent("provisioning.volume-added")
+        #expect(volume.first?.message == "AIBOX volume on /dev/sda1 (vfat)", "a stick present at start is reported too")
+        box.stopDaemon()
+
+        // A reboot (another boot id stored) with the NIC back: "since the last boot".
+        _ = try run(
+            "/usr/bin/python3",
+            [
+                "-c",
+                "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(\"UPDATE meta SET value='another-boot' WHERE key='hardware.bootId'\"); c.commit()",
+                box.paths.database,
+            ])
+        try start("nvidia-gpu-box")
+        let again = try box.waitForEvent("hardware.changed", count: 2)
+        #expect(again.last?.message.hasPrefix("since the last boot: ") == true, "\(again.last?.message ?? "")")
+        box.stopDaemon()
+    }
+
+    /// As under systemd's RestrictAddressFamilies= without AF_NETLINK: no monitor. The
+    /// inventory is still read, the failure is in the status and the events, and retried.
+    @Test func aMonitorThatCannotOpenIsReportedAndRetriedAndEnumerationStillWorks() throws {
+        let deny = try compiledFixture("deny-netlink")
+        let box = try TestBox(
+            """
+            [worker.plain]
+            exec = ["@WORKER@", "--no-notify"]
+            """)
+        try box.startDaemon(launcher: [deny])
+        defer { box.stopDaemon() }
+        try box.waitFor("plain", ["running"])
+        let profile = try box.waitForEvent("hardware.profile")
+        #expect(profile.first?.message.contains("RAM") == true)
+        let status = try JSONDecoder().decode(StatusView.self, from: Data(try box.aibox(["status", "--json"]).stdout.utf8))
+        #expect(status.hotplug?.hasPrefix("unavailable: udev_monitor_new_from_netlink") == true, "\(status.hotplug ?? "nil")")
+        #expect(status.hotplug?.contains("Address family not supported") == true)
+        // Retried after 1 s, then 2 s: three failures within a few seconds, each an event.
+        let failures = try box.waitForEvent("hardware.monitor-failed", count: 3)
+        #expect(failures[0].message.contains("retrying in 1s"), "\(failures[0].message)")
+        #expect(failures[1].message.contains("retrying in 2s"), "\(failures[1].message)")
+        #expect(failures[2].message.contains("retrying in 4s"), "\(failures[2].message)")
+        let human = try box.aibox(["status"]).stdout
+        #expect(human.contains("hotplug:   unavailable"), "\(human)")
+        // `aibox hardware --watch` says why it cannot watch.
+        let watch = try run(deny, [aiboxBinary, "hardware", "--watch"])
+        #expect(watch.code == 1)
+        #expect(watch.stderr.contains("cannot watch hotplug: udev_monitor_new_from_netlink"), "\(watch.stderr)")
+    }
+
+    @Test func theStatusNamesTheHotplugSource() throws {
+        let box = try TestBox()
+        try box.startDaemon()
+        defer { box.stopDaemon() }
+        let status = try JSONDecoder().decode(StatusView.self, from: Data(try box.aibox(["status", "--json"]).stdout.utf8))
+        // Without udevd (a container: no /run/udev/control) the kernel's events are used.
+        #expect(status.hotplug == (fileExists("/run/udev/control") ? "udev" : "kernel"))
     }
 }

@@ -56,6 +56,18 @@ for line in sys.stdin:
         plug("coral", usb("coral", "18d1", "9302"))
     elif command == "coral-unplug":
         pull("coral")
+    elif command == "stick":  # a USB stick with a FAT file system labelled AIBOX
+        disk = testbed.add_device(
+            "block", "sdb", None, ["removable", "1", "size", "7864320"],
+            ["DEVTYPE", "disk", "DEVNAME", "/dev/sdb", "ID_BUS", "usb"])
+        part = testbed.add_device(
+            "block", "sdb1", disk, ["partition", "1"],
+            ["DEVTYPE", "partition", "DEVNAME", "/dev/sdb1", "ID_BUS", "usb", "ID_FS_LABEL", "AIBOX", "ID_FS_TYPE", "vfat"])
+        plug("stick", disk)
+        plug("stick1", part)
+    elif command == "stick-unplug":
+        pull("stick1")
+        pull("stick")
     elif command == "camera":
         plug("camera", testbed.add_device(
             "video4linux", "video0", None, ["name", "cam"], ["ID_V4L_CAPABILITIES", ":capture:"]))
