@@ -58,6 +58,10 @@ let package = Package(
             name: "aibox-bench",
             dependencies: ["AIBoxCore", "AIBoxSystem"],
             path: "Benchmarks/bench"),
+        .executableTarget(
+            name: "aibox-bench-hardware",
+            dependencies: ["AIBoxCore", "AIBoxSystem"],
+            path: "Benchmarks/hardware"),
 
         .testTarget(name: "AIBoxCoreTests", dependencies: ["AIBoxCore"]),
         .testTarget(name: "AIBoxSystemTests", dependencies: ["AIBoxSystem"]),

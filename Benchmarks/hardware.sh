@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Issue 3's figures, printed as Markdown: enumeration + classification (in process and as a
+# command, beside udevadm and lspci) on this machine and on a large synthetic umockdev
+# fixture; hotplug uevent → gated worker exec under the daemon.
+#
+#   Benchmarks/hardware.sh [--runs N]        (~2 min; needs umockdev, hyperfine, udev, pciutils)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=30
+[ "${1:-}" = "--runs" ] && runs="$2"
+swift build -c release --scratch-path .build-bench >&2
+bin="$(swift build -c release --scratch-path .build-bench --show-bin-path)"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+"$bin/aibox-bench-hardware" --write-fixture "$tmp/large.umockdev"
+devices=$(grep -c '^P:' "$tmp/large.umockdev")
+
+echo "Commit \`$(git rev-parse --short HEAD)\`; $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); release build."
+echo
+echo "### In process: \`HardwareProbe.scan()\` (what the daemon pays at start and after a monitor failure)"
+echo
+echo "| inventory | devices | median | p99 | min |"
+echo "|---|---|---|---|---|"
+row() { # label, output of aibox-bench-hardware
+  local label="$1" line="$2"
+  get() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" <<<"$line"; }
+  printf '| %s | %s | %.2f ms | %.2f ms | %.2f ms |\n' "$label" "$(get devices)" "$(get median_ms)" "$(get p99_ms)" "$(get min_ms)"
+}
+row "this machine" "$("$bin/aibox-bench-hardware" --iterations 500)"
+row "large fixture (umockdev)" "$(umockdev-run -d "$tmp/large.umockdev" -- "$bin/aibox-bench-hardware" --iterations 200)"
+echo
+echo "### As a command, with its peers (hyperfine, wall time of the whole process)"
+echo
+peers=(-n "aibox hardware --json" "$bin/aibox hardware --json")
+command -v udevadm >/dev/null && peers+=(-n "udevadm info --export-db" "udevadm info --export-db")
+command -v lspci >/dev/null && peers+=(-n "lspci -vmm -k" "lspci -vmm -k")
+hyperfine -N --warmup 5 --runs 100 --style none --export-markdown "$tmp/host.md" "${peers[@]}" >/dev/null 2>&1
+echo "This machine:"
+echo
+cat "$tmp/host.md"
+echo
+echo "The large fixture ($devices devices), every command under \`umockdev-run\` (its preload adds to each file access):"
+echo
+fixture_peers=()
+for ((i = 0; i < ${#peers[@]}; i += 3)); do
+  fixture_peers+=(-n "${peers[i+1]}" "umockdev-run -d $tmp/large.umockdev -- ${peers[i+2]}")
+done
+fixture_peers+=(-n "umockdev-run alone (true)" "umockdev-run -d $tmp/large.umockdev -- true")
+hyperfine -N --warmup 3 --runs 30 --style none --export-markdown "$tmp/fixture.md" "${fixture_peers[@]}" >/dev/null 2>&1
+cat "$tmp/fixture.md"
+echo
+echo "### Hotplug: Coral uevent → exec of the worker that requires \`tpu.coral\` ($runs plugs)"
+echo
+echo "\`$(/usr/bin/python3 Benchmarks/hotplug.py "$bin/aibox" "$bin/aibox-example-worker" --runs "$runs")\`"
