@@ -93,17 +93,22 @@ while let a = args.popFirst() {
     }
 }
 
-var times: [Double] = []
+var times: [Double] = [], floor: [Double] = []
 var devices = 0
 var profile: HardwareProfile?
 for _ in 0..<iterations {
-    let t0 = Clock.monotonic()
+    var t0 = Clock.monotonic()
     let scan = HardwareProbe.scan()
     times.append(Double(Clock.monotonic().since(t0).nanoseconds) / 1e6)
     devices = scan.devices.count
     profile = scan.profile
+    // libudev's enumeration alone (no device read): the floor for any libudev consumer.
+    t0 = Clock.monotonic()
+    _ = UdevInventory.countWithoutReading()
+    floor.append(Double(Clock.monotonic().since(t0).nanoseconds) / 1e6)
 }
 times.sort()
+floor.sort()
 print(
-    "devices=\(devices) iterations=\(iterations) median_ms=\(percentile(times, 0.5)) p99_ms=\(percentile(times, 0.99)) min_ms=\(times[0]) profile=\"\(profile?.summary ?? "")\""
+    "devices=\(devices) iterations=\(iterations) median_ms=\(percentile(times, 0.5)) p99_ms=\(percentile(times, 0.99)) min_ms=\(times[0]) floor_median_ms=\(percentile(floor, 0.5)) profile=\"\(profile?.summary ?? "")\""
 )
