@@ -35,8 +35,7 @@ public struct DeviceRecord: Codable, Sendable, Equatable {
         self.devnode = devnode
         self.vendorId = vendorId.map(HardwareClassifier.normalizeHex)
         self.productId = productId.map(HardwareClassifier.normalizeHex)
-        // udev writes PCI_CLASS without leading zeros ("30000"): always six digits here.
-        self.pciClass = pciClass.map(HardwareClassifier.normalizeHex).map { String(repeating: "0", count: max(0, 6 - $0.count)) + $0 }
+        self.pciClass = pciClass.map(HardwareClassifier.pciClass)
         self.driver = driver
         self.model = model
         self.idPath = idPath
@@ -70,6 +69,13 @@ public enum HardwareClassifier {
     static let coralUSB: Set<String> = ["1a6e:089a", "18d1:9302"]
     /// Coral PCIe / M.2 (Google 1ac1:089a); Hailo-8 (1e60:2864).
     static let coralPCI = "1ac1:089a", hailoPCI = "1e60:2864"
+
+    /// udev writes PCI_CLASS without leading zeros ("30000"), sysfs with "0x": always six
+    /// lower-case digits here ("030000").
+    public static func pciClass(_ raw: String) -> String {
+        let hex = normalizeHex(raw)
+        return String(repeating: "0", count: max(0, 6 - hex.count)) + hex
+    }
 
     static func normalizeHex(_ s: String) -> String {
         var t = Substring(s.lowercased())

@@ -81,8 +81,10 @@ public enum UdevInventory {
         var properties: [String: String] = [:]
         for k in keptProperties { if let v = property(k) { properties[k] = v } }
         let pciClass = subsystem == "pci" ? (property("PCI_CLASS") ?? attribute("class")) : nil
-        // amdgpu tells a card's dedicated memory in sysfs; NVIDIA's comes from NVML (HardwareProbe).
-        let vram = pciClass != nil ? attribute("mem_info_vram_total").flatMap { UInt64($0) } : nil
+        // Attributes are files: read only where they can exist. amdgpu tells a display
+        // controller's (class 03xx) dedicated memory; NVIDIA's comes from NVML (HardwareProbe).
+        let isDisplay = pciClass.map { HardwareClassifier.pciClass($0).hasPrefix("03") } ?? false
+        let vram = isDisplay ? attribute("mem_info_vram_total").flatMap { UInt64($0) } : nil
         return DeviceRecord(
             subsystem: subsystem,
             syspath: string(udev_device_get_syspath(d)) ?? "",
@@ -92,7 +94,7 @@ public enum UdevInventory {
             productId: product,
             pciClass: pciClass,
             driver: string(udev_device_get_driver(d)) ?? property("DRIVER"),
-            model: property("ID_MODEL_FROM_DATABASE") ?? property("ID_MODEL") ?? attribute("product"),
+            model: property("ID_MODEL_FROM_DATABASE") ?? property("ID_MODEL") ?? (subsystem == "usb" ? attribute("product") : nil),
             idPath: property("ID_PATH"),
             memoryBytes: vram,
             properties: properties)

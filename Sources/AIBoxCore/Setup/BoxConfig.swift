@@ -1,0 +1,562 @@
+/// The box configuration that first-boot setup writes (`etc/aibox/box.toml`, issue 4): the
+/// model, a deterministic writer, and the reader for the file (through `SetupFileReader`,
+/// shared with seeds). Secrets are never part of it: the configuration names them
+/// (`provider.openai.api-key`), their values travel apart as `[String: Secret]` and are stored
+/// one file per secret under `var/lib/aibox/secrets/`. provisioning/README.md documents the
+/// file's keys.
+
+/// A secret value: an API key, a bot token, a Wi-Fi passphrase. It prints as `••••` however
+/// it is printed (interpolation, `String(describing:)`, `debugPrint`, `dump`), it is not
+/// `Codable` (so it cannot end up in JSON by accident), and its value is read only through
+/// `reveal()`, which the code that writes the secret's file calls.
+public struct Secret: Equatable, Sendable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    /// What a secret looks like in any text meant for people.
+    public static let masked = "••••"
+
+    private let value: String
+
+    public init(_ value: String) { self.value = value }
+
+    /// The value itself: for writing the secret's file, nothing else.
+    public func reveal() -> String { value }
+
+    public var description: String { Secret.masked }
+    public var debugDescription: String { Secret.masked }
+    /// No children: `dump` and `Mirror` see nothing inside.
+    public var customMirror: Mirror { Mirror(self, children: [:]) }
+}
+
+/// The names of the secrets setup stores; each is a file in `var/lib/aibox/secrets/` and a
+/// name worker definitions can list in `secrets = [...]`.
+public enum SecretName {
+    public static let wifiPassphrase = "wifi.passphrase"
+    public static let telegramToken = "channel.telegram.token"
+    public static let slackBotToken = "channel.slack.bot-token"
+    public static let slackAppToken = "channel.slack.app-token"
+    public static let discordToken = "channel.discord.token"
+    public static let whatsAppAccessToken = "channel.whatsapp.access-token"
+
+    public static func providerAPIKey(_ provider: String) -> String { "provider.\(provider).api-key" }
+}
+
+/// Everything `box.toml` holds.
+public struct BoxConfig: Equatable, Sendable {
+    /// The host name: one RFC 1123 label, lower case, at most 63 characters.
+    public var name: String
+    public var admin: AdminAccess
+    /// An IANA zone name (`Area/City`) or `UTC`; the caller checks that the zone file exists.
+    public var timezone: String
+    public var network: NetworkConfig
+    /// LLM providers in the order given; names are unique.
+    public var providers: [ProviderConfig]
+    /// Which provider and model serve each role. A role without a route uses the `chat` route.
+    public var routing: [LLMRole: Route]
+    public var channels: ChannelsConfig
+    public var updates: UpdatesConfig
+
+    public static let defaultName = "aibox"
+    public static let defaultTimezone = "UTC"
+
+    public init(
+        name: String = BoxConfig.defaultName, admin: AdminAccess, timezone: String = BoxConfig.defaultTimezone,
+        network: NetworkConfig = NetworkConfig(), providers: [ProviderConfig] = [], routing: [LLMRole: Route] = [:],
+        channels: ChannelsConfig = ChannelsConfig(), updates: UpdatesConfig = UpdatesConfig()
+    ) {
+        self.name = name
+        self.admin = admin
+        self.timezone = timezone
+        self.network = network
+        self.providers = providers
+        self.routing = routing
+        self.channels = channels
+        self.updates = updates
+    }
+
+    public func provider(named name: String) -> ProviderConfig? { providers.first { $0.name == name } }
+
+    /// The names of every secret the configuration refers to, in file order.
+    public var secretNames: [String] {
+        var names: [String] = []
+        if let s = network.wifi?.passphraseSecret { names.append(s) }
+        names += providers.compactMap(\.apiKeySecret)
+        if let t = channels.telegram { names.append(t.tokenSecret) }
+        if let s = channels.slack { names += [s.botTokenSecret, s.appTokenSecret] }
+        if let d = channels.discord { names.append(d.tokenSecret) }
+        if let w = channels.whatsapp { names.append(w.accessTokenSecret) }
+        return names
+    }
+}
+
+/// How the owner logs in: SSH keys and/or a password (only its crypt(3) hash is kept).
+public struct AdminAccess: Equatable, Sendable {
+    /// OpenSSH public key lines (`TYPE BASE64 [comment]`).
+    public var sshKeys: [String]
+    /// A crypt(3) string such as `$y$…` or `$6$…`; never the password.
+    public var passwordHash: String?
+
+    public init(sshKeys: [String] = [], passwordHash: String? = nil) {
+        self.sshKeys = sshKeys
+        self.passwordHash = passwordHash
+    }
+
+    /// Whether anyone can log in at all.
+    public var isConfigured: Bool { !sshKeys.isEmpty || passwordHash != nil }
+}
+
+public struct NetworkConfig: Equatable, Sendable {
+    public var wired: WiredNetwork
+    public var wifi: WifiConfig?
+
+    public init(wired: WiredNetwork = .dhcp, wifi: WifiConfig? = nil) {
+        self.wired = wired
+        self.wifi = wifi
+    }
+}
+
+/// The wired interface: DHCP (the default) or a static address.
+public enum WiredNetwork: Equatable, Sendable {
+    case dhcp
+    case `static`(StaticAddress)
+}
+
+public struct StaticAddress: Equatable, Sendable {
+    /// IPv4 or IPv6 address of the box, as written.
+    public var address: String
+    /// Network prefix length: 0–32 for IPv4, 0–128 for IPv6.
+    public var prefix: Int
+    public var gateway: String?
+    public var dns: [String]
+
+    public init(address: String, prefix: Int, gateway: String? = nil, dns: [String] = []) {
+        self.address = address
+        self.prefix = prefix
+        self.gateway = gateway
+        self.dns = dns
+    }
+}
+
+public struct WifiConfig: Equatable, Sendable {
+    /// 1–32 bytes of UTF-8.
+    public var ssid: String
+    /// The passphrase's secret name; nil for an open network.
+    public var passphraseSecret: String?
+    /// ISO 3166-1 alpha-2, upper case: decides the radio channels allowed.
+    public var country: String
+
+    public init(ssid: String, passphraseSecret: String?, country: String) {
+        self.ssid = ssid
+        self.passphraseSecret = passphraseSecret
+        self.country = country
+    }
+}
+
+/// The APIs a provider can speak.
+public enum ProviderKind: String, Sendable, CaseIterable, Codable {
+    /// OpenAI's API, or any server compatible with it (vLLM, LM Studio, OpenRouter, …).
+    case openai
+    case anthropic
+    case ollama
+    /// llama.cpp's `llama-server`.
+    case llamacpp
+
+    /// The base URL used when none is given.
+    public var defaultBaseURL: String {
+        switch self {
+        case .openai: return "https://api.openai.com/v1"
+        case .anthropic: return "https://api.anthropic.com"
+        case .ollama: return "http://127.0.0.1:11434"
+        case .llamacpp: return "http://127.0.0.1:8080"
+        }
+    }
+
+    /// Whether the server usually runs on the box or the local network.
+    public var isLocal: Bool { self == .ollama || self == .llamacpp }
+
+    /// Whether a provider of this kind at `baseURL` needs an API key: the official cloud APIs
+    /// (api.openai.com, api.anthropic.com) always do; self-hosted servers may not.
+    public func requiresAPIKey(baseURL: String) -> Bool {
+        guard !isLocal, case .success(let url) = Validators.url(baseURL), case .success(let official) = Validators.url(defaultBaseURL)
+        else { return false }
+        return url.host.lowercased() == official.host
+    }
+}
+
+public struct ProviderConfig: Equatable, Sendable {
+    /// `[a-z0-9][a-z0-9-]{0,31}`: part of secret names and routes.
+    public var name: String
+    public var kind: ProviderKind
+    /// http or https with a host, no query or fragment.
+    public var baseURL: String
+    /// The API key's secret name, or nil when the provider needs none.
+    public var apiKeySecret: String?
+    /// At least one model name.
+    public var models: [String]
+
+    public init(name: String, kind: ProviderKind, baseURL: String? = nil, apiKeySecret: String? = nil, models: [String]) {
+        self.name = name
+        self.kind = kind
+        self.baseURL = baseURL ?? kind.defaultBaseURL
+        self.apiKeySecret = apiKeySecret
+        self.models = models
+    }
+}
+
+/// What an agent asks a model for.
+public enum LLMRole: String, Sendable, CaseIterable, Codable, Comparable {
+    case chat, code, reasoning
+
+    public static func < (a: LLMRole, b: LLMRole) -> Bool {
+        (allCases.firstIndex(of: a) ?? 0) < (allCases.firstIndex(of: b) ?? 0)
+    }
+}
+
+/// One entry of the routing table: a provider and one of its models.
+public struct Route: Equatable, Sendable, CustomStringConvertible {
+    public var provider: String
+    public var model: String
+
+    public init(provider: String, model: String) {
+        self.provider = provider
+        self.model = model
+    }
+
+    /// `provider/model`: provider names hold no '/', so the first one separates them.
+    public var description: String { "\(provider)/\(model)" }
+}
+
+/// The chat channels the box is commanded over; each is optional.
+public struct ChannelsConfig: Equatable, Sendable {
+    public var telegram: TelegramChannel?
+    public var slack: SlackChannel?
+    public var discord: DiscordChannel?
+    public var whatsapp: WhatsAppChannel?
+
+    public init(
+        telegram: TelegramChannel? = nil, slack: SlackChannel? = nil, discord: DiscordChannel? = nil,
+        whatsapp: WhatsAppChannel? = nil
+    ) {
+        self.telegram = telegram
+        self.slack = slack
+        self.discord = discord
+        self.whatsapp = whatsapp
+    }
+
+    public var isEmpty: Bool { telegram == nil && slack == nil && discord == nil && whatsapp == nil }
+}
+
+public struct TelegramChannel: Equatable, Sendable {
+    public var tokenSecret: String
+    public init(tokenSecret: String = SecretName.telegramToken) { self.tokenSecret = tokenSecret }
+}
+
+/// Slack in Socket Mode: the bot token (`xoxb-`) acts, the app-level token (`xapp-`) opens the socket.
+public struct SlackChannel: Equatable, Sendable {
+    public var botTokenSecret: String
+    public var appTokenSecret: String
+    public init(botTokenSecret: String = SecretName.slackBotToken, appTokenSecret: String = SecretName.slackAppToken) {
+        self.botTokenSecret = botTokenSecret
+        self.appTokenSecret = appTokenSecret
+    }
+}
+
+public struct DiscordChannel: Equatable, Sendable {
+    public var tokenSecret: String
+    public init(tokenSecret: String = SecretName.discordToken) { self.tokenSecret = tokenSecret }
+}
+
+/// WhatsApp through Meta's WhatsApp Business Cloud API: the phone number ID the messages are
+/// sent from (not the phone number) and an access token (a system user's permanent token).
+public struct WhatsAppChannel: Equatable, Sendable {
+    public var phoneNumberId: String
+    public var accessTokenSecret: String
+    public init(phoneNumberId: String, accessTokenSecret: String = SecretName.whatsAppAccessToken) {
+        self.phoneNumberId = phoneNumberId
+        self.accessTokenSecret = accessTokenSecret
+    }
+}
+
+public enum UpdateChannel: String, Sendable, CaseIterable, Codable {
+    case stable, beta
+}
+
+public struct UpdatesConfig: Equatable, Sendable {
+    public var channel: UpdateChannel
+    /// https (http only for 127.0.0.1/localhost); nil: the feed built into the image.
+    public var feedURL: String?
+    /// Whether updates are installed without being asked, inside `window`.
+    public var automatic: Bool
+    public var window: MaintenanceWindow
+
+    public init(
+        channel: UpdateChannel = .stable, feedURL: String? = nil, automatic: Bool = true,
+        window: MaintenanceWindow = .defaultWindow
+    ) {
+        self.channel = channel
+        self.feedURL = feedURL
+        self.automatic = automatic
+        self.window = window
+    }
+}
+
+/// A daily time window in the box's time zone, `HH:MM-HH:MM`; it may wrap midnight
+/// (`22:30-02:00`). The end is exclusive.
+public struct MaintenanceWindow: Equatable, Sendable, CustomStringConvertible {
+    /// Minutes after midnight, 0..<1440.
+    public let start: Int
+    public let end: Int
+
+    public static let defaultWindow = MaintenanceWindow(uncheckedStart: 3 * 60, end: 5 * 60)
+
+    /// Nil unless both are in 0..<1440 and differ.
+    public init?(start: Int, end: Int) {
+        guard (0..<1440).contains(start), (0..<1440).contains(end), start != end else { return nil }
+        self.start = start
+        self.end = end
+    }
+
+    private init(uncheckedStart: Int, end: Int) {
+        self.start = uncheckedStart
+        self.end = end
+    }
+
+    /// Parses `HH:MM-HH:MM` (two digits each).
+    public init?(_ text: String) {
+        let b = Array(text.utf8)
+        guard b.count == 11, b[5] == UInt8(ascii: "-"), let s = MaintenanceWindow.minutes(b[0..<5]),
+            let e = MaintenanceWindow.minutes(b[6..<11])
+        else { return nil }
+        self.init(start: s, end: e)
+    }
+
+    static func minutes(_ b: ArraySlice<UInt8>) -> Int? {
+        let d = Array(b)
+        guard d.count == 5, d[2] == UInt8(ascii: ":") else { return nil }
+        let digits = [d[0], d[1], d[3], d[4]]
+        guard digits.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
+        let v = digits.map { Int($0 - 0x30) }
+        let hour = v[0] * 10 + v[1], minute = v[2] * 10 + v[3]
+        guard hour < 24, minute < 60 else { return nil }
+        return hour * 60 + minute
+    }
+
+    public var wrapsMidnight: Bool { end < start }
+
+    /// Whether a time of day (minutes after midnight) is inside the window.
+    public func contains(minuteOfDay m: Int) -> Bool {
+        wrapsMidnight ? (m >= start || m < end) : (m >= start && m < end)
+    }
+
+    public var description: String { "\(MaintenanceWindow.clock(start))-\(MaintenanceWindow.clock(end))" }
+
+    static func clock(_ minutes: Int) -> String {
+        func two(_ n: Int) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        return "\(two(minutes / 60)):\(two(minutes % 60))"
+    }
+}
+
+// MARK: - Reading and writing box.toml
+
+extension BoxConfig {
+    /// Reads `box.toml` as `tomlText()` writes it (secret names, not values). Every problem is
+    /// reported at once, each with the file, line and key.
+    public static func parse(text: String, path: String) -> Result<BoxConfig, SetupErrors> {
+        SetupFileReader.read(text: text, path: path, form: .boxFile).map(\.config)
+    }
+
+    /// `box.toml`: a fixed key order, strings escaped as TOML basic strings, tables only when
+    /// they have content. The same configuration always gives the same bytes.
+    public func tomlText() -> String {
+        var out = TOMLLines()
+        out.comment("Written by `aibox setup`. Secrets are not in this file: each *-secret key names")
+        out.comment("a file in /var/lib/aibox/secrets/.")
+        out.blank()
+        out.set("name", .string(name))
+        out.set("timezone", .string(timezone))
+
+        out.table("admin")
+        if !admin.sshKeys.isEmpty { out.set("ssh-keys", .strings(admin.sshKeys)) }
+        if let h = admin.passwordHash { out.set("password-hash", .string(h)) }
+
+        out.table("network.wired")
+        switch network.wired {
+        case .dhcp:
+            out.set("mode", .string("dhcp"))
+        case .static(let s):
+            out.set("mode", .string("static"))
+            out.set("address", .string(s.address))
+            out.set("prefix", .int(s.prefix))
+            if let g = s.gateway { out.set("gateway", .string(g)) }
+            if !s.dns.isEmpty { out.set("dns", .strings(s.dns)) }
+        }
+        if let w = network.wifi {
+            out.table("network.wifi")
+            out.set("ssid", .string(w.ssid))
+            if let p = w.passphraseSecret { out.set("passphrase-secret", .string(p)) }
+            out.set("country", .string(w.country))
+        }
+
+        for p in providers {
+            out.table("providers." + TOMLLines.key(p.name))
+            out.set("kind", .string(p.kind.rawValue))
+            out.set("base-url", .string(p.baseURL))
+            if let k = p.apiKeySecret { out.set("api-key-secret", .string(k)) }
+            out.set("models", .strings(p.models))
+        }
+
+        if !routing.isEmpty {
+            out.table("routing")
+            for role in LLMRole.allCases {
+                guard let r = routing[role] else { continue }
+                out.set(role.rawValue, .raw("{ provider = \(TOMLLines.quoted(r.provider)), model = \(TOMLLines.quoted(r.model)) }"))
+            }
+        }
+
+        if let t = channels.telegram {
+            out.table("channels.telegram")
+            out.set("token-secret", .string(t.tokenSecret))
+        }
+        if let s = channels.slack {
+            out.table("channels.slack")
+            out.set("bot-token-secret", .string(s.botTokenSecret))
+            out.set("app-token-secret", .string(s.appTokenSecret))
+        }
+        if let d = channels.discord {
+            out.table("channels.discord")
+            out.set("token-secret", .string(d.tokenSecret))
+        }
+        if let w = channels.whatsapp {
+            out.table("channels.whatsapp")
+            out.set("phone-number-id", .string(w.phoneNumberId))
+            out.set("access-token-secret", .string(w.accessTokenSecret))
+        }
+
+        out.table("updates")
+        out.set("channel", .string(updates.channel.rawValue))
+        if let f = updates.feedURL { out.set("feed-url", .string(f)) }
+        out.set("automatic", .bool(updates.automatic))
+        out.set("window", .string(updates.window.description))
+        return out.text
+    }
+
+    /// A few lines for people (the wizard's summary, `status`), each at most `width`
+    /// columns. Secrets appear only as `••••`: the configuration holds no secret value.
+    public func summaryLines(width: Int = 80) -> [String] {
+        var rows: [(String, String)] = []
+        rows.append(("name", name))
+        var admins: [String] = []
+        if !admin.sshKeys.isEmpty {
+            let comments = admin.sshKeys.compactMap { line -> String? in
+                let parts = line.split(separator: " ", maxSplits: 2)
+                return parts.count == 3 ? String(parts[2]) : nil
+            }
+            let n = admin.sshKeys.count
+            admins.append("\(n) SSH key\(n == 1 ? "" : "s")" + (comments.isEmpty ? "" : " (\(comments.joined(separator: ", ")))"))
+        }
+        admins.append(admin.passwordHash == nil ? "no password" : "password \(Secret.masked)")
+        rows.append(("admin", admins.joined(separator: "; ")))
+        rows.append(("time zone", timezone))
+        var net: String
+        switch network.wired {
+        case .dhcp: net = "wired DHCP"
+        case .static(let s):
+            net = "wired \(s.address)/\(s.prefix)" + (s.gateway.map { " via \($0)" } ?? "")
+            if !s.dns.isEmpty { net += ", DNS \(s.dns.joined(separator: " "))" }
+        }
+        if let w = network.wifi {
+            net += "; Wi-Fi \"\(w.ssid)\" (\(w.country)), " + (w.passphraseSecret == nil ? "open" : "passphrase \(Secret.masked)")
+        }
+        rows.append(("network", net))
+        if providers.isEmpty { rows.append(("providers", "none")) }
+        for (i, p) in providers.enumerated() {
+            let key = p.apiKeySecret == nil ? "" : ", key \(Secret.masked)"
+            rows.append((i == 0 ? "providers" : "", "\(p.name): \(p.kind.rawValue) \(p.baseURL)\(key); \(p.models.joined(separator: " "))"))
+        }
+        let routes = LLMRole.allCases.compactMap { role in routing[role].map { "\(role.rawValue) → \($0)" } }
+        rows.append(("routing", routes.isEmpty ? "none" : routes.joined(separator: "; ")))
+        var chans: [String] = []
+        if channels.telegram != nil { chans.append("Telegram (token \(Secret.masked))") }
+        if channels.slack != nil { chans.append("Slack (tokens \(Secret.masked))") }
+        if channels.discord != nil { chans.append("Discord (token \(Secret.masked))") }
+        if let w = channels.whatsapp { chans.append("WhatsApp \(w.phoneNumberId) (token \(Secret.masked))") }
+        rows.append(("channels", chans.isEmpty ? "none" : chans.joined(separator: "; ")))
+        let feed = updates.feedURL ?? "built-in feed"
+        let auto = updates.automatic ? "automatic \(updates.window)" : "manual"
+        rows.append(("updates", "\(updates.channel.rawValue), \(feed), \(auto)"))
+        return rows.map { label, value in
+            let padded = label + String(repeating: " ", count: max(1, 11 - label.count))
+            return fitColumns("  " + padded + value, width: width)
+        }
+    }
+}
+
+/// Cuts `text` to `width` characters, ending with "…" when cut.
+func fitColumns(_ text: String, width: Int) -> String {
+    guard text.count > width, width > 1 else { return text }
+    return String(text.prefix(width - 1)) + "…"
+}
+
+/// Builds TOML text line by line.
+struct TOMLLines {
+    enum Value {
+        case string(String), strings([String]), int(Int), bool(Bool), raw(String)
+    }
+
+    private(set) var text = ""
+
+    mutating func comment(_ s: String) { text += "# \(s)\n" }
+    mutating func blank() { text += "\n" }
+
+    mutating func table(_ header: String) {
+        if !text.isEmpty && !text.hasSuffix("\n\n") { text += "\n" }
+        text += "[\(header)]\n"
+    }
+
+    mutating func set(_ key: String, _ value: Value) {
+        let v: String
+        switch value {
+        case .string(let s): v = TOMLLines.quoted(s)
+        case .int(let i): v = String(i)
+        case .bool(let b): v = b ? "true" : "false"
+        case .raw(let r): v = r
+        case .strings(let a):
+            // One per line once the array would make a long line (SSH keys).
+            let oneLine = "[" + a.map(TOMLLines.quoted).joined(separator: ", ") + "]"
+            v = oneLine.count + key.count + 3 <= 100 ? oneLine : "[\n" + a.map { "    \(TOMLLines.quoted($0)),\n" }.joined() + "]"
+        }
+        text += "\(TOMLLines.key(key)) = \(v)\n"
+    }
+
+    /// A bare key when it can be one, else a quoted key.
+    static func key(_ k: String) -> String {
+        let bare =
+            !k.isEmpty
+            && k.utf8.allSatisfy { c in
+                (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39) || c == 0x5F || c == 0x2D
+            }
+        return bare ? k : quoted(k)
+    }
+
+    /// A TOML basic string: `"` and `\` escaped, control characters as escapes, the rest as is.
+    static func quoted(_ s: String) -> String {
+        var out = "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\t": out += "\\t"
+            case "\r": out += "\\r"
+            case "\u{08}": out += "\\b"
+            case "\u{0C}": out += "\\f"
+            default:
+                if scalar.value < 0x20 || scalar.value == 0x7F {
+                    let hex = String(scalar.value, radix: 16, uppercase: true)
+                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return out + "\""
+    }
+}
