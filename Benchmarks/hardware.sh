@@ -27,7 +27,14 @@ row() { # label, output of aibox-bench-hardware
   printf '| %s | %s | %.2f ms | %.2f ms | %.2f ms | %.2f ms |\n' "$label" "$(get devices)" "$(get median_ms)" "$(get p99_ms)" "$(get min_ms)" "$(get floor_median_ms)"
 }
 row "this machine" "$("$bin/aibox-bench-hardware" --iterations 500)"
-row "large fixture (umockdev)" "$(umockdev-run -d "$tmp/large.umockdev" -- "$bin/aibox-bench-hardware" --iterations 200)"
+largest=$(wc -l Tests/AIBoxIntegrationTests/Fixtures/*.umockdev | grep -v total | sort -n | tail -1 | awk '{print $2}')
+row "largest test fixture, $(basename "$largest" .umockdev) (umockdev)" "$(umockdev-run -d "$largest" -- "$bin/aibox-bench-hardware" --iterations 300)"
+row "large synthetic fixture (umockdev)" "$(umockdev-run -d "$tmp/large.umockdev" -- "$bin/aibox-bench-hardware" --iterations 100)"
+if [ "$(id -u)" = 0 ]; then
+  # A large inventory on the real kernel: 150 veth pairs in a private network namespace,
+  # with a sysfs of its own (nothing changes outside).
+  row "this machine + 300 veth interfaces (real sysfs)" "$(unshare -n -m sh -c 'mount -t sysfs sysfs /sys && for i in $(seq 1 150); do ip link add v$i type veth peer name w$i; done && exec "$0" --iterations 100' "$bin/aibox-bench-hardware")"
+fi
 echo
 echo "### As a command, with its peers (hyperfine, wall time of the whole process)"
 echo
@@ -39,6 +46,14 @@ echo "This machine:"
 echo
 cat "$tmp/host.md"
 echo
+if [ "$(id -u)" = 0 ]; then
+  echo "This machine + 300 veth interfaces (real sysfs, private network namespace):"
+  echo
+  unshare -n -m sh -c 'mount -t sysfs sysfs /sys && for i in $(seq 1 150); do ip link add v$i type veth peer name w$i; done && exec hyperfine -N --warmup 3 --runs 40 --style none --export-markdown "$0" "$@"' \
+    "$tmp/veth.md" "${peers[@]}" >/dev/null 2>&1
+  cat "$tmp/veth.md"
+  echo
+fi
 echo "(On the large fixture a process-level comparison measures umockdev-run's own start, about 1.5 s, and nothing else; the in-process figures above compare aibox with libudev's enumeration under the same preload.)"
 echo
 echo "### Hotplug: Coral uevent → exec of the worker that requires \`tpu.coral\` ($runs plugs)"

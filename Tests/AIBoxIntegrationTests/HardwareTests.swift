@@ -7,129 +7,30 @@ import Testing
 /// `aibox hardware --json` on fake device trees through umockdev (no hardware needed).
 @Suite struct HardwareInventoryTests {
     /// Hand-written umockdev fixtures: the boards the same image ships on.
-    static let fixtures: [(name: String, text: String, capabilities: [String])] = [
-        (
-            "nvidia-gpu-box",
-            """
-            P: /devices/pci0000:00/0000:01:00.0
-            E: SUBSYSTEM=pci
-            E: PCI_CLASS=30000
-            E: PCI_ID=10DE:2684
-            L: driver=../../../bus/pci/drivers/nvidia
-            E: ID_MODEL_FROM_DATABASE=AD102 [GeForce RTX 4090]
-            A: vendor=0x10de
-            A: device=0x2684
-            A: class=0x030000
-
-            P: /devices/pci0000:00/0000:02:00.0/net/enp2s0
-            E: SUBSYSTEM=net
-            E: INTERFACE=enp2s0
-            E: ID_BUS=pci
-            E: ID_NET_NAME_PATH=enp2s0
-            """,
-            ["gpu", "gpu.nvidia", "net.ethernet"]
-        ),
-        (
-            "arm-board-with-coral-usb",
-            """
-            P: /devices/platform/soc/xhci/usb1/1-1
-            E: SUBSYSTEM=usb
-            E: DEVTYPE=usb_device
-            E: ID_VENDOR_ID=18d1
-            E: ID_MODEL_ID=9302
-            E: ID_PATH=platform-xhci-usb-0:1
-            A: idVendor=18d1
-            A: idProduct=9302
-
-            P: /devices/platform/soc/uart/tty/ttyAMA0
-            E: SUBSYSTEM=tty
-            E: DEVNAME=/dev/ttyAMA0
-            L: driver=../../../../../bus/platform/drivers/uart-pl011
-
-            P: /devices/platform/soc/mmc/net/wlan0
-            E: SUBSYSTEM=net
-            E: DEVTYPE=wlan
-            E: INTERFACE=wlan0
-            """,
-            ["net.wifi", "serial", "tpu.coral"]
-        ),
-        (
-            "mini-pc-with-npu",
-            """
-            P: /devices/pci0000:00/0000:00:0b.0
-            E: SUBSYSTEM=pci
-            E: PCI_CLASS=120000
-            E: PCI_ID=8086:7D1D
-            L: driver=../../../bus/pci/drivers/intel_vpu
-            A: vendor=0x8086
-            A: class=0x120000
-
-            P: /devices/pci0000:00/0000:00:0b.0/accel/accel0
-            E: SUBSYSTEM=accel
-            E: DEVNAME=/dev/accel/accel0
-
-            P: /devices/pci0000:00/0000:00:02.0
-            E: SUBSYSTEM=pci
-            E: PCI_CLASS=30000
-            E: PCI_ID=8086:7D55
-            A: vendor=0x8086
-            A: class=0x030000
-            """,
-            ["gpu", "gpu.intel", "npu"]
-        ),
-        (
-            "amd-gpu-box",
-            """
-            P: /devices/pci0000:00/0000:03:00.0
-            E: SUBSYSTEM=pci
-            E: PCI_CLASS=30000
-            E: PCI_ID=1002:744C
-            L: driver=../../../bus/pci/drivers/amdgpu
-            A: vendor=0x1002
-            A: device=0x744c
-            A: class=0x030000
-            A: mem_info_vram_total=25753026560
-
-            P: /devices/pci0000:00/0000:00:14.0/usb1/1-2/1-2:1.0/host0/target0:0:0/0:0:0:0/block/sda/sda1
-            E: SUBSYSTEM=block
-            E: DEVTYPE=partition
-            E: DEVNAME=/dev/sda1
-            E: ID_BUS=usb
-            E: ID_FS_LABEL=AIBOX
-            E: ID_FS_TYPE=vfat
-            """,
-            ["gpu", "gpu.amd", "usb-storage"]
-        ),
-        (
-            "bare-vm",
-            """
-            P: /devices/pci0000:00/0000:00:01.0
-            E: SUBSYSTEM=pci
-            E: PCI_CLASS=10000
-            E: PCI_ID=1AF4:1001
-            A: vendor=0x1af4
-            A: class=0x010000
-
-            P: /devices/pci0000:00/0000:00:05.0
-            E: SUBSYSTEM=pci
-            E: PCI_ID=ZZZZ
-            A: class=garbled
-            """,
-            []
-        ),
+    /// Hand-written umockdev fixtures (`Fixtures/*.umockdev`): the boards the same image ships
+    /// on, and the capabilities each must give.
+    static let fixtures: [(name: String, capabilities: [String])] = [
+        ("nvidia-gpu-box", ["gpu", "gpu.nvidia", "net.ethernet"]),
+        ("arm-board-with-coral-usb", ["net.wifi", "serial", "tpu.coral"]),
+        ("mini-pc-with-npu", ["gpu", "gpu.intel", "npu"]),
+        ("amd-gpu-box", ["gpu", "gpu.amd", "usb-storage"]),
+        ("bare-vm", []),
     ]
 
-    static func fixture(_ name: String) throws -> String { try #require(fixtures.first { $0.name == name }).text }
+    static func fixture(_ name: String) throws -> String {
+        try #require(readTextFile(fixturesDirectory + "/\(name).umockdev"), "no fixture \(name)")
+    }
 
     @Test(arguments: fixtures.map(\.name))
     func profileOfAFixture(name: String) throws {
         let fixture = try #require(Self.fixtures.first { $0.name == name })
-        let r = try aiboxUnderFixture(fixture.text, ["hardware", "--json"])
+        let text = try Self.fixture(name)
+        let r = try aiboxUnderFixture(text, ["hardware", "--json"])
         #expect(r.code == 0, "\(r.stderr)")
         let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
         #expect(json["capabilities"] as? [String] == fixture.capabilities, "\(name): \(r.stdout)")
         let devices = try #require(json["devices"] as? [[String: Any]])
-        #expect(devices.count == fixture.text.components(separatedBy: "P: ").count - 1, "every device is listed, garbled ones too")
+        #expect(devices.count == text.components(separatedBy: "P: ").count - 1, "every device is listed, garbled ones too")
         for d in devices {
             for key in ["subsystem", "syspath", "vendorId", "productId", "model", "driver", "capabilities"] {
                 #expect(d.keys.contains(key), "\(key) missing in \(d)")
@@ -209,10 +110,7 @@ import Testing
             [worker.plain]
             exec = ["@WORKER@", "--no-notify"]
             """)
-        let fixture = try #require(Self.fixtures.first { $0.name == "nvidia-gpu-box" })
-        let file = box.root + "/box.umockdev"
-        try writeFileAtomically(file, Array((fixture.text + "\n").utf8))
-        try box.startDaemon(launcher: [umockdevRun, "-d", file, "--"])
+        try box.startDaemon(launcher: [umockdevRun, "-d", fixturesDirectory + "/nvidia-gpu-box.umockdev", "--"])
         defer { box.stopDaemon() }
         try box.waitFor("gpu-agent", ["running"])
         try box.waitFor("plain", ["running"])
