@@ -23,7 +23,7 @@ echo "| inventory | devices | median | p99 | min | libudev enumeration alone (me
 echo "|---|---|---|---|---|---|"
 row() { # label, output of aibox-bench-hardware
   local label="$1" line="$2"
-  get() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" <<<"$line"; }
+  get() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $line"; }
   printf '| %s | %s | %.2f ms | %.2f ms | %.2f ms | %.2f ms |\n' "$label" "$(get devices)" "$(get median_ms)" "$(get p99_ms)" "$(get min_ms)" "$(get floor_median_ms)"
 }
 row "this machine" "$("$bin/aibox-bench-hardware" --iterations 500)"
