@@ -482,9 +482,12 @@ extension BoxConfig {
         let feed = updates.feedURL ?? "built-in feed"
         let auto = updates.automatic ? "automatic \(updates.window)" : "manual"
         rows.append(("updates", "\(updates.channel.rawValue), \(feed), \(auto)"))
-        return rows.map { label, value in
-            let padded = label + String(repeating: " ", count: max(1, 11 - label.count))
-            return fitColumns("  " + padded + value, width: width)
+        // Long values go on indented continuation lines.
+        let indent = String(repeating: " ", count: 13)
+        return rows.flatMap { label, value in
+            let lines = wrap(value, width: max(20, width - indent.count))
+            let first = "  " + label + String(repeating: " ", count: max(1, 11 - label.count)) + (lines.first ?? "")
+            return [first] + lines.dropFirst().map { indent + $0 }
         }
     }
 }
@@ -493,6 +496,21 @@ extension BoxConfig {
 func fitColumns(_ text: String, width: Int) -> String {
     guard text.count > width, width > 1 else { return text }
     return String(text.prefix(width - 1)) + "…"
+}
+
+/// The words of `text` in lines of at most `width` characters (a longer word is cut).
+func wrap(_ text: String, width: Int) -> [String] {
+    var lines: [String] = []
+    var line = ""
+    for word in text.split(separator: " ") {
+        if !line.isEmpty && line.count + 1 + word.count > width {
+            lines.append(line)
+            line = ""
+        }
+        line += (line.isEmpty ? "" : " ") + fitColumns(String(word), width: width)
+    }
+    if !line.isEmpty { lines.append(line) }
+    return lines
 }
 
 /// Builds TOML text line by line.

@@ -66,7 +66,8 @@ public enum Seed {
             .failure(SetupErrors([SetupError(file: path, line: line, column: column, key: nil, message: message)]))
         }
         if bytes.count > maxBytes {
-            return refuse(nil, nil, "the file is \(bytes.count) bytes; a seed has at most \(maxBytes) bytes (1 MiB): is this the right file?")
+            return refuse(
+                nil, nil, "the file is \(bytes.count) bytes; a seed has at most \(maxBytes) bytes (1 MiB): is this the right file?")
         }
         if let bad = firstInvalidUTF8(bytes) {
             let (line, column) = position(of: bad, in: bytes)

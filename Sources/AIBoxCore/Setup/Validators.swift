@@ -57,7 +57,9 @@ public enum Validators {
     /// starting with a letter or digit (`gpt-4o-mini`, `qwen2.5:3b`, `meta-llama/Llama-3.1-8B`).
     public static func modelName(_ text: String) -> Validated<String> {
         let b = Array(text.utf8)
-        if b.isEmpty { return fail("the model name is empty; give it as the provider spells it, such as \"gpt-4o-mini\" or \"qwen2.5:3b\"") }
+        if b.isEmpty {
+            return fail("the model name is empty; give it as the provider spells it, such as \"gpt-4o-mini\" or \"qwen2.5:3b\"")
+        }
         if b.count > 128 { return fail("the model name is \(b.count) characters long; at most 128") }
         let extra = Array("._:/@+-".utf8)
         guard isAlnum(b[0]), b.allSatisfy({ isAlnum($0) || extra.contains($0) }) else {
@@ -235,7 +237,9 @@ public enum Validators {
     public static func prefixLength(_ n: Int, for address: IPAddress) -> Validated<Int> {
         let maxBits = address.bytes.count * 8
         guard (0...maxBits).contains(n) else {
-            return fail("\(n) is not a prefix length for an IPv\(address.isIPv4 ? 4 : 6) address; use 0 to \(maxBits), such as \(address.isIPv4 ? 24 : 64)")
+            return fail(
+                "\(n) is not a prefix length for an IPv\(address.isIPv4 ? 4 : 6) address; use 0 to \(maxBits), such as \(address.isIPv4 ? 24 : 64)"
+            )
         }
         return .success(n)
     }
@@ -243,7 +247,9 @@ public enum Validators {
     /// The gateway of a static address: the same family, inside the address's network.
     public static func gateway(_ text: String, address: IPAddress, prefix: Int) -> Validated<IPAddress> {
         ipAddress(text).flatMap { g in
-            if g.isIPv4 != address.isIPv4 { return fail("the gateway \(quote(text)) is not of the address's family (IPv\(address.isIPv4 ? 4 : 6))") }
+            if g.isIPv4 != address.isIPv4 {
+                return fail("the gateway \(quote(text)) is not of the address's family (IPv\(address.isIPv4 ? 4 : 6))")
+            }
             if g == address { return fail("the gateway \(quote(text)) is the box's own address") }
             if !g.isInNetwork(of: address, prefix: prefix) {
                 return fail("the gateway \(quote(text)) is outside the box's network \(address)/\(prefix); check the address and prefix")
@@ -320,7 +326,8 @@ public enum Validators {
         if line.isEmpty { return fail("the SSH key is empty; \(example)") }
         if line.utf8.count > 8192 { return fail("the SSH key line is \(line.utf8.count) characters long; at most 8192") }
         if line.contains("PRIVATE KEY") {
-            return fail("this is a PRIVATE key: keep it secret. Give the public key, the one-line .pub file (ssh-keygen -y -f KEY prints it)")
+            return fail(
+                "this is a PRIVATE key: keep it secret. Give the public key, the one-line .pub file (ssh-keygen -y -f KEY prints it)")
         }
         if line.unicodeScalars.contains(where: { ($0.value < 0x20 && $0 != "\t") || $0.value == 0x7F }) {
             return fail("the SSH key holds a line break or control character; give one key per line")
@@ -384,7 +391,8 @@ public enum Validators {
         let id = fields.count > 1 ? fields[1] : ""
         if id == "1" || id == "md5" { return fail("this is an MD5 hash ($1$), too weak; use yescrypt ($y$) or SHA-512 ($6$): \(how)") }
         guard let method = cryptMethods[id] else {
-            return fail("the hash method is not one this box accepts; use yescrypt ($y$), SHA-512 ($6$), SHA-256 ($5$) or bcrypt ($2b$): \(how)")
+            return fail(
+                "the hash method is not one this box accepts; use yescrypt ($y$), SHA-512 ($6$), SHA-256 ($5$) or bcrypt ($2b$): \(how)")
         }
         let allowed = Array("./$=,".utf8)
         guard fields.count >= 4, text.utf8.allSatisfy({ isAlnum($0) || allowed.contains($0) }),
@@ -392,7 +400,9 @@ public enum Validators {
         else { return fail("this is not a complete \(method.name) hash; \(how)") }
         let hash = fields[fields.count - 1]
         guard hash.utf8.count == method.hashLength else {
-            return fail("this \(method.name) hash is cut short or damaged (its last part has \(hash.utf8.count) characters, not \(method.hashLength)); \(how)")
+            return fail(
+                "this \(method.name) hash is cut short or damaged (its last part has \(hash.utf8.count) characters, not \(method.hashLength)); \(how)"
+            )
         }
         return .success(text)
     }
@@ -420,7 +430,8 @@ public enum Validators {
     /// of `A-Z a-z 0-9 _ -`.
     public static func telegramBotToken(_ text: String) -> Validated<Secret> {
         if let problem = tokenProblem(text, what: "the bot token", maxLength: 64) { return .failure(problem) }
-        let shape = "a Telegram bot token is the bot's number (5 to 12 digits), ':' and 35 letters, digits, '_' or '-', as @BotFather gives it"
+        let shape =
+            "a Telegram bot token is the bot's number (5 to 12 digits), ':' and 35 letters, digits, '_' or '-', as @BotFather gives it"
         let parts = text.split(separator: ":", omittingEmptySubsequences: false)
         guard parts.count == 2 else { return fail("this is not a Telegram bot token: it has no single ':'; \(shape)") }
         let id = Array(parts[0].utf8), rest = Array(parts[1].utf8)
@@ -458,7 +469,8 @@ public enum Validators {
     public static func discordBotToken(_ text: String) -> Validated<Secret> {
         if text.hasPrefix("Bot ") { return fail("leave out \"Bot \": give the token alone") }
         if let problem = tokenProblem(text, what: "the bot token", maxLength: 200) { return .failure(problem) }
-        let shape = "a Discord bot token is three parts of letters, digits, '_' and '-' separated by '.' (Developer Portal, Bot, Reset Token)"
+        let shape =
+            "a Discord bot token is three parts of letters, digits, '_' and '-' separated by '.' (Developer Portal, Bot, Reset Token)"
         let parts = text.split(separator: ".", omittingEmptySubsequences: false).map { Array($0.utf8) }
         guard parts.count == 3 else { return fail("this is not a Discord bot token: it has \(parts.count) parts, not 3; \(shape)") }
         guard parts.allSatisfy({ $0.allSatisfy(isBase64URL) }) else {
@@ -475,7 +487,8 @@ public enum Validators {
     public static func whatsAppAccessToken(_ text: String) -> Validated<Secret> {
         if text.hasPrefix("Bearer ") { return fail("leave out \"Bearer \": give the access token alone") }
         if let problem = tokenProblem(text, what: "the access token", maxLength: 1024) { return .failure(problem) }
-        let shape = "a WhatsApp Cloud API access token starts with EAA and has only letters and digits (Meta for Developers, WhatsApp, API Setup)"
+        let shape =
+            "a WhatsApp Cloud API access token starts with EAA and has only letters and digits (Meta for Developers, WhatsApp, API Setup)"
         guard text.hasPrefix("EAA"), text.utf8.allSatisfy(isAlnum) else { return fail("this is not a WhatsApp access token; \(shape)") }
         guard text.utf8.count >= 32 else {
             return fail("this WhatsApp access token has \(text.utf8.count) characters, too few (it was cut?); \(shape)")
@@ -547,7 +560,9 @@ public enum Validators {
             let b = Array(label.utf8)
             if b.isEmpty { return "has an empty part between dots" }
             if b.count > 63 { return "has a part longer than 63 characters" }
-            if !b.allSatisfy({ isAlnum($0) || $0 == UInt8(ascii: "-") }) { return "holds a character other than letters, digits, '-' and '.'" }
+            if !b.allSatisfy({ isAlnum($0) || $0 == UInt8(ascii: "-") }) {
+                return "holds a character other than letters, digits, '-' and '.'"
+            }
             if b.first == UInt8(ascii: "-") || b.last == UInt8(ascii: "-") { return "has a part that begins or ends with '-'" }
         }
         return nil

@@ -575,7 +575,8 @@ public struct SetupWizard: Sendable {
 
     private func timezoneSpec() -> Spec? {
         guard answers["timezone"] == nil else { return nil }
-        var s = Spec(.timezone, "timezone", "Time zone, Area/City such as Europe/Berlin", accept: SetupWizard.textAnswer(Validators.timezone))
+        var s = Spec(
+            .timezone, "timezone", "Time zone, Area/City such as Europe/Berlin", accept: SetupWizard.textAnswer(Validators.timezone))
         s.intro = stepIntro(.timezone, "Used for the update window and the time agents see.")
         s.fallback = .text(BoxConfig.defaultTimezone)
         return s
@@ -603,7 +604,9 @@ public struct SetupWizard: Sendable {
                 var s = Spec(
                     .network, "network.prefix", "Prefix length",
                     accept: { t in
-                        guard let n = Int(t) else { return Validators.fail("\(Validators.quote(t)) is not a number; give the prefix length, such as 24") }
+                        guard let n = Int(t) else {
+                            return Validators.fail("\(Validators.quote(t)) is not a number; give the prefix length, such as 24")
+                        }
                         return Validators.prefixLength(n, for: address).map { .text(String($0)) }
                     })
                 s.fallback = .text(address.isIPv4 ? "24" : "64")
@@ -623,7 +626,9 @@ public struct SetupWizard: Sendable {
                     .network, "network.dns", "DNS servers, separated by spaces",
                     accept: { t in
                         let list = t.split(whereSeparator: { $0 == " " || $0 == "," }).map(String.init)
-                        if list.count > SetupFileReader.maxDNS { return Validators.fail("\(list.count) servers; at most \(SetupFileReader.maxDNS)") }
+                        if list.count > SetupFileReader.maxDNS {
+                            return Validators.fail("\(list.count) servers; at most \(SetupFileReader.maxDNS)")
+                        }
                         for d in list { if case .failure(let e) = Validators.ipAddress(d) { return .failure(e) } }
                         return .success(.text(list.joined(separator: " ")))
                     })
@@ -644,7 +649,8 @@ public struct SetupWizard: Sendable {
         }
         if answers["network.wifi.passphrase"] == nil {
             var s = Spec(
-                .network, "network.wifi.passphrase", "Wi-Fi passphrase (not shown)", accept: SetupWizard.secretAnswer(Validators.wifiPassphrase))
+                .network, "network.wifi.passphrase", "Wi-Fi passphrase (not shown)",
+                accept: SetupWizard.secretAnswer(Validators.wifiPassphrase))
             s.isSecret = true
             s.trims = false
             s.isSkippable = true
@@ -667,13 +673,14 @@ public struct SetupWizard: Sendable {
             let base = "providers.\(i)"
             guard let add = text("\(base).add") else {
                 var s = Spec(
-                    .providers, "\(base).add", i == 1 ? "Add an LLM provider (a cloud API or a server on your network)?" : "Add another LLM provider?",
+                    .providers, "\(base).add",
+                    i == 1 ? "Add an LLM provider (a cloud API or a server on your network)?" : "Add another LLM provider?",
                     accept: SetupWizard.yesNo)
                 s.fallback = .text(i == 1 && tier == .none ? "yes" : "no")
                 if i == 1 {
                     s.intro = stepIntro(
                         .providers,
-                        LocalModel.model(for: tier).map { "This box can run a model itself: chat uses \($0) here unless you choose another." }
+                        LocalModel.model(for: tier).map { "This box can run \($0) itself; chat uses it unless you choose another." }
                             ?? "This box cannot run a model itself: add a provider for the agents to use.")
                 }
                 return s
@@ -768,7 +775,8 @@ public struct SetupWizard: Sendable {
         }
         if answers["routing.chat"] == nil {
             var s = Spec(.routing, "routing.chat", "Model for chat, as provider/model", accept: accept)
-            s.intro = stepIntro(.routing, "Which model serves each role; code and reasoning use chat's unless set.")
+            s.intro =
+                stepIntro(.routing, "Which model serves each role; code and reasoning use chat's unless set.")
                 + wrap("Choices: " + choices.joined(separator: " "), width: 80)
             s.fallback = .text(chat)
             return s
@@ -792,11 +800,14 @@ public struct SetupWizard: Sendable {
                 guard !left.isEmpty else { return nil }
                 let taken = used
                 var s = Spec(
-                    .channels, "\(base).add", (i == 1 ? "Add a chat channel: " : "Add another channel: ") + left.joined(separator: ", ") + " or no",
+                    .channels, "\(base).add",
+                    (i == 1 ? "Add a chat channel: " : "Add another channel: ") + left.joined(separator: ", ") + " or no",
                     accept: { t in
                         let v = t.lowercased()
                         if v == "no" || v == "n" { return .success(.text("no")) }
-                        if taken.contains(v) { return Validators.fail("\(v) is already set up; answer \(left.joined(separator: ", ")) or no") }
+                        if taken.contains(v) {
+                            return Validators.fail("\(v) is already set up; answer \(left.joined(separator: ", ")) or no")
+                        }
                         return left.contains(v) ? .success(.text(v)) : Validators.fail("answer \(left.joined(separator: ", ")) or no")
                     })
                 s.fallback = .text("no")
@@ -817,14 +828,17 @@ public struct SetupWizard: Sendable {
             switch kind {
             case "telegram":
                 if answers["\(base).token"] == nil {
-                    return secretSpec("token", "Telegram bot token from @BotFather (not shown)", SecretName.telegramToken, Validators.telegramBotToken)
+                    return secretSpec(
+                        "token", "Telegram bot token from @BotFather (not shown)", SecretName.telegramToken, Validators.telegramBotToken)
                 }
             case "slack":
                 if answers["\(base).bot-token"] == nil {
-                    return secretSpec("bot-token", "Slack bot token, xoxb-… (not shown)", SecretName.slackBotToken, Validators.slackBotToken)
+                    return secretSpec(
+                        "bot-token", "Slack bot token, xoxb-… (not shown)", SecretName.slackBotToken, Validators.slackBotToken)
                 }
                 if answers["\(base).app-token"] == nil {
-                    return secretSpec("app-token", "Slack app-level token, xapp-… (not shown)", SecretName.slackAppToken, Validators.slackAppToken)
+                    return secretSpec(
+                        "app-token", "Slack app-level token, xapp-… (not shown)", SecretName.slackAppToken, Validators.slackAppToken)
                 }
             case "discord":
                 if answers["\(base).token"] == nil {
@@ -838,7 +852,8 @@ public struct SetupWizard: Sendable {
                 }
                 if answers["\(base).access-token"] == nil {
                     return secretSpec(
-                        "access-token", "WhatsApp access token, EAA… (not shown)", SecretName.whatsAppAccessToken, Validators.whatsAppAccessToken)
+                        "access-token", "WhatsApp access token, EAA… (not shown)", SecretName.whatsAppAccessToken,
+                        Validators.whatsAppAccessToken)
                 }
             }
             used.append(kind)
@@ -870,7 +885,8 @@ public struct SetupWizard: Sendable {
         }
         if text("updates.automatic") == "yes" && answers["updates.window"] == nil {
             var s = Spec(
-                .updates, "updates.window", "Install window, HH:MM-HH:MM local time", accept: SetupWizard.textAnswer(Validators.maintenanceWindow))
+                .updates, "updates.window", "Install window, HH:MM-HH:MM local time",
+                accept: SetupWizard.textAnswer(Validators.maintenanceWindow))
             s.fallback = .text(MaintenanceWindow.defaultWindow.description)
             return s
         }
@@ -886,21 +902,6 @@ public struct SetupWizard: Sendable {
         s.fallback = .text("yes")
         return s
     }
-}
-
-/// Words of `text` in lines of at most `width` columns.
-func wrap(_ text: String, width: Int) -> [String] {
-    var lines: [String] = []
-    var line = ""
-    for word in text.split(separator: " ") {
-        if !line.isEmpty && line.count + 1 + word.count > width {
-            lines.append(line)
-            line = ""
-        }
-        line += (line.isEmpty ? "" : " ") + fitColumns(String(word), width: width)
-    }
-    if !line.isEmpty { lines.append(line) }
-    return lines
 }
 
 extension String {
