@@ -84,6 +84,10 @@ public struct TOMLParseError: Error, Sendable, CustomStringConvertible {
 struct TOMLParser {
     let bytes: [UInt8]
     var i = 0
+    /// How deep arrays and inline tables nest now; bounded so that hostile input cannot
+    /// exhaust the stack (the reader recurses on nesting).
+    var depth = 0
+    static let maxDepth = 64
     var line = 1
     var lineStart = 0
     let root: TOMLTable
@@ -283,8 +287,13 @@ struct TOMLParser {
         case UInt8(ascii: "'"):
             if peek(1) == c && peek(2) == c { return .string(try parseMultilineString(literal: true)) }
             return .string(try parseLiteralString())
-        case UInt8(ascii: "["): return try parseArray()
-        case UInt8(ascii: "{"): return try parseInlineTable()
+        case UInt8(ascii: "["), UInt8(ascii: "{"):
+            guard depth < TOMLParser.maxDepth else {
+                throw fail("arrays and inline tables nest deeper than \(TOMLParser.maxDepth) levels")
+            }
+            depth += 1
+            defer { depth -= 1 }
+            return c == UInt8(ascii: "[") ? try parseArray() : try parseInlineTable()
         case UInt8(ascii: "t"), UInt8(ascii: "f"):
             if matches("true") { i += 4; return .bool(true) }
             if matches("false") { i += 5; return .bool(false) }

@@ -104,4 +104,18 @@ import Testing
             #expect(error.description.contains(fragment), "\(text.debugDescription): \(error.description)")
         }
     }
+
+    @Test func deepNestingIsAnErrorNotACrash() {
+        let deep = "a = " + String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000) + "\n"
+        #expect(throws: TOMLParseError.self) { try TOMLTable(string: deep) }
+        do {
+            _ = try TOMLTable(string: "b = " + String(repeating: "{ x = ", count: 70) + "1" + String(repeating: " }", count: 70))
+            Issue.record("nesting beyond the limit was accepted")
+        } catch {
+            #expect(error.description.contains("nest deeper than 64 levels"), "\(error)")
+            #expect(error.position.line == 1)
+        }
+        let ok = try? TOMLTable(string: "c = " + String(repeating: "[", count: 60) + String(repeating: "]", count: 60))
+        #expect(ok != nil, "60 levels are fine")
+    }
 }
