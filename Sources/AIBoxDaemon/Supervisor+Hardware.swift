@@ -20,6 +20,9 @@ struct HardwareState {
     var inventory: [String: DeviceRecord] = [:]
     var gate = CapabilityGate()
     var profile: HardwareProfile?
+    /// RAM and CPU, read with each full enumeration (hotplug does not change them here).
+    var ramBytes: UInt64 = 0
+    var cpu = CPUInfo(model: nil, cores: 1, flags: [])
     var volumes: [String: ProvisioningVolume] = [:]
     weak var hook: ProvisioningHook?
 
@@ -102,6 +105,9 @@ extension Supervisor {
     private func rescan(initial: Bool) {
         var devices = UdevInventory.enumerate()
         HardwareProbe.addDriverMemory(&devices)
+        let machine = HardwareProbe.profile([])
+        hw.ramBytes = machine.ramBytes
+        hw.cpu = machine.cpu
         let old = hw.inventory
         hw.inventory = Dictionary(devices.map { ($0.syspath, $0) }, uniquingKeysWith: { a, _ in a })
         if !initial {
@@ -157,7 +163,7 @@ extension Supervisor {
     /// gate's grace period (`hardwareTimer`).
     private func applyHardware(initial: Bool) {
         let now = Clock.monotonic()
-        var profile = HardwareProbe.profile(Array(hw.inventory.values))
+        var profile = HardwareProfile(devices: Array(hw.inventory.values), ramBytes: hw.ramBytes, cpu: hw.cpu)
         let before = hw.gate.effective
         hw.gate.observe(Set(profile.capabilities), now: now)
         profile.capabilities = hw.gate.effective.sorted()
