@@ -959,7 +959,7 @@ struct BadSeed: Sendable, CustomStringConvertible {
         #expect(w.answer("kitchen") == .next)
         #expect(w.answer(F.ed25519) == .next)
         #expect(w.question?.key == "admin.ssh-key.2")
-        #expect(w.answer("<") == .next)
+        #expect(w.answer("back") == .next)
         #expect(w.question?.key == "admin.ssh-key.1")
         #expect(w.question?.defaultAnswer == F.ed25519)
         #expect(w.back() == true)

@@ -1,7 +1,7 @@
 /// The first-boot wizard (issue 4) as a pure state machine, driven by strings: the caller
 /// shows `question` (its intro lines, then its prompt; no echo when `isSecret`), reads a line
 /// and passes it to `answer(_:)`. An empty line takes the default shown in brackets (or skips
-/// a skippable question); `<` goes back one question. When the summary is confirmed,
+/// a skippable question); `back` (or `<`) goes back one question. When the summary is confirmed,
 /// `result` holds the same `(BoxConfig, secrets)` a seed gives.
 ///
 /// Resuming after a power cut: `finishedSteps` are the answers of each finished step (secrets
@@ -94,8 +94,9 @@ public struct WizardStepRecord: Codable, Equatable, Sendable {
 }
 
 public struct SetupWizard: Sendable {
-    /// An answer of just this goes back one question.
-    public static let backCommand = "<"
+    /// An answer of just one of these (any case) goes back one question: `back` as the
+    /// owner would type it, `<` for short. (No box name, model or token is either.)
+    public static let backCommands: Set<String> = ["back", "<"]
     /// Hashes the admin password with crypt(3) and a fresh salt (I/O: the caller's); nil if it cannot.
     public typealias PasswordHasher = @Sendable (Secret) -> String?
 
@@ -161,7 +162,7 @@ public struct SetupWizard: Sendable {
     public mutating func answer(_ input: String) -> WizardReply {
         guard let spec = currentSpec() else { return .finished }
         let text = spec.trims ? input.trimmingSpaces() : input.strippingLineEnd()
-        if text == SetupWizard.backCommand {
+        if SetupWizard.backCommands.contains(text.lowercased()) {
             return back() ? .next : .invalid("this is the first question; there is nothing to go back to")
         }
         let given: Given
@@ -382,7 +383,7 @@ public struct SetupWizard: Sendable {
 
     private mutating func confirmPassword(_ g: Given) -> WizardReply {
         guard case .secret(let again) = g, case .secret(let first)? = answers[Key.password] else {
-            return .invalid("type the same password again, or < to change it")
+            return .invalid("type the same password again, or back to change it")
         }
         func restart(_ message: String) -> WizardReply {
             transcript.removeAll { $0.key == Key.password }
@@ -392,7 +393,7 @@ public struct SetupWizard: Sendable {
         }
         guard again == first else { return restart("the two passwords differ; type the new password again") }
         guard let hash = hashPassword(first), case .success = Validators.passwordHash(hash) else {
-            return restart("the password could not be hashed on this box; use an SSH key instead (< to go back)")
+            return restart("the password could not be hashed on this box; use an SSH key instead (back to go back)")
         }
         answers[Key.password] = .passwordHash(hash)
         return .next
@@ -437,7 +438,7 @@ public struct SetupWizard: Sendable {
     private func stepIntro(_ step: SetupStep, _ lines: String...) -> [String] {
         var intro: [String] = []
         if step == .name {
-            intro += ["AI Box setup. Enter takes the [default]; type < to go back a question.", ""]
+            intro += ["AI Box setup. Enter takes the [default]; type back to go back a question.", ""]
         }
         return intro + ["Step \(step.number) of \(SetupStep.allCases.count): \(step.title)"] + lines
     }
@@ -560,13 +561,13 @@ public struct SetupWizard: Sendable {
             s.isSecret = true
             s.trims = false
             s.isSkippable = !keys.isEmpty
-            s.needed = "without an SSH key or a password nobody can log in; type a password, or < to go back and add an SSH key"
+            s.needed = "without an SSH key or a password nobody can log in; type a password, or back to add an SSH key"
             return s
         case .secret?:
             var s = Spec(.admin, Key.passwordAgain, "The same password again", accept: { _ in Validators.fail("") })
             s.isSecret = true
             s.trims = false
-            s.needed = "type the same password again, or < to change it"
+            s.needed = "type the same password again, or back to change it"
             return s
         default:
             return nil
@@ -822,7 +823,7 @@ public struct SetupWizard: Sendable {
                 var s = Spec(.channels, "\(base).\(key)", text, accept: SetupWizard.secretAnswer(check))
                 s.isSecret = true
                 s.secretName = name
-                s.needed = "the token is needed; paste it (it is not shown), or < to go back"
+                s.needed = "the token is needed; paste it (it is not shown), or back to go back"
                 return s
             }
             switch kind {
