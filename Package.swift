@@ -11,6 +11,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
         // C libraries of the system, in the shape GRDB uses for SQLite.
@@ -24,7 +25,7 @@ let package = Package(
             name: "CSQLite", pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"])]),
         // The few OS calls Swift cannot make safely itself (vfork+exec, variadic fcntl/ioctl).
-        .target(name: "CAIBoxOS"),
+        .target(name: "CAIBoxOS", linkerSettings: [.linkedLibrary("crypt")]),
 
         // Pure logic: no I/O, time injected.
         .target(name: "AIBoxCore"),
@@ -34,6 +35,7 @@ let package = Package(
             dependencies: [
                 "AIBoxCore", "CAIBoxOS", "CSystemd", "CSQLite", "CUdev",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ]),
         // The long-running supervisor.
         .target(

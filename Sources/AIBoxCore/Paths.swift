@@ -22,6 +22,16 @@ public struct Paths: Sendable, Equatable {
     public var credentials: String { under("run/aibox/credentials") }
     public var pidFile: String { under("run/aibox/aibox.pid") }
     public var lockFile: String { under("run/aibox/daemon.lock") }
+    /// The box configuration setup writes; its presence is what "provisioned" means.
+    public var boxConfig: String { under("etc/aibox/box.toml") }
+    /// Secrets answered in an unfinished setup, moved into `secrets` when it completes.
+    public var setupStaging: String { under("var/lib/aibox/setup") }
+    /// Public keys (Ed25519, base64) trusted to sign seeds for an already provisioned box.
+    public var provisioningKeys: String { under("usr/lib/aibox/keys/provisioning") }
+    /// Held (flock) while an update is installed; factory-reset refuses while it is.
+    public var updateLock: String { under("run/aibox/update.lock") }
+    /// Where a provisioning volume is mounted while its seed is read.
+    public var volumeMount: String { under("run/aibox/volume") }
 }
 
 /// What `aibox workers --json` prints for one worker (stable, camelCase).

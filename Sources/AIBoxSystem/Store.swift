@@ -95,6 +95,20 @@ enum Schema {
                 driver TEXT, model TEXT, idPath TEXT, memoryBytes INTEGER);
             """
         ),
+        (
+            // The interactive setup's finished steps (issue 4); secrets by name only.
+            "v3-setup-journal",
+            """
+            CREATE TABLE setup_journal (
+                step TEXT NOT NULL,
+                ordinal INTEGER NOT NULL,
+                position INTEGER NOT NULL,
+                key TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                value TEXT,
+                PRIMARY KEY (step, position));
+            """
+        ),
     ]
 
     /// Applies what is missing; returns the names of migrations this build does not know.
@@ -170,8 +184,10 @@ public final class Store {
         }
     }
 
-    static func connect(_ path: String, readOnly: Bool = false) throws(SQLiteError) -> SQLiteConnection {
-        let connection = try SQLiteConnection(path: path, readOnly: readOnly, busyTimeoutMilliseconds: 50)
+    static func connect(_ path: String, readOnly: Bool = false, busyTimeoutMilliseconds: Int32 = 50) throws(SQLiteError)
+        -> SQLiteConnection
+    {
+        let connection = try SQLiteConnection(path: path, readOnly: readOnly, busyTimeoutMilliseconds: busyTimeoutMilliseconds)
         if !readOnly {
             // WAL: readers (the CLI) never block the daemon. NORMAL: a power cut may lose the
             // last moments of history but never corrupts the file.

@@ -92,4 +92,11 @@ struct aibox_gpu_memory {
 /// Returns how many, or -1 when there is no NVML (no NVIDIA driver) or it failed to start.
 int aibox_nvml_memory(struct aibox_gpu_memory *out, int capacity);
 
+/// crypt(3) with yescrypt and a fresh salt into `out`; 0, or -1 when it cannot.
+int aibox_hash_password(const char *password, char *out, size_t out_size);
+
+/// Attaches `backing_fd` (an image file) to a free loop device, whose path goes to `device`.
+/// Returns the loop device's descriptor (close it after mounting), or -1 (errno).
+int aibox_loop_attach(int backing_fd, int read_only, char *device, size_t device_size);
+
 #endif

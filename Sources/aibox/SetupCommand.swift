@@ -1,0 +1,231 @@
+import AIBoxCore
+import AIBoxSystem
+import ArgumentParser
+import CAIBoxOS
+import Glibc
+
+/// `aibox setup [--seed FILE]`: the first-boot wizard on a terminal or serial line, or a seed.
+struct Setup: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Set the box up: questions on this terminal, or a seed file (--seed).",
+        discussion: """
+            Interactive: plain line prompts that work on a serial console. Enter takes the \
+            [default]; type back to go back a question; Ctrl-C leaves the box as it was. Each \
+            finished step is journaled: after a power cut, setup resumes where it stopped.
+            With --seed FILE: no questions; every error in the file is reported at once and \
+            nothing changes unless the whole seed is valid (format: provisioning/README.md).
+            """)
+    @OptionGroup var options: RootOptions
+    @Option(help: ArgumentHelp("Provision from this TOML seed without questions.", valueName: "FILE")) var seed: String?
+    @Flag(help: "With --seed: replace the configuration of a box that is already set up.") var force = false
+
+    func run() throws {
+        do {
+            try options.requireWritableRoot()
+            let paths = options.paths
+            try makeDirectories(paths.runDirectory)
+            guard let lock = try ProcessLock(path: paths.under("run/aibox/setup.lock")) else {
+                throw CLIError("another aibox setup is running on this box; finish or stop it first")
+            }
+            defer { withExtendedLifetime(lock) {} }
+            try makeDirectories(paths.stateDirectory, mode: 0o755)
+            let provisioner = Provisioner(paths: paths, wifiInterface: Setup.wifiInterface())
+            if let seed {
+                try runSeed(seed, provisioner)
+            } else {
+                try SetupSession(paths: paths, provisioner: provisioner).run()
+            }
+            Setup.tellDaemon(paths)
+        } catch let e as CLIError {
+            fail(e)
+        }
+    }
+
+    private func runSeed(_ path: String, _ provisioner: Provisioner) throws {
+        if provisioner.isProvisioned && !force {
+            throw CLIError(
+                "this box is already set up (\(provisioner.paths.boxConfig)); pass --force to replace its configuration "
+                    + "with the seed, or run aibox factory-reset first")
+        }
+        let result = Provisioner.readSeed(path).flatMap { bytes in
+            provisioner.provision(seed: bytes, path: path, tier: Setup.tier(), source: "seed \(path)")
+        }
+        switch result {
+        case .success(let config):
+            print("provisioned \"\(config.name)\" from \(path)")
+        case .failure(.invalid(let errors)):
+            writeStandardError("aibox: the seed was not applied; nothing changed. \(errors.errors.count) problem(s):\n\(errors)\n")
+            throw ExitCode(ExitCodes.failure)
+        case .failure(let other):
+            throw CLIError("the seed was not applied; nothing changed: \(other)")
+        }
+    }
+
+    /// The local-LLM tier decides the default chat model.
+    static func tier() -> LocalLLMTier { HardwareProbe.scan().profile.localLlmTier }
+
+    /// The first Wi-Fi interface udev knows (wpa_supplicant runs on it), else wlan0.
+    static func wifiInterface() -> String {
+        let wlan = UdevInventory.enumerate(subsystems: ["net"]).first { $0.devtype == "wlan" || $0.properties["DEVTYPE"] == "wlan" }
+        return wlan.flatMap { $0.syspath.split(separator: "/").last.map(String.init) } ?? "wlan0"
+    }
+
+    /// Tells a running daemon to look at the box configuration again (leave or enter setup
+    /// mode); without a daemon it learns at its next start.
+    static func tellDaemon(_ paths: Paths) {
+        struct Ack: Decodable { var provisioned: Bool }
+        _ = try? DaemonClient.request(paths, ControlRequest(command: "setup-changed"), as: Ack.self)
+    }
+}
+
+// MARK: The interactive session
+
+/// Set by SIGINT (Ctrl-C) and SIGTERM/SIGHUP (the line went away): the read returns EINTR.
+nonisolated(unsafe) private var interrupted: Int32 = 0
+
+private func onInterrupt(_ sig: Int32) { interrupted = sig }
+
+/// One run of the wizard on standard input and output.
+struct SetupSession {
+    let paths: Paths
+    let provisioner: Provisioner
+
+    func run() throws {
+        if provisioner.isProvisioned {
+            throw CLIError(
+                "this box is already set up (\(paths.boxConfig)). To start again: aibox factory-reset; "
+                    + "to replace the configuration from a file: aibox setup --seed FILE --force")
+        }
+        let journal: SetupJournal
+        do {
+            journal = try SetupJournal(path: paths.database)
+        } catch {
+            throw CLIError("cannot open the setup journal in \(paths.database): \(error)")
+        }
+        let staged = SecretStore(directory: paths.setupStaging)
+        let records = journal.load()
+        var wizard = SetupWizard(
+            tier: Setup.tier(), hashPassword: SetupSession.hash, resuming: records, secrets: staged.readAll())
+        let terminal = Terminal()
+        defer { terminal.restore() }
+        installInterruptHandlers()
+
+        // What this run adds to the journal and the staging area, undone on Ctrl-C.
+        let journaledAtStart = Set(records.map(\.step))
+        let stagedAtStart = Set(staged.names())
+        var saved = Dictionary(uniqueKeysWithValues: records.map { ($0.step, $0) })
+
+        writeStandardOutput("AI Box setup — \(SetupStep.allCases.count) steps.\n")
+        if let step = wizard.step, !records.isEmpty {
+            writeStandardOutput("Resuming at step \(step.number) (\(step.title)); your earlier answers are the defaults.\n")
+        }
+        var lastIntro: [String] = []
+        while let q = wizard.question {
+            if q.intro != lastIntro && !q.intro.isEmpty {
+                writeStandardOutput("\n" + q.intro.joined(separator: "\n") + "\n")
+            }
+            lastIntro = q.intro
+            writeStandardOutput(q.prompt)
+            guard let line = terminal.readLine(secret: q.isSecret) else {
+                if interrupted == SIGINT {
+                    try? journal.retain(journaledAtStart)
+                    for n in staged.names() where !stagedAtStart.contains(n) { staged.remove(n) }
+                    writeStandardOutput("\nSetup interrupted; nothing on the box changed.\n")
+                    throw ExitCode(130)
+                }
+                writeStandardOutput("\nSetup stopped (end of input). Finished steps are kept: run aibox setup again to continue.\n")
+                throw ExitCode(ExitCodes.failure)
+            }
+            let reply = wizard.answer(line)
+            if case .invalid(let message) = reply {
+                writeStandardOutput("  ! \(message)\n")
+                continue
+            }
+            // Secrets first (their names are what the journal holds), then the journal.
+            for (name, value) in wizard.secrets where staged.read(name) != value {
+                do { try staged.write(name, value) } catch { throw CLIError("cannot keep the answer: \(error)") }
+            }
+            let finished = wizard.finishedSteps
+            let now = Dictionary(uniqueKeysWithValues: finished.map { ($0.step, $0) })
+            for r in finished where saved[r.step] != r {
+                do { try journal.save(r) } catch { throw CLIError("cannot journal step \(r.step.title): \(error)") }
+                journal.record("setup.step-done", "step \(r.step.number) (\(r.step.title)) done")
+            }
+            if now.count < saved.count { try? journal.retain(Set(now.keys)) }  // went back into a finished step
+            saved = now
+        }
+        guard let (config, secrets) = wizard.result else { return }
+        do {
+            try provisioner.commit(config, secrets: secrets)
+        } catch {
+            throw CLIError("setup could not be saved; the box is not provisioned yet (run aibox setup again): \(error)")
+        }
+        try? journal.clear()
+        journal.record("setup.provisioned", "provisioned interactively as \(config.name)")
+        writeStandardOutput("\nSetup complete: \(paths.boxConfig) written. The agents start now.\n")
+    }
+
+    static let hash: SetupWizard.PasswordHasher = { password in
+        var out = [CChar](repeating: 0, count: 256)
+        guard aibox_hash_password(password.reveal(), &out, out.count) == 0 else { return nil }
+        return String(decoding: out.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    private func installInterruptHandlers() {
+        for sig in [SIGINT, SIGTERM, SIGHUP] {
+            var action = sigaction()
+            action.__sigaction_handler.sa_handler = onInterrupt
+            sigemptyset(&action.sa_mask)
+            action.sa_flags = 0  // no SA_RESTART: the read returns EINTR
+            sigaction(sig, &action, nil)
+            var set = sigset_t()
+            sigemptyset(&set)
+            sigaddset(&set, sig)
+            sigprocmask(SIG_UNBLOCK, &set, nil)
+        }
+    }
+}
+
+/// Standard input as lines, with echo off for secrets when it is a terminal. Works the same
+/// on a pty, a serial line or a pipe; no cursor addressing, nothing wider than the prompts.
+final class Terminal {
+    private var saved: termios?
+    /// A line ended by CR: a LF right after it belongs to the same end (CR LF from a serial terminal).
+    private var afterCR = false
+
+    init() {
+        var t = termios()
+        if isatty(0) != 0 && tcgetattr(0, &t) == 0 { saved = t }
+    }
+
+    func restore() {
+        if var t = saved { tcsetattr(0, TCSANOW, &t) }
+    }
+
+    /// One line without its end; nil at end of input or when interrupted.
+    func readLine(secret: Bool) -> String? {
+        if secret, var t = saved {
+            t.c_lflag &= ~tcflag_t(ECHO)
+            tcsetattr(0, TCSANOW, &t)
+        }
+        defer {
+            if secret, saved != nil {
+                restore()
+                writeStandardOutput("\n")  // the newline the terminal did not echo
+            }
+        }
+        var bytes: [UInt8] = []
+        var c: UInt8 = 0
+        while true {
+            if interrupted != 0 { return nil }
+            let n = read(0, &c, 1)
+            if n < 0 && errno == EINTR { if interrupted != 0 { return nil } else { continue } }
+            if n <= 0 { return bytes.isEmpty ? nil : String(decoding: bytes, as: UTF8.self) }
+            defer { afterCR = c == UInt8(ascii: "\r") }
+            if c == UInt8(ascii: "\n") && afterCR && bytes.isEmpty { continue }
+            if c == UInt8(ascii: "\n") || c == UInt8(ascii: "\r") { break }
+            if bytes.count < 64 << 10 { bytes.append(c) }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
