@@ -111,10 +111,13 @@ public struct StatusView: Codable, Sendable, Equatable {
     /// Where hotplug events come from: "udev", "kernel" (no udev: containers), or
     /// "unavailable: …" while the monitor cannot be opened (retried).
     public var hotplug: String?
+    /// Whether setup has run (etc/aibox/box.toml exists); nil when not known (daemon down).
+    public var provisioned: Bool?
 
     public init(
         daemonRunning: Bool, daemonPid: Int32?, version: String, workers: [String: Int], workerCount: Int,
-        databaseProblem: String?, configProblem: String?, logTarget: String?, hardware: String? = nil, hotplug: String? = nil
+        databaseProblem: String?, configProblem: String?, logTarget: String?, hardware: String? = nil, hotplug: String? = nil,
+        provisioned: Bool? = nil
     ) {
         self.daemonRunning = daemonRunning
         self.daemonPid = daemonPid
@@ -126,6 +129,7 @@ public struct StatusView: Codable, Sendable, Equatable {
         self.logTarget = logTarget
         self.hardware = hardware
         self.hotplug = hotplug
+        self.provisioned = provisioned
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -140,6 +144,7 @@ public struct StatusView: Codable, Sendable, Equatable {
         try c.encode(logTarget, forKey: .logTarget)
         try c.encode(hardware, forKey: .hardware)
         try c.encode(hotplug, forKey: .hotplug)
+        try c.encode(provisioned, forKey: .provisioned)
     }
 }
 

@@ -79,7 +79,7 @@ extension Supervisor {
         guard let request = try? JSONDecoder().decode(ControlRequest.self, from: Data(bytes)) else {
             return error("not a valid request; expected one JSON line such as {\"command\":\"status\"}")
         }
-        let changing = ["start", "stop", "restart", "reload"].contains(request.command)
+        let changing = ["start", "stop", "restart", "reload", "setup-changed"].contains(request.command)
         if changing && !(control?.mayChange(peer) ?? false) {
             return error("permission denied: only root or members of the control socket's group may \(request.command)")
         }
@@ -113,6 +113,9 @@ extension Supervisor {
             case .failure(let errors):
                 return error("reload refused; the running workers are unchanged:\n\(errors)")
             }
+        case "setup-changed":
+            // aibox setup / factory-reset: look at etc/aibox/box.toml now.
+            return ok(["provisioned": checkProvisioning()])
         default:
             return error("unknown command \"\(request.command)\"")
         }

@@ -131,6 +131,7 @@ public final class Supervisor {
         store.setMeta("daemonPid", "\(getpid())")
         store.setMeta("version", AIBoxVersion.current)
         recoverFromPreviousRun()
+        beginSetupWatch()
         detectHardware()
         install(definitions)
         let now = Clock.monotonic()
@@ -174,6 +175,7 @@ public final class Supervisor {
 
     var lastExitAt: [String: Int64] = [:]
     var hw = HardwareState()
+    var setup = SetupState()
 
     /// After a SIGKILL of the daemon, its workers may still run, unsupervised. Each recorded
     /// process group is killed if it is still ours: the leader must be the same process
@@ -253,6 +255,7 @@ public final class Supervisor {
             checkMemory(now: now)
         }
         hardwareTimer(now: now)
+        setupTimer(now: now)
         if shuttingDown, let giveUp = shutdownGiveUp, giveUp <= now {
             logger.error("some processes did not go away after SIGKILL; exiting anyway")
             loop.stop()
@@ -330,6 +333,7 @@ public final class Supervisor {
         }
         consider(nextMemoryCheck)
         consider(hardwareDeadline)
+        consider(setup.nextCheck)
         consider(store.nextRetry)
         consider(shutdownGiveUp)
         loop.arm(at: next)
@@ -497,7 +501,7 @@ public final class Supervisor {
         guard let d = slots[name]?.machine.definition else { return [] }
         let workers = d.after.filter { dep in !(slots[dep]?.machine.isReady ?? true) }
         let hardware = d.requiresHardware.filter { !capabilities.contains($0) }.map { "hardware:" + $0 }
-        return workers + hardware
+        return (setup.provisioned ? [] : ["setup"]) + workers + hardware
     }
 
     var allStopped: Bool { slots.values.allSatisfy { !$0.machine.state.hasProcess && $0.machine.state != .starting } }
@@ -629,13 +633,14 @@ public final class Supervisor {
         return StatusView(
             daemonRunning: true, daemonPid: getpid(), version: AIBoxVersion.current, workers: counts, workerCount: slots.count,
             databaseProblem: store.problem, configProblem: configProblem, logTarget: options.logTarget.rawValue,
-            hardware: hardware?.summary, hotplug: hotplugDescription)
+            hardware: hardware?.summary, hotplug: hotplugDescription, provisioned: setup.provisioned)
     }
 
     func summary() -> String {
         var counts: [WorkerState: Int] = [:]
         for s in slots.values { counts[s.machine.state, default: 0] += 1 }
-        var parts = ["\(slots.count) workers"]
+        var parts = setup.provisioned ? [] : ["waiting for setup"]
+        parts.append("\(slots.count) workers")
         for st in WorkerState.allCases { if let n = counts[st] { parts.append("\(n) \(st.rawValue)") } }
         if store.problem != nil { parts.append("database problem") }
         return parts.joined(separator: ", ")

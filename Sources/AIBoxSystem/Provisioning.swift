@@ -116,7 +116,10 @@ public final class SetupJournal {
                 }
                 try db.query(
                     "INSERT INTO setup_journal(step, ordinal, position, key, kind, value) VALUES (?, ?, ?, ?, ?, ?)",
-                    [.text(record.step.rawValue), .integer(Int64(record.step.number)), .integer(Int64(i)), .text(a.key), .text(kind), SQLiteValue(value)])
+                    [
+                        .text(record.step.rawValue), .integer(Int64(record.step.number)), .integer(Int64(i)), .text(a.key), .text(kind),
+                        SQLiteValue(value),
+                    ])
             }
         }
     }
@@ -133,7 +136,8 @@ public final class SetupJournal {
     /// An event row, as the daemon writes them (`aibox events` shows both).
     public func record(_ kind: String, _ message: String) {
         _ = try? db.query(
-            "INSERT INTO events(at, kind, worker, message) VALUES (?, ?, NULL, ?)", [.integer(Clock.wallMilliseconds()), .text(kind), .text(message)])
+            "INSERT INTO events(at, kind, worker, message) VALUES (?, ?, NULL, ?)",
+            [.integer(Clock.wallMilliseconds()), .text(kind), .text(message)])
     }
 }
 
@@ -182,7 +186,8 @@ public struct SettingsApplier {
 
         if let wifi = c.network.wifi {
             try writeFile(wirelessNetworkFile, SettingsApplier.marker + "[Match]\nType=wlan\n\n[Network]\nDHCP=yes\n")
-            var conf = SettingsApplier.marker + "ctrl_interface=/run/wpa_supplicant\nupdate_config=0\ncountry=\(wifi.country)\n\nnetwork={\n"
+            var conf =
+                SettingsApplier.marker + "ctrl_interface=/run/wpa_supplicant\nupdate_config=0\ncountry=\(wifi.country)\n\nnetwork={\n"
             // The SSID in hex (any bytes, no quoting); the passphrase as its PSK, never in clear.
             conf += "    ssid=\(hex(Array(wifi.ssid.utf8)))\n"
             if let name = wifi.passphraseSecret, let pass = secrets[name] {
@@ -379,7 +384,8 @@ extension Provisioner {
         }
         guard st.st_size <= Seed.maxBytes else {
             return .failure(
-                .file("\(path): the file is \(st.st_size) bytes; a seed has at most \(Seed.maxBytes) bytes (1 MiB): is this the right file?"))
+                .file(
+                    "\(path): the file is \(st.st_size) bytes; a seed has at most \(Seed.maxBytes) bytes (1 MiB): is this the right file?"))
         }
         var bytes = [UInt8](repeating: 0, count: Int(st.st_size) + 1)
         var total = 0

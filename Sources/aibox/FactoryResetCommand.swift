@@ -46,7 +46,9 @@ struct FactoryReset: ParsableCommand {
                 throw CLIError("factory reset stopped half-way: \(error); the box is unprovisioned, run factory-reset again to finish")
             }
             try? journal?.clear()
-            journal?.record("setup.factory-reset", "factory reset: configuration and secrets erased; the events before this one are the previous setup's")
+            journal?.record(
+                "setup.factory-reset",
+                "factory reset: configuration and secrets erased; the events before this one are the previous setup's")
             Setup.tellDaemon(paths)
             print("The box is unprovisioned: run aibox setup (or insert a stick labelled AIBOX with aibox-seed.toml).")
         } catch let e as CLIError {

@@ -46,13 +46,17 @@ struct Status: ParsableCommand {
         for w in workers { counts[w.state, default: 0] += 1 }
         let status = StatusView(
             daemonRunning: false, daemonPid: nil, version: AIBoxVersion.current, workers: counts, workerCount: workers.count,
-            databaseProblem: fileExists(paths.database) ? nil : "no database at \(paths.database)", configProblem: nil, logTarget: nil)
+            databaseProblem: fileExists(paths.database) ? nil : "no database at \(paths.database)", configProblem: nil, logTarget: nil,
+            provisioned: fileExists(paths.boxConfig))
         if json { printJSON(status) } else { printHuman(status, workers) }
         throw ExitCode(ExitCodes.daemonNotRunning)
     }
 
     func printHuman(_ s: StatusView, _ workers: [WorkerView]) {
         print("aibox \(s.version)")
+        if let p = s.provisioned {
+            print("setup:     " + (p ? "done" : "WAITING FOR SETUP — run aibox setup, or insert a stick labelled AIBOX"))
+        }
         print(
             "daemon:    "
                 + (s.daemonRunning ? "running (pid \(s.daemonPid ?? 0))" : "NOT RUNNING — showing the last state recorded in the database"))

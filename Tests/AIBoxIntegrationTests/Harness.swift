@@ -59,12 +59,14 @@ final class TestBox {
     var daemon: Process?
     var paths: Paths { Paths(root: root) }
 
-    init(_ workers: String = "", file: String = "test.toml") throws {
+    /// `provisioned`: as after setup (a box.toml), so that workers run; false: setup mode.
+    init(_ workers: String = "", file: String = "test.toml", provisioned: Bool = true) throws {
         var template = Array("/tmp/aibox-test-XXXXXX".utf8CString)
         guard let dir = mkdtemp(&template) else { throw SystemError("mkdtemp", errno: errno) }
         root = String(cString: dir)
         try makeDirectories(paths.vendorWorkers)
         try makeDirectories(paths.localWorkers)
+        if provisioned { try writeFileAtomically(paths.boxConfig, Array("name = \"test-box\"\n".utf8)) }
         if !workers.isEmpty { try write(workers, file: file) }
     }
 
