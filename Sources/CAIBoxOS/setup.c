@@ -11,7 +11,12 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+// ioctl(2) by its system call, not libc's wrapper: a preloaded library that wraps ioctl
+// (umockdev does, for the devices it emulates) must not answer for the loop driver.
+static long loop_ioctl(int fd, unsigned long request, unsigned long arg) { return syscall(SYS_ioctl, fd, request, arg); }
 
 int aibox_hash_password(const char *password, char *out, size_t out_size) {
     char setting[CRYPT_GENSALT_OUTPUT_SIZE];
@@ -30,7 +35,7 @@ int aibox_loop_attach(int backing_fd, int read_only, char *device, size_t device
     int control = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
     if (control < 0) return -1;
     for (int attempt = 0; attempt < 8; attempt++) {
-        int n = ioctl(control, LOOP_CTL_GET_FREE);
+        int n = (int)loop_ioctl(control, LOOP_CTL_GET_FREE, 0);
         if (n < 0) break;
         snprintf(device, device_size, "/dev/loop%d", n);
         int loop = open(device, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
@@ -39,7 +44,7 @@ int aibox_loop_attach(int backing_fd, int read_only, char *device, size_t device
         memset(&config, 0, sizeof config);
         config.fd = (unsigned)backing_fd;
         config.info.lo_flags = LO_FLAGS_AUTOCLEAR | (read_only ? LO_FLAGS_READ_ONLY : 0);
-        if (ioctl(loop, LOOP_CONFIGURE, &config) == 0) {
+        if (loop_ioctl(loop, LOOP_CONFIGURE, (unsigned long)&config) == 0) {
             close(control);
             return loop;  // the caller keeps it open until mounted; autoclear detaches after umount
         }

@@ -4,6 +4,7 @@
 # answering "ok" for each. umockdev-run cannot send uevents to a running program; the
 # testbed API can. Exits with the command's exit status.
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -46,8 +47,25 @@ def pull(name):
     testbed.remove_device(syspath)
 
 
+def stick(image=None, fs="vfat"):
+    """A USB stick with a file system labelled AIBOX; its contents from `image`."""
+    if image:
+        # The node's contents (what reading /dev/sdb1 gives under the preload), in place
+        # before the device exists: adding it may already announce it.
+        os.makedirs(os.path.join(testbed.get_root_dir(), "dev"), exist_ok=True)
+        shutil.copyfile(image, os.path.join(testbed.get_root_dir(), "dev", "sdb1"))
+    disk = testbed.add_device(
+        "block", "sdb", None, ["removable", "1", "size", "16384", "dev", "8:16"],
+        ["DEVTYPE", "disk", "DEVNAME", "/dev/sdb", "ID_BUS", "usb"])
+    part = testbed.add_device(
+        "block", "sdb1", disk, ["partition", "1", "dev", "8:17"],
+        ["DEVTYPE", "partition", "DEVNAME", "/dev/sdb1", "ID_BUS", "usb", "ID_FS_LABEL", "AIBOX", "ID_FS_TYPE", fs])
+    plug("stick", disk)
+    plug("stick1", part)
+
+
 for line in sys.stdin:
-    command = line.strip()
+    command, _, argument = line.strip().partition(" ")
     if command == "coral-boot":  # the Coral USB as it first appears
         plug("coral", usb("coral", "1a6e", "089a"))
     elif command == "coral-firmware":  # after its firmware load it re-enumerates with other ids
@@ -56,15 +74,10 @@ for line in sys.stdin:
         plug("coral", usb("coral", "18d1", "9302"))
     elif command == "coral-unplug":
         pull("coral")
-    elif command == "stick":  # a USB stick with a FAT file system labelled AIBOX
-        disk = testbed.add_device(
-            "block", "sdb", None, ["removable", "1", "size", "7864320"],
-            ["DEVTYPE", "disk", "DEVNAME", "/dev/sdb", "ID_BUS", "usb"])
-        part = testbed.add_device(
-            "block", "sdb1", disk, ["partition", "1"],
-            ["DEVTYPE", "partition", "DEVNAME", "/dev/sdb1", "ID_BUS", "usb", "ID_FS_LABEL", "AIBOX", "ID_FS_TYPE", "vfat"])
-        plug("stick", disk)
-        plug("stick1", part)
+    elif command == "stick":  # an empty AIBOX stick, or "stick IMAGE [FSTYPE]"
+        stick(*argument.split()) if argument else stick()
+    elif command == "stick-copy":  # the stick's current image copied to the path given
+        shutil.copyfile(os.path.join(testbed.get_root_dir(), "dev", "sdb1"), argument)
     elif command == "stick-unplug":
         pull("stick1")
         pull("stick")
