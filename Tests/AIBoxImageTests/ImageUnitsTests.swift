@@ -131,6 +131,7 @@ private let defaultWorkerStopTimeout = 10.0
             ("run/aibox", 0o755, 0, 0),
             ("var/lib/aibox", 0o755, 0, 0),
             ("var/lib/aibox/secrets", 0o700, 0, 0),
+            ("var/lib/aibox/setup", 0o700, 0, 0),
             // setgid: log files the daemon creates 0640 belong to `aibox`.
             ("var/lib/aibox/logs", 0o2750, 0, aiboxGID),
             ("var/lib/aibox/work", 0o755, 0, 0),
@@ -170,6 +171,52 @@ private let defaultWorkerStopTimeout = 10.0
         // Unprivileged: its own primary group, and a member of no other group.
         #expect(agent.gid != 0 && agent.gid != group.gid)
         #expect(accounts.groups.values.filter { $0.members.contains("aibox-agent") }.isEmpty)
+
+        let admin = try #require(accounts.users["admin"], "no user admin (the login setup configures)")
+        #expect(admin.home == "/home/admin")
+        #expect(!admin.shell.hasSuffix("/nologin"), "admin must be able to log in")
+    }
+
+    // MARK: (e) first-boot setup on the consoles
+
+    @Test func setupUnitVerifiesAndHoldsTheConsoleUntilTheBoxIsSetUp() throws {
+        let template = repository.appendingPathComponent("image/systemd/aibox-setup@.service")
+        let root = try TempDirectory()
+        let shipped = try String(contentsOf: template, encoding: .utf8)
+        try root.write("usr/lib/systemd/system/aibox-setup@.service", shipped)
+        try root.write("usr/lib/systemd/system/aibox.service", try String(contentsOf: unitFile, encoding: .utf8))
+        for stub in ["sysinit.target", "basic.target", "shutdown.target", "local-fs.target", "multi-user.target"] {
+            try root.write("usr/lib/systemd/system/\(stub)", "[Unit]\nDescription=stub for the test\n")
+        }
+        for stub in ["systemd-user-sessions.service", "serial-getty@.service", "getty@.service"] {
+            try root.write("usr/lib/systemd/system/\(stub)", "[Unit]\nDescription=stub for the test\n[Service]\nExecStart=/bin/sh\n")
+        }
+        for binary in ["usr/bin/aibox", "bin/kill", "bin/sh", "bin/systemctl"] {
+            try root.write(binary, "#!/bin/sh\nexit 0\n", mode: 0o755)
+        }
+        let run = try Tool.run("systemd-analyze", ["--root=\(root.path)", "--man=no", "verify", "aibox-setup@ttyS0.service"])
+        #expect(run.status == 0, "systemd-analyze verify failed:\n\(run.stderr)")
+        let complaints = try verifyComplaints(run.stderr).filter { !$0.contains("aibox.service") }
+        #expect(complaints.isEmpty, "systemd-analyze verify complained:\n\(complaints.joined(separator: "\n"))")
+
+        let unit = try UnitFile(contentsOf: template)
+        // Only while unprovisioned: the same path the daemon and `aibox status` look at.
+        #expect(unit.value("Unit", "ConditionPathExists") == "!/etc/aibox/box.toml")
+        #expect(unit.value("Service", "ExecStart") == "/usr/bin/aibox setup")
+        #expect(unit.value("Service", "StandardInput") == "tty")
+        #expect(unit.value("Service", "TTYPath") == "/dev/%I")
+        #expect(unit.value("Service", "Restart") == "always", "Ctrl-C or a dropped line asks again")
+        let conflicts = unit.values("Unit", "Conflicts").flatMap { $0.split(separator: " ").map(String.init) }
+        #expect(conflicts.contains("serial-getty@%i.service") && conflicts.contains("getty@%i.service"))
+        #expect(unit.value("Service", "ExecStopPost")?.contains("serial-getty@%i.service") == true)
+
+        for dropIn in ["serial-getty@.service.d", "getty@.service.d"] {
+            let conf = try UnitFile(contentsOf: repository.appendingPathComponent("image/systemd/\(dropIn)/10-aibox.conf"))
+            #expect(conf.value("Unit", "ConditionPathExists") == "/etc/aibox/box.toml", "\(dropIn): no login before setup")
+        }
+        let preset = try String(contentsOf: repository.appendingPathComponent("image/systemd/90-aibox.preset"), encoding: .utf8)
+        #expect(preset.contains("enable aibox.service"))
+        #expect(preset.contains("enable aibox-setup@.service ttyS0"))
     }
 }
 
