@@ -312,6 +312,13 @@ public struct Provisioner {
 
     public var isProvisioned: Bool { fileExists(paths.boxConfig) }
 
+    /// Whether a time zone is installed (its zoneinfo file); nil when this system has no
+    /// zoneinfo at all (no tzdata: nothing to check against).
+    public static var zoneCheck: Validators.ZoneCheck? {
+        guard fileExists("/usr/share/zoneinfo") else { return nil }
+        return { @Sendable zone in fileExists("/usr/share/zoneinfo/" + zone) }
+    }
+
     /// Secrets first, then the OS settings, then `box.toml` (atomically): a power cut before
     /// that last rename leaves the box unprovisioned, and a new attempt rewrites the same
     /// files. Setup's secrets no longer named by the configuration go last.
@@ -402,7 +409,7 @@ extension Provisioner {
 
     /// Parses, validates and commits a seed: all or nothing. `source` names it in the events.
     public func provision(seed bytes: [UInt8], path: String, tier: LocalLLMTier, source: String) -> Result<BoxConfig, SeedFailure> {
-        switch Seed.parse(bytes: bytes, path: path, tier: tier) {
+        switch Seed.parse(bytes: bytes, path: path, tier: tier, zoneExists: Provisioner.zoneCheck) {
         case .failure(let errors): return .failure(.invalid(errors))
         case .success(let (config, secrets)):
             do {

@@ -104,15 +104,16 @@ struct SetupSession {
         }
         let staged = SecretStore(directory: paths.setupStaging)
         let records = journal.load()
+        let stagedAtStart = staged.readAll()
         var wizard = SetupWizard(
-            tier: Setup.tier(), hashPassword: SetupSession.hash, resuming: records, secrets: staged.readAll())
+            tier: Setup.tier(), hashPassword: SetupSession.hash, zoneExists: Provisioner.zoneCheck, resuming: records,
+            secrets: stagedAtStart)
         let terminal = Terminal()
         defer { terminal.restore() }
         installInterruptHandlers()
 
-        // What this run adds to the journal and the staging area, undone on Ctrl-C.
+        // The journal and the staging area as this run found them: Ctrl-C puts them back.
         let journaledAtStart = Set(records.map(\.step))
-        let stagedAtStart = Set(staged.names())
         var saved = Dictionary(uniqueKeysWithValues: records.map { ($0.step, $0) })
 
         writeStandardOutput("AI Box setup — \(SetupStep.allCases.count) steps.\n")
@@ -125,20 +126,22 @@ struct SetupSession {
                 writeStandardOutput("\n" + q.intro.joined(separator: "\n") + "\n")
             }
             lastIntro = q.intro
-            writeStandardOutput(q.prompt)
-            guard let line = terminal.readLine(secret: q.isSecret) else {
+            guard let line = terminal.readLine(prompt: q.prompt, secret: q.isSecret) else {
                 if interrupted == SIGINT {
+                    // Also what this run changed or dropped by going back into earlier steps.
                     try? journal.retain(journaledAtStart)
-                    for n in staged.names() where !stagedAtStart.contains(n) { staged.remove(n) }
+                    for r in records { try? journal.save(r) }
+                    for n in staged.names() where stagedAtStart[n] == nil { staged.remove(n) }
+                    for (n, v) in stagedAtStart where staged.read(n) != v { try? staged.write(n, v) }
                     writeStandardOutput("\nSetup interrupted; nothing on the box changed.\n")
                     throw ExitCode(130)
                 }
-                writeStandardOutput("\nSetup stopped (end of input). Finished steps are kept: run aibox setup again to continue.\n")
+                writeStandardOutput("\nSetup stopped (end of input). Finished steps are kept:\nrun aibox setup again to continue.\n")
                 throw ExitCode(ExitCodes.failure)
             }
             let reply = wizard.answer(line)
             if case .invalid(let message) = reply {
-                writeStandardOutput("  ! \(message)\n")
+                writeStandardOutput(Terminal.wrap(message, first: "  ! ", then: "    "))
                 continue
             }
             // Secrets first (their names are what the journal holds), then the journal.
@@ -162,7 +165,7 @@ struct SetupSession {
         }
         try? journal.clear()
         journal.record("setup.provisioned", "provisioned interactively as \(config.name)")
-        writeStandardOutput("\nSetup complete: \(paths.boxConfig) written. The agents start now.\n")
+        writeStandardOutput("\nSetup complete: \(paths.boxConfig) written.\nThe agents start now.\n")
     }
 
     static let hash: SetupWizard.PasswordHasher = { password in
@@ -202,12 +205,15 @@ final class Terminal {
         if var t = saved { tcsetattr(0, TCSANOW, &t) }
     }
 
-    /// One line without its end; nil at end of input or when interrupted.
-    func readLine(secret: Bool) -> String? {
+    /// Shows `prompt`, then reads one line without its end; nil at end of input or when
+    /// interrupted. For a secret the echo goes off before the prompt shows: whoever types as
+    /// soon as it appears (a person, or a program driving the terminal) is not echoed.
+    func readLine(prompt: String, secret: Bool) -> String? {
         if secret, var t = saved {
             t.c_lflag &= ~tcflag_t(ECHO)
             tcsetattr(0, TCSANOW, &t)
         }
+        writeStandardOutput(prompt)
         defer {
             if secret, saved != nil {
                 restore()
@@ -227,5 +233,28 @@ final class Terminal {
             if bytes.count < 64 << 10 { bytes.append(c) }
         }
         return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// `text` as lines of at most `width` columns for a dumb terminal, broken at spaces (a
+    /// longer word is cut): the first line after `first`, the others after `then`.
+    static func wrap(_ text: String, first: String, then: String, width: Int = 80) -> String {
+        var lines: [String] = []
+        var line = first
+        var fresh = true
+        for word in text.split(separator: " ") {
+            if !fresh && line.count + 1 + word.count > width {
+                lines.append(line)
+                line = then
+                fresh = true
+            }
+            line += (fresh ? "" : " ") + word
+            fresh = false
+            while line.count > width {
+                lines.append(String(line.prefix(width)))
+                line = then + line.dropFirst(width)
+            }
+        }
+        lines.append(line)
+        return lines.joined(separator: "\n") + "\n"
     }
 }

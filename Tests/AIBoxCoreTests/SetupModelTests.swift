@@ -1102,4 +1102,32 @@ struct BadSeed: Sendable, CustomStringConvertible {
         let config = w.draft().config
         #expect(config.channels == ChannelsConfig(discord: DiscordChannel(), whatsapp: WhatsAppChannel(phoneNumberId: "106540352242922")))
     }
+
+    @Test func aTimeZoneThatIsNotInstalledIsRefusedWhenTheBoxCanTell() {
+        let seed = Array("name = \"kitchen\"\ntimezone = \"Europe/Atlantis\"\n[admin]\nssh-keys = [\"\(F.ed25519)\"]\n".utf8)
+        let installed: Validators.ZoneCheck = { $0 == "Europe/Berlin" }
+        guard case .failure(let errors) = Seed.parse(bytes: seed, path: "s.toml", zoneExists: installed) else {
+            Issue.record("an unknown zone was accepted")
+            return
+        }
+        #expect(errors.error(at: "timezone")?.message.contains("no time zone \"Europe/Atlantis\" on this box") == true, "\(errors)")
+        #expect(errors.error(at: "timezone")?.line == 2)
+        // Without a way to tell (no zoneinfo), the shape is all that is checked.
+        guard case .success = Seed.parse(bytes: seed, path: "s.toml") else {
+            Issue.record("the shape alone should pass")
+            return
+        }
+        var w = SetupWizard(tier: .none, hashPassword: F.hasher, zoneExists: installed)
+        #expect(w.answer("kitchen") == .next)
+        #expect(w.answer(F.ed25519) == .next)
+        #expect(w.answer("") == .next)
+        #expect(w.answer("") == .next)
+        #expect(w.question?.key == "timezone")
+        guard case .invalid(let m) = w.answer("Europe/Atlantis") else {
+            Issue.record("the wizard took a zone that is not installed")
+            return
+        }
+        #expect(m.contains("no /usr/share/zoneinfo/Europe/Atlantis"))
+        #expect(w.answer("Europe/Berlin") == .next)
+    }
 }

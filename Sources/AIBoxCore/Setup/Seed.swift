@@ -59,8 +59,9 @@ public enum Seed {
     /// Reads a seed. `tier` is the hardware's local-LLM tier: without a `chat` route, chat
     /// goes to a local model when the box can run one (`BoxConfig.applyDefaultRoutes`).
     /// On success, the configuration names its secrets and the dictionary holds their values.
+    /// `zoneExists`, when given, checks that the time zone is installed.
     public static func parse(
-        bytes: [UInt8], path: String, tier: LocalLLMTier = .none
+        bytes: [UInt8], path: String, tier: LocalLLMTier = .none, zoneExists: Validators.ZoneCheck? = nil
     ) -> Result<(BoxConfig, [String: Secret]), SetupErrors> {
         func refuse(_ line: Int?, _ column: Int?, _ message: String) -> Result<(BoxConfig, [String: Secret]), SetupErrors> {
             .failure(SetupErrors([SetupError(file: path, line: line, column: column, key: nil, message: message)]))
@@ -81,7 +82,8 @@ public enum Seed {
             let (line, column) = position(of: deep, in: bytes)
             return refuse(line, column, "arrays or inline tables are nested more than \(maxNesting) deep; a seed needs at most 3")
         }
-        return SetupFileReader.read(text: String(decoding: bytes, as: UTF8.self), path: path, form: .seed).map { read in
+        return SetupFileReader.read(text: String(decoding: bytes, as: UTF8.self), path: path, form: .seed, zoneExists: zoneExists).map {
+            read in
             var config = read.config
             config.applyDefaultRoutes(tier: tier)
             return (config, read.secrets)
@@ -238,17 +240,19 @@ final class SetupFileReader {
     let file: String
     var errors: [SetupError] = []
     var secrets: [String: Secret] = [:]
+    let zoneExists: Validators.ZoneCheck?
 
-    private init(form: SetupFileForm, file: String) {
+    private init(form: SetupFileForm, file: String, zoneExists: Validators.ZoneCheck?) {
         self.form = form
         self.file = file
+        self.zoneExists = zoneExists
     }
 
     static let topLevelKeys = ["name", "timezone", "admin", "network", "providers", "routing", "channels", "updates"]
     static let maxProviders = 32, maxSSHKeys = 32, maxDNS = 8
 
     static func read(
-        text: String, path: String, form: SetupFileForm
+        text: String, path: String, form: SetupFileForm, zoneExists: Validators.ZoneCheck? = nil
     ) -> Result<(config: BoxConfig, secrets: [String: Secret]), SetupErrors> {
         let root: TOMLTable
         do {
@@ -261,7 +265,7 @@ final class SetupFileReader {
                         message: "not valid TOML: \(error.description)")
                 ]))
         }
-        let reader = SetupFileReader(form: form, file: path)
+        let reader = SetupFileReader(form: form, file: path, zoneExists: zoneExists)
         let config = reader.readConfig(SetupTable(root, path: [], line: nil, reader: reader))
         guard reader.errors.isEmpty else {
             // File order; problems without a line (missing top-level keys) first.
@@ -320,7 +324,7 @@ final class SetupFileReader {
         if let name = root.check("name", Validators.hostname, missing: "every box needs a name, such as name = \"kitchen-box\"") {
             config.name = name
         }
-        if let tz = root.check("timezone", Validators.timezone, missing: nil) { config.timezone = tz }
+        if let tz = root.check("timezone", { Validators.timezone($0, exists: self.zoneExists) }, missing: nil) { config.timezone = tz }
         if let admin = root.table("admin") {
             config.admin = readAdmin(admin)
         } else if root.value("admin") == nil {

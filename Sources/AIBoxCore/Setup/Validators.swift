@@ -127,6 +127,20 @@ public enum Validators {
         return .success(text)
     }
 
+    /// Whether a zone (already of the right shape) exists on this box: the caller's look at
+    /// its zoneinfo directory, passed in (this module does no I/O).
+    public typealias ZoneCheck = @Sendable (String) -> Bool
+
+    /// `timezone(_:)`, then `exists` when given.
+    public static func timezone(_ text: String, exists: ZoneCheck?) -> Validated<String> {
+        timezone(text).flatMap { zone in
+            guard let exists, zone != "UTC", !exists(zone) else { return .success(zone) }
+            return fail(
+                "there is no time zone \(quote(zone)) on this box (no /usr/share/zoneinfo/\(zone)); check the spelling, such as Europe/Berlin"
+            )
+        }
+    }
+
     /// `HH:MM-HH:MM` in 24-hour time; it may wrap midnight (`22:00-02:00`).
     public static func maintenanceWindow(_ text: String) -> Validated<MaintenanceWindow> {
         if let w = MaintenanceWindow(text) { return .success(w) }

@@ -102,6 +102,7 @@ public struct SetupWizard: Sendable {
 
     public let tier: LocalLLMTier
     private let hashPassword: PasswordHasher
+    private let zoneExists: Validators.ZoneCheck?
     /// The answers given, by question key.
     private var answers: [String: Given] = [:]
     /// The questions answered, in order: what `back` undoes.
@@ -110,9 +111,11 @@ public struct SetupWizard: Sendable {
     private var remembered: [String: Given] = [:]
 
     /// `tier` decides the local model offered for chat; `hashPassword` hashes the admin password.
-    public init(tier: LocalLLMTier, hashPassword: @escaping PasswordHasher) {
+    /// `zoneExists`, when given, checks that the time zone answered is installed.
+    public init(tier: LocalLLMTier, hashPassword: @escaping PasswordHasher, zoneExists: Validators.ZoneCheck? = nil) {
         self.tier = tier
         self.hashPassword = hashPassword
+        self.zoneExists = zoneExists
     }
 
     /// Resumes from journaled steps: replays them in order through the same checks as typed
@@ -120,9 +123,10 @@ public struct SetupWizard: Sendable {
     /// missing from `secrets`), which is then asked again. Every journaled answer is the
     /// default of its question.
     public init(
-        tier: LocalLLMTier, hashPassword: @escaping PasswordHasher, resuming records: [WizardStepRecord], secrets: [String: Secret]
+        tier: LocalLLMTier, hashPassword: @escaping PasswordHasher, zoneExists: Validators.ZoneCheck? = nil,
+        resuming records: [WizardStepRecord], secrets: [String: Secret]
     ) {
-        self.init(tier: tier, hashPassword: hashPassword)
+        self.init(tier: tier, hashPassword: hashPassword, zoneExists: zoneExists)
         for record in records {
             for a in record.answers { remembered[a.key] = given(a.value, secrets: secrets) ?? remembered[a.key] }
         }
@@ -577,7 +581,8 @@ public struct SetupWizard: Sendable {
     private func timezoneSpec() -> Spec? {
         guard answers["timezone"] == nil else { return nil }
         var s = Spec(
-            .timezone, "timezone", "Time zone, Area/City such as Europe/Berlin", accept: SetupWizard.textAnswer(Validators.timezone))
+            .timezone, "timezone", "Time zone, Area/City such as Europe/Berlin",
+            accept: SetupWizard.textAnswer { [zoneExists] in Validators.timezone($0, exists: zoneExists) })
         s.intro = stepIntro(.timezone, "Used for the update window and the time agents see.")
         s.fallback = .text(BoxConfig.defaultTimezone)
         return s
