@@ -154,8 +154,9 @@ struct SetupSession {
                 do { try journal.save(r) } catch { throw CLIError("cannot journal step \(r.step.title): \(error)") }
                 journal.record("setup.step-done", "step \(r.step.number) (\(r.step.title)) done")
             }
-            if now.count < saved.count { try? journal.retain(Set(now.keys)) }  // went back into a finished step
-            saved = now
+            // Going back into a finished step keeps the later steps journaled: after a power cut
+            // their answers are still there (replayed if they still fit, else asked again).
+            saved.merge(now) { _, new in new }
         }
         guard let (config, secrets) = wizard.result else { return }
         do {
