@@ -367,6 +367,8 @@ public final class Supervisor {
         if changed {
             stateChanged = true
             persist(name)
+            // No process of it left: no copy of its secrets either (made again at its next start).
+            if !slot.machine.state.hasProcess && slot.machine.state != .starting { removeCredentials(name) }
         }
         // A deadline already due (a zero restart-delay) fires in this same turn.
         if let d = slot.machine.deadline, d <= Clock.monotonic() { dueNow = true }
@@ -445,6 +447,12 @@ public final class Supervisor {
             closeDescriptor(readFD)
             apply(name, slot.machine.spawnFailed(error.description, now: now, random: Double.random(in: 0..<1)))
         }
+    }
+
+    func removeCredentials(_ name: String) {
+        let dir = paths.credentials + "/" + name
+        guard fileExists(dir) else { return }
+        removeCredentialsDirectory(dir)
     }
 
     /// $CREDENTIALS_DIRECTORY: a private copy of only the secrets this worker lists.

@@ -25,7 +25,7 @@ public struct SecretStore {
         }
     }
 
-    private func prepare() throws(SystemError) {
+    func prepare() throws(SystemError) {
         try makeDirectories(directory, mode: 0o700)
         // An existing directory keeps whatever mode it had: make it 0700.
         _ = try syscall("chmod", detail: directory) { chmod(directory, 0o700) }
@@ -169,10 +169,25 @@ public struct SettingsApplier {
     /// Every file this writes, for factory-reset.
     public var ownedFiles: [String] { [wiredNetworkFile, wirelessNetworkFile, wpaFile, sshDropIn, adminKeys] }
 
+    /// Writes the settings (each file atomically) and tells the running system.
     public func apply(_ c: BoxConfig, secrets: [String: Secret]) throws(SystemError) {
-        try write("etc/hostname", c.name + "\n")
-        try write("etc/timezone", c.timezone + "\n")
-        try replaceSymlink(paths.under("etc/localtime"), target: "/usr/share/zoneinfo/" + c.timezone)
+        let tx = FileTransaction()
+        do throws(SystemError) {
+            try stage(c, secrets: secrets, into: tx)
+        } catch {
+            tx.abandon()
+            throw error
+        }
+        try tx.commit()
+        tellRunningSystem(c)
+    }
+
+    /// Stages every file of the settings in `tx` (written under temporary names; nothing
+    /// replaced until the transaction commits).
+    func stage(_ c: BoxConfig, secrets: [String: Secret], into tx: FileTransaction) throws(SystemError) {
+        try tx.write(paths.under("etc/hostname"), c.name + "\n")
+        try tx.write(paths.under("etc/timezone"), c.timezone + "\n")
+        try tx.symlink(paths.under("etc/localtime"), target: "/usr/share/zoneinfo/" + c.timezone)
 
         var wired = SettingsApplier.marker + "[Match]\nType=ether\n\n[Network]\n"
         switch c.network.wired {
@@ -182,10 +197,10 @@ public struct SettingsApplier {
             if let g = s.gateway { wired += "Gateway=\(g)\n" }
             for d in s.dns { wired += "DNS=\(d)\n" }
         }
-        try writeFile(wiredNetworkFile, wired)
+        try tx.write(wiredNetworkFile, wired)
 
         if let wifi = c.network.wifi {
-            try writeFile(wirelessNetworkFile, SettingsApplier.marker + "[Match]\nType=wlan\n\n[Network]\nDHCP=yes\n")
+            try tx.write(wirelessNetworkFile, SettingsApplier.marker + "[Match]\nType=wlan\n\n[Network]\nDHCP=yes\n")
             var conf =
                 SettingsApplier.marker + "ctrl_interface=/run/wpa_supplicant\nupdate_config=0\ncountry=\(wifi.country)\n\nnetwork={\n"
             // The SSID in hex (any bytes, no quoting); the passphrase as its PSK, never in clear.
@@ -196,21 +211,24 @@ public struct SettingsApplier {
                 conf += "    key_mgmt=NONE\n"
             }
             conf += "}\n"
-            try writeFile(wpaFile, conf, mode: 0o600)
+            try tx.write(wpaFile, conf, mode: 0o600)
         } else {
-            _ = unlink(wirelessNetworkFile)
-            _ = unlink(wpaFile)
+            tx.remove(wirelessNetworkFile)
+            tx.remove(wpaFile)
         }
 
         if c.admin.sshKeys.isEmpty {
-            _ = unlink(adminKeys)
+            tx.remove(adminKeys)
         } else {
-            try writeFile(adminKeys, c.admin.sshKeys.joined(separator: "\n") + "\n")
+            try tx.write(adminKeys, c.admin.sshKeys.joined(separator: "\n") + "\n")
         }
-        try writeFile(
+        try tx.write(
             sshDropIn,
             SettingsApplier.marker + "Match User admin\n    AuthorizedKeysFile .ssh/authorized_keys /etc/aibox/ssh/admin.keys\n")
+    }
 
+    /// On the box itself (root `/`): the running system learns the new settings.
+    func tellRunningSystem(_ c: BoxConfig) {
         guard live else { return }
         _ = c.name.withCString { sethostname($0, strlen($0)) }
         if let hash = c.admin.passwordHash { _ = runProgram(["/usr/sbin/chpasswd", "-e"], input: "admin:\(hash)\n") }
@@ -219,27 +237,19 @@ public struct SettingsApplier {
 
     /// Back to the image's defaults: the files this wrote are removed, name and zone reset.
     public func reset() throws(SystemError) {
-        for f in ownedFiles { _ = unlink(f) }
-        try write("etc/hostname", BoxConfig.defaultName + "\n")
-        try write("etc/timezone", BoxConfig.defaultTimezone + "\n")
-        try replaceSymlink(paths.under("etc/localtime"), target: "/usr/share/zoneinfo/" + BoxConfig.defaultTimezone)
+        let tx = FileTransaction()
+        for f in ownedFiles { tx.remove(f) }
+        do throws(SystemError) {
+            try tx.write(paths.under("etc/hostname"), BoxConfig.defaultName + "\n")
+            try tx.write(paths.under("etc/timezone"), BoxConfig.defaultTimezone + "\n")
+            try tx.symlink(paths.under("etc/localtime"), target: "/usr/share/zoneinfo/" + BoxConfig.defaultTimezone)
+        } catch {
+            tx.abandon()
+            throw error
+        }
+        try tx.commit()
     }
 
-    private func write(_ relative: String, _ text: String) throws(SystemError) { try writeFile(paths.under(relative), text) }
-
-    private func writeFile(_ path: String, _ text: String, mode: mode_t = 0o644) throws(SystemError) {
-        try makeDirectories(parentDirectory(path))
-        try writeFileAtomically(path, Array(text.utf8), mode: mode)
-    }
-
-    private func replaceSymlink(_ path: String, target: String) throws(SystemError) {
-        try makeDirectories(parentDirectory(path))
-        let tmp = path + ".new"
-        _ = unlink(tmp)
-        _ = try syscall("symlink", detail: tmp) { symlink(target, tmp) }
-        _ = try syscall("rename", detail: path) { rename(tmp, path) }
-        syncDirectory(parentDirectory(path))
-    }
 }
 
 func hex(_ bytes: [UInt8]) -> String {
@@ -322,12 +332,28 @@ public struct Provisioner {
     /// Secrets first, then the OS settings, then `box.toml` (atomically): a power cut before
     /// that last rename leaves the box unprovisioned, and a new attempt rewrites the same
     /// files. Setup's secrets no longer named by the configuration go last.
+    ///
+    /// All or nothing: every file is first written under a temporary name (write, fsync);
+    /// only when all of them are written are they renamed into place, `box.toml` last. A
+    /// failure while writing changes nothing; a power cut during the renames leaves the box
+    /// unprovisioned (or, re-provisioning, on its old box.toml) and a new attempt completes it.
     public func commit(_ config: BoxConfig, secrets: [String: Secret]) throws(SystemError) {
         let store = SecretStore(directory: paths.secrets)
-        for (name, value) in secrets.sorted(by: { $0.key < $1.key }) { try store.write(name, value) }
-        try applier.apply(config, secrets: secrets)
-        try makeDirectories(parentDirectory(paths.boxConfig))
-        try writeFileAtomically(paths.boxConfig, Array(config.tomlText().utf8), mode: 0o640)
+        let tx = FileTransaction()
+        do throws(SystemError) {
+            try store.prepare()
+            for (name, value) in secrets.sorted(by: { $0.key < $1.key }) {
+                guard SecretStore.isValidName(name) else { throw SystemError("secret", errno: EINVAL, detail: "name \(name)") }
+                try tx.write(paths.secrets + "/" + name, Array(value.reveal().utf8), mode: 0o600)
+            }
+            try applier.stage(config, secrets: secrets, into: tx)
+            try tx.write(paths.boxConfig, Array(config.tomlText().utf8), mode: 0o640)
+        } catch {
+            tx.abandon()
+            throw error
+        }
+        try tx.commit()
+        applier.tellRunningSystem(config)
         let kept = Set(config.secretNames)
         for name in store.names() where Provisioner.isSetupSecret(name) && !kept.contains(name) { store.remove(name) }
         SecretStore(directory: paths.setupStaging).removeAll()
@@ -349,6 +375,8 @@ public struct Provisioner {
         }
         SecretStore(directory: paths.secrets).removeAll()
         SecretStore(directory: paths.setupStaging).removeAll()
+        // The workers' copies too (the daemon stops them; a copy must not outlive the reset).
+        for w in listDirectory(paths.credentials) { removeCredentialsDirectory(paths.credentials + "/" + w) }
         for f in listDirectory(paths.localWorkers) { _ = unlink(paths.localWorkers + "/" + f) }
         syncDirectory(paths.localWorkers)
         try applier.reset()
@@ -363,7 +391,8 @@ public enum SeedFailure: Error, CustomStringConvertible {
     case file(String)
     /// What is wrong inside, every problem at once.
     case invalid(SetupErrors)
-    /// Writing the result failed (nothing was committed: the box is as it was).
+    /// Writing the result failed: while staging, nothing was replaced; a failed rename
+    /// (`function == "rename"`) replaced the files before it.
     case system(SystemError)
 
     public var description: String {
@@ -423,5 +452,73 @@ extension Provisioner {
             }
             return .success(config)
         }
+    }
+}
+
+/// Removes a worker's credentials directory (mode 0500 while in use: made writable first).
+public func removeCredentialsDirectory(_ dir: String) {
+    _ = chmod(dir, 0o700)
+    for f in listDirectory(dir) { _ = unlink(dir + "/" + f) }
+    _ = rmdir(dir)
+}
+
+/// Files replaced together: each is written under a temporary name first (write, fsync);
+/// `commit` renames them into place in the order they were staged, then makes the removals.
+/// `abandon` deletes what was staged: nothing was replaced.
+final class FileTransaction {
+    private var staged: [(temporary: String, path: String)] = []
+    private var removals: [String] = []
+    static let suffix = ".aibox-new"
+
+    func write(_ path: String, _ text: String, mode: mode_t = 0o644) throws(SystemError) {
+        try write(path, Array(text.utf8), mode: mode)
+    }
+
+    func write(_ path: String, _ bytes: [UInt8], mode: mode_t) throws(SystemError) {
+        try makeDirectories(parentDirectory(path))
+        let tmp = path + FileTransaction.suffix
+        staged.append((tmp, path))
+        let fd = try syscall("open", detail: tmp) { open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode) }
+        defer { closeDescriptor(fd) }
+        _ = fchmod(fd, mode)  // O_CREAT's mode does not apply to a file left by an earlier attempt
+        try writeAll(fd, bytes)
+        _ = try syscall("fsync", detail: tmp) { fsync(fd) }
+    }
+
+    func symlink(_ path: String, target: String) throws(SystemError) {
+        try makeDirectories(parentDirectory(path))
+        let tmp = path + FileTransaction.suffix
+        staged.append((tmp, path))
+        _ = unlink(tmp)
+        _ = try syscall("symlink", detail: tmp) { Glibc.symlink(target, tmp) }
+    }
+
+    func remove(_ path: String) { removals.append(path) }
+
+    func abandon() {
+        for s in staged { _ = unlink(s.temporary) }
+        staged = []
+        removals = []
+    }
+
+    func commit() throws(SystemError) {
+        var directories: [String] = []
+        for (i, s) in staged.enumerated() {
+            guard rename(s.temporary, s.path) == 0 else {
+                let e = errno
+                for rest in staged[i...] { _ = unlink(rest.temporary) }
+                throw SystemError("rename", errno: e, detail: "\(s.path) (the files before it were replaced; run the same setup again)")
+            }
+            let dir = parentDirectory(s.path)
+            if !directories.contains(dir) { directories.append(dir) }
+        }
+        for r in removals {
+            _ = unlink(r)
+            let dir = parentDirectory(r)
+            if !directories.contains(dir) { directories.append(dir) }
+        }
+        for d in directories { syncDirectory(d) }
+        staged = []
+        removals = []
     }
 }

@@ -56,6 +56,8 @@ struct Setup: ParsableCommand {
         case .failure(.invalid(let errors)):
             writeStandardError("aibox: the seed was not applied; nothing changed. \(errors.errors.count) problem(s):\n\(errors)\n")
             throw ExitCode(ExitCodes.failure)
+        case .failure(.system(let e)) where e.function == "rename":
+            throw CLIError("the seed was only partly applied: \(e)")
         case .failure(let other):
             throw CLIError("the seed was not applied; nothing changed: \(other)")
         }
