@@ -218,6 +218,26 @@ private let defaultWorkerStopTimeout = 10.0
         #expect(preset.contains("enable aibox.service"))
         #expect(preset.contains("enable aibox-setup@.service ttyS0"))
     }
+
+    // MARK: (f) the boot loader script
+
+    @Test func grubScriptParsesAndKeepsTheBootCountVariables() throws {
+        let script = repository.appendingPathComponent("image/boot/grub-aibox.cfg")
+        let check = try Tool.run("grub-script-check", [script.path])
+        #expect(check.status == 0, "grub-script-check: \(check.stderr)")
+        let text = try String(contentsOf: script, encoding: .utf8)
+        // The variables BootEnvironment writes and reads (AIBoxCore/Update/BootControl.swift).
+        for v in ["AIBOX_ORDER", "AIBOX_A_STATE", "AIBOX_A_LEFT", "AIBOX_B_STATE", "AIBOX_B_LEFT"] {
+            #expect(text.contains("load_env") && text.contains(v), "\(v) is not used")
+        }
+        #expect(text.contains("save_env AIBOX_ORDER AIBOX_A_STATE AIBOX_A_LEFT AIBOX_B_STATE AIBOX_B_LEFT"))
+        #expect(text.contains("aibox.slot=${aibox_slot}"), "the kernel is told the booted slot")
+        // The check is not vacuous: a broken copy is refused.
+        let root = try TempDirectory()
+        try root.write("broken.cfg", text.replacingOccurrences(of: "  fi\ndone", with: "done"))
+        let broken = try Tool.run("grub-script-check", [root.path + "/broken.cfg"])
+        #expect(broken.status != 0, "a script missing a 'fi' passed")
+    }
 }
 
 // MARK: - Helpers

@@ -30,9 +30,11 @@ public struct BootEnvironment: Equatable, Sendable {
 
     public static let maxTries = 9
 
+    /// A fresh image: the first slot (written by the installer) good, the others bad (empty)
+    /// — as the image's GRUB script assumes when its environment block is empty.
     public init(slots: [SlotName] = ["A", "B"]) {
         order = slots
-        states = Dictionary(uniqueKeysWithValues: slots.map { ($0, SlotState.good) })
+        states = Dictionary(uniqueKeysWithValues: slots.enumerated().map { ($0.element, $0.offset == 0 ? SlotState.good : .bad) })
         triesLeft = Dictionary(uniqueKeysWithValues: slots.map { ($0, 0) })
         booted = nil
     }
