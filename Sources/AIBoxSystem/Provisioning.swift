@@ -289,24 +289,7 @@ extension UInt32 {
 /// Runs a program to its end, feeding `input` on stdin; its exit status, or nil when it
 /// could not start. For the few system tools setup asks on a real box.
 @discardableResult
-public func runProgram(_ argv: [String], input: String?) -> Int32? {
-    guard let pipe = try? makePipe() else { return nil }
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_adddup2(&actions, pipe.read, 0)
-    var cargs = argv.map { strdup($0) } + [nil]
-    defer { for p in cargs { free(p) } }
-    var pid: pid_t = 0
-    let r = posix_spawn(&pid, argv[0], &actions, nil, &cargs, environ)
-    closeDescriptor(pipe.read)
-    if r == 0, let input { try? writeAll(pipe.write, Array(input.utf8)) }
-    closeDescriptor(pipe.write)
-    guard r == 0 else { return nil }
-    var status: Int32 = 0
-    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-    return aibox_wifexited(status) != 0 ? aibox_wexitstatus(status) : -1
-}
+public func runProgram(_ argv: [String], input: String?) -> Int32? { captureProgram(argv, input: input).status }
 
 // MARK: Provisioning
 

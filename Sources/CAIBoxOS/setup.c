@@ -61,3 +61,12 @@ int aibox_loop_attach(int backing_fd, int read_only, char *device, size_t device
     errno = e;
     return -1;
 }
+
+#include <linux/fs.h>
+
+int aibox_block_device_size(int fd, unsigned long long *bytes) {
+    unsigned long long size = 0;
+    if (ioctl(fd, BLKGETSIZE64, &size) != 0) return -1;
+    *bytes = size;
+    return 0;
+}

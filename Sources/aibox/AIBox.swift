@@ -20,7 +20,7 @@ struct AIBox: ParsableCommand {
         version: AIBoxVersion.current,
         subcommands: [
             Daemon.self, Status.self, Workers.self, Start.self, Stop.self, Restart.self, Logs.self, Events.self, Reload.self,
-            Hardware.self, Setup.self, FactoryReset.self,
+            Hardware.self, Setup.self, FactoryReset.self, BundleCommand.self, Update.self,
         ])
 }
 

@@ -127,7 +127,7 @@ public struct BootEnvironment: Equatable, Sendable {
         return .success(env)
     }
 
-    static func isSlotName(_ s: String) -> Bool {
+    public static func isSlotName(_ s: String) -> Bool {
         !s.isEmpty && s.utf8.count <= 8 && s.utf8.allSatisfy { $0 >= 0x41 && $0 <= 0x5A }
     }
 }

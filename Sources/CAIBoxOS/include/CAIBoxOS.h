@@ -99,4 +99,7 @@ int aibox_hash_password(const char *password, char *out, size_t out_size);
 /// Returns the loop device's descriptor (close it after mounting), or -1 (errno).
 int aibox_loop_attach(int backing_fd, int read_only, char *device, size_t device_size);
 
+/// The size of a block device in bytes (BLKGETSIZE64); 0, or -1 (errno).
+int aibox_block_device_size(int fd, unsigned long long *bytes);
+
 #endif

@@ -1,0 +1,174 @@
+import AIBoxCore
+import CAIBoxOS
+import Glibc
+
+/// Where the boot environment lives (issue 5). The updater and the daemon read it, change it
+/// with BootEnvironment's verbs, and store it back; the boot loader applies
+/// `BootEnvironment.boot()`'s rule at power-on.
+public protocol BootControl {
+    func load() throws(SystemError) -> BootEnvironment
+    func store(_ env: BootEnvironment) throws(SystemError)
+    /// The slot running now: the kernel command line (`aibox.slot=`) on a real box, the
+    /// environment's record under the file backend.
+    func booted() -> SlotName?
+}
+
+extension BootControl {
+    /// Reads, changes, writes back.
+    public func update(_ change: (inout BootEnvironment) -> Void) throws(SystemError) {
+        var env = try load()
+        change(&env)
+        try store(env)
+    }
+}
+
+/// The slot named by `aibox.slot=` on the kernel command line, if any.
+public func kernelCommandLineSlot(_ cmdline: String? = readTextFile("/proc/cmdline")) -> SlotName? {
+    for word in (cmdline ?? "").split(whereSeparator: { $0 == " " || $0 == "\n" }) where word.hasPrefix("aibox.slot=") {
+        let s = String(word.dropFirst("aibox.slot=".count))
+        if BootEnvironment.isSlotName(s) { return s }
+    }
+    return nil
+}
+
+/// Development and tests: two copies, PATH.0 and PATH.1, each with a sequence number and a
+/// CRC; a write replaces the older copy by rename, so a power cut at any instant leaves a
+/// valid environment (the previous or the new one). A missing environment is a fresh image.
+public struct FileBootControl: BootControl {
+    public let path: String
+    public let slots: [SlotName]
+
+    public init(path: String, slots: [SlotName] = ["A", "B"]) {
+        self.path = path
+        self.slots = slots
+    }
+
+    func copies() -> [[UInt8]?] { [readSmallFile(path + ".0", limit: 64 << 10), readSmallFile(path + ".1", limit: 64 << 10)] }
+
+    public func load() throws(SystemError) -> BootEnvironment {
+        let c = copies()
+        if let chosen = BootEnvironmentFile.choose(c) { return chosen.env }
+        if c.allSatisfy({ $0 == nil }) { return BootEnvironment(slots: slots) }
+        throw SystemError("boot environment", errno: EIO, detail: "\(path).0 and \(path).1: neither copy is valid")
+    }
+
+    public func store(_ env: BootEnvironment) throws(SystemError) {
+        let chosen = BootEnvironmentFile.choose(copies())
+        let sequence = (chosen?.sequence ?? 0) + 1
+        let target = chosen.map { $0.newest == 0 ? 1 : 0 } ?? 0
+        try makeDirectories(parentDirectory(path))
+        try writeFileAtomically("\(path).\(target)", BootEnvironmentFile.encode(env, sequence: sequence), mode: 0o644)
+    }
+
+    public func booted() -> SlotName? { (try? load())?.booted }
+}
+
+/// GRUB: the environment block (`/boot/grub/grubenv`) through `grub-editenv`, which rewrites
+/// the 1 KiB block in place (GRUB itself does the same with save_env). The booted slot comes
+/// from the kernel command line (image/boot/grub-aibox.cfg passes `aibox.slot=`).
+public struct GrubBootControl: BootControl {
+    public let envFile: String
+    public var editenv = "/usr/bin/grub-editenv"
+    public let slots: [SlotName]
+
+    public init(envFile: String, slots: [SlotName] = ["A", "B"]) {
+        self.envFile = envFile
+        self.slots = slots
+    }
+
+    public func load() throws(SystemError) -> BootEnvironment {
+        guard fileExists(envFile) else { return BootEnvironment(slots: slots) }
+        let (status, output) = captureProgram([editenv, envFile, "list"])
+        guard status == 0 else { throw SystemError("grub-editenv list", errno: EIO, detail: envFile) }
+        if !output.contains("AIBOX_ORDER=") { return BootEnvironment(slots: slots) }
+        switch BootEnvironment.parse(output) {
+        case .success(let env): return env
+        case .failure(let e): throw SystemError("grub environment", errno: EINVAL, detail: "\(envFile): \(e)")
+        }
+    }
+
+    public func store(_ env: BootEnvironment) throws(SystemError) {
+        if !fileExists(envFile) {
+            guard captureProgram([editenv, envFile, "create"]).status == 0 else {
+                throw SystemError("grub-editenv create", errno: EIO, detail: envFile)
+            }
+        }
+        let assignments = env.variables.filter { $0.0 != "AIBOX_BOOTED" }.map { "\($0.0)=\($0.1)" }
+        guard captureProgram([editenv, envFile, "set"] + assignments).status == 0 else {
+            throw SystemError("grub-editenv set", errno: EIO, detail: envFile)
+        }
+    }
+
+    public func booted() -> SlotName? { kernelCommandLineSlot() }
+}
+
+/// Runs a program to its end; its exit status (nil: could not start) and its standard output.
+public func captureProgram(_ argv: [String], input: String? = nil) -> (status: Int32?, output: String) {
+    guard let inPipe = try? makePipe(), let outPipe = try? makePipe() else { return (nil, "") }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_adddup2(&actions, inPipe.read, 0)
+    posix_spawn_file_actions_adddup2(&actions, outPipe.write, 1)
+    var cargs = argv.map { strdup($0) } + [nil]
+    defer { for p in cargs { free(p) } }
+    var pid: pid_t = 0
+    let r = posix_spawn(&pid, argv[0], &actions, nil, &cargs, environ)
+    closeDescriptor(inPipe.read)
+    closeDescriptor(outPipe.write)
+    if r == 0, let input { try? writeAll(inPipe.write, Array(input.utf8)) }
+    closeDescriptor(inPipe.write)
+    var output: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while r == 0 {
+        let n = read(outPipe.read, &buffer, buffer.count)
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 || output.count > 1 << 20 { break }
+        output += buffer[0..<n]
+    }
+    closeDescriptor(outPipe.read)
+    guard r == 0 else { return (nil, "") }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    return (aibox_wifexited(status) != 0 ? aibox_wexitstatus(status) : -1, String(decoding: output, as: UTF8.self))
+}
+
+extension SystemDescription {
+    /// The boot control of this description, its paths taken under `paths`' root.
+    public func bootControl(_ paths: Paths) -> BootControl {
+        let names = slots.map(\.name)
+        switch bootloader {
+        case .file: return FileBootControl(path: paths.under(String(bootEnv.dropFirst())), slots: names)
+        case .grub: return GrubBootControl(envFile: paths.under(String(bootEnv.dropFirst())), slots: names)
+        case .uboot: return UBootControl(slots: names)
+        }
+    }
+}
+
+/// U-Boot: `fw_printenv` reads, `fw_setenv -s SCRIPT` writes all variables at once (the
+/// environment's redundant copy makes that atomic, as U-Boot's own saveenv).
+public struct UBootControl: BootControl {
+    public let slots: [SlotName]
+
+    public init(slots: [SlotName] = ["A", "B"]) { self.slots = slots }
+    public var printenv = "/usr/bin/fw_printenv"
+    public var setenv = "/usr/bin/fw_setenv"
+
+    public func load() throws(SystemError) -> BootEnvironment {
+        let (status, output) = captureProgram([printenv])
+        guard status == 0 else { throw SystemError("fw_printenv", errno: EIO) }
+        if !output.contains("AIBOX_ORDER=") { return BootEnvironment(slots: slots) }
+        switch BootEnvironment.parse(output) {
+        case .success(let env): return env
+        case .failure(let e): throw SystemError("u-boot environment", errno: EINVAL, detail: "\(e)")
+        }
+    }
+
+    public func store(_ env: BootEnvironment) throws(SystemError) {
+        // fw_setenv -s takes "NAME VALUE" lines (a space, not "=").
+        let script = env.variables.filter { $0.0 != "AIBOX_BOOTED" }.map { "\($0.0) \($0.1)\n" }.joined()
+        guard captureProgram([setenv, "-s", "-"], input: script).status == 0 else { throw SystemError("fw_setenv -s", errno: EIO) }
+    }
+
+    public func booted() -> SlotName? { kernelCommandLineSlot() }
+}

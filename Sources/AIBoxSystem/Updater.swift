@@ -1,0 +1,338 @@
+import AIBoxCore
+import CAIBoxOS
+import Crypto
+import Glibc
+
+/// Installing an update bundle into the inactive slot (issue 5): the bundle streams through
+/// `BundleStreamVerifier` (header and signature first), its payload into the slot while it
+/// is hashed; the slot is read back and hashed again; only then is it made primary on trial.
+/// The target slot is marked bad before its first byte is written, so no interruption ever
+/// leaves a half-written slot bootable — or the other slot touched.
+
+/// Where an update stands, as `aibox update status` shows it.
+public enum UpdateState: String, Sendable, CaseIterable {
+    case idle, downloading, installing, installed, trying, committed
+    case rolledBack = "rolled-back"
+    case failed
+}
+
+/// The update journal: meta rows of the database, written at every transition, so that a
+/// SIGKILL at any point is followed by a clean start over (the target slot is still bad).
+public final class UpdateJournal {
+    let db: SQLiteConnection
+
+    public init(path: String) throws(SQLiteError) {
+        db = try Store.connect(path, busyTimeoutMilliseconds: 2000)
+        _ = try Schema.migrate(db)
+    }
+
+    public func value(_ key: String) -> String? {
+        try? db.query("SELECT value FROM meta WHERE key = ?", [.text(key)]).first?.first?.string
+    }
+
+    public func set(_ values: [String: String?]) throws(SQLiteError) {
+        try db.transaction { () throws(SQLiteError) in
+            for (k, v) in values.sorted(by: { $0.key < $1.key }) {
+                if let v {
+                    try db.query("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", [.text(k), .text(v)])
+                } else {
+                    try db.query("DELETE FROM meta WHERE key = ?", [.text(k)])
+                }
+            }
+        }
+    }
+
+    public var state: UpdateState { value("update.state").flatMap(UpdateState.init(rawValue:)) ?? .idle }
+    public var lastError: String? { value("update.lastError") }
+    /// The lowest version this box accepts (the last committed one); rollbacks must be signed as such.
+    public var floor: SemanticVersion? { value("update.floor").flatMap(SemanticVersion.init) }
+    public func slotVersion(_ slot: SlotName) -> String? { value("update.slot.\(slot).version") }
+
+    public func record(_ kind: String, _ message: String) {
+        _ = try? db.query(
+            "INSERT INTO events(at, kind, worker, message) VALUES (?, ?, NULL, ?)",
+            [.integer(Clock.wallMilliseconds()), .text(kind), .text(message)])
+    }
+
+    /// A transition: the state (and other values) written, an event recorded.
+    public func transition(_ state: UpdateState, _ message: String, _ extra: [String: String?] = [:]) {
+        var values = extra
+        values["update.state"] = state.rawValue
+        if state != .failed && values["update.lastError"] == nil { values["update.lastError"] = .some(nil) }
+        try? set(values)
+        record("update.\(state.rawValue)", message)
+    }
+}
+
+public struct UpdateError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ d: String) { description = d }
+}
+
+/// Progress of an install, for the terminal.
+public struct InstallProgress: Sendable {
+    public var bytes: UInt64
+    public var total: UInt64
+}
+
+/// Everything an install needs, resolved under `paths`' root.
+public struct UpdateContext {
+    public let paths: Paths
+    public let system: SystemDescription
+    public let control: BootControl
+
+    public static func load(_ paths: Paths) throws(UpdateError) -> UpdateContext {
+        let path = paths.under("usr/lib/aibox/system.toml")
+        guard let text = readTextFile(path) else {
+            throw UpdateError("no system description at \(path): the image says there which slots the box has (DESIGN.md)")
+        }
+        switch SystemDescription.parse(text, path: path) {
+        case .failure(let errors): throw UpdateError("\(path) is not valid:\n\(errors)")
+        case .success(let system): return UpdateContext(paths: paths, system: system, control: system.bootControl(paths))
+        }
+    }
+
+    /// A slot's device, under the root (image files in development).
+    public func device(_ slot: SystemDescription.Slot) -> String { paths.under(String(slot.device.dropFirst())) }
+
+    /// The slot running now. When nothing records it (a development root before its first
+    /// simulated boot), the slot the boot loader would have chosen before any trial: the
+    /// first good one.
+    public func bootedSlot() throws(UpdateError) -> SlotName {
+        if let b = control.booted() { return b }
+        do {
+            let env = try control.load()
+            return env.order.first { env.state(of: $0) == .good } ?? env.primary ?? "A"
+        } catch {
+            throw UpdateError("cannot read the boot environment: \(error)")
+        }
+    }
+}
+
+public enum Installer {
+    /// Installs the bundle at `path` into the slot not booted. Returns the slot and version.
+    public static func install(
+        bundle path: String, context: UpdateContext, journal: UpdateJournal, progress: (InstallProgress) -> Void
+    ) throws(UpdateError) -> (slot: SlotName, version: SemanticVersion) {
+        let booted = try context.bootedSlot()
+        guard let target = context.system.slots.first(where: { $0.name != booted }) else {
+            throw UpdateError("no slot other than the booted one (\(booted)) in the system description")
+        }
+        let keyring: Keyring
+        do {
+            keyring = try Keyring.load(directory: context.paths.under("usr/lib/aibox/keys"))
+        } catch {
+            throw UpdateError("\(error)")
+        }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw UpdateError("cannot open \(path): \(String(cString: strerror(errno)))") }
+        defer { closeDescriptor(fd) }
+        journal.transition(.installing, "installing \(path) into slot \(target.name)", ["update.target": target.name])
+        do {
+            let version = try stream(fd: fd, target: target, context: context, journal: journal, keyring: keyring, progress: progress)
+            try context.control.update { $0.setPrimary(target.name, tries: context.system.bootTries) }
+            journal.transition(
+                .installed,
+                "version \(version) installed in slot \(target.name); it boots on trial (\(context.system.bootTries) tries) at the next reboot",
+                ["update.slot.\(target.name).version": version.description, "update.version": version.description])
+            return (target.name, version)
+        } catch let e as UpdateError {
+            fail(e.description, journal)
+            throw e
+        } catch {
+            fail("\(error)", journal)
+            throw UpdateError("\(error)")
+        }
+    }
+
+    static func fail(_ message: String, _ journal: UpdateJournal) {
+        journal.transition(.failed, "update failed: \(message)", ["update.lastError": message])
+    }
+
+    /// Reads the bundle through the verifier into the slot; read-back check at the end.
+    static func stream(
+        fd: Int32, target: SystemDescription.Slot, context: UpdateContext, journal: UpdateJournal, keyring: Keyring,
+        progress: (InstallProgress) -> Void
+    ) throws -> SemanticVersion {
+        var verifier = BundleStreamVerifier(keyring: keyring)
+        var slot: SlotWriter?
+        var version: SemanticVersion?
+        var manifest: BundleManifest?
+        var total: UInt64 = 0
+        var done: UInt64 = 0
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        defer { buffer.deallocate() }
+        while true {
+            let n = read(fd, buffer.baseAddress, buffer.count)
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 { throw UpdateError("reading the bundle: \(String(cString: strerror(errno)))") }
+            if n == 0 { break }
+            try verifier.consume(UnsafeRawBufferPointer(rebasing: buffer[0..<n])) { event in
+                switch event {
+                case .header(let bundle):
+                    try check(bundle.manifest, context: context, journal: journal)
+                    guard bundle.manifest.images.count == 1, let image = bundle.manifest.images.first, image.slotClass == "rootfs" else {
+                        throw UpdateError(
+                            "this box has rootfs slots only; the bundle has \(bundle.manifest.images.map(\.slotClass).joined(separator: ", "))"
+                        )
+                    }
+                    // Nothing of the target is bootable from here until it is verified.
+                    try context.control.update { $0.setState(target.name, .bad) }
+                    try? journal.set(["update.slot.\(target.name).version": nil])
+                    slot = try SlotWriter(device: context.device(target), size: image.size)
+                    version = bundle.manifest.version
+                    manifest = bundle.manifest
+                    total = image.size
+                case .payload(_, let offset, let bytes):
+                    try slot?.write(bytes, at: offset)
+                    done += UInt64(bytes.count)
+                    progress(InstallProgress(bytes: done, total: total))
+                case .imageVerified(let index):
+                    guard let s = slot, let m = manifest else { return }
+                    try s.finishAndVerify(sha256: m.images[index].sha256)
+                }
+            }
+        }
+        _ = try verifier.finish()
+        guard let version else { throw UpdateError("the bundle had no header") }
+        return version
+    }
+
+    /// compatible, and the version floor (an older version only as a signed rollback):
+    /// UpdatePolicy's rule, before any byte reaches the slot.
+    static func check(_ m: BundleManifest, context: UpdateContext, journal: UpdateJournal) throws(UpdateError) {
+        if case .failure(let refusal) = UpdatePolicy.check(m, compatible: context.system.compatible, floor: journal.floor) {
+            throw UpdateError(refusal.message)
+        }
+    }
+}
+
+/// Writes a payload into a slot (a block device or an image file), then reads it back.
+final class SlotWriter {
+    let device: String
+    let fd: Int32
+    let size: UInt64
+
+    init(device: String, size: UInt64) throws(UpdateError) {
+        self.device = device
+        self.size = size
+        var st = stat()
+        let exists = stat(device, &st) == 0
+        let isBlock = exists && st.st_mode & S_IFMT == S_IFBLK
+        let flags = O_WRONLY | O_CLOEXEC | (isBlock ? 0 : O_CREAT | O_NOFOLLOW)
+        let fd = open(device, flags, 0o600)
+        guard fd >= 0 else { throw UpdateError("cannot open the slot \(device): \(String(cString: strerror(errno)))") }
+        self.fd = fd
+        if isBlock {
+            var capacity: UInt64 = 0
+            if aibox_block_device_size(fd, &capacity) == 0, capacity < size {
+                closeDescriptor(fd)
+                throw UpdateError("the image is \(size) bytes; the slot \(device) holds \(capacity)")
+            }
+        } else {
+            // An image file: as long as the image, with the space taken now (a full disk fails here, not half-way).
+            guard ftruncate(fd, 0) == 0 else {
+                let e = errno
+                closeDescriptor(fd)
+                throw UpdateError("cannot write the slot \(device): \(String(cString: strerror(e)))")
+            }
+            let r = posix_fallocate(fd, 0, off_t(size))
+            if r != 0 {
+                closeDescriptor(fd)
+                throw UpdateError(
+                    "no room for the image in \(device): \(size) bytes needed (\(String(cString: strerror(r)))); nothing was installed")
+            }
+        }
+    }
+
+    deinit { closeDescriptor(fd) }
+
+    func write(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws(UpdateError) {
+        var done = 0
+        while done < bytes.count {
+            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else {
+                throw UpdateError("writing the slot \(device) at byte \(offset + UInt64(done)): \(String(cString: strerror(errno)))")
+            }
+            done += n
+        }
+    }
+
+    /// fsync, then the slot read back from the device and hashed again.
+    func finishAndVerify(sha256 expected: String) throws(UpdateError) {
+        guard fsync(fd) == 0 else { throw UpdateError("fsync of the slot \(device): \(String(cString: strerror(errno)))") }
+        let r = open(device, O_RDONLY | O_CLOEXEC)
+        guard r >= 0 else { throw UpdateError("cannot read the slot \(device) back: \(String(cString: strerror(errno)))") }
+        defer { closeDescriptor(r) }
+        // Not from the page cache where the device allows: what the boot loader will read.
+        _ = posix_fadvise(r, 0, 0, POSIX_FADV_DONTNEED)
+        var hasher = SHA256()
+        var left = size
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        while left > 0 {
+            let n = read(r, &buffer, Int(min(UInt64(buffer.count), left)))
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw UpdateError("reading the slot \(device) back: it ended \(left) bytes early") }
+            buffer.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+            left -= UInt64(n)
+        }
+        let digest = BundleLayout.hex(Array(hasher.finalize()))
+        guard digest == expected else {
+            throw UpdateError(
+                "the slot \(device) read back does not match the image (sha256 \(digest), expected \(expected)): not activated")
+        }
+    }
+}
+
+extension UpdateJournal {
+    /// What the boot that just happened means for an update in flight: the new slot booted
+    /// (on trial), or the old one again after the new one used up its tries (rolled back).
+    /// Called by the daemon at start and by `aibox update status`.
+    @discardableResult
+    public func reconcile(_ context: UpdateContext) -> UpdateState {
+        guard let target = value("update.target"), let booted = try? context.bootedSlot(),
+            let env = try? context.control.load()
+        else { return state }
+        switch state {
+        case .installed where booted == target && env.state(of: target) == .trying:
+            transition(.trying, "booted slot \(target) (version \(slotVersion(target) ?? "?")) on trial")
+        case .installed, .trying:
+            if booted != target && env.state(of: target) == .bad {
+                transition(
+                    .rolledBack,
+                    "slot \(target) (version \(slotVersion(target) ?? "?")) failed its trial; slot \(booted) runs again",
+                    ["update.lastError": "slot \(target) did not become healthy within its boot tries"])
+            }
+        default:
+            break
+        }
+        return state
+    }
+
+    /// The booted slot is healthy: good from now on, its version the new floor.
+    public func commit(_ context: UpdateContext, reason: String) throws(UpdateError) {
+        let booted = try context.bootedSlot()
+        do {
+            try context.control.update { $0.setState(booted, .good) }
+        } catch {
+            throw UpdateError("cannot write the boot environment: \(error)")
+        }
+        var values: [String: String?] = [:]
+        if let v = slotVersion(booted), let parsed = SemanticVersion(v), floor.map({ parsed > $0 }) ?? true {
+            values["update.floor"] = parsed.description
+        }
+        transition(.committed, "slot \(booted) marked good: \(reason)", values)
+    }
+
+    /// The booted slot is not fit: bad, and the other one primary again.
+    public func reject(_ context: UpdateContext, reason: String) throws(UpdateError) {
+        let booted = try context.bootedSlot()
+        do {
+            try context.control.update { $0.setState(booted, .bad) }
+        } catch {
+            throw UpdateError("cannot write the boot environment: \(error)")
+        }
+        transition(.failed, "slot \(booted) marked bad: \(reason)", ["update.lastError": "slot \(booted) marked bad: \(reason)"])
+    }
+}

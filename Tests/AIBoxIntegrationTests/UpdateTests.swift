@@ -1,0 +1,228 @@
+import AIBoxCore
+import AIBoxSystem
+import Foundation
+import Glibc
+import Testing
+
+/// A box with two image-file slots and the file boot environment, a signing key, and the
+/// boot simulator: at each simulated reboot it applies the boot rule
+/// (`BootEnvironment.boot()`, which image/boot/grub-aibox.cfg implements for GRUB) to the
+/// file environment, as the boot loader would.
+final class UpdateBox {
+    let box: TestBox
+    let key: String
+    let scratch: String
+
+    init(tries: Int = 3) throws {
+        box = try TestBox()
+        scratch = box.root + "/scratch"
+        try makeDirectories(scratch)
+        try makeDirectories(box.paths.under("usr/lib/aibox/keys"))
+        try makeDirectories(box.paths.under("var/lib/aibox/slots"))
+        try writeFileAtomically(
+            box.paths.under("usr/lib/aibox/system.toml"),
+            Array(
+                """
+                compatible = "aibox-test"
+                bootloader = "file"
+                boot-env = "/var/lib/aibox/bootenv"
+                boot-tries = \(tries)
+                [slot.A]
+                device = "/var/lib/aibox/slots/A.img"
+                [slot.B]
+                device = "/var/lib/aibox/slots/B.img"
+                """.utf8))
+        key = scratch + "/signing.pem"
+        let k = try run(aiboxBinary, ["bundle", "keygen", "--private", key, "--public", box.paths.under("usr/lib/aibox/keys/dev.pub")])
+        try #require(k.code == 0, "keygen: \(k.stderr)")
+    }
+
+    var control: FileBootControl { FileBootControl(path: box.paths.under("var/lib/aibox/bootenv")) }
+
+    /// A bundle of `bytes` random bytes as the rootfs image.
+    func bundle(version: String, bytes: Int = 3 << 20, compatible: String = "aibox-test", rollback: Bool = false) throws -> (
+        path: String, image: [UInt8]
+    ) {
+        let image = [UInt8](try #require(FileHandle(forReadingAtPath: "/dev/urandom")).readData(ofLength: bytes))
+        let imagePath = scratch + "/rootfs-\(version).img"
+        try writeFileAtomically(imagePath, image)
+        let out = scratch + "/\(version)\(rollback ? "-rollback" : "").aibox"
+        var args = [
+            "bundle", "create", "--compatible", compatible, "--version", version, "--image", "rootfs=\(imagePath)", "--key", key,
+            "--output", out,
+        ]
+        if rollback { args.append("--rollback") }
+        let r = try run(aiboxBinary, args)
+        try #require(r.code == 0, "bundle create: \(r.stderr)")
+        return (out, image)
+    }
+
+    func update(_ args: [String]) throws -> CommandResult { try box.aibox(["update"] + args) }
+
+    struct Status: Decodable {
+        struct Slot: Decodable {
+            var name: String
+            var state: String
+            var version: String?
+        }
+        var bootedSlot: String
+        var primarySlot: String?
+        var slots: [Slot]
+        var state: String
+        var lastError: String?
+        func slot(_ n: String) -> Slot? { slots.first { $0.name == n } }
+    }
+
+    func status() throws -> Status {
+        let r = try update(["status", "--json"])
+        try #require(r.code == 0, "update status: \(r.stderr)")
+        return try JSONDecoder().decode(Status.self, from: Data(r.stdout.utf8))
+    }
+
+    /// The boot loader at power-on.
+    @discardableResult
+    func reboot() throws -> SlotName? {
+        var env = try control.load()
+        let slot = env.boot()
+        try control.store(env)
+        return slot
+    }
+
+    func slotBytes(_ slot: String) -> [UInt8]? { readSmallFile(box.paths.under("var/lib/aibox/slots/\(slot).img"), limit: 64 << 20) }
+}
+
+@Suite struct UpdateTests {
+    @Test func installRebootCommitThenTheNewSlotStays() throws {
+        let u = try UpdateBox()
+        let (bundle, image) = try u.bundle(version: "1.1.0")
+        let r = try u.update(["install", bundle])
+        #expect(r.code == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("installed version 1.1.0 in slot B"))
+        #expect(r.stdout.contains("progress: 100%"), "plain progress lines off a terminal")
+        #expect(u.slotBytes("B") == image, "the slot holds the image")
+        var s = try u.status()
+        #expect(s.bootedSlot == "A" && s.primarySlot == "B" && s.state == "installed")
+        #expect(s.slot("B")?.state == "trying" && s.slot("B")?.version == "1.1.0")
+
+        #expect(try u.reboot() == "B")
+        s = try u.status()
+        #expect(s.bootedSlot == "B" && s.state == "trying")
+        let good = try u.update(["mark-good"])
+        #expect(good.code == 0, "\(good.stderr)")
+        s = try u.status()
+        #expect(s.state == "committed" && s.slot("B")?.state == "good")
+        for _ in 0..<5 { #expect(try u.reboot() == "B", "a good slot boots without counting") }
+        let kinds = try u.box.events().map(\.kind)
+        for k in ["update.installing", "update.installed", "update.trying", "update.committed"] { #expect(kinds.contains(k), "\(k)") }
+    }
+
+    @Test func aSlotThatNeverBecomesHealthyIsRolledBackAfterItsTries() throws {
+        let u = try UpdateBox(tries: 2)
+        let (bundle, _) = try u.bundle(version: "2.0.0")
+        #expect(try u.update(["install", bundle]).code == 0)
+        // Two boots on trial; nobody marks the slot good (it crashed each time).
+        #expect(try u.reboot() == "B")
+        #expect(try u.status().state == "trying")
+        #expect(try u.reboot() == "B")
+        // Out of tries: the boot loader falls back to A.
+        #expect(try u.reboot() == "A")
+        let s = try u.status()
+        #expect(s.bootedSlot == "A" && s.state == "rolled-back", "\(s)")
+        #expect(s.slot("B")?.state == "bad" && s.slot("A")?.state == "good")
+        #expect(s.lastError?.contains("did not become healthy") == true)
+        let rolled = try u.box.events().filter { $0.kind == "update.rolled-back" }
+        #expect(rolled.first?.message.contains("slot B (version 2.0.0) failed its trial") == true, "\(rolled)")
+    }
+
+    @Test func markBadAndRollbackByHand() throws {
+        let u = try UpdateBox()
+        let (bundle, _) = try u.bundle(version: "1.2.0")
+        #expect(try u.update(["install", bundle]).code == 0)
+        #expect(try u.reboot() == "B")
+        let bad = try u.update(["mark-bad"])
+        #expect(bad.code == 0, "\(bad.stderr)")
+        #expect(try u.reboot() == "A")
+        #expect(try u.status().slot("B")?.state == "bad")
+        // Rolling back to a bad slot is refused.
+        let refused = try u.update(["rollback"])
+        #expect(refused.code == 1 && refused.stderr.contains("nothing safe to roll back to"), "\(refused.stderr)")
+    }
+
+    /// Each refused before a byte is written: the running slot untouched, the other never good.
+    @Test(arguments: ["wrong-compatible", "older-than-floor", "truncated", "corrupted", "unknown-key", "trailing-bytes"])
+    func aBadBundleIsRefusedAndNothingBootable(fault: String) throws {
+        let u = try UpdateBox()
+        // A committed 1.5.0 first: the floor.
+        let (first, firstImage) = try u.bundle(version: "1.5.0")
+        #expect(try u.update(["install", first]).code == 0)
+        try u.reboot()
+        #expect(try u.update(["mark-good"]).code == 0)
+        let slotABefore = u.slotBytes("A")
+        var path: String
+        var expected: String
+        switch fault {
+        case "wrong-compatible":
+            path = try u.bundle(version: "1.6.0", compatible: "other-box").path
+            expected = "the bundle is for \"other-box\", this box is \"aibox-test\""
+        case "older-than-floor":
+            path = try u.bundle(version: "1.4.0").path
+            expected = "older than 1.5.0"
+        case "unknown-key":
+            let stranger = u.scratch + "/stranger.pem"
+            _ = try run(aiboxBinary, ["bundle", "keygen", "--private", stranger, "--public", u.scratch + "/stranger.pub"])
+            let img = u.scratch + "/x.img"
+            try writeFileAtomically(img, Array(repeating: 7, count: 4096))
+            path = u.scratch + "/stranger.aibox"
+            _ = try run(
+                aiboxBinary,
+                [
+                    "bundle", "create", "--compatible", "aibox-test", "--version", "1.6.0", "--image", "rootfs=\(img)", "--key", stranger,
+                    "--output", path,
+                ])
+            expected = "key"
+        default:
+            let b = try u.bundle(version: "1.6.0").path
+            var bytes = try #require(readSmallFile(b, limit: 64 << 20))
+            switch fault {
+            case "truncated":
+                bytes.removeLast(bytes.count / 3)
+                expected = "truncated"
+            case "corrupted":
+                bytes[bytes.count - 1000] ^= 0xFF
+                expected = "does not match its sha256"
+            default:
+                bytes += Array(repeating: 0, count: 100)
+                expected = "extra bytes"
+            }
+            path = u.scratch + "/bad.aibox"
+            try writeFileAtomically(path, bytes)
+        }
+        let r = try u.update(["install", path])
+        #expect(r.code == 1, "\(fault): \(r.stdout)")
+        #expect(r.stderr.contains(expected), "\(fault): \(r.stderr)")
+        #expect(r.stderr.contains("the running slot is untouched"))
+        let after = try u.control.load()
+        #expect(after.state(of: "B") == .good && after.primary == "B", "\(fault): the running slot B stays good and primary")
+        #expect(u.slotBytes("B") == firstImage, "\(fault): the running slot's bytes are untouched")
+        if u.slotBytes("A") != slotABefore {
+            #expect(after.state(of: "A") == .bad, "\(fault): a slot written in part is never left good")
+        } else {
+            #expect(["wrong-compatible", "older-than-floor", "unknown-key"].contains(fault), "\(fault): refused only after writing")
+        }
+        let s = try u.status()
+        #expect(s.state == "failed" && s.lastError != nil, "\(fault): \(s)")
+        #expect(try u.reboot() == "B")
+    }
+
+    @Test func anOlderVersionSignedAsARollbackIsTaken() throws {
+        let u = try UpdateBox()
+        let (first, _) = try u.bundle(version: "3.0.0")
+        #expect(try u.update(["install", first]).code == 0)
+        try u.reboot()
+        #expect(try u.update(["mark-good"]).code == 0)
+        let (older, image) = try u.bundle(version: "2.9.0", rollback: true)
+        let r = try u.update(["install", older])
+        #expect(r.code == 0, "\(r.stderr)")
+        #expect(u.slotBytes("A") == image)
+    }
+}

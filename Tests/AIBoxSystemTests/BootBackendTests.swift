@@ -1,0 +1,61 @@
+import Glibc
+import Testing
+
+@testable import AIBoxCore
+@testable import AIBoxSystem
+
+@Suite struct BootBackendTests {
+    @Test func theFileBackendSurvivesATornWriteOfEitherCopy() throws {
+        try withTemporaryDirectory { dir in
+            let control = FileBootControl(path: dir + "/bootenv")
+            // Nothing stored yet: a fresh image.
+            #expect(try control.load() == BootEnvironment())
+            try control.update { $0.setPrimary("B", tries: 3) }
+            try control.update { _ = $0.boot() }
+            let env = try control.load()
+            #expect(env.primary == "B" && env.triesLeft["B"] == 2 && control.booted() == "B")
+            // The newer copy torn (a power cut mid-write without rename): the older one is taken.
+            let newer = try #require(BootEnvironmentFile.choose(control.copies())).newest
+            let path = dir + "/bootenv.\(newer)"
+            let bytes = try #require(readSmallFile(path))
+            try writeFileAtomically(path, Array(bytes.prefix(bytes.count / 2)))
+            let older = try control.load()
+            #expect(older.primary == "B" && older.triesLeft["B"] == 3, "the copy before the last write")
+            // The next write goes to the broken copy's place and wins again.
+            try control.update { $0.setState("B", .good) }
+            #expect(try control.load().state(of: "B") == .good)
+            // Both copies garbage: an error, never a guess.
+            try writeFileAtomically(dir + "/bootenv.0", Array("junk".utf8))
+            try writeFileAtomically(dir + "/bootenv.1", Array("junk".utf8))
+            #expect(throws: SystemError.self) { try control.load() }
+        }
+    }
+
+    @Test func theGrubBackendReadsAndWritesTheEnvironmentBlockWithGrubEditenv() throws {
+        try #require(fileExists("/usr/bin/grub-editenv"), "grub-editenv is missing (.ci/run installs grub-common)")
+        try withTemporaryDirectory { dir in
+            let control = GrubBootControl(envFile: dir + "/grubenv")
+            #expect(try control.load() == BootEnvironment())
+            try control.update { $0.setPrimary("B", tries: 3) }
+            // What GRUB's load_env will see: the block holds exactly our variables.
+            let listed = captureProgram(["/usr/bin/grub-editenv", dir + "/grubenv", "list"])
+            #expect(listed.status == 0)
+            #expect(listed.output.contains("AIBOX_ORDER=B A\n") && listed.output.contains("AIBOX_B_STATE=trying\n"))
+            #expect(listed.output.contains("AIBOX_B_LEFT=3\n"))
+            #expect(readSmallFile(dir + "/grubenv")?.count == 1024, "GRUB's environment block is 1 KiB")
+            var expected = BootEnvironment()
+            expected.setPrimary("B", tries: 3)
+            #expect(try control.load() == expected)
+            // The boot loader's own variables stay.
+            _ = captureProgram(["/usr/bin/grub-editenv", dir + "/grubenv", "set", "saved_entry=1"])
+            try control.update { $0.setState("B", .good) }
+            #expect(captureProgram(["/usr/bin/grub-editenv", dir + "/grubenv", "list"]).output.contains("saved_entry=1"))
+        }
+    }
+
+    @Test func theBootedSlotComesFromTheKernelCommandLine() {
+        #expect(kernelCommandLineSlot("BOOT_IMAGE=/vmlinuz-B root=PARTLABEL=root-b ro aibox.slot=B quiet\n") == "B")
+        #expect(kernelCommandLineSlot("root=/dev/sda1 quiet") == nil)
+        #expect(kernelCommandLineSlot("aibox.slot=../x") == nil)
+    }
+}
