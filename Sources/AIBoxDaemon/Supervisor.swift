@@ -132,6 +132,7 @@ public final class Supervisor {
         store.setMeta("version", AIBoxVersion.current)
         recoverFromPreviousRun()
         beginSetupWatch()
+        beginUpdateWatch()
         detectHardware()
         install(definitions)
         let now = Clock.monotonic()
@@ -176,6 +177,7 @@ public final class Supervisor {
     var lastExitAt: [String: Int64] = [:]
     var hw = HardwareState()
     var setup = SetupState()
+    var trial = UpdateTrial()
 
     /// After a SIGKILL of the daemon, its workers may still run, unsupervised. Each recorded
     /// process group is killed if it is still ours: the leader must be the same process
@@ -289,6 +291,7 @@ public final class Supervisor {
             fireDueDeadlines(now: now)
         }
         if !shuttingDown {
+            if trial.gate != nil && (stateChanged || trial.next.map { $0 <= now } ?? true) { updateTrialCheck(now: now) }
             if stateChanged && slots.values.contains(where: { $0.machine.state == .waiting }) {
                 for name in order {
                     guard let slot = slots[name], slot.machine.state == .waiting else { continue }
@@ -334,6 +337,7 @@ public final class Supervisor {
         consider(nextMemoryCheck)
         consider(hardwareDeadline)
         consider(setup.nextCheck)
+        consider(trial.next)
         consider(store.nextRetry)
         consider(shutdownGiveUp)
         loop.arm(at: next)

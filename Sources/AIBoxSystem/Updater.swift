@@ -127,7 +127,7 @@ public enum Installer {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw UpdateError("cannot open \(path): \(String(cString: strerror(errno)))") }
         defer { closeDescriptor(fd) }
-        journal.transition(.installing, "installing \(path) into slot \(target.name)", ["update.target": target.name])
+        journal.transition(.installing, "installing \(path) into slot \(target.name)", ["update.target": target.name, "update.trial": nil])
         do {
             let version = try stream(fd: fd, target: target, context: context, journal: journal, keyring: keyring, progress: progress)
             try context.control.update { $0.setPrimary(target.name, tries: context.system.bootTries) }
@@ -294,18 +294,19 @@ extension UpdateJournal {
         guard let target = value("update.target"), let booted = try? context.bootedSlot(),
             let env = try? context.control.load()
         else { return state }
+        // A trial that ended with the slot bad (out of tries, or rejected by the health gate)
+        // and the other slot booted again: rolled back. A failed install is not a trial.
+        let trialEnded = state == .installed || state == .trying || (state == .failed && value("update.trial") == target)
         switch state {
         case .installed where booted == target && env.state(of: target) == .trying:
-            transition(.trying, "booted slot \(target) (version \(slotVersion(target) ?? "?")) on trial")
-        case .installed, .trying:
-            if booted != target && env.state(of: target) == .bad {
-                transition(
-                    .rolledBack,
-                    "slot \(target) (version \(slotVersion(target) ?? "?")) failed its trial; slot \(booted) runs again",
-                    ["update.lastError": "slot \(target) did not become healthy within its boot tries"])
-            }
+            transition(.trying, "booted slot \(target) (version \(slotVersion(target) ?? "?")) on trial", ["update.trial": target])
         default:
-            break
+            if trialEnded && booted != target && env.state(of: target) == .bad {
+                let why = lastError ?? "slot \(target) did not become healthy within its boot tries"
+                transition(
+                    .rolledBack, "slot \(target) (version \(slotVersion(target) ?? "?")) failed its trial; slot \(booted) runs again",
+                    ["update.lastError": why, "update.trial": nil])
+            }
         }
         return state
     }

@@ -1,0 +1,97 @@
+import AIBoxCore
+import AIBoxSystem
+import Glibc
+import Logging
+
+/// Reboots the box: what the daemon does when a slot on trial fails (issue 5).
+public protocol Rebooter: AnyObject {
+    func reboot(reason: String)
+}
+
+/// The box itself: systemd's orderly reboot (every service stopped, file systems synced).
+final class SystemRebooter: Rebooter {
+    func reboot(reason: String) { _ = runProgram(["/usr/bin/systemctl", "reboot"], input: nil) }
+}
+
+/// Under a `--root` other than `/` there is no machine to reboot: the request is an event,
+/// and the test kit's boot simulator does what the boot loader would.
+final class RecordingRebooter: Rebooter {
+    func reboot(reason: String) {}
+}
+
+/// A slot booted on trial, watched until it is good or bad.
+struct UpdateTrial {
+    var context: UpdateContext?
+    var journal: UpdateJournal?
+    var gate: TrialGate?
+    var next: Instant?
+    var rebooter: Rebooter?
+}
+
+extension Supervisor {
+    /// At start: what the boot means for an update in flight (on trial, rolled back).
+    func beginUpdateWatch() {
+        guard fileExists(paths.under("usr/lib/aibox/system.toml")) else { return }
+        let context: UpdateContext
+        let journal: UpdateJournal
+        do {
+            context = try UpdateContext.load(paths)
+            journal = try UpdateJournal(path: paths.database)
+        } catch {
+            logger.error("updates: \(error)")
+            store.record(event(kind: "update.unavailable", worker: nil, message: "\(error)"))
+            return
+        }
+        trial.context = context
+        trial.journal = journal
+        trial.rebooter = paths.root == "/" ? SystemRebooter() : RecordingRebooter()
+        let state = journal.reconcile(context)
+        guard state == .trying else { return }
+        let slot = (try? context.bootedSlot()) ?? "?"
+        trial.gate = TrialGate(
+            started: Clock.monotonic(), commitAfter: context.system.commitAfter, deadline: context.system.commitDeadline)
+        logger.notice(
+            "slot \(slot) is on trial: it is marked good once every critical worker has been ready for \(context.system.commitAfter.aiboxText)"
+        )
+    }
+
+    /// After each turn while a trial runs: commit, reject and reboot, or wait.
+    func updateTrialCheck(now: Instant) {
+        guard var gate = trial.gate, let context = trial.context, let journal = trial.journal else { return }
+        let critical = order.compactMap { name -> TrialGate.Worker? in
+            guard let m = slots[name]?.machine, m.definition.critical else { return nil }
+            let quarantined: Bool
+            if case .quarantined = m.state { quarantined = true } else { quarantined = false }
+            return TrialGate.Worker(name: name, ready: m.isReady, quarantined: quarantined, restarts: m.restarts)
+        }
+        let verdict = gate.evaluate(now: now, critical: critical)
+        trial.gate = gate
+        switch verdict {
+        case .wait(let until):
+            trial.next = until
+        case .commit(let why):
+            trial.gate = nil
+            trial.next = nil
+            do {
+                try journal.commit(context, reason: why)
+                logger.notice("update committed: \(why)")
+            } catch {
+                logger.error("cannot mark the slot good: \(error)")
+            }
+        case .reject(let why):
+            trial.gate = nil
+            trial.next = nil
+            do {
+                try journal.reject(context, reason: why)
+            } catch {
+                logger.error("cannot mark the slot bad: \(error)")
+            }
+            let slot = (try? context.bootedSlot()) ?? "?"
+            let message = "slot \(slot) failed its trial (\(why)): rebooting into the other slot"
+            logger.critical("\(message)")
+            store.record(event(kind: "update.reboot-requested", worker: nil, message: message))
+            store.flush(now: now)
+            trial.rebooter?.reboot(reason: message)
+        }
+    }
+}
