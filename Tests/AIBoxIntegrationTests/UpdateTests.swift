@@ -277,4 +277,66 @@ final class UpdateBox {
         #expect(r.code == 0, "\(r.stderr)")
         #expect(u.slotBytes("A") == image ? true : false, "slot A does not hold the image")
     }
+
+    /// Downloads from a real HTTP server on 127.0.0.1, started by the test.
+    final class Server {
+        let process = Process()
+        let port: Int
+        let directory: String
+
+        init(directory: String) throws {
+            self.directory = directory
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+            process.arguments = [fixturesDirectory + "/http-server.py", directory]
+            let out = Pipe()
+            process.standardOutput = out
+            try process.run()
+            let line = LineReader(out).next(timeout: .seconds(10)) { !$0.isEmpty }
+            port = try #require(line.flatMap { Int($0) }, "the test server did not start")
+        }
+
+        func url(_ mode: String, _ name: String) -> String { "http://127.0.0.1:\(port)/\(mode)/\(name)" }
+        var requests: [String] { (readTextFile(directory + "/requests.log") ?? "").split(separator: "\n").map(String.init) }
+        deinit {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+
+    @Test func aURLIsStreamedIntoTheSlotAndACutDownloadResumesWithARangeRequest() throws {
+        let u = try UpdateBox()
+        let (bundle, image) = try u.bundle(version: "1.1.0", bytes: 2 << 20)
+        let dir = u.scratch + "/www"
+        try makeDirectories(dir)
+        _ = try run("/bin/cp", [bundle, dir + "/u.aibox"])
+        let server = try Server(directory: dir)
+        let r = try u.update(["install", server.url("cut-1000000", "u.aibox")])
+        #expect(r.code == 0, "\(r.stderr)")
+        #expect(u.slotBytes("B") == image ? true : false, "the slot holds the image")
+        #expect(server.requests == ["/cut-1000000/u.aibox -", "/cut-1000000/u.aibox bytes=1000000-"], "\(server.requests)")
+        let retry = try u.box.events().filter { $0.kind == "update.download-retry" }
+        #expect(retry.first?.message.contains("download cut at byte 1000000") == true, "\(retry)")
+        #expect(try u.status().state == "installed")
+        #expect(!fileExists(u.box.paths.under("var/lib/aibox/u.aibox")), "no local copy of the bundle")
+    }
+
+    @Test func aServerThatIgnoresRangeMakesTheInstallStartOverAndOneThatSendsMoreIsRefused() throws {
+        let u = try UpdateBox()
+        let (bundle, image) = try u.bundle(version: "1.1.0", bytes: 1 << 20)
+        let dir = u.scratch + "/www"
+        try makeDirectories(dir)
+        _ = try run("/bin/cp", [bundle, dir + "/u.aibox"])
+        let server = try Server(directory: dir)
+        // "more": the bundle plus 4096 bytes the manifest does not promise.
+        let more = try u.update(["install", server.url("more", "u.aibox")])
+        #expect(more.code == 1 && more.stderr.contains("extra bytes"), "\(more.stderr)")
+        #expect(try u.control.load().state(of: "B") == .bad, "never left good")
+        // A missing file: HTTP 404, not retried.
+        let missing = try u.update(["install", server.url("ok", "nothing.aibox")])
+        #expect(missing.code == 1 && missing.stderr.contains("HTTP 404") && missing.stderr.contains("not retried"), "\(missing.stderr)")
+        // Plain: works.
+        let ok = try u.update(["install", server.url("ok", "u.aibox")])
+        #expect(ok.code == 0, "\(ok.stderr)")
+        #expect(u.slotBytes("B") == image ? true : false, "the slot holds the image")
+    }
 }

@@ -102,4 +102,21 @@ int aibox_loop_attach(int backing_fd, int read_only, char *device, size_t device
 /// The size of a block device in bytes (BLKGETSIZE64); 0, or -1 (errno).
 int aibox_block_device_size(int fd, unsigned long long *bytes);
 
+/// Receives downloaded bytes; returns `len` to go on, anything else to stop the transfer.
+typedef size_t (*aibox_http_sink)(const void *data, size_t len, void *context);
+
+struct aibox_http_result {
+    long status;          // the HTTP status (0 when none came)
+    long long received;   // bytes the sink took in this call
+    int curl_code;        // libcurl's result code (0: the transfer completed)
+    int range_ignored;    // a resumed request got the whole file (200, not 206)
+    char error[256];
+};
+
+/// GET `url` from byte `offset` (a Range request when > 0) into `sink`, through libcurl
+/// loaded at run time (http and https only, redirects followed, a stall of `stall_timeout`
+/// seconds cuts the transfer). 0: complete; 1: failed or cut (see `result`); -1: no libcurl.
+int aibox_http_get(const char *url, unsigned long long offset, long connect_timeout, long stall_timeout, const char *user_agent,
+                   aibox_http_sink sink, void *context, struct aibox_http_result *result);
+
 #endif

@@ -1,0 +1,60 @@
+#!/usr/bin/python3
+# Test HTTP server for update downloads, on 127.0.0.1 (a free port, printed on stdout once
+# listening). Serves the files of DIR under /MODE/NAME:
+#   ok        plain, with Range support (206)
+#   cut-N     the first request of each file is cut after N bytes (connection closed);
+#             later requests are served normally (resume with Range)
+#   norange   ignores Range: always the whole file (200)
+#   more      sends 4096 bytes more than the file (a server sending more than promised)
+# Every request's path and Range header is appended to DIR/requests.log.
+import http.server
+import os
+import sys
+
+root = sys.argv[1]
+served = set()
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        parts = self.path.strip("/").split("/", 1)
+        with open(os.path.join(root, "requests.log"), "a") as log:
+            log.write(f"{self.path} {self.headers.get('Range', '-')}\n")
+        if len(parts) != 2 or "/" in parts[1] or parts[1].startswith("."):
+            self.send_error(404)
+            return
+        mode, name = parts
+        path = os.path.join(root, name)
+        if not os.path.isfile(path):
+            self.send_error(404)
+            return
+        data = open(path, "rb").read()
+        start = 0
+        rng = self.headers.get("Range")
+        if rng and mode != "norange" and rng.startswith("bytes=") and rng.endswith("-"):
+            start = int(rng[len("bytes="):-1])
+        body = data[start:]
+        if mode == "more":
+            body += b"\0" * 4096
+        self.send_response(206 if start else 200)
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if mode.startswith("cut-") and (mode, name) not in served:
+            served.add((mode, name))
+            self.wfile.write(body[: int(mode[4:])])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.wfile.write(body)
+
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
