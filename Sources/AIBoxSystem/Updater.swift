@@ -289,6 +289,12 @@ final class InstallSession {
 }
 
 extension Installer {
+    /// Whether an install holds the update lock now.
+    public static func isRunning(_ paths: Paths) -> Bool {
+        guard fileExists(paths.updateLock) else { return false }
+        return (try? ProcessLock(path: paths.updateLock)) == nil ? true : false
+    }
+
     /// compatible, and the version floor (an older version only as a signed rollback):
     /// UpdatePolicy's rule, before any byte reaches the slot.
     static func check(_ m: BundleManifest, context: UpdateContext, journal: UpdateJournal) throws(UpdateError) {
@@ -382,6 +388,12 @@ extension UpdateJournal {
     /// Called by the daemon at start and by `aibox update status`.
     @discardableResult
     public func reconcile(_ context: UpdateContext) -> UpdateState {
+        // An install that stopped without a word (killed, power cut): its lock is free.
+        if state == .installing || state == .downloading, !Installer.isRunning(context.paths) {
+            transition(
+                .failed, "the install was interrupted (the installer stopped); the slot it wrote stays bad",
+                ["update.lastError": "the install was interrupted before it finished; run it again"])
+        }
         guard let target = value("update.target"), let booted = try? context.bootedSlot(),
             let env = try? context.control.load()
         else { return state }

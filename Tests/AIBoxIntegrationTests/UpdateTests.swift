@@ -339,4 +339,60 @@ final class UpdateBox {
         #expect(ok.code == 0, "\(ok.stderr)")
         #expect(u.slotBytes("B") == image ? true : false, "the slot holds the image")
     }
+
+    /// SIGKILL of the installer at every stage of the stream (in the magic, in the manifest,
+    /// in a signature, right after the verified header, mid-payload, one byte short, all bytes
+    /// but no end): the running slot stays good and primary, the other is never good, the
+    /// status says the install was interrupted, and a new install completes.
+    @Test func aKilledInstallNeverLeavesTheOtherSlotGoodAndCanBeRunAgain() throws {
+        let u = try UpdateBox()
+        let (bundle, image) = try u.bundle(version: "1.1.0", bytes: 1 << 20)
+        let bytes = try #require(readSmallFile(bundle, limit: 8 << 20))
+        let headerEnd = bytes.count - (1 << 20)
+        let cuts: [(at: Int, wait: String?)] = [
+            (4, nil), (40, nil), (headerEnd - 10, nil), (headerEnd, "bad"), (headerEnd + (1 << 19), "progress: 50%"),
+            (bytes.count - 1, "progress: 90%"), (bytes.count, "progress: 100%"),
+        ]
+        for cut in cuts {
+            let fifo = u.scratch + "/feed"
+            _ = unlink(fifo)
+            #expect(mkfifo(fifo, 0o600) == 0)
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: aiboxBinary)
+            p.arguments = ["update", "install", fifo, "--root", u.box.root]
+            let out = Pipe()
+            p.standardOutput = out
+            p.standardError = FileHandle(forWritingAtPath: "/dev/null")
+            try p.run()
+            let reader = LineReader(out)
+            let writer = try #require(FileHandle(forWritingAtPath: fifo))  // opens once the installer reads
+            try writer.write(contentsOf: Data(bytes[0..<cut.at]))
+            switch cut.wait {
+            case "bad"?:
+                #expect(waitUntil(.seconds(10)) { (try? u.control.load().state(of: "B")) == .bad }, "cut \(cut.at): header not taken")
+            case let line?:
+                // "progress: 93% …": at least the percentage named.
+                let least = Int(line.dropFirst("progress: ".count).dropLast()) ?? 0
+                let seen = reader.next(timeout: .seconds(10)) { l in
+                    l.hasPrefix("progress: ") && (Int(l.dropFirst("progress: ".count).prefix { $0.isNumber }) ?? -1) >= least
+                }
+                #expect(seen != nil, "cut \(cut.at): no \(line)")
+            case nil:
+                break
+            }
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+            try? writer.close()
+            let env = try u.control.load()
+            #expect(env.state(of: "A") == .good && env.primary == "A", "cut \(cut.at): A stays good and primary")
+            #expect(env.state(of: "B") != .good && env.state(of: "B") != .trying, "cut \(cut.at): B never bootable")
+            let s = try u.status()
+            #expect(s.state == "failed" || s.state == "idle", "cut \(cut.at): \(s.state)")
+            if s.state == "failed" { #expect(s.lastError?.contains("interrupted") == true, "cut \(cut.at): \(s.lastError ?? "nil")") }
+            #expect(try u.reboot() == "A", "cut \(cut.at): the box boots A")
+        }
+        let again = try u.update(["install", bundle])
+        #expect(again.code == 0, "\(again.stderr)")
+        #expect(u.slotBytes("B") == image ? true : false, "the slot holds the image")
+    }
 }
