@@ -113,11 +113,14 @@ public struct StatusView: Codable, Sendable, Equatable {
     public var hotplug: String?
     /// Whether setup has run (etc/aibox/box.toml exists); nil when not known (daemon down).
     public var provisioned: Bool?
+    /// The booted slot and the update state ("slot A; update committed"), when the image
+    /// describes its slots (usr/lib/aibox/system.toml).
+    public var update: String?
 
     public init(
         daemonRunning: Bool, daemonPid: Int32?, version: String, workers: [String: Int], workerCount: Int,
         databaseProblem: String?, configProblem: String?, logTarget: String?, hardware: String? = nil, hotplug: String? = nil,
-        provisioned: Bool? = nil
+        provisioned: Bool? = nil, update: String? = nil
     ) {
         self.daemonRunning = daemonRunning
         self.daemonPid = daemonPid
@@ -130,6 +133,7 @@ public struct StatusView: Codable, Sendable, Equatable {
         self.hardware = hardware
         self.hotplug = hotplug
         self.provisioned = provisioned
+        self.update = update
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -145,6 +149,7 @@ public struct StatusView: Codable, Sendable, Equatable {
         try c.encode(hardware, forKey: .hardware)
         try c.encode(hotplug, forKey: .hotplug)
         try c.encode(provisioned, forKey: .provisioned)
+        try c.encode(update, forKey: .update)
     }
 }
 

@@ -55,6 +55,13 @@ extension Supervisor {
         )
     }
 
+    /// "slot B on trial; update trying" for `aibox status`.
+    var updateSummary: String? {
+        guard let context = trial.context, let journal = trial.journal else { return nil }
+        let slot = (try? context.bootedSlot()) ?? "?"
+        return "slot \(slot)\(trial.gate != nil ? " on trial" : ""); update \(journal.state.rawValue)"
+    }
+
     /// After each turn while a trial runs: commit, reject and reboot, or wait.
     func updateTrialCheck(now: Instant) {
         guard var gate = trial.gate, let context = trial.context, let journal = trial.journal else { return }

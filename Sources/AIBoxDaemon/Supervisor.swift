@@ -645,7 +645,8 @@ public final class Supervisor {
         return StatusView(
             daemonRunning: true, daemonPid: getpid(), version: AIBoxVersion.current, workers: counts, workerCount: slots.count,
             databaseProblem: store.problem, configProblem: configProblem, logTarget: options.logTarget.rawValue,
-            hardware: hardware?.summary, hotplug: hotplugDescription, provisioned: setup.provisioned)
+            hardware: hardware?.summary, hotplug: hotplugDescription, provisioned: setup.provisioned,
+            update: updateSummary)
     }
 
     func summary() -> String {

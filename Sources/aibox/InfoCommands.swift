@@ -67,6 +67,7 @@ struct Status: ParsableCommand {
         if let l = s.logTarget { print("logs:      \(l)") }
         if let h = s.hardware { print("hardware:  \(h)") }
         if let h = s.hotplug { print("hotplug:   \(h)") }
+        if let u = s.update { print("system:    \(u)") }
         if !workers.isEmpty {
             print("")
             printWorkerTable(workers)

@@ -155,6 +155,8 @@ final class UpdateBox {
         let s = try u.status()
         #expect(s.state == "committed" && s.slot("B")?.state == "good")
         #expect(try u.box.events().contains { $0.kind == "update.trying" })
+        let status = try JSONDecoder().decode(StatusView.self, from: Data(try u.box.aibox(["status", "--json"]).stdout.utf8))
+        #expect(status.update == "slot B; update committed", "\(status.update ?? "nil")")
     }
 
     /// A critical worker crash-looping on the new slot: bad, reboot, the old slot again — rolled back.
