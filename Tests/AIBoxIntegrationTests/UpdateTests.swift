@@ -397,4 +397,22 @@ final class UpdateBox {
         #expect(again.code == 0, "\(again.stderr)")
         #expect(u.slotBytes("B") == image ? true : false, "the slot holds the image")
     }
+
+    /// The slots on a file system too small for the image (a 2 MiB tmpfs, a 3 MiB image): the
+    /// space is reserved before the first write, so the install fails at once, clearly, and
+    /// nothing bootable changes.
+    @Test func aFullDiskFailsTheInstallBeforeAnyWrite() throws {
+        let u = try UpdateBox()
+        let slots = u.box.paths.under("var/lib/aibox/slots")
+        let mounted = try run("/bin/mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", slots])
+        try #require(mounted.code == 0, "mount failed: \(mounted.stderr)")
+        defer { _ = try? run("/bin/umount", ["-l", slots]) }
+        let (bundle, _) = try u.bundle(version: "1.1.0", bytes: 3 << 20)
+        let r = try u.update(["install", bundle])
+        #expect(r.code == 1)
+        #expect(r.stderr.contains("no room for the image") && r.stderr.contains("3145728 bytes needed"), "\(r.stderr)")
+        let env = try u.control.load()
+        #expect(env.state(of: "A") == .good && env.primary == "A" && env.state(of: "B") == .bad)
+        #expect(try u.status().state == "failed")
+    }
 }
