@@ -97,6 +97,6 @@ final class Testbed {
 
     func send(_ command: String) throws {
         try input.fileHandleForWriting.write(contentsOf: Data((command + "\n").utf8))
-        #expect(reader.next { $0 == "ok" } != nil, "the test bed did not confirm \(command)")
+        #expect(reader.next { $0 == "ok" } != nil, "the test bed did not confirm \(command); it said: \(reader.lines)")
     }
 }

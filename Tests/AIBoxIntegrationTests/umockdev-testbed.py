@@ -85,6 +85,8 @@ for line in sys.stdin:
         plug("camera", testbed.add_device(
             "video4linux", "video0", None, ["name", "cam"], ["ID_V4L_CAPABILITIES", ":capture:"]))
     else:
-        print("unknown command " + command, flush=True)
+        os.write(1, ("unknown command " + command + "\n").encode())
         continue
-    print("ok", flush=True)
+    # One write(2): the program under test shares this pipe, and a line split in two writes
+    # can be interleaved with its output.
+    os.write(1, b"ok\n")
