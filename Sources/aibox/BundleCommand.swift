@@ -17,7 +17,7 @@ struct BundleCommand: ParsableCommand {
             the signature, the compatible string and the version before it writes a byte to a \
             slot. The format: docs/BUNDLE.md.
             """,
-        subcommands: [Keygen.self, Create.self, Inspect.self, Verify.self])
+        subcommands: [Keygen.self, Create.self, Inspect.self, Verify.self, SignFile.self])
 }
 
 extension BundleCommand {
@@ -246,6 +246,31 @@ extension BundleCommand {
             } catch let e as BundleError {
                 fail(CLIError("\(file): \(e.message)"))
             }
+        }
+    }
+}
+
+/// `aibox bundle sign FILE --key KEY`: an Ed25519 signature of FILE's bytes in FILE.sig
+/// (base64), for the update feed.
+struct SignFile: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sign", abstract: "Sign a file (the update feed) with a bundle key: FILE.sig, base64.")
+    @Argument(help: ArgumentHelp("The file to sign.", valueName: "FILE")) var file: String
+    @Option(help: ArgumentHelp("The private key (PEM).", valueName: "KEY")) var key: String
+
+    func run() throws {
+        do {
+            let privateKey = try BundleKeys.readPrivateKey(key)
+            guard let bytes = readSmallFile(file, limit: UpdateFeed.maxBytes) else {
+                throw CLIError("cannot read \(file) (at most \(UpdateFeed.maxBytes) bytes)")
+            }
+            let signature = try privateKey.signature(for: bytes)
+            try writeFileAtomically(file + ".sig", Array((Data(signature).base64EncodedString() + "\n").utf8))
+            print("wrote \(file).sig")
+        } catch let e as CLIError {
+            fail(e)
+        } catch {
+            fail(CLIError("\(error)"))
         }
     }
 }

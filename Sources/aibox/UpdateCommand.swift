@@ -8,7 +8,9 @@ import Glibc
 struct Update: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Install signed update bundles into the other slot; see and steer the A/B state.",
-        subcommands: [UpdateInstall.self, UpdateStatus.self, UpdateMarkGood.self, UpdateMarkBad.self, UpdateRollback.self])
+        subcommands: [
+            UpdateInstall.self, UpdateStatus.self, UpdateCheck.self, UpdateMarkGood.self, UpdateMarkBad.self, UpdateRollback.self,
+        ])
 }
 
 /// What the update commands share.
@@ -238,5 +240,124 @@ struct UpdateRollback: ParsableCommand {
         } catch {
             fail(CLIError("\(error)"))
         }
+    }
+}
+
+/// `aibox update check [--install [--now] [--reboot]] [--json]`: the feed of box.toml's
+/// [updates], its channel's newest version against what runs.
+struct UpdateCheck: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check",
+        abstract: "Look at the update feed; with --install, install what it offers (inside the maintenance window).",
+        discussion: """
+            The feed is box.toml's [updates] feed-url (signed JSON, FEED.sig beside it; docs/UPDATES.md). \
+            --install installs only inside the window, with the clock set and the space there, unless --now. \
+            --reboot then reboots, unless a worker holds run/aibox/reboot.inhibit (the reboot waits for the next check).
+            """)
+    @OptionGroup var options: RootOptions
+    @Flag(help: "Install what the feed offers.") var install = false
+    @Flag(help: "With --install: ignore the maintenance window.") var now = false
+    @Flag(help: "With --install: reboot into the new slot unless inhibited.") var reboot = false
+    @Flag(help: "One JSON document on stdout.") var json = false
+
+    struct Report: Encodable {
+        var result: String
+        var version: String?
+        var url: String?
+        var reason: String?
+        enum CodingKeys: String, CodingKey { case result, version, url, reason }
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(result, forKey: .result)
+            try c.encode(version, forKey: .version)
+            try c.encode(url, forKey: .url)
+            try c.encode(reason, forKey: .reason)
+        }
+    }
+
+    func run() throws {
+        do {
+            let tools = try UpdateTools(options)
+            let paths = tools.paths
+            guard let text = readTextFile(paths.boxConfig) else {
+                throw CLIError("the box is not set up (no \(paths.boxConfig)): no feed to look at")
+            }
+            let updates: UpdatesConfig
+            switch BoxConfig.parse(text: text, path: paths.boxConfig) {
+            case .success(let c): updates = c.updates
+            case .failure(let e): throw CLIError("\(paths.boxConfig) is not valid:\n\(e)")
+            }
+            guard let feedURL = updates.feedURL else {
+                throw CLIError("no feed: box.toml's [updates] has no feed-url (aibox update install BUNDLE|URL works without one)")
+            }
+            let keyring: Keyring
+            do { keyring = try Keyring.load(directory: paths.under("usr/lib/aibox/keys")) } catch { throw CLIError("\(error)") }
+            let feed: UpdateFeed
+            do {
+                feed = try UpdateFeed.fetch(feedURL, keyring: keyring)
+            } catch {
+                tools.journal.record("update.check-failed", "\(error)")
+                throw CLIError("\(error)")
+            }
+            let booted = try tools.context.bootedSlot()
+            let running = tools.journal.slotVersion(booted).flatMap(SemanticVersion.init) ?? SemanticVersion(AIBoxVersion.current)
+            var t = time(nil)
+            var tm = tm()
+            localtime_r(&t, &tm)
+            let slotDir = parentDirectory(tools.context.device(tools.context.system.slots[0]))
+            let decision = UpdatePlanner.decide(
+                entry: feed.channels[updates.channel.rawValue], channel: updates.channel.rawValue,
+                compatible: tools.context.system.compatible,
+                feedCompatible: feed.compatible, running: running, floor: tools.journal.floor, localYear: Int(tm.tm_year) + 1900,
+                minuteOfDay: Int(tm.tm_hour) * 60 + Int(tm.tm_min), window: install && !now ? updates.window : nil,
+                freeBytes: freeBytes(at: slotDir))
+            var report: Report
+            switch decision {
+            case .upToDate(let why): report = Report(result: "up-to-date", reason: why)
+            case .refused(let why): report = Report(result: "refused", reason: why)
+            case .deferred(let e, let why): report = Report(result: "deferred", version: e.version.description, url: e.url, reason: why)
+            case .available(let e): report = Report(result: "available", version: e.version.description, url: e.url)
+            }
+            tools.journal.record(
+                "update.checked",
+                "\(updates.channel.rawValue): \(report.result)\(report.version.map { " " + $0 } ?? "")\(report.reason.map { " (" + $0 + ")" } ?? "")"
+            )
+            if install, case .available(let entry) = decision {
+                try makeDirectories(paths.runDirectory)
+                guard let lock = try ProcessLock(path: paths.updateLock) else {
+                    throw CLIError("another update is being installed (run/aibox/update.lock is held)")
+                }
+                defer { withExtendedLifetime(lock) {} }
+                do {
+                    _ = try Installer.install(bundle: entry.url, context: tools.context, journal: tools.journal) { _ in }
+                } catch {
+                    throw CLIError("update failed; the running slot is untouched: \(error)")
+                }
+                report.result = "installed"
+                if reboot { report.reason = UpdateCheck.rebootUnlessInhibited(paths, tools.journal) }
+            }
+            if json {
+                printJSON(report)
+            } else {
+                print(
+                    "\(report.result)\(report.version.map { ": " + $0 } ?? "")\(report.reason.map { " — " + $0 } ?? "")")
+            }
+        } catch let e as CLIError {
+            fail(e)
+        }
+    }
+
+    /// Reboots unless a worker holds the inhibit file (a shared flock during important work).
+    static func rebootUnlessInhibited(_ paths: Paths, _ journal: UpdateJournal) -> String {
+        let inhibit = paths.under("run/aibox/reboot.inhibit")
+        let fd = open(inhibit, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        defer { if fd >= 0 { closeDescriptor(fd) } }
+        if fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            journal.record("update.reboot-deferred", "a worker holds \(inhibit): the reboot waits for the next check")
+            return "reboot deferred: a worker holds run/aibox/reboot.inhibit"
+        }
+        journal.record("update.reboot-requested", "rebooting into the new slot")
+        if paths.root == "/" { _ = runProgram(["/usr/bin/systemctl", "reboot"], input: nil) }
+        return paths.root == "/" ? "rebooting" : "reboot requested (under --root nothing reboots)"
     }
 }

@@ -415,4 +415,83 @@ final class UpdateBox {
         #expect(env.state(of: "A") == .good && env.primary == "A" && env.state(of: "B") == .bad)
         #expect(try u.status().state == "failed")
     }
+
+    /// The signed feed: found newer, refused unsigned or wrongly signed, deferred outside the
+    /// window, installed with --install --now; the reboot waits while a worker holds the inhibit file.
+    @Test func theFeedIsCheckedSignedAndInstalledInsideTheWindow() throws {
+        let u = try UpdateBox()
+        let (bundle, image) = try u.bundle(version: "1.1.0", bytes: 1 << 20)
+        let dir = u.scratch + "/www"
+        try makeDirectories(dir)
+        _ = try run("/bin/cp", [bundle, dir + "/u.aibox"])
+        let server = try Server(directory: dir)
+        let feed = """
+            {"format": 1, "compatible": "aibox-test", "channels": {"stable": {"version": "1.1.0", "url": "\(server.url("ok", "u.aibox"))", "size": 1049000}}}
+            """
+        try writeFileAtomically(dir + "/feed.json", Array(feed.utf8))
+        // A window that never contains now: an hour from the current local time.
+        var t = time(nil)
+        var tm = tm()
+        localtime_r(&t, &tm)
+        let h = (Int(tm.tm_hour) + 2) % 24
+        let window = String(format: "%02d:00-%02d:30", h, h)
+        try writeFileAtomically(
+            u.box.paths.boxConfig,
+            Array(
+                """
+                name = "test-box"
+                [admin]
+                ssh-keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGh owner@example"]
+                [updates]
+                feed-url = "\(server.url("ok", "feed.json"))"
+                window = "\(window)"
+
+                """.utf8))
+        // Unsigned: refused.
+        let unsigned = try u.update(["check"])
+        #expect(unsigned.code == 1 && unsigned.stderr.contains("feed.json.sig"), "\(unsigned.stderr)")
+        // Signed with a key not in the keyring: refused.
+        let stranger = u.scratch + "/stranger.pem"
+        _ = try run(aiboxBinary, ["bundle", "keygen", "--private", stranger, "--public", u.scratch + "/stranger.pub"])
+        _ = try run(aiboxBinary, ["bundle", "sign", dir + "/feed.json", "--key", stranger])
+        let wrong = try u.update(["check"])
+        #expect(wrong.code == 1 && wrong.stderr.contains("matches none of the 1 key"), "\(wrong.stderr)")
+        // Signed right.
+        let signed = try run(aiboxBinary, ["bundle", "sign", dir + "/feed.json", "--key", u.key])
+        #expect(signed.code == 0, "\(signed.stderr)")
+        let check = try u.update(["check", "--json"])
+        #expect(check.code == 0, "\(check.stderr)")
+        #expect(check.stdout.contains("\"result\" : \"available\"") && check.stdout.contains("\"version\" : \"1.1.0\""), "\(check.stdout)")
+        // Unattended: outside the window, nothing is installed.
+        let outside = try u.update(["check", "--install"])
+        #expect(outside.code == 0 && outside.stdout.hasPrefix("deferred: 1.1.0 — outside the maintenance window"), "\(outside.stdout)")
+        #expect(try u.control.load().state(of: "B") == .bad, "nothing installed")
+        // A worker holds the inhibit file: installed with --now, the reboot waits.
+        let inhibit = u.box.paths.under("run/aibox/reboot.inhibit")
+        try makeDirectories(parentDirectory(inhibit))
+        let holder = Process()
+        holder.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        holder.arguments = [
+            "-c",
+            "import fcntl,sys,time; f=open(sys.argv[1],'a'); fcntl.flock(f, fcntl.LOCK_SH); print('held', flush=True); time.sleep(60)",
+            inhibit,
+        ]
+        let out = Pipe()
+        holder.standardOutput = out
+        try holder.run()
+        defer {
+            kill(holder.processIdentifier, SIGKILL)
+            holder.waitUntilExit()
+        }
+        #expect(LineReader(out).next { $0 == "held" } != nil)
+        let now = try u.update(["check", "--install", "--now", "--reboot"])
+        #expect(now.code == 0, "\(now.stderr)")
+        #expect(now.stdout.contains("installed: 1.1.0 — reboot deferred: a worker holds run/aibox/reboot.inhibit"), "\(now.stdout)")
+        #expect(u.slotBytes("B") == image ? true : false, "the slot holds the image")
+        #expect(try u.box.events().contains { $0.kind == "update.reboot-deferred" })
+        // Installed and now running it: up to date.
+        try u.reboot()
+        #expect(try u.update(["mark-good"]).code == 0)
+        #expect(try u.update(["check"]).stdout.hasPrefix("up-to-date"))
+    }
 }
