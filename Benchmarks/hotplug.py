@@ -29,6 +29,10 @@ runs = int(sys.argv[sys.argv.index("--runs") + 1]) if "--runs" in sys.argv else 
 root = tempfile.mkdtemp(prefix="aibox-hotplug-bench-")
 stamps, exits = root + "/starts", root + "/exits"
 os.makedirs(root + "/usr/lib/aibox/workers.d")
+# As after first boot: without box.toml the daemon is in setup mode and starts no worker.
+os.makedirs(root + "/etc/aibox")
+with open(root + "/etc/aibox/box.toml", "w") as f:
+    f.write('name = "bench"\n')
 with open(root + "/usr/lib/aibox/workers.d/coral.toml", "w") as f:
     f.write(f'''[worker.coral-agent]
 exec = ["{worker}", "--no-notify", "--quiet", "--stamp", "{stamps}", "--exit-stamp", "{exits}"]

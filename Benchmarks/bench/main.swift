@@ -95,6 +95,13 @@ func lineCount(_ path: String) -> Int {
 }
 
 /// TOML basic string.
+/// A root set up as after first boot (etc/aibox/box.toml): otherwise the daemon is in setup
+/// mode and starts no worker.
+func provision(_ root: String) throws {
+    try mkdirs(root + "/etc/aibox")
+    try writeFile(root + "/etc/aibox/box.toml", "name = \"bench\"\n")
+}
+
 func tomlString(_ s: String) -> String {
     "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
 }
@@ -558,6 +565,7 @@ final class Bench {
         }
         let a = try contender("aibox", "aibox daemon")
         try mkdirs(a.dir + "/root/usr/lib/aibox/workers.d")
+        try provision(a.dir + "/root")
         try writeFile(
             a.dir + "/root/usr/lib/aibox/workers.d/bench.toml",
             """
@@ -823,6 +831,7 @@ final class Bench {
         case "aibox":
             label = "aibox daemon"
             try mkdirs(dir + "/root/usr/lib/aibox/workers.d")
+            try provision(dir + "/root")
             var toml = "# \(n) idle workers: READY=1 at once, WATCHDOG=1 every 1 s (half of watchdog).\n"
             for i in 0..<n {
                 toml += "[worker.idle-\(String(format: "%03d", i))]\nexec = \(tomlArray(args))\nnotify = true\nwatchdog = \"2s\"\n\n"
@@ -1046,6 +1055,7 @@ final class Bench {
         let dir = work + "/scale"
         let root = dir + "/root"
         try mkdirs(root + "/usr/lib/aibox/workers.d")
+        try provision(root)
         var toml = "# \(n) workers, ready at once; restart after SIGKILL with the default restart-delay (100 ms ± 20 %).\n"
         for i in 0..<n {
             toml += "[worker.w-\(String(format: "%03d", i))]\nexec = \(tomlArray([worker, "--ready-after", "0", "--quiet"]))\nnotify = true\n\n"
