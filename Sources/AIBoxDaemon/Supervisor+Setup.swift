@@ -38,6 +38,7 @@ extension Supervisor {
         guard now != setup.provisioned else { return now }
         setup.provisioned = now
         stateChanged = true  // waiting workers are looked at again
+        beginFeedWatch()
         if now {
             logger.notice("setup complete: starting the workers")
             store.record(event(kind: "setup.complete", worker: nil, message: "the box is provisioned; starting the workers"))

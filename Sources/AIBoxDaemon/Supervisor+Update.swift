@@ -19,6 +19,16 @@ final class RecordingRebooter: Rebooter {
     func reboot(reason: String) {}
 }
 
+/// Unattended updates: `aibox update check --install --reboot` run as a child of the daemon
+/// (downloads never block the supervisor's loop), every `feed-interval` ± 10 %, backing off
+/// after failures (UpdatePlanner.nextPoll).
+struct FeedSchedule {
+    var next: Instant?
+    var pid: Int32?
+    var failures = 0
+    var interval: Duration = .seconds(6 * 3600)
+}
+
 /// A slot booted on trial, watched until it is good or bad.
 struct UpdateTrial {
     var context: UpdateContext?
@@ -53,6 +63,48 @@ extension Supervisor {
         logger.notice(
             "slot \(slot) is on trial: it is marked good once every critical worker has been ready for \(context.system.commitAfter.aiboxText)"
         )
+    }
+
+    /// Schedules the feed when box.toml asks for automatic updates from a feed.
+    func beginFeedWatch() {
+        guard setup.provisioned, trial.context != nil, let text = readTextFile(paths.boxConfig),
+            case .success(let config) = BoxConfig.parse(text: text, path: paths.boxConfig),
+            config.updates.automatic, config.updates.feedURL != nil
+        else {
+            feed.next = nil
+            return
+        }
+        feed.interval = trial.context?.system.feedInterval ?? feed.interval
+        // The first look comes after a random part of the interval: a fleet powered on
+        // together does not ask the server all at once.
+        feed.next = Clock.monotonic() + feed.interval.scaled(by: Double.random(in: 0.05...0.2))
+    }
+
+    func feedTimer(now: Instant) {
+        guard let due = feed.next, due <= now, feed.pid == nil, !shuttingDown else { return }
+        feed.next = nil
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        let exe = n > 0 ? String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : "/usr/bin/aibox"
+        let request = SpawnRequest(
+            argv: [exe, "update", "check", "--install", "--reboot", "--root", paths.root], environment: currentEnvironment(),
+            workdir: nil, user: nil, stdoutFD: 2, stderrFD: 2)  // its words go where the daemon's go
+        do {
+            feed.pid = try Spawner.spawn(request)
+            logger.info("update: looking at the feed (pid \(feed.pid ?? 0))")
+        } catch {
+            logger.error("update: cannot run the feed check: \(error)")
+            feedCheckEnded(.code(127), now: now)
+        }
+    }
+
+    /// The check's exit: the next look, sooner after a failure.
+    func feedCheckEnded(_ status: ExitStatus, now: Instant) {
+        feed.pid = nil
+        feed.failures = status == .code(0) ? 0 : feed.failures + 1
+        let delay = UpdatePlanner.nextPoll(after: feed.failures, interval: feed.interval, random: Double.random(in: 0...1))
+        feed.next = now + delay
+        if feed.failures > 0 { logger.warning("update: the feed check failed (\(status)); next look in \(delay.aiboxText)") }
     }
 
     /// "slot B on trial; update trying" for `aibox status`.

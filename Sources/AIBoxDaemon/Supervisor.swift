@@ -133,6 +133,7 @@ public final class Supervisor {
         recoverFromPreviousRun()
         beginSetupWatch()
         beginUpdateWatch()
+        beginFeedWatch()
         detectHardware()
         install(definitions)
         let now = Clock.monotonic()
@@ -178,6 +179,7 @@ public final class Supervisor {
     var hw = HardwareState()
     var setup = SetupState()
     var trial = UpdateTrial()
+    var feed = FeedSchedule()
 
     /// After a SIGKILL of the daemon, its workers may still run, unsupervised. Each recorded
     /// process group is killed if it is still ours: the leader must be the same process
@@ -217,7 +219,10 @@ public final class Supervisor {
         let now = Clock.monotonic()
         let (reaped, noneLeft) = Reaper.reapAll()
         for (pid, status) in reaped {
-            guard let name = byPID.removeValue(forKey: pid), let slot = slots[name] else { continue }
+            guard let name = byPID.removeValue(forKey: pid), let slot = slots[name] else {
+                if pid == feed.pid { feedCheckEnded(status, now: now) }
+                continue
+            }
             lastExitAt[name] = Clock.wallMilliseconds()
             // Whatever is left of its process group goes with it.
             if let pgid = slot.pgid {
@@ -258,6 +263,7 @@ public final class Supervisor {
         }
         hardwareTimer(now: now)
         setupTimer(now: now)
+        feedTimer(now: now)
         if shuttingDown, let giveUp = shutdownGiveUp, giveUp <= now {
             logger.error("some processes did not go away after SIGKILL; exiting anyway")
             loop.stop()
@@ -338,6 +344,7 @@ public final class Supervisor {
         consider(hardwareDeadline)
         consider(setup.nextCheck)
         consider(trial.next)
+        consider(feed.next)
         consider(store.nextRetry)
         consider(shutdownGiveUp)
         loop.arm(at: next)

@@ -13,7 +13,9 @@ final class UpdateBox {
     let key: String
     let scratch: String
 
-    init(tries: Int = 3, workers: String = "", commitAfter: String = "5m", commitDeadline: String = "30m") throws {
+    init(
+        tries: Int = 3, workers: String = "", commitAfter: String = "5m", commitDeadline: String = "30m", feedInterval: String = "6h"
+    ) throws {
         box = try TestBox(workers)
         scratch = box.root + "/scratch"
         try makeDirectories(scratch)
@@ -29,6 +31,7 @@ final class UpdateBox {
                 boot-tries = \(tries)
                 commit-after = "\(commitAfter)"
                 commit-deadline = "\(commitDeadline)"
+                feed-interval = "\(feedInterval)"
                 [slot.A]
                 device = "/var/lib/aibox/slots/A.img"
                 [slot.B]
@@ -493,5 +496,47 @@ final class UpdateBox {
         try u.reboot()
         #expect(try u.update(["mark-good"]).code == 0)
         #expect(try u.update(["check"]).stdout.hasPrefix("up-to-date"))
+    }
+
+    /// Unattended: the daemon looks at the feed on its own, installs inside the window and
+    /// asks for the reboot.
+    @Test func theDaemonPollsTheFeedAndInstallsInsideTheWindow() throws {
+        let u = try UpdateBox(feedInterval: "3s")
+        let (bundle, _) = try u.bundle(version: "1.2.0", bytes: 1 << 20)
+        let dir = u.scratch + "/www"
+        try makeDirectories(dir)
+        _ = try run("/bin/cp", [bundle, dir + "/u.aibox"])
+        let server = try Server(directory: dir)
+        try writeFileAtomically(
+            dir + "/feed.json",
+            Array(
+                """
+                {"format": 1, "compatible": "aibox-test", "channels": {"stable": {"version": "1.2.0", "url": "\(server.url("ok", "u.aibox"))"}}}
+                """.utf8))
+        #expect(try run(aiboxBinary, ["bundle", "sign", dir + "/feed.json", "--key", u.key]).code == 0)
+        var t = time(nil)
+        var tm = tm()
+        localtime_r(&t, &tm)
+        let from = (Int(tm.tm_hour) + 23) % 24, to = (Int(tm.tm_hour) + 2) % 24
+        try writeFileAtomically(
+            u.box.paths.boxConfig,
+            Array(
+                """
+                name = "test-box"
+                [admin]
+                ssh-keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGh owner@example"]
+                [updates]
+                feed-url = "\(server.url("ok", "feed.json"))"
+                window = "\(String(format: "%02d:00-%02d:00", from, to))"
+
+                """.utf8))
+        try u.box.startDaemon()
+        defer { u.box.stopDaemon() }
+        let installed = try u.box.waitForEvent("update.installed", timeout: .seconds(30))
+        #expect(installed.first?.message.contains("version 1.2.0 installed in slot B") == true)
+        try u.box.waitForEvent("update.reboot-requested")
+        #expect(server.requests.contains("/ok/feed.json.sig -"), "\(server.requests)")
+        let s = try u.status()
+        #expect(s.slot("B")?.state == "trying" && s.primarySlot == "B")
     }
 }

@@ -27,6 +27,8 @@ public struct SystemDescription: Equatable, Sendable {
     public var commitAfter: Duration
     /// A slot still not good this long after booting is marked bad and the box reboots.
     public var commitDeadline: Duration
+    /// How often the update feed is looked at (box.toml [updates] feed-url, automatic = true).
+    public var feedInterval: Duration = .seconds(6 * 3600)
 
     public static let defaultBootEnv = "/var/lib/aibox/bootenv"
 
@@ -44,7 +46,7 @@ public struct SystemDescription: Equatable, Sendable {
         func fail(_ key: String, _ message: String, in t: TOMLTable = table, name: String? = nil) {
             errors.append(ConfigError(file: path, line: t.line(of: name ?? key), key: key, message: message))
         }
-        let known = ["compatible", "bootloader", "boot-env", "boot-tries", "slot", "commit-after", "commit-deadline"]
+        let known = ["compatible", "bootloader", "boot-env", "boot-tries", "slot", "commit-after", "commit-deadline", "feed-interval"]
         for k in table.keys where !known.contains(k) { fail(k, "unknown key; known keys are \(known.joined(separator: ", "))") }
 
         var compatible = ""
@@ -87,6 +89,7 @@ public struct SystemDescription: Equatable, Sendable {
         }
         let commitAfter = duration("commit-after", .seconds(300))
         let commitDeadline = duration("commit-deadline", .seconds(1800))
+        let feedInterval = duration("feed-interval", .seconds(6 * 3600))
         if commitDeadline <= commitAfter { fail("commit-deadline", "must be longer than commit-after (\(commitAfter.aiboxText))") }
 
         var slots: [Slot] = []
@@ -115,9 +118,10 @@ public struct SystemDescription: Equatable, Sendable {
             fail("slot", "the two slots name the same device")
         }
         guard errors.isEmpty else { return .failure(ConfigErrors(errors)) }
-        return .success(
-            SystemDescription(
-                compatible: compatible, bootloader: bootloader, bootEnv: bootEnv, bootTries: tries, slots: slots,
-                commitAfter: commitAfter, commitDeadline: commitDeadline))
+        var d = SystemDescription(
+            compatible: compatible, bootloader: bootloader, bootEnv: bootEnv, bootTries: tries, slots: slots,
+            commitAfter: commitAfter, commitDeadline: commitDeadline)
+        d.feedInterval = feedInterval
+        return .success(d)
     }
 }
