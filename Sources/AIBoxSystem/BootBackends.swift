@@ -140,23 +140,40 @@ extension SystemDescription {
         switch bootloader {
         case .file: return FileBootControl(path: paths.under(String(bootEnv.dropFirst())), slots: names)
         case .grub: return GrubBootControl(envFile: paths.under(String(bootEnv.dropFirst())), slots: names)
-        case .uboot: return UBootControl(slots: names)
+        case .uboot:
+            // boot-env names the fw_env.config for this backend.
+            let config = bootEnv == SystemDescription.defaultBootEnv ? "/etc/fw_env.config" : bootEnv
+            return UBootControl(slots: names, config: paths.under(String(config.dropFirst())))
         }
     }
 }
 
-/// U-Boot: `fw_printenv` reads, `fw_setenv -s SCRIPT` writes all variables at once (the
-/// environment's redundant copy makes that atomic, as U-Boot's own saveenv).
+/// U-Boot: `fw_printenv` reads, `fw_setenv -s SCRIPT` writes all variables at once
+/// (libubootenv writes the environment's redundant copy, so the write is atomic as U-Boot's
+/// own saveenv). The script format is libubootenv's (`NAME=VALUE` lines; Debian, Yocto).
+/// `config` is the fw_env.config naming the environment's device and offsets (system.toml's
+/// `boot-env` for this backend; default /etc/fw_env.config).
 public struct UBootControl: BootControl {
     public let slots: [SlotName]
-
-    public init(slots: [SlotName] = ["A", "B"]) { self.slots = slots }
+    public var config: String?
+    /// A default environment for a device that holds none yet (first boot of a fresh image).
+    public var defaultEnvironment: String?
     public var printenv = "/usr/bin/fw_printenv"
     public var setenv = "/usr/bin/fw_setenv"
 
+    public init(slots: [SlotName] = ["A", "B"], config: String? = nil, defaultEnvironment: String? = nil) {
+        self.slots = slots
+        self.config = config
+        self.defaultEnvironment = defaultEnvironment
+    }
+
+    var options: [String] {
+        (config.map { ["-c", $0] } ?? []) + (defaultEnvironment.map { ["-f", $0] } ?? [])
+    }
+
     public func load() throws(SystemError) -> BootEnvironment {
-        let (status, output) = captureProgram([printenv])
-        guard status == 0 else { throw SystemError("fw_printenv", errno: EIO) }
+        let (status, output) = captureProgram([printenv] + options)
+        guard status == 0 else { throw SystemError("fw_printenv", errno: EIO, detail: config) }
         if !output.contains("AIBOX_ORDER=") { return BootEnvironment(slots: slots) }
         switch BootEnvironment.parse(output) {
         case .success(let env): return env
@@ -165,9 +182,22 @@ public struct UBootControl: BootControl {
     }
 
     public func store(_ env: BootEnvironment) throws(SystemError) {
-        // fw_setenv -s takes "NAME VALUE" lines (a space, not "=").
-        let script = env.variables.filter { $0.0 != "AIBOX_BOOTED" }.map { "\($0.0) \($0.1)\n" }.joined()
-        guard captureProgram([setenv, "-s", "-"], input: script).status == 0 else { throw SystemError("fw_setenv -s", errno: EIO) }
+        var template = Array("/tmp/aibox-ubootenv-XXXXXX".utf8CString)
+        let fd = mkstemp(&template)
+        guard fd >= 0 else { throw SystemError("mkstemp", errno: errno) }
+        let script = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        defer { _ = unlink(script) }
+        let text = env.variables.filter { $0.0 != "AIBOX_BOOTED" }.map { "\($0.0)=\($0.1)\n" }.joined()
+        do {
+            try writeAll(fd, Array(text.utf8))
+        } catch {
+            closeDescriptor(fd)
+            throw error
+        }
+        closeDescriptor(fd)
+        guard captureProgram([setenv] + options + ["-s", script]).status == 0 else {
+            throw SystemError("fw_setenv -s", errno: EIO, detail: config)
+        }
     }
 
     public func booted() -> SlotName? { kernelCommandLineSlot() }

@@ -53,6 +53,29 @@ import Testing
         }
     }
 
+    @Test func theUBootBackendWritesAllVariablesAtOnceThroughFwSetenv() throws {
+        try #require(fileExists("/usr/bin/fw_setenv"), "fw_setenv is missing (.ci/run installs libubootenv-tool)")
+        try withTemporaryDirectory { dir in
+            // The environment on a 16 KiB "device" (a file), as fw_env.config names it.
+            try writeFileAtomically(dir + "/env.bin", [UInt8](repeating: 0, count: 16384))
+            try writeFileAtomically(dir + "/fw_env.config", Array("\(dir)/env.bin 0x0 0x4000\n".utf8))
+            try writeFileAtomically(dir + "/default.env", [])
+            let control = UBootControl(config: dir + "/fw_env.config", defaultEnvironment: dir + "/default.env")
+            #expect(try control.load() == BootEnvironment(), "an empty device: a fresh image")
+            try control.update { $0.setPrimary("B", tries: 3) }
+            var expected = BootEnvironment()
+            expected.setPrimary("B", tries: 3)
+            #expect(try control.load() == expected)
+            // What U-Boot's script reads: the variables as fw_printenv shows them.
+            let listed = captureProgram(["/usr/bin/fw_printenv", "-c", dir + "/fw_env.config", "-f", dir + "/default.env"])
+            #expect(listed.output.contains("AIBOX_ORDER=B A\n") && listed.output.contains("AIBOX_B_LEFT=3\n"), "\(listed.output)")
+            try control.update { _ = $0.boot() }
+            try control.update { $0.setState("B", .good) }
+            #expect(try control.load().state(of: "B") == .good)
+            #expect(try control.load().triesLeft["B"] == 0)
+        }
+    }
+
     @Test func theBootedSlotComesFromTheKernelCommandLine() {
         #expect(kernelCommandLineSlot("BOOT_IMAGE=/vmlinuz-B root=PARTLABEL=root-b ro aibox.slot=B quiet\n") == "B")
         #expect(kernelCommandLineSlot("root=/dev/sda1 quiet") == nil)
