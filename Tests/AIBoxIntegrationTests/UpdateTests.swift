@@ -539,4 +539,29 @@ final class UpdateBox {
         let s = try u.status()
         #expect(s.slot("B")?.state == "trying" && s.primarySlot == "B")
     }
+
+    /// The daemon killed in the middle of a trial: at its next start the trial starts over
+    /// (the stretch of health is counted again), and the slot is committed.
+    @Test func aDaemonKilledDuringATrialResumesItAndCommits() throws {
+        let u = try UpdateBox(
+            workers: """
+                [worker.agent]
+                exec = ["@WORKER@"]
+                notify = true
+                critical = true
+                """, commitAfter: "3s", commitDeadline: "60s")
+        let (bundle, _) = try u.bundle(version: "1.1.0")
+        #expect(try u.update(["install", bundle]).code == 0)
+        #expect(try u.reboot() == "B")
+        try u.box.startDaemon()
+        try u.box.waitFor("agent", ["ready"])
+        u.box.stopDaemon(signal: SIGKILL)
+        #expect(try u.control.load().state(of: "B") == .trying, "not committed before the stretch")
+        #expect(try !u.box.events().contains { $0.kind == "update.committed" })
+        try u.box.startDaemon()
+        defer { u.box.stopDaemon() }
+        let committed = try u.box.waitForEvent("update.committed")
+        #expect(committed.first?.message.contains("slot B marked good") == true)
+        #expect(try u.control.load().state(of: "B") == .good)
+    }
 }
