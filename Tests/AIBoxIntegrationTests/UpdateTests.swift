@@ -565,3 +565,66 @@ final class UpdateBox {
         #expect(try u.control.load().state(of: "B") == .good)
     }
 }
+
+/// The boot simulator follows the boot loader exactly: image/boot/grub-aibox.cfg, run by an
+/// interpreter of the GRUB script subset it uses (Fixtures/grub-script-sim.py), and
+/// `BootEnvironment.boot()` agree on every environment of two slots — order, states, tries.
+@Suite struct GrubScriptEquivalenceTests {
+    @Test func theGrubScriptAndTheSimulatorBootTheSameSlotAndSaveTheSameEnvironment() throws {
+        let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().path
+        var cases: [BootEnvironment] = []
+        for order in [["A", "B"], ["B", "A"]] {
+            for a in SlotState.allCases {
+                for b in SlotState.allCases {
+                    for la in 0...3 {
+                        for lb in 0...3 {
+                            var env = BootEnvironment()
+                            env.order = order
+                            env.states = ["A": a, "B": b]
+                            env.triesLeft = ["A": la, "B": lb]
+                            cases.append(env)
+                        }
+                    }
+                }
+            }
+        }
+        let input = cases.map { $0.text }.joined(separator: "---\n")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        p.arguments = [fixturesDirectory + "/grub-script-sim.py", repository + "/image/boot/grub-aibox.cfg"]
+        let stdin = Pipe(), stdout = Pipe(), stderr = Pipe()
+        p.standardInput = stdin
+        p.standardOutput = stdout
+        p.standardError = stderr
+        try p.run()
+        try stdin.fileHandleForWriting.write(contentsOf: Data(input.utf8))
+        try stdin.fileHandleForWriting.close()
+        let out = String(decoding: stdout.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        let errors = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        try #require(p.terminationStatus == 0, "the GRUB script could not be run: \(errors)")
+        let results = out.trimmingCharacters(in: .whitespacesAndNewlines).components(separatedBy: "\n---\n")
+        try #require(results.count == cases.count, "\(results.count) results for \(cases.count) environments")
+        var mismatches: [String] = []
+        for (env, result) in zip(cases, results) {
+            var expected = env
+            let slot = expected.boot()
+            let grub = Dictionary(
+                uniqueKeysWithValues: result.split(separator: "\n").map { line -> (String, String) in
+                    let parts = line.split(separator: "=", maxSplits: 1).map(String.init)
+                    return (parts[0], parts.count > 1 ? parts[1] : "")
+                })
+            var saved = expected
+            saved.booted = nil
+            let want = Dictionary(uniqueKeysWithValues: saved.variables)
+            let got = grub.filter { $0.key != "BOOT" }
+            if grub["BOOT"] != slot || got != want {
+                mismatches.append(
+                    "\(env.text.replacingOccurrences(of: "\n", with: " ")) → grub \(result.replacingOccurrences(of: "\n", with: " ")), simulator BOOT=\(slot ?? "-") \(want)"
+                )
+            }
+        }
+        #expect(mismatches.isEmpty, "\(mismatches.count) of \(cases.count) differ, e.g.:\n\(mismatches.prefix(5).joined(separator: "\n"))")
+    }
+}
