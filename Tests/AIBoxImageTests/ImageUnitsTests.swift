@@ -219,6 +219,34 @@ private let defaultWorkerStopTimeout = 10.0
         #expect(preset.contains("enable aibox-setup@.service ttyS0"))
     }
 
+    // MARK: (g) the partition layout
+
+    @Test func partitionLayoutHasTwoEqualRootSlotsAndADataPartitionUpdatesNeverTouch() throws {
+        let definitions = repository.appendingPathComponent("image/repart.d")
+        let root = try TempDirectory()
+        let disk = root.path + "/disk.img"
+        try #require(FileManager.default.createFile(atPath: disk, contents: nil))
+        try #require(truncate(disk, 8 << 30) == 0, "an 8 GiB sparse disk image")
+        let run = try Tool.run(
+            "systemd-repart", ["--empty=require", "--dry-run=yes", "--json=short", "--definitions=\(definitions.path)", disk])
+        #expect(run.status == 0, "systemd-repart: \(run.stderr)")
+        struct Partition: Decodable {
+            var type: String
+            var label: String
+            var raw_size: Int64
+        }
+        let parts = try JSONDecoder().decode([Partition].self, from: Data(run.stdout.utf8))
+        #expect(parts.map(\.label) == ["esp", "root-a", "root-b", "data"])
+        let a = try #require(parts.first { $0.label == "root-a" }), b = try #require(parts.first { $0.label == "root-b" })
+        #expect(a.raw_size == b.raw_size && a.raw_size >= 1 << 30, "two equal slots")
+        #expect(a.type.hasPrefix("root") && b.type.hasPrefix("root"))
+        let data = try #require(parts.first { $0.label == "data" })
+        #expect(data.type == "var", "the data partition is /var: database, secrets, worker state")
+        #expect(data.raw_size > 1 << 30, "it takes the rest of the disk")
+        // The slots' labels are the devices system.toml names (DESIGN.md).
+        for label in ["root-a", "root-b"] { #expect(parts.contains { $0.label == label }) }
+    }
+
     // MARK: (f) the boot loader script
 
     @Test func grubScriptParsesAndKeepsTheBootCountVariables() throws {
