@@ -219,6 +219,17 @@ private let defaultWorkerStopTimeout = 10.0
         #expect(preset.contains("enable aibox-setup@.service ttyS0"))
     }
 
+    @Test func ubootScriptPacksAndKeepsTheBootCountVariables() throws {
+        let script = repository.appendingPathComponent("image/boot/uboot-aibox.cmd")
+        let root = try TempDirectory()
+        let made = try Tool.run("mkimage", ["-A", "arm64", "-T", "script", "-C", "none", "-d", script.path, root.path + "/boot.scr"])
+        #expect(made.status == 0, "mkimage: \(made.stderr)")
+        let text = try String(contentsOf: script, encoding: .utf8)
+        for v in ["AIBOX_ORDER", "AIBOX_A_STATE", "AIBOX_A_LEFT", "AIBOX_B_STATE", "AIBOX_B_LEFT"] { #expect(text.contains(v)) }
+        #expect(text.contains("saveenv"), "the try is saved before the kernel starts")
+        #expect(text.contains("aibox.slot=${aibox_slot}"))
+    }
+
     // MARK: (g) the partition layout
 
     @Test func partitionLayoutHasTwoEqualRootSlotsAndADataPartitionUpdatesNeverTouch() throws {
