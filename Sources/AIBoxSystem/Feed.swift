@@ -53,9 +53,9 @@ public struct UpdateFeed: Sendable {
     }
 
     /// Fetches FEED and FEED.sig, verifies the signature with `keyring`, parses.
-    public static func fetch(_ url: String, keyring: Keyring) throws(UpdateError) -> UpdateFeed {
-        let body = try download(url, limit: maxBytes)
-        let sigBytes = try download(url + ".sig", limit: 4096)
+    public static func fetch(_ url: String, keyring: Keyring, ca: String? = nil) throws(UpdateError) -> UpdateFeed {
+        let body = try download(url, limit: maxBytes, ca: ca)
+        let sigBytes = try download(url + ".sig", limit: 4096, ca: ca)
         guard let signature = SeedSignature.signature(sigBytes) else {
             throw UpdateError("\(url).sig is not an Ed25519 signature (64 bytes, raw or base64)")
         }
@@ -66,7 +66,7 @@ public struct UpdateFeed: Sendable {
     }
 
     /// A small document into memory (at most `limit` bytes), one attempt.
-    static func download(_ url: String, limit: Int) throws(UpdateError) -> [UInt8] {
+    static func download(_ url: String, limit: Int, ca: String?) throws(UpdateError) -> [UInt8] {
         final class Collector {
             var bytes: [UInt8] = []
             let limit: Int
@@ -77,7 +77,7 @@ public struct UpdateFeed: Sendable {
         var result = aibox_http_result()
         let code = withExtendedLifetime(collector) {
             aibox_http_get(
-                url, 0, 15, 30, "aibox/\(AIBoxVersion.current)",
+                url, 0, 15, 30, "aibox/\(AIBoxVersion.current)", ca,
                 { data, length, context in
                     let c = Unmanaged<Collector>.fromOpaque(context!).takeUnretainedValue()
                     guard let data, c.bytes.count + length <= c.limit else {

@@ -130,7 +130,8 @@ public enum Installer {
             ["update.target": target.name, "update.trial": nil])
         do {
             let makeSession = { InstallSession(target: target, context: context, journal: journal, keyring: keyring, progress: progress) }
-            let version = try isURL ? download(source, makeSession: makeSession) : readFile(source, session: makeSession())
+            let ca = context.system.updateCA.map { context.paths.under(String($0.dropFirst())) }
+            let version = try isURL ? download(source, ca: ca, makeSession: makeSession) : readFile(source, session: makeSession())
             try context.control.update { $0.setPrimary(target.name, tries: context.system.bootTries) }
             journal.transition(
                 .installed,
@@ -175,7 +176,11 @@ public enum Installer {
     /// Streams a URL into the session: a cut transfer resumes with a Range request from the
     /// last byte taken, after 1, 2, 4 … s (at most 30 s, ±20 %); a server that answers a
     /// resume with the whole file makes the install start over. A bundle error stops at once.
-    static func download(_ url: String, makeSession: () -> InstallSession) throws -> SemanticVersion {
+    /// libcurl results that no retry can mend: bad URL, unsupported protocol, a certificate
+    /// that does not verify, an unusable CA file.
+    static let permanentCurlErrors: Set<Int32> = [1, 3, 58, 60, 77]
+
+    static func download(_ url: String, ca: String?, makeSession: () -> InstallSession) throws -> SemanticVersion {
         var session = makeSession()
         var failures = 0
         while true {
@@ -183,7 +188,7 @@ public enum Installer {
             var result = aibox_http_result()
             let code = withExtendedLifetime(box) {
                 aibox_http_get(
-                    url, session.position, connectTimeoutSeconds, stallTimeoutSeconds, "aibox/\(AIBoxVersion.current)",
+                    url, session.position, connectTimeoutSeconds, stallTimeoutSeconds, "aibox/\(AIBoxVersion.current)", ca,
                     { data, length, context in
                         let box = Unmanaged<SinkBox>.fromOpaque(context!).takeUnretainedValue()
                         guard let data else { return 0 }
@@ -199,6 +204,7 @@ public enum Installer {
             if let e = box.error { throw e }
             let message = withUnsafeBytes(of: result.error) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
             if code == -1 { throw UpdateError(message) }
+            if permanentCurlErrors.contains(result.curl_code) { throw UpdateError("\(url): \(message); not retried") }
             if code == 0 { return try session.finish() }
             if result.range_ignored != 0 {
                 session = makeSession()  // the server cannot resume: from the start

@@ -13,7 +13,7 @@ enum {
     OPT_WRITEDATA = 10001, OPT_URL = 10002, OPT_RANGE = 10007, OPT_ERRORBUFFER = 10010, OPT_USERAGENT = 10018,
     OPT_WRITEFUNCTION = 20011, OPT_LOW_SPEED_LIMIT = 19, OPT_LOW_SPEED_TIME = 20, OPT_FAILONERROR = 45,
     OPT_FOLLOWLOCATION = 52, OPT_MAXREDIRS = 68, OPT_CONNECTTIMEOUT = 78, OPT_NOSIGNAL = 99, OPT_PROTOCOLS = 181,
-    OPT_REDIR_PROTOCOLS = 182,
+    OPT_REDIR_PROTOCOLS = 182, OPT_CAINFO = 10065,
 };
 enum { INFO_RESPONSE_CODE = 0x200000 + 2 };
 enum { PROTO_HTTP = 1, PROTO_HTTPS = 2 };
@@ -74,7 +74,7 @@ static size_t on_data(char *data, size_t size, size_t count, void *p) {
 }
 
 int aibox_http_get(const char *url, unsigned long long offset, long connect_timeout, long stall_timeout, const char *user_agent,
-                   aibox_http_sink sink, void *context, struct aibox_http_result *result) {
+                   const char *ca_file, aibox_http_sink sink, void *context, struct aibox_http_result *result) {
     memset(result, 0, sizeof *result);
     if (load_curl() != 0) {
         snprintf(result->error, sizeof result->error, "libcurl (libcurl.so.4) is not installed: downloads are unavailable");
@@ -100,6 +100,8 @@ int aibox_http_get(const char *url, unsigned long long offset, long connect_time
     curl.setopt(h, OPT_LOW_SPEED_LIMIT, 1L);
     curl.setopt(h, OPT_LOW_SPEED_TIME, stall_timeout);
     curl.setopt(h, OPT_USERAGENT, user_agent);
+    // A private update server's CA (system.toml update-ca); otherwise the system's store.
+    if (ca_file && ca_file[0]) curl.setopt(h, OPT_CAINFO, ca_file);
     curl.setopt(h, OPT_ERRORBUFFER, errbuf);
     curl.setopt(h, OPT_WRITEFUNCTION, on_data);
     curl.setopt(h, OPT_WRITEDATA, &t);

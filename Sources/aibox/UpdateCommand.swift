@@ -294,7 +294,8 @@ struct UpdateCheck: ParsableCommand {
             do { keyring = try Keyring.load(directory: paths.under("usr/lib/aibox/keys")) } catch { throw CLIError("\(error)") }
             let feed: UpdateFeed
             do {
-                feed = try UpdateFeed.fetch(feedURL, keyring: keyring)
+                let ca = tools.context.system.updateCA.map { paths.under(String($0.dropFirst())) }
+                feed = try UpdateFeed.fetch(feedURL, keyring: keyring, ca: ca)
             } catch {
                 tools.journal.record("update.check-failed", "\(error)")
                 throw CLIError("\(error)")

@@ -289,10 +289,13 @@ final class UpdateBox {
         let port: Int
         let directory: String
 
-        init(directory: String) throws {
+        let scheme: String
+
+        init(directory: String, tls: (cert: String, key: String)? = nil) throws {
             self.directory = directory
+            scheme = tls == nil ? "http" : "https"
             process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-            process.arguments = [fixturesDirectory + "/http-server.py", directory]
+            process.arguments = [fixturesDirectory + "/http-server.py", directory] + (tls.map { [$0.cert, $0.key] } ?? [])
             let out = Pipe()
             process.standardOutput = out
             try process.run()
@@ -300,7 +303,7 @@ final class UpdateBox {
             port = try #require(line.flatMap { Int($0) }, "the test server did not start")
         }
 
-        func url(_ mode: String, _ name: String) -> String { "http://127.0.0.1:\(port)/\(mode)/\(name)" }
+        func url(_ mode: String, _ name: String) -> String { "\(scheme)://127.0.0.1:\(port)/\(mode)/\(name)" }
         var requests: [String] { (readTextFile(directory + "/requests.log") ?? "").split(separator: "\n").map(String.init) }
         deinit {
             kill(process.processIdentifier, SIGKILL)
@@ -563,6 +566,41 @@ final class UpdateBox {
         let committed = try u.box.waitForEvent("update.committed")
         #expect(committed.first?.message.contains("slot B marked good") == true)
         #expect(try u.control.load().state(of: "B") == .good)
+    }
+    /// HTTPS: a server whose certificate the system does not trust is refused at once (not
+    /// retried); with its CA as system.toml's update-ca, the bundle streams in.
+    @Test func httpsDownloadsTrustTheUpdateCAAndRefuseAnUnknownCertificate() throws {
+        let u = try UpdateBox()
+        let (bundle, image) = try u.bundle(version: "1.1.0", bytes: 1 << 20)
+        let dir = u.scratch + "/www"
+        try makeDirectories(dir)
+        _ = try run("/bin/cp", [bundle, dir + "/u.aibox"])
+        let cert = u.scratch + "/cert.pem", key = u.scratch + "/key.pem"
+        let made = try run(
+            "/usr/bin/openssl",
+            [
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1",
+                "-addext", "subjectAltName=IP:127.0.0.1",
+            ])
+        try #require(made.code == 0, "openssl: \(made.stderr)")
+        let server = try Server(directory: dir, tls: (cert, key))
+        let started = Clock.monotonic()
+        let untrusted = try u.update(["install", server.url("ok", "u.aibox")])
+        #expect(untrusted.code == 1 && untrusted.stderr.contains("not retried"), "\(untrusted.stderr)")
+        #expect(Clock.monotonic().since(started) < .seconds(10), "a certificate error is not retried with backoff")
+        #expect(try u.control.load().state(of: "B") == .bad)
+        // The CA of the private update server, under the root.
+        try makeDirectories(u.box.paths.under("usr/lib/aibox/keys/ca"))
+        _ = try run("/bin/cp", [cert, u.box.paths.under("usr/lib/aibox/keys/ca/update-ca.pem")])
+        let system = u.box.paths.under("usr/lib/aibox/system.toml")
+        let text = try #require(readTextFile(system))
+        try writeFileAtomically(
+            system,
+            Array(
+                text.replacingOccurrences(of: "boot-tries", with: "update-ca = \"/usr/lib/aibox/keys/ca/update-ca.pem\"\nboot-tries").utf8))
+        let trusted = try u.update(["install", server.url("ok", "u.aibox")])
+        #expect(trusted.code == 0, "\(trusted.stderr)")
+        #expect(u.slotBytes("B") == image ? true : false, "the slot holds the image")
     }
 }
 

@@ -29,6 +29,8 @@ public struct SystemDescription: Equatable, Sendable {
     public var commitDeadline: Duration
     /// How often the update feed is looked at (box.toml [updates] feed-url, automatic = true).
     public var feedInterval: Duration = .seconds(6 * 3600)
+    /// The CA (PEM) of a private update server, trusted for https instead of the system's store.
+    public var updateCA: String?
 
     public static let defaultBootEnv = "/var/lib/aibox/bootenv"
 
@@ -46,7 +48,9 @@ public struct SystemDescription: Equatable, Sendable {
         func fail(_ key: String, _ message: String, in t: TOMLTable = table, name: String? = nil) {
             errors.append(ConfigError(file: path, line: t.line(of: name ?? key), key: key, message: message))
         }
-        let known = ["compatible", "bootloader", "boot-env", "boot-tries", "slot", "commit-after", "commit-deadline", "feed-interval"]
+        let known = [
+            "compatible", "bootloader", "boot-env", "boot-tries", "slot", "commit-after", "commit-deadline", "feed-interval", "update-ca",
+        ]
         for k in table.keys where !known.contains(k) { fail(k, "unknown key; known keys are \(known.joined(separator: ", "))") }
 
         var compatible = ""
@@ -90,6 +94,14 @@ public struct SystemDescription: Equatable, Sendable {
         let commitAfter = duration("commit-after", .seconds(300))
         let commitDeadline = duration("commit-deadline", .seconds(1800))
         let feedInterval = duration("feed-interval", .seconds(6 * 3600))
+        var updateCA: String?
+        if let v = table["update-ca"] {
+            if let s = v.string, s.hasPrefix("/"), !s.contains("/../") {
+                updateCA = s
+            } else {
+                fail("update-ca", "expected an absolute path to a PEM file")
+            }
+        }
         if commitDeadline <= commitAfter { fail("commit-deadline", "must be longer than commit-after (\(commitAfter.aiboxText))") }
 
         var slots: [Slot] = []
@@ -122,6 +134,7 @@ public struct SystemDescription: Equatable, Sendable {
             compatible: compatible, bootloader: bootloader, bootEnv: bootEnv, bootTries: tries, slots: slots,
             commitAfter: commitAfter, commitDeadline: commitDeadline)
         d.feedInterval = feedInterval
+        d.updateCA = updateCA
         return .success(d)
     }
 }

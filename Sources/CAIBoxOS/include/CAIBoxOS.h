@@ -115,8 +115,9 @@ struct aibox_http_result {
 
 /// GET `url` from byte `offset` (a Range request when > 0) into `sink`, through libcurl
 /// loaded at run time (http and https only, redirects followed, a stall of `stall_timeout`
-/// seconds cuts the transfer). 0: complete; 1: failed or cut (see `result`); -1: no libcurl.
+/// seconds cuts the transfer; `ca_file`, when not NULL, is the only CA trusted for https).
+/// 0: complete; 1: failed or cut (see `result`); -1: no libcurl.
 int aibox_http_get(const char *url, unsigned long long offset, long connect_timeout, long stall_timeout, const char *user_agent,
-                   aibox_http_sink sink, void *context, struct aibox_http_result *result);
+                   const char *ca_file, aibox_http_sink sink, void *context, struct aibox_http_result *result);
 
 #endif

@@ -7,6 +7,7 @@
 #   norange   ignores Range: always the whole file (200)
 #   more      sends 4096 bytes more than the file (a server sending more than promised)
 # Every request's path and Range header is appended to DIR/requests.log.
+# With CERT and KEY after DIR it speaks HTTPS.
 import http.server
 import os
 import sys
@@ -56,5 +57,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+if len(sys.argv) == 4:
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(sys.argv[2], sys.argv[3])
+    server.socket = context.wrap_socket(server.socket, server_side=True)
 print(server.server_address[1], flush=True)
 server.serve_forever()
