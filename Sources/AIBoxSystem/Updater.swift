@@ -394,15 +394,28 @@ extension UpdateJournal {
     /// Called by the daemon at start and by `aibox update status`.
     @discardableResult
     public func reconcile(_ context: UpdateContext) -> UpdateState {
-        // An install that stopped without a word (killed, power cut): its lock is free.
+        // An install that stopped without a word (killed, power cut): its lock is free. The
+        // boot environment says how far it got: its target primary on trial means the slot was
+        // verified and activated, and only the journal's last line was lost.
         if state == .installing || state == .downloading, !Installer.isRunning(context.paths) {
-            transition(
-                .failed, "the install was interrupted (the installer stopped); the slot it wrote stays bad",
-                ["update.lastError": "the install was interrupted before it finished; run it again"])
+            if let target = value("update.target"), let env = try? context.control.load(), env.primary == target,
+                env.state(of: target) == .trying
+            {
+                transition(.installed, "the install of slot \(target) had completed; only its journal entry was missing")
+            } else {
+                transition(
+                    .failed, "the install was interrupted (the installer stopped); the slot it wrote stays bad",
+                    ["update.lastError": "the install was interrupted before it finished; run it again"])
+            }
         }
         guard let target = value("update.target"), let booted = try? context.bootedSlot(),
             let env = try? context.control.load()
         else { return state }
+        // Booted on trial whatever the journal says: the boot environment is the truth.
+        if env.state(of: booted) == .trying && state != .trying && booted == target {
+            transition(.trying, "booted slot \(target) (version \(slotVersion(target) ?? "?")) on trial", ["update.trial": target])
+            return state
+        }
         // A trial that ended with the slot bad (out of tries, or rejected by the health gate)
         // and the other slot booted again: rolled back. A failed install is not a trial.
         let trialEnded = state == .installed || state == .trying || (state == .failed && value("update.trial") == target)

@@ -602,6 +602,40 @@ final class UpdateBox {
         #expect(trusted.code == 0, "\(trusted.stderr)")
         #expect(u.slotBytes("B") == image ? true : false, "the slot holds the image")
     }
+    /// The last transitions after the stream, as a kill leaves them on disk: the slot made
+    /// primary but the journal still saying "installing" (killed between the two writes).
+    /// The status (or the daemon) reads the boot environment: installed; after the reboot, on
+    /// trial — and the daemon commits it.
+    @Test func aKillBetweenSetPrimaryAndTheJournalLosesNothing() throws {
+        let u = try UpdateBox(
+            workers: """
+                [worker.agent]
+                exec = ["@WORKER@"]
+                notify = true
+                critical = true
+                """, commitAfter: "1s", commitDeadline: "60s")
+        let (bundle, _) = try u.bundle(version: "1.1.0")
+        #expect(try u.update(["install", bundle]).code == 0)
+        func setJournalState(_ state: String) throws {
+            let r = try run(
+                "/usr/bin/python3",
+                [
+                    "-c",
+                    "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(\"UPDATE meta SET value=? WHERE key='update.state'\", (sys.argv[2],)); c.commit()",
+                    u.box.paths.database, state,
+                ])
+            try #require(r.code == 0, "\(r.stderr)")
+        }
+        try setJournalState("installing")
+        #expect(try u.status().state == "installed", "the boot environment shows the install completed")
+        // The same, then the reboot before anyone looked: on trial, committed by the daemon.
+        try setJournalState("installing")
+        #expect(try u.reboot() == "B")
+        try u.box.startDaemon()
+        defer { u.box.stopDaemon() }
+        try u.box.waitForEvent("update.committed")
+        #expect(try u.control.load().state(of: "B") == .good)
+    }
 }
 
 /// The boot simulator follows the boot loader exactly: image/boot/grub-aibox.cfg, run by an
