@@ -636,6 +636,29 @@ final class UpdateBox {
         try u.box.waitForEvent("update.committed")
         #expect(try u.control.load().state(of: "B") == .good)
     }
+    /// A real block device as slot B (a loop device over a 4 MiB file): the image fits and is
+    /// read back from the device; a larger one is refused by the device's capacity before a
+    /// byte is written.
+    @Test func aBlockDeviceSlotTakesAnImageThatFitsAndRefusesOneThatDoesNot() throws {
+        let u = try UpdateBox()
+        let backing = u.scratch + "/slot-b.bin"
+        try writeFileAtomically(backing, [UInt8](repeating: 0, count: 4 << 20))
+        let attach = try run("/sbin/losetup", ["--find", "--show", backing])
+        try #require(attach.code == 0, "losetup: \(attach.stderr)")
+        let device = attach.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        defer { _ = try? run("/sbin/losetup", ["-d", device]) }
+        let slotPath = u.box.paths.under("var/lib/aibox/slots/B.img")
+        #expect(symlink(device, slotPath) == 0)
+        let (big, _) = try u.bundle(version: "1.1.0", bytes: 6 << 20)
+        let refused = try u.update(["install", big])
+        #expect(refused.code == 1 && refused.stderr.contains("the slot \(slotPath) holds 4194304"), "\(refused.stderr)")
+        let (fits, image) = try u.bundle(version: "1.2.0", bytes: 3 << 20)
+        let ok = try u.update(["install", fits])
+        #expect(ok.code == 0, "\(ok.stderr)")
+        let onDevice = try #require(FileHandle(forReadingAtPath: device)).readData(ofLength: 3 << 20)
+        #expect([UInt8](onDevice) == image ? true : false, "the device holds the image")
+        #expect(try u.status().slot("B")?.state == "trying")
+    }
 }
 
 /// The boot simulator follows the boot loader exactly: image/boot/grub-aibox.cfg, run by an
