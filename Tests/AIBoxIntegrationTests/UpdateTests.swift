@@ -659,6 +659,51 @@ final class UpdateBox {
         #expect([UInt8](onDevice) == image ? true : false, "the device holds the image")
         #expect(try u.status().slot("B")?.state == "trying")
     }
+    /// The remaining faults of the issue, through `aibox update install` (hand-built bundles
+    /// signed with the box's own key where the fault is in what was signed).
+    @Test(arguments: ["tampered-manifest", "wrong-signature", "lying-size", "traversing-name"])
+    func aForgedBundleNeverReachesASlot(fault: String) throws {
+        let u = try UpdateBox()
+        let payload = [UInt8](repeating: 0x5A, count: 64 << 10)
+        var manifest = BundleManifest(
+            compatible: "aibox-test", version: SemanticVersion("1.1.0")!, created: "by hand",
+            images: [
+                BundleImage(
+                    slotClass: "rootfs", name: "rootfs.img", size: UInt64(payload.count), sha256: BundleWorkspace.sha256(payload), offset: 0
+                )
+            ])
+        let key = try BundleKeys.readPrivateKey(u.key)
+        var expected: String
+        var bytes: [UInt8]
+        switch fault {
+        case "lying-size":
+            manifest.images[0].size += 100
+            bytes = try BundleWorkspace.handBuilt(manifest, payloads: [payload], signer: key)
+            expected = "truncated"
+        case "traversing-name":
+            manifest.images[0].name = "../etc/passwd"
+            bytes = try BundleWorkspace.handBuilt(manifest, payloads: [payload], signer: key)
+            expected = "image[1].name"
+        default:
+            bytes = try BundleWorkspace.handBuilt(manifest, payloads: [payload], signer: key)
+            let manifestLength = manifest.serialized().count
+            if fault == "tampered-manifest" {
+                bytes[16 + manifestLength / 2] ^= 0x01  // a byte of the signed manifest
+            } else {
+                bytes[16 + manifestLength + 2 + 32 + 10] ^= 0x01  // a byte of the signature
+            }
+            expected = "signature"
+        }
+        let path = u.scratch + "/\(fault).aibox"
+        try writeFileAtomically(path, bytes)
+        let r = try u.update(["install", path])
+        #expect(r.code == 1, "\(fault): installed")
+        #expect(r.stderr.contains(expected), "\(fault): \(r.stderr)")
+        let env = try u.control.load()
+        #expect(env.state(of: "A") == .good && env.primary == "A", "\(fault): the running slot untouched")
+        #expect(env.state(of: "B") == .bad, "\(fault): the other slot never good")
+        #expect(fault == "lying-size" || u.slotBytes("B") == nil, "\(fault): refused before a byte reached the slot")
+    }
 }
 
 /// The boot simulator follows the boot loader exactly: image/boot/grub-aibox.cfg, run by an
