@@ -539,3 +539,28 @@ struct TOMLParser {
 extension Substring {
     fileprivate func replacingUnderscores() -> String { String(filter { $0 != "_" }) }
 }
+
+/// A TOML basic string for writers (box.toml, bundle manifests): `"` and `\` escaped, control
+/// characters as escapes, everything else as it is.
+public func tomlBasicString(_ s: String) -> String {
+    var out = "\""
+    for scalar in s.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\t": out += "\\t"
+        case "\r": out += "\\r"
+        case "\u{08}": out += "\\b"
+        case "\u{0C}": out += "\\f"
+        default:
+            if scalar.value < 0x20 || scalar.value == 0x7F {
+                let hex = String(scalar.value, radix: 16, uppercase: true)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+    }
+    return out + "\""
+}

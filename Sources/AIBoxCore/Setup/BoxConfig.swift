@@ -407,7 +407,7 @@ extension BoxConfig {
             out.table("routing")
             for role in LLMRole.allCases {
                 guard let r = routing[role] else { continue }
-                out.set(role.rawValue, .raw("{ provider = \(TOMLLines.quoted(r.provider)), model = \(TOMLLines.quoted(r.model)) }"))
+                out.set(role.rawValue, .raw("{ provider = \(tomlBasicString(r.provider)), model = \(tomlBasicString(r.model)) }"))
             }
         }
 
@@ -532,14 +532,14 @@ struct TOMLLines {
     mutating func set(_ key: String, _ value: Value) {
         let v: String
         switch value {
-        case .string(let s): v = TOMLLines.quoted(s)
+        case .string(let s): v = tomlBasicString(s)
         case .int(let i): v = String(i)
         case .bool(let b): v = b ? "true" : "false"
         case .raw(let r): v = r
         case .strings(let a):
             // One per line once the array would make a long line (SSH keys).
-            let oneLine = "[" + a.map(TOMLLines.quoted).joined(separator: ", ") + "]"
-            v = oneLine.count + key.count + 3 <= 100 ? oneLine : "[\n" + a.map { "    \(TOMLLines.quoted($0)),\n" }.joined() + "]"
+            let oneLine = "[" + a.map(tomlBasicString).joined(separator: ", ") + "]"
+            v = oneLine.count + key.count + 3 <= 100 ? oneLine : "[\n" + a.map { "    \(tomlBasicString($0)),\n" }.joined() + "]"
         }
         text += "\(TOMLLines.key(key)) = \(v)\n"
     }
@@ -551,30 +551,7 @@ struct TOMLLines {
             && k.utf8.allSatisfy { c in
                 (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39) || c == 0x5F || c == 0x2D
             }
-        return bare ? k : quoted(k)
+        return bare ? k : tomlBasicString(k)
     }
 
-    /// A TOML basic string: `"` and `\` escaped, control characters as escapes, the rest as is.
-    static func quoted(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\t": out += "\\t"
-            case "\r": out += "\\r"
-            case "\u{08}": out += "\\b"
-            case "\u{0C}": out += "\\f"
-            default:
-                if scalar.value < 0x20 || scalar.value == 0x7F {
-                    let hex = String(scalar.value, radix: 16, uppercase: true)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return out + "\""
-    }
 }

@@ -322,39 +322,19 @@ public struct BundleManifest: Sendable, Equatable {
     /// line before each `[[image]]`, strings in double quotes (`"` and `\` escaped).
     public func serialized() -> [UInt8] {
         var s = "format = \(format)\n"
-        s += "compatible = \(BundleManifest.quote(compatible))\n"
-        s += "version = \(BundleManifest.quote(version.description))\n"
+        s += "compatible = \(tomlBasicString(compatible))\n"
+        s += "version = \(tomlBasicString(version.description))\n"
         s += "rollback = \(rollback)\n"
-        s += "created = \(BundleManifest.quote(created))\n"
+        s += "created = \(tomlBasicString(created))\n"
         for image in images {
             s += "\n[[image]]\n"
-            s += "class = \(BundleManifest.quote(image.slotClass))\n"
-            s += "name = \(BundleManifest.quote(image.name))\n"
+            s += "class = \(tomlBasicString(image.slotClass))\n"
+            s += "name = \(tomlBasicString(image.name))\n"
             s += "size = \(image.size)\n"
-            s += "sha256 = \(BundleManifest.quote(image.sha256))\n"
+            s += "sha256 = \(tomlBasicString(image.sha256))\n"
             s += "offset = \(image.offset)\n"
         }
         return Array(s.utf8)
-    }
-
-    static func quote(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 || scalar.value == 0x7F {
-                    let hex = String(scalar.value, radix: 16, uppercase: true)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return out + "\""
     }
 
     // MARK: Reading
