@@ -36,6 +36,19 @@ struct UpdateTools {
     }
 }
 
+extension UpdateTools {
+    /// Runs a command's body with the tools; any error is the command's failure (exit 1).
+    static func run(_ options: RootOptions, _ body: (UpdateTools) throws -> Void) {
+        do {
+            try body(try UpdateTools(options))
+        } catch let e as CLIError {
+            fail(e)
+        } catch {
+            fail(CLIError("\(error)"))
+        }
+    }
+}
+
 struct UpdateInstall: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "install", abstract: "Install a bundle into the slot not running; it boots on trial at the next reboot.")
@@ -152,8 +165,7 @@ struct UpdateStatus: ParsableCommand {
     @Flag(help: "One JSON document on stdout.") var json = false
 
     func run() throws {
-        do {
-            let tools = try UpdateTools(options)
+        UpdateTools.run(options) { tools in
             let state = tools.journal.reconcile(tools.context)
             let booted = try tools.context.bootedSlot()
             let env = try tools.context.control.load()
@@ -172,10 +184,6 @@ struct UpdateStatus: ParsableCommand {
             print("booted:  slot \(view.bootedSlot)    primary: slot \(view.primarySlot ?? "-")")
             for s in view.slots { print("slot \(s.name):  \(s.state.padded(to: 7)) \(s.version ?? "-")") }
             print("update:  \(view.state)\(view.lastError.map { " — " + $0 } ?? "")")
-        } catch let e as CLIError {
-            fail(e)
-        } catch {
-            fail(CLIError("\(error)"))
         }
     }
 }
@@ -186,14 +194,9 @@ struct UpdateMarkGood: ParsableCommand {
     @OptionGroup var options: RootOptions
 
     func run() throws {
-        do {
-            let tools = try UpdateTools(options)
+        UpdateTools.run(options) { tools in
             try tools.journal.commit(tools.context, reason: "marked good by hand")
             print("slot \(try tools.context.bootedSlot()) marked good.")
-        } catch let e as CLIError {
-            fail(e)
-        } catch {
-            fail(CLIError("\(error)"))
         }
     }
 }
@@ -204,14 +207,9 @@ struct UpdateMarkBad: ParsableCommand {
     @OptionGroup var options: RootOptions
 
     func run() throws {
-        do {
-            let tools = try UpdateTools(options)
+        UpdateTools.run(options) { tools in
             try tools.journal.reject(tools.context, reason: "marked bad by hand")
             print("slot \(try tools.context.bootedSlot()) marked bad; reboot to start the other slot.")
-        } catch let e as CLIError {
-            fail(e)
-        } catch {
-            fail(CLIError("\(error)"))
         }
     }
 }
@@ -222,8 +220,7 @@ struct UpdateRollback: ParsableCommand {
     @OptionGroup var options: RootOptions
 
     func run() throws {
-        do {
-            let tools = try UpdateTools(options)
+        UpdateTools.run(options) { tools in
             let booted = try tools.context.bootedSlot()
             guard let other = tools.context.system.slots.first(where: { $0.name != booted })?.name else {
                 throw CLIError("no other slot")
@@ -235,10 +232,6 @@ struct UpdateRollback: ParsableCommand {
             try tools.context.control.update { $0.order = [other] + $0.order.filter { $0 != other } }
             tools.journal.transition(.rolledBack, "rollback requested: slot \(other) boots next")
             print("slot \(other) boots next; reboot to roll back.")
-        } catch let e as CLIError {
-            fail(e)
-        } catch {
-            fail(CLIError("\(error)"))
         }
     }
 }
