@@ -303,6 +303,14 @@ final class UpdateBox {
             port = try #require(line.flatMap { Int($0) }, "the test server did not start")
         }
 
+        /// A server of `bundle` as u.aibox, from a directory of `u`'s scratch space.
+        static func serving(_ bundle: String, for u: UpdateBox, tls: (cert: String, key: String)? = nil) throws -> Server {
+            let dir = u.scratch + "/www"
+            try makeDirectories(dir)
+            _ = try run("/bin/cp", [bundle, dir + "/u.aibox"])
+            return try Server(directory: dir, tls: tls)
+        }
+
         func url(_ mode: String, _ name: String) -> String { "\(scheme)://127.0.0.1:\(port)/\(mode)/\(name)" }
         var requests: [String] { (readTextFile(directory + "/requests.log") ?? "").split(separator: "\n").map(String.init) }
         deinit {
@@ -314,10 +322,7 @@ final class UpdateBox {
     @Test func aURLIsStreamedIntoTheSlotAndACutDownloadResumesWithARangeRequest() throws {
         let u = try UpdateBox()
         let (bundle, image) = try u.bundle(version: "1.1.0", bytes: 2 << 20)
-        let dir = u.scratch + "/www"
-        try makeDirectories(dir)
-        _ = try run("/bin/cp", [bundle, dir + "/u.aibox"])
-        let server = try Server(directory: dir)
+        let server = try Server.serving(bundle, for: u)
         let r = try u.update(["install", server.url("cut-1000000", "u.aibox")])
         #expect(r.code == 0, "\(r.stderr)")
         #expect(u.slotBytes("B") == image ? true : false, "the slot holds the image")
@@ -331,10 +336,7 @@ final class UpdateBox {
     @Test func aServerThatIgnoresRangeMakesTheInstallStartOverAndOneThatSendsMoreIsRefused() throws {
         let u = try UpdateBox()
         let (bundle, image) = try u.bundle(version: "1.1.0", bytes: 1 << 20)
-        let dir = u.scratch + "/www"
-        try makeDirectories(dir)
-        _ = try run("/bin/cp", [bundle, dir + "/u.aibox"])
-        let server = try Server(directory: dir)
+        let server = try Server.serving(bundle, for: u)
         // "more": the bundle plus 4096 bytes the manifest does not promise.
         let more = try u.update(["install", server.url("more", "u.aibox")])
         #expect(more.code == 1 && more.stderr.contains("extra bytes"), "\(more.stderr)")
@@ -427,10 +429,8 @@ final class UpdateBox {
     @Test func theFeedIsCheckedSignedAndInstalledInsideTheWindow() throws {
         let u = try UpdateBox()
         let (bundle, image) = try u.bundle(version: "1.1.0", bytes: 1 << 20)
-        let dir = u.scratch + "/www"
-        try makeDirectories(dir)
-        _ = try run("/bin/cp", [bundle, dir + "/u.aibox"])
-        let server = try Server(directory: dir)
+        let server = try Server.serving(bundle, for: u)
+        let dir = server.directory
         let feed = """
             {"format": 1, "compatible": "aibox-test", "channels": {"stable": {"version": "1.1.0", "url": "\(server.url("ok", "u.aibox"))", "size": 1049000}}}
             """
@@ -506,10 +506,8 @@ final class UpdateBox {
     @Test func theDaemonPollsTheFeedAndInstallsInsideTheWindow() throws {
         let u = try UpdateBox(feedInterval: "3s")
         let (bundle, _) = try u.bundle(version: "1.2.0", bytes: 1 << 20)
-        let dir = u.scratch + "/www"
-        try makeDirectories(dir)
-        _ = try run("/bin/cp", [bundle, dir + "/u.aibox"])
-        let server = try Server(directory: dir)
+        let server = try Server.serving(bundle, for: u)
+        let dir = server.directory
         try writeFileAtomically(
             dir + "/feed.json",
             Array(
@@ -572,9 +570,6 @@ final class UpdateBox {
     @Test func httpsDownloadsTrustTheUpdateCAAndRefuseAnUnknownCertificate() throws {
         let u = try UpdateBox()
         let (bundle, image) = try u.bundle(version: "1.1.0", bytes: 1 << 20)
-        let dir = u.scratch + "/www"
-        try makeDirectories(dir)
-        _ = try run("/bin/cp", [bundle, dir + "/u.aibox"])
         let cert = u.scratch + "/cert.pem", key = u.scratch + "/key.pem"
         let made = try run(
             "/usr/bin/openssl",
@@ -583,7 +578,7 @@ final class UpdateBox {
                 "-addext", "subjectAltName=IP:127.0.0.1",
             ])
         try #require(made.code == 0, "openssl: \(made.stderr)")
-        let server = try Server(directory: dir, tls: (cert, key))
+        let server = try Server.serving(bundle, for: u, tls: (cert, key))
         let started = Clock.monotonic()
         let untrusted = try u.update(["install", server.url("ok", "u.aibox")])
         #expect(untrusted.code == 1 && untrusted.stderr.contains("not retried"), "\(untrusted.stderr)")
