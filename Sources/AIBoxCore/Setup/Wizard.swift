@@ -101,14 +101,14 @@ public struct SetupWizard: Sendable {
     public typealias PasswordHasher = @Sendable (Secret) -> String?
 
     public let tier: LocalLLMTier
-    private let hashPassword: PasswordHasher
-    private let zoneExists: Validators.ZoneCheck?
+    let hashPassword: PasswordHasher
+    let zoneExists: Validators.ZoneCheck?
     /// The answers given, by question key.
-    private var answers: [String: Given] = [:]
+    var answers: [String: Given] = [:]
     /// The questions answered, in order: what `back` undoes.
-    private var transcript: [Entry] = []
+    var transcript: [Entry] = []
     /// Answers undone by `back`, a summary change or a resume: the defaults of their questions.
-    private var remembered: [String: Given] = [:]
+    var remembered: [String: Given] = [:]
 
     /// `tier` decides the local model offered for chat; `hashPassword` hashes the admin password.
     /// `zoneExists`, when given, checks that the time zone answered is installed.
@@ -334,7 +334,7 @@ public struct SetupWizard: Sendable {
         }
     }
 
-    private func given(_ value: WizardAnswer.Value, secrets: [String: Secret]) -> Given? {
+    func given(_ value: WizardAnswer.Value, secrets: [String: Secret]) -> Given? {
         switch value {
         case .text(let t): return .text(t)
         case .skipped: return .skipped
@@ -343,7 +343,7 @@ public struct SetupWizard: Sendable {
         }
     }
 
-    private func exported(_ e: Entry) -> WizardAnswer? {
+    func exported(_ e: Entry) -> WizardAnswer? {
         switch answers[e.key] {
         case .text(let t)?: return WizardAnswer(key: e.key, value: .text(t))
         case .skipped?: return WizardAnswer(key: e.key, value: .skipped)
@@ -353,7 +353,7 @@ public struct SetupWizard: Sendable {
         }
     }
 
-    private func validate(_ g: Given, for spec: Spec) -> Validated<Given> {
+    func validate(_ g: Given, for spec: Spec) -> Validated<Given> {
         switch g {
         case .skipped:
             return spec.isSkippable ? .success(.skipped) : Validators.fail(spec.needed)
@@ -367,12 +367,12 @@ public struct SetupWizard: Sendable {
     }
 
     /// The remembered answer if it is still valid here, else the question's own default.
-    private func effectiveDefault(_ spec: Spec) -> Given? {
+    func effectiveDefault(_ spec: Spec) -> Given? {
         if let r = remembered[spec.key], case .success(let v) = validate(r, for: spec) { return v }
         return spec.fallback
     }
 
-    private mutating func store(_ g: Given, for spec: Spec) {
+    mutating func store(_ g: Given, for spec: Spec) {
         if let old = remembered.removeValue(forKey: spec.key), old != g {
             for key in remembered.keys where spec.resets.contains(where: { key.hasPrefix($0) }) { remembered[key] = nil }
         }
@@ -380,12 +380,12 @@ public struct SetupWizard: Sendable {
         transcript.append(Entry(step: spec.step, key: spec.key, secretName: spec.secretName))
     }
 
-    private mutating func undoLast() {
+    mutating func undoLast() {
         guard let last = transcript.popLast() else { return }
         if let g = answers.removeValue(forKey: last.key) { remembered[last.key] = g }
     }
 
-    private mutating func confirmPassword(_ g: Given) -> WizardReply {
+    mutating func confirmPassword(_ g: Given) -> WizardReply {
         guard case .secret(let again) = g, case .secret(let first)? = answers[Key.password] else {
             return .invalid("type the same password again, or back to change it")
         }
@@ -403,7 +403,7 @@ public struct SetupWizard: Sendable {
         return .next
     }
 
-    private mutating func confirmSummary(_ g: Given) -> WizardReply {
+    mutating func confirmSummary(_ g: Given) -> WizardReply {
         let steps = SetupStep.allCases.filter { $0 != .summary }.map(\.rawValue)
         guard case .text(let t) = g else { return .invalid("answer yes") }
         let a = t.lowercased()
@@ -420,7 +420,7 @@ public struct SetupWizard: Sendable {
         return .invalid("answer yes to write this configuration, or the step to change: \(steps.joined(separator: ", "))")
     }
 
-    private func render(_ spec: Spec) -> WizardQuestion {
+    func render(_ spec: Spec) -> WizardQuestion {
         let d = effectiveDefault(spec)
         let shown: String? = d.map { g in
             switch g {
@@ -439,7 +439,7 @@ public struct SetupWizard: Sendable {
             isSecret: spec.isSecret, isSkippable: spec.isSkippable)
     }
 
-    private func stepIntro(_ step: SetupStep, _ lines: String...) -> [String] {
+    func stepIntro(_ step: SetupStep, _ lines: String...) -> [String] {
         var intro: [String] = []
         if step == .name {
             intro += ["AI Box setup. Enter takes the [default]; type back to go back a question.", ""]
@@ -449,18 +449,18 @@ public struct SetupWizard: Sendable {
 
     // MARK: Answers so far
 
-    private func text(_ key: String) -> String? {
+    func text(_ key: String) -> String? {
         if case .text(let t)? = answers[key] { return t }
         return nil
     }
 
-    private func isSecretGiven(_ key: String) -> Bool {
+    func isSecretGiven(_ key: String) -> Bool {
         if case .secret? = answers[key] { return true }
         return false
     }
 
     /// The providers whose questions are all answered.
-    private func draftProviders() -> [ProviderConfig] {
+    func draftProviders() -> [ProviderConfig] {
         var out: [ProviderConfig] = []
         var i = 1
         while text("providers.\(i).add") == "yes" {
@@ -478,7 +478,7 @@ public struct SetupWizard: Sendable {
     }
 
     /// The kinds of the channels added so far, in order.
-    private func draftChannelKinds() -> [String] {
+    func draftChannelKinds() -> [String] {
         var kinds: [String] = []
         var i = 1
         while let kind = text("channels.\(i).add"), kind != "no" {
@@ -491,422 +491,6 @@ public struct SetupWizard: Sendable {
     static func route(_ text: String) -> Route? {
         guard let slash = text.firstIndex(of: "/") else { return nil }
         return Route(provider: String(text[..<slash]), model: String(text[text.index(after: slash)...]))
-    }
-
-    // MARK: - The questions of each step
-
-    private func currentSpec() -> Spec? {
-        for step in SetupStep.allCases {
-            if let spec = nextSpec(in: step) { return spec }
-        }
-        return nil
-    }
-
-    private func nextSpec(in step: SetupStep) -> Spec? {
-        switch step {
-        case .name: return nameSpec()
-        case .admin: return adminSpec()
-        case .timezone: return timezoneSpec()
-        case .network: return networkSpec()
-        case .providers: return providersSpec()
-        case .routing: return routingSpec()
-        case .channels: return channelsSpec()
-        case .updates: return updatesSpec()
-        case .summary: return answers[Key.confirm] == nil ? summarySpec() : nil
-        }
-    }
-
-    private static func textAnswer<T>(_ check: @escaping (String) -> Validated<T>) -> (String) -> Validated<Given> {
-        { s in check(s).map { _ in .text(s) } }
-    }
-
-    private static func secretAnswer(_ check: @escaping (String) -> Validated<Secret>) -> (String) -> Validated<Given> {
-        { s in check(s).map { .secret($0) } }
-    }
-
-    private static func yesNo(_ s: String) -> Validated<Given> { Validators.yesNo(s).map { .text($0 ? "yes" : "no") } }
-
-    private func nameSpec() -> Spec? {
-        guard answers["name"] == nil else { return nil }
-        var s = Spec(.name, "name", "Name of this box", accept: SetupWizard.textAnswer(Validators.hostname))
-        s.intro = stepIntro(.name, "The box's name on your network: a-z, 0-9 and '-', such as kitchen-box.")
-        s.fallback = .text(BoxConfig.defaultName)
-        return s
-    }
-
-    private func adminSpec() -> Spec? {
-        var i = 1
-        var keys: [String] = []
-        while let k = text("admin.ssh-key.\(i)") {
-            keys.append(k)
-            i += 1
-        }
-        if answers["admin.ssh-key.\(i)"] == nil && i <= SetupWizard.maxSSHKeys {
-            var s = Spec(
-                .admin, "admin.ssh-key.\(i)", i == 1 ? "SSH public key for admin login" : "Another SSH public key",
-                accept: { text in
-                    Validators.sshPublicKey(text).flatMap { line in
-                        keys.contains(line) ? Validators.fail("this key is already added") : .success(.text(line))
-                    }
-                })
-            s.isSkippable = true
-            if i == 1 {
-                s.intro = stepIntro(
-                    .admin, "Log in as admin with an SSH key (paste the one line of your .pub file),",
-                    "a password, or both. The password is stored only as a hash.")
-            } else {
-                s.skipShown = "done"
-            }
-            return s
-        }
-        switch answers[Key.password] {
-        case nil:
-            var s = Spec(.admin, Key.password, "Admin password (not shown)", accept: SetupWizard.secretAnswer(Validators.password))
-            s.isSecret = true
-            s.trims = false
-            s.isSkippable = !keys.isEmpty
-            s.needed = "without an SSH key or a password nobody can log in; type a password, or back to add an SSH key"
-            return s
-        case .secret?:
-            var s = Spec(.admin, Key.passwordAgain, "The same password again", accept: { _ in Validators.fail("") })
-            s.isSecret = true
-            s.trims = false
-            s.needed = "type the same password again, or back to change it"
-            return s
-        default:
-            return nil
-        }
-    }
-
-    private func timezoneSpec() -> Spec? {
-        guard answers["timezone"] == nil else { return nil }
-        var s = Spec(
-            .timezone, "timezone", "Time zone, Area/City such as Europe/Berlin",
-            accept: SetupWizard.textAnswer { [zoneExists] in Validators.timezone($0, exists: zoneExists) })
-        s.intro = stepIntro(.timezone, "Used for the update window and the time agents see.")
-        s.fallback = .text(BoxConfig.defaultTimezone)
-        return s
-    }
-
-    private func networkSpec() -> Spec? {
-        if answers["network.wired"] == nil {
-            var s = Spec(
-                .network, "network.wired", "Wired network: dhcp or static",
-                accept: { t in
-                    let v = t.lowercased()
-                    return v == "dhcp" || v == "static" ? .success(.text(v)) : Validators.fail("answer dhcp or static")
-                })
-            s.intro = stepIntro(.network, "The wired port takes its address by DHCP unless you give a static one.")
-            s.fallback = .text("dhcp")
-            return s
-        }
-        if text("network.wired") == "static" {
-            guard let addressText = text("network.address"), let address = IPAddress(addressText) else {
-                return Spec(
-                    .network, "network.address", "IP address of this box, such as 192.168.1.50",
-                    accept: SetupWizard.textAnswer(Validators.ipAddress))
-            }
-            guard let prefixText = text("network.prefix"), let prefix = Int(prefixText) else {
-                var s = Spec(
-                    .network, "network.prefix", "Prefix length",
-                    accept: { t in
-                        guard let n = Int(t) else {
-                            return Validators.fail("\(Validators.quote(t)) is not a number; give the prefix length, such as 24")
-                        }
-                        return Validators.prefixLength(n, for: address).map { .text(String($0)) }
-                    })
-                s.fallback = .text(address.isIPv4 ? "24" : "64")
-                return s
-            }
-            if answers["network.gateway"] == nil {
-                var s = Spec(
-                    .network, "network.gateway", "Gateway (router) address",
-                    accept: { t in Validators.gateway(t, address: address, prefix: prefix).map { .text($0.description) } })
-                s.isSkippable = true
-                s.skipShown = "none"
-                s.resets = ["network.dns"]
-                return s
-            }
-            if answers["network.dns"] == nil {
-                var s = Spec(
-                    .network, "network.dns", "DNS servers, separated by spaces",
-                    accept: { t in
-                        let list = t.split(whereSeparator: { $0 == " " || $0 == "," }).map(String.init)
-                        if list.count > SetupFileReader.maxDNS {
-                            return Validators.fail("\(list.count) servers; at most \(SetupFileReader.maxDNS)")
-                        }
-                        for d in list { if case .failure(let e) = Validators.ipAddress(d) { return .failure(e) } }
-                        return .success(.text(list.joined(separator: " ")))
-                    })
-                if let g = text("network.gateway") { s.fallback = .text(g) }
-                s.isSkippable = true
-                s.skipShown = "none"
-                return s
-            }
-        }
-        if answers["network.wifi"] == nil {
-            var s = Spec(.network, "network.wifi", "Set up Wi-Fi?", accept: SetupWizard.yesNo)
-            s.fallback = .text("no")
-            return s
-        }
-        guard text("network.wifi") == "yes" else { return nil }
-        if answers["network.wifi.ssid"] == nil {
-            return Spec(.network, "network.wifi.ssid", "Wi-Fi network name (SSID)", accept: SetupWizard.textAnswer(Validators.ssid))
-        }
-        if answers["network.wifi.passphrase"] == nil {
-            var s = Spec(
-                .network, "network.wifi.passphrase", "Wi-Fi passphrase (not shown)",
-                accept: SetupWizard.secretAnswer(Validators.wifiPassphrase))
-            s.isSecret = true
-            s.trims = false
-            s.isSkippable = true
-            s.skipShown = "open network"
-            s.secretName = SecretName.wifiPassphrase
-            return s
-        }
-        if answers["network.wifi.country"] == nil {
-            return Spec(
-                .network, "network.wifi.country", "Wi-Fi country, two letters such as DE or US",
-                accept: { t in Validators.country(t.uppercased()).map { .text($0) } })
-        }
-        return nil
-    }
-
-    private func providersSpec() -> Spec? {
-        var names: [String] = []
-        var i = 1
-        while i <= SetupWizard.maxProviders {
-            let base = "providers.\(i)"
-            guard let add = text("\(base).add") else {
-                var s = Spec(
-                    .providers, "\(base).add",
-                    i == 1 ? "Add an LLM provider (a cloud API or a server on your network)?" : "Add another LLM provider?",
-                    accept: SetupWizard.yesNo)
-                s.fallback = .text(i == 1 && tier == .none ? "yes" : "no")
-                if i == 1 {
-                    s.intro = stepIntro(
-                        .providers,
-                        LocalModel.model(for: tier).map { "This box can run \($0) itself; chat uses it unless you choose another." }
-                            ?? "This box cannot run a model itself: add a provider for the agents to use.")
-                }
-                return s
-            }
-            guard add == "yes" else { return nil }
-            guard let kind = text("\(base).kind").flatMap(ProviderKind.init) else {
-                var s = Spec(
-                    .providers, "\(base).kind", "Kind: openai, anthropic, ollama or llamacpp",
-                    accept: { t in
-                        ProviderKind(rawValue: t.lowercased()).map { .success(.text($0.rawValue)) }
-                            ?? Validators.fail("answer openai (also for OpenAI-compatible servers), anthropic, ollama or llamacpp")
-                    })
-                s.fallback = .text(ProviderKind.openai.rawValue)
-                s.resets = ["\(base).name", "\(base).base-url", "\(base).api-key", "\(base).models"]
-                return s
-            }
-            guard let name = text("\(base).name") else {
-                let taken = names
-                var s = Spec(
-                    .providers, "\(base).name", "Name for this provider",
-                    accept: { t in
-                        Validators.providerName(t).flatMap { n in
-                            taken.contains(n) ? Validators.fail("\(Validators.quote(n)) is taken; choose another name") : .success(.text(n))
-                        }
-                    })
-                var fallback = kind.rawValue
-                var n = 2
-                while taken.contains(fallback) {
-                    fallback = "\(kind.rawValue)-\(n)"
-                    n += 1
-                }
-                s.fallback = .text(fallback)
-                s.resets = ["\(base).api-key"]
-                return s
-            }
-            guard let url = text("\(base).base-url") else {
-                var s = Spec(.providers, "\(base).base-url", "Base URL", accept: SetupWizard.textAnswer(Validators.url))
-                s.fallback = .text(kind.defaultBaseURL)
-                return s
-            }
-            if answers["\(base).api-key"] == nil {
-                var s = Spec(.providers, "\(base).api-key", "API key (not shown)", accept: SetupWizard.secretAnswer(Validators.apiKey))
-                s.isSecret = true
-                s.isSkippable = !kind.requiresAPIKey(baseURL: url)
-                s.skipShown = "none"
-                s.secretName = SecretName.providerAPIKey(name)
-                s.needed = "this API needs a key; paste it (it is not shown)"
-                return s
-            }
-            guard text("\(base).models") != nil else {
-                var s = Spec(
-                    .providers, "\(base).models", "Models, separated by spaces",
-                    accept: { t in
-                        Validators.modelList(t.split(whereSeparator: { $0 == " " || $0 == "," }).map(String.init)).map {
-                            .text($0.joined(separator: " "))
-                        }
-                    })
-                switch kind {
-                case .openai: s.fallback = .text("gpt-4o-mini")
-                case .anthropic: s.fallback = .text("claude-3-5-haiku-latest")
-                case .ollama: s.fallback = .text(LocalModel.model(for: tier) ?? "llama3.1:8b")
-                case .llamacpp: break
-                }
-                return s
-            }
-            names.append(name)
-            i += 1
-        }
-        return nil
-    }
-
-    private func routingSpec() -> Spec? {
-        var providers = draftProviders()
-        guard let preview = BoxConfig.defaultChatRoute(providers: providers, tier: tier) else { return nil }
-        let chat = preview.route.description
-        if let p = preview.adding, answers["routing.chat"] == nil || text("routing.chat") == chat { providers.append(p) }
-        let choices = providers.flatMap { p in p.models.map { "\(p.name)/\($0)" } }
-        let known = providers
-        let accept: (String) -> Validated<Given> = { t in
-            guard let r = SetupWizard.route(t) else {
-                return Validators.fail("give provider/model, such as \(chat); choices: \(choices.joined(separator: " "))")
-            }
-            guard let p = known.first(where: { $0.name == r.provider }) else {
-                return Validators.fail(
-                    "\(Validators.quote(r.provider)) is not a provider; providers are \(known.map(\.name).joined(separator: ", "))")
-            }
-            guard p.models.contains(r.model) else {
-                return Validators.fail(
-                    "\(Validators.quote(r.model)) is not a model of \(p.name); its models are \(p.models.joined(separator: ", "))")
-            }
-            return .success(.text(r.description))
-        }
-        if answers["routing.chat"] == nil {
-            var s = Spec(.routing, "routing.chat", "Model for chat, as provider/model", accept: accept)
-            s.intro =
-                stepIntro(.routing, "Which model serves each role; code and reasoning use chat's unless set.")
-                + wrap("Choices: " + choices.joined(separator: " "), width: 80)
-            s.fallback = .text(chat)
-            return s
-        }
-        for role in [LLMRole.code, .reasoning] where answers["routing.\(role.rawValue)"] == nil {
-            var s = Spec(.routing, "routing.\(role.rawValue)", "Model for \(role.rawValue)", accept: accept)
-            s.isSkippable = true
-            s.skipShown = "as chat"
-            return s
-        }
-        return nil
-    }
-
-    private func channelsSpec() -> Spec? {
-        var used: [String] = []
-        var i = 1
-        while true {
-            let base = "channels.\(i)"
-            let left = SetupWizard.channelKinds.filter { !used.contains($0) }
-            guard let kind = text("\(base).add") else {
-                guard !left.isEmpty else { return nil }
-                let taken = used
-                var s = Spec(
-                    .channels, "\(base).add",
-                    (i == 1 ? "Add a chat channel: " : "Add another channel: ") + left.joined(separator: ", ") + " or no",
-                    accept: { t in
-                        let v = t.lowercased()
-                        if v == "no" || v == "n" { return .success(.text("no")) }
-                        if taken.contains(v) {
-                            return Validators.fail("\(v) is already set up; answer \(left.joined(separator: ", ")) or no")
-                        }
-                        return left.contains(v) ? .success(.text(v)) : Validators.fail("answer \(left.joined(separator: ", ")) or no")
-                    })
-                s.fallback = .text("no")
-                s.resets = [base + "."]
-                if i == 1 {
-                    s.intro = stepIntro(.channels, "Command the box from a chat app. Tokens are stored as secrets, never shown.")
-                }
-                return s
-            }
-            guard kind != "no" else { return nil }
-            func secretSpec(_ key: String, _ text: String, _ name: String, _ check: @escaping (String) -> Validated<Secret>) -> Spec {
-                var s = Spec(.channels, "\(base).\(key)", text, accept: SetupWizard.secretAnswer(check))
-                s.isSecret = true
-                s.secretName = name
-                s.needed = "the token is needed; paste it (it is not shown), or back to go back"
-                return s
-            }
-            switch kind {
-            case "telegram":
-                if answers["\(base).token"] == nil {
-                    return secretSpec(
-                        "token", "Telegram bot token from @BotFather (not shown)", SecretName.telegramToken, Validators.telegramBotToken)
-                }
-            case "slack":
-                if answers["\(base).bot-token"] == nil {
-                    return secretSpec(
-                        "bot-token", "Slack bot token, xoxb-… (not shown)", SecretName.slackBotToken, Validators.slackBotToken)
-                }
-                if answers["\(base).app-token"] == nil {
-                    return secretSpec(
-                        "app-token", "Slack app-level token, xapp-… (not shown)", SecretName.slackAppToken, Validators.slackAppToken)
-                }
-            case "discord":
-                if answers["\(base).token"] == nil {
-                    return secretSpec("token", "Discord bot token (not shown)", SecretName.discordToken, Validators.discordBotToken)
-                }
-            default:  // whatsapp
-                if answers["\(base).phone-number-id"] == nil {
-                    return Spec(
-                        .channels, "\(base).phone-number-id", "WhatsApp phone number ID (WhatsApp, API Setup)",
-                        accept: SetupWizard.textAnswer(Validators.whatsAppPhoneNumberId))
-                }
-                if answers["\(base).access-token"] == nil {
-                    return secretSpec(
-                        "access-token", "WhatsApp access token, EAA… (not shown)", SecretName.whatsAppAccessToken,
-                        Validators.whatsAppAccessToken)
-                }
-            }
-            used.append(kind)
-            i += 1
-        }
-    }
-
-    private func updatesSpec() -> Spec? {
-        if answers["updates.channel"] == nil {
-            var s = Spec(
-                .updates, "updates.channel", "Update channel: stable or beta",
-                accept: { t in
-                    UpdateChannel(rawValue: t.lowercased()).map { .success(.text($0.rawValue)) } ?? Validators.fail("answer stable or beta")
-                })
-            s.intro = stepIntro(.updates, "Signed updates are installed to the inactive slot; a bad one rolls back.")
-            s.fallback = .text(UpdateChannel.stable.rawValue)
-            return s
-        }
-        if answers["updates.feed-url"] == nil {
-            var s = Spec(.updates, "updates.feed-url", "Update feed URL", accept: SetupWizard.textAnswer(Validators.feedURL))
-            s.isSkippable = true
-            s.skipShown = "built-in"
-            return s
-        }
-        if answers["updates.automatic"] == nil {
-            var s = Spec(.updates, "updates.automatic", "Install updates automatically?", accept: SetupWizard.yesNo)
-            s.fallback = .text("yes")
-            return s
-        }
-        if text("updates.automatic") == "yes" && answers["updates.window"] == nil {
-            var s = Spec(
-                .updates, "updates.window", "Install window, HH:MM-HH:MM local time",
-                accept: SetupWizard.textAnswer(Validators.maintenanceWindow))
-            s.fallback = .text(MaintenanceWindow.defaultWindow.description)
-            return s
-        }
-        return nil
-    }
-
-    private func summarySpec() -> Spec {
-        var s = Spec(.summary, Key.confirm, "Write this configuration?", accept: { _ in .success(.text("yes")) })
-        let steps = SetupStep.allCases.filter { $0 != .summary }.map(\.rawValue).joined(separator: ", ")
-        s.intro =
-            stepIntro(.summary) + draft().config.summaryLines(width: 80)
-            + ["", "Answer yes to write it, or the step to change:"] + wrap(steps + ".", width: 80)
-        s.fallback = .text("yes")
-        return s
     }
 }
 

@@ -1,0 +1,254 @@
+import AIBoxCore
+import Crypto
+import FoundationEssentials
+import Glibc
+
+// Bundle files: reading one through BundleStreamVerifier, and writing a signed one.
+
+/// One buffer for streaming files, allocated once per operation.
+let bundleChunkSize = 1 << 20
+
+/// A bundle file, read through `BundleStreamVerifier`.
+public final class BundleReader {
+    public let path: String
+    public let fileSize: UInt64
+    private let fd: Int32
+
+    public init(path: String) throws(BundleError) {
+        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { throw BundleError(.io, "cannot open \(path): \(String(cString: strerror(errno)))") }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else {
+            let e = errno
+            closeDescriptor(fd)
+            throw BundleError(.io, "cannot stat \(path): \(String(cString: strerror(e)))")
+        }
+        guard st.st_mode & S_IFMT == S_IFREG else {
+            closeDescriptor(fd)
+            throw BundleError(.io, "\(path) is not a regular file")
+        }
+        self.path = path
+        self.fd = fd
+        self.fileSize = UInt64(max(st.st_size, 0))
+    }
+
+    deinit { closeDescriptor(fd) }
+
+    /// The header and manifest, without checking signatures (`aibox bundle inspect`).
+    public func readHeader() throws(BundleError) -> BundleInfo {
+        let want = Int(min(fileSize, UInt64(BundleLayout.maxHeaderLength)))
+        var prefix = [UInt8](repeating: 0, count: want)
+        var got = 0
+        while got < want {
+            let n = prefix.withUnsafeMutableBytes { Glibc.pread(fd, $0.baseAddress! + got, want - got, off_t(got)) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw BundleError(.io, "cannot read \(path): \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { break }
+            got += n
+        }
+        prefix.removeSubrange(got...)
+        switch BundleLayout.parseHeader(prefix) {
+        case .invalid(let e): throw BundleError(.format, "not a valid bundle: \(e)")
+        case .needMore:
+            if got == 0 { throw BundleError(.truncated, "truncated: the bundle is empty") }
+            throw BundleError(.truncated, "truncated: " + BundleLayout.describeEnd(at: UInt64(got), prefix: prefix))
+        case .header(let header): return try BundleInfo.unverified(header)
+        }
+    }
+
+    /// Verifies the whole bundle: the header against `keyring`; then `accept` (the
+    /// caller's policy: compatible, version floor), which throws to refuse; then the file's
+    /// length against the manifest's (a short or long file is refused before any payload
+    /// byte is used); then every payload, streamed to `sink` in chunks of at most 1 MiB
+    /// while it is hashed. Errors of the bundle are `BundleError`s; `accept`'s and `sink`'s
+    /// errors pass through.
+    @discardableResult
+    public func verify(
+        keyring: Keyring, accept: (BundleInfo) throws -> Void = { _ in },
+        sink: (BundleStreamVerifier.Event) throws -> Void = { _ in }
+    ) throws -> BundleInfo {
+        var verifier = BundleStreamVerifier(keyring: keyring)
+        let size = fileSize
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bundleChunkSize, alignment: 16)
+        defer { buffer.deallocate() }
+        guard lseek(fd, 0, SEEK_SET) == 0 else { throw BundleError(.io, "cannot read \(path): \(String(cString: strerror(errno)))") }
+        while true {
+            let n = Glibc.read(fd, buffer.baseAddress, buffer.count)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw BundleError(.io, "cannot read \(path) at byte \(verifier.position): \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { break }
+            try verifier.consume(UnsafeRawBufferPointer(rebasing: buffer[0..<n])) { event in
+                if case .header(let bundle) = event {
+                    try accept(bundle)
+                    let total = bundle.totalLength
+                    if size < total {
+                        throw BundleError(
+                            .truncated,
+                            "truncated: " + BundleLayout.describeEnd(at: size, headerLength: bundle.headerLength, manifest: bundle.manifest)
+                        )
+                    }
+                    if size > total {
+                        throw BundleError(
+                            .trailingBytes,
+                            "extra bytes: the file has \(size - total) bytes after the end of its last payload at byte \(total); its manifest accounts for \(total) bytes"
+                        )
+                    }
+                }
+                try sink(event)
+            }
+        }
+        return try verifier.finish()
+    }
+}
+
+/// Makes bundles (`aibox bundle create`).
+public enum BundleWriter {
+    /// Hashes each image (streamed, 1 MiB at a time), builds and signs the manifest, then
+    /// writes the bundle to a temporary file beside `output` — header, then each image
+    /// streamed again and checked against its first hash (an image changed meanwhile is an
+    /// error) — fsyncs it and renames it to `output`. `output` is whole or untouched.
+    @discardableResult
+    public static func create(
+        compatible: String, version: SemanticVersion, rollback: Bool, created: String, images: [(slotClass: String, path: String)],
+        key: Curve25519.Signing.PrivateKey, output: String
+    ) throws(BundleError) -> BundleInfo {
+        // What can be checked before reading anything.
+        var problems: [String] = []
+        if images.isEmpty { problems.append("no image: give one to \(BundleManifest.maxImages) --image CLASS=FILE") }
+        if images.count > BundleManifest.maxImages {
+            problems.append("\(images.count) images; a bundle holds at most \(BundleManifest.maxImages)")
+        }
+        if let why = BundleManifest.checkCompatible(compatible) { problems.append("compatible: \(why)") }
+        if let why = BundleManifest.checkCreated(created) { problems.append("created: \(why)") }
+        for (n, image) in images.enumerated() {
+            let label = "image \(n + 1) (\(image.slotClass)=\(image.path))"
+            if let why = BundleManifest.checkSlotClass(image.slotClass) { problems.append("\(label): \(why)") }
+            if let why = BundleManifest.checkName(baseName(image.path)) { problems.append("\(label): the file name: \(why)") }
+            if let earlier = images.prefix(n).firstIndex(where: { $0.slotClass == image.slotClass }) {
+                problems.append("\(label): the class \(image.slotClass) is already image \(earlier + 1)'s")
+            }
+            if let earlier = images.prefix(n).firstIndex(where: { baseName($0.path) == baseName(image.path) }) {
+                problems.append("\(label): the file name \(baseName(image.path)) is already image \(earlier + 1)'s")
+            }
+        }
+        if !problems.isEmpty { throw BundleError(.image, problems.joined(separator: "\n")) }
+
+        var files: [Int32] = []
+        defer { for fd in files { closeDescriptor(fd) } }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bundleChunkSize, alignment: 16)
+        defer { buffer.deallocate() }
+
+        var described: [(slotClass: String, name: String, size: UInt64, sha256: String)] = []
+        for image in images {
+            let fd = Glibc.open(image.path, O_RDONLY | O_CLOEXEC)
+            if fd < 0 { throw BundleError(.image, "cannot open the image \(image.path): \(String(cString: strerror(errno)))") }
+            files.append(fd)
+            var st = stat()
+            guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
+                throw BundleError(.image, "the image \(image.path) is not a regular file")
+            }
+            let size = UInt64(max(st.st_size, 0))
+            if size == 0 { throw BundleError(.image, "the image \(image.path) is empty") }
+            if size > BundleManifest.maxImageSize {
+                throw BundleError(
+                    .image, "the image \(image.path) has \(size) bytes; an image has at most \(BundleManifest.maxImageSize) (64 GiB)")
+            }
+            let (count, digest) = try stream(fd, path: image.path, buffer: buffer, limit: size) { _ throws(BundleError) in }
+            guard count == size else {
+                throw BundleError(.image, "the image \(image.path) changed while it was read (\(count) bytes read, \(size) expected)")
+            }
+            described.append((image.slotClass, baseName(image.path), size, digest))
+        }
+
+        let manifest: BundleManifest
+        switch BundleManifest.make(compatible: compatible, version: version, rollback: rollback, created: created, images: described) {
+        case .success(let m): manifest = m
+        case .failure(let errors):
+            throw BundleError(.manifest, errors.errors.map { "\($0.key.map { $0 + ": " } ?? "")\($0.message)" }.joined(separator: "\n"))
+        }
+        let manifestBytes = manifest.serialized()
+        let signature: [UInt8]
+        do {
+            signature = Array(try key.signature(for: manifestBytes))
+        } catch {
+            throw BundleError(.key, "cannot sign the manifest: \(error)")
+        }
+        guard key.publicKey.isValidSignature(signature, for: manifestBytes) else {
+            throw BundleError(.key, "the signature just made does not verify: the key is not usable")
+        }
+        let fingerprint = BundleKeys.fingerprint(key.publicKey)
+        let header = BundleLayout.encodeHeader(
+            manifest: manifestBytes, signatures: [BundleSignature(fingerprint: fingerprint, signature: signature)])
+
+        let tmp = output + ".tmp-\(getpid())"
+        _ = unlink(tmp)
+        let out = Glibc.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        if out < 0 { throw BundleError(.io, "cannot create \(tmp): \(String(cString: strerror(errno)))") }
+        var isOpen = true
+        do throws(BundleError) {
+            do throws(SystemError) { try writeAll(out, header) } catch { throw BundleError(.io, "cannot write \(tmp): \(error)") }
+            for (n, fd) in files.enumerated() {
+                let image = manifest.images[n]
+                guard lseek(fd, 0, SEEK_SET) == 0 else {
+                    throw BundleError(.io, "cannot read \(images[n].path): \(String(cString: strerror(errno)))")
+                }
+                let (count, digest) = try stream(fd, path: images[n].path, buffer: buffer, limit: image.size) { chunk throws(BundleError) in
+                    do throws(SystemError) { try writeAll(out, chunk) } catch { throw BundleError(.io, "cannot write \(tmp): \(error)") }
+                }
+                guard count == image.size, digest == image.sha256 else {
+                    throw BundleError(
+                        .image, "the image \(images[n].path) changed while the bundle was written; nothing was written to \(output)")
+                }
+            }
+            guard fsync(out) == 0 else { throw BundleError(.io, "cannot write \(tmp): fsync: \(String(cString: strerror(errno)))") }
+            closeDescriptor(out)
+            isOpen = false
+            guard rename(tmp, output) == 0 else {
+                throw BundleError(.io, "cannot rename \(tmp) to \(output): \(String(cString: strerror(errno)))")
+            }
+        } catch {
+            if isOpen { closeDescriptor(out) }
+            _ = unlink(tmp)
+            throw error
+        }
+        syncDirectory(of: output)
+        guard case .header(let parsed) = BundleLayout.parseHeader(header) else { preconditionFailure("our own header does not parse") }
+        return BundleInfo(header: parsed, manifest: manifest, signers: [BundleInfo.Signer(name: "", fingerprint: fingerprint)])
+    }
+
+    /// Reads `fd` to its end (stopping one byte past `limit`, enough to see that it grew),
+    /// hashing and passing on each chunk: the byte count and the SHA-256 in hex.
+    static func stream(
+        _ fd: Int32, path: String, buffer: UnsafeMutableRawBufferPointer, limit: UInt64,
+        _ each: (UnsafeRawBufferPointer) throws(BundleError) -> Void
+    ) throws(BundleError) -> (UInt64, String) {
+        var hasher = SHA256()
+        var count: UInt64 = 0
+        while count <= limit {
+            let want = Int(min(UInt64(buffer.count), limit + 1 - count))
+            let n = Glibc.read(fd, buffer.baseAddress, want)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw BundleError(.io, "cannot read \(path) at byte \(count): \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { break }
+            count += UInt64(n)
+            if count > limit { break }
+            let chunk = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
+            hasher.update(bufferPointer: chunk)
+            try each(chunk)
+        }
+        return (count, BundleLayout.hex(Array(hasher.finalize())))
+    }
+
+    static func baseName(_ path: String) -> String {
+        var p = Substring(path)
+        while p.count > 1 && p.hasSuffix("/") { p = p.dropLast() }
+        guard let slash = p.lastIndex(of: "/") else { return String(p) }
+        return String(p[p.index(after: slash)...])
+    }
+}

@@ -1,0 +1,64 @@
+import AIBoxCore
+import CAIBoxOS
+import Crypto
+import Glibc
+
+// First boot on disk: the secrets store.
+
+/// `var/lib/aibox/secrets/`: one file per secret, directory 0700, files 0600, written
+/// atomically. The values go nowhere else (workers get copies of the ones they list).
+public struct SecretStore {
+    public let directory: String
+
+    public init(directory: String) { self.directory = directory }
+
+    /// Names are file names: lower case, digits, `.`, `-`, `_`; no path, at most 128.
+    public static func isValidName(_ name: String) -> Bool {
+        guard !name.isEmpty, name.utf8.count <= 128, !name.hasPrefix("."), !name.contains("..") else { return false }
+        return name.utf8.allSatisfy { c in
+            (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39) || c == 0x2E || c == 0x2D || c == 0x5F
+        }
+    }
+
+    func prepare() throws(SystemError) {
+        try makeDirectories(directory, mode: 0o700)
+        // An existing directory keeps whatever mode it had: make it 0700.
+        _ = try syscall("chmod", detail: directory) { chmod(directory, 0o700) }
+    }
+
+    public func write(_ name: String, _ secret: Secret) throws(SystemError) {
+        guard SecretStore.isValidName(name) else { throw SystemError("secret", errno: EINVAL, detail: "name \(name)") }
+        try prepare()
+        try writeFileAtomically(directory + "/" + name, Array(secret.reveal().utf8), mode: 0o600)
+    }
+
+    public func read(_ name: String) -> Secret? {
+        guard SecretStore.isValidName(name), let bytes = readSmallFile(directory + "/" + name, limit: 64 << 10) else { return nil }
+        return Secret(String(decoding: bytes, as: UTF8.self))
+    }
+
+    public func names() -> [String] { listDirectory(directory).filter { SecretStore.isValidName($0) }.sorted() }
+
+    public func readAll() -> [String: Secret] {
+        var out: [String: Secret] = [:]
+        for n in names() { out[n] = read(n) }
+        return out
+    }
+
+    public func remove(_ name: String) {
+        guard SecretStore.isValidName(name) else { return }
+        _ = unlink(directory + "/" + name)
+    }
+
+    public func removeAll() {
+        for n in listDirectory(directory) { _ = unlink(directory + "/" + n) }
+        syncDirectory(directory)
+    }
+}
+
+func syncDirectory(_ path: String) {
+    let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    guard fd >= 0 else { return }
+    _ = fsync(fd)
+    closeDescriptor(fd)
+}
