@@ -101,19 +101,25 @@ public enum TextLayout {
     }
 
     /// Events in aligned columns — time, kind, worker, then the message, wrapped under its own
-    /// column. When the names are so long that the message would get fewer than 30 columns,
-    /// each event takes time and kind on its first line and `worker: message` below, indented 4.
+    /// column. When the kinds and names shown leave the message fewer than 28 columns, each
+    /// event's message goes on the lines below its columns, indented by 4 (and, should even
+    /// time, kind and worker not fit one line, the worker goes there too: `worker: message`).
     public static func events(_ rows: [EventRow], width: Int = width) -> [String] {
         let timeW = rows.map(\.time.count).max() ?? 0
         let kindW = rows.map(\.kind.count).max() ?? 0
         let workerW = rows.map(\.worker.count).max() ?? 0
         let messageColumn = timeW + 2 + kindW + 2 + workerW + 2
         var out: [String] = []
-        if messageColumn <= width - 30 {
+        if messageColumn <= width - 28 {
             let indent = String(repeating: " ", count: messageColumn)
             for r in rows {
                 let first = pad(r.time, timeW) + "  " + pad(r.kind, kindW) + "  " + pad(r.worker, workerW) + "  "
                 out += wrap(r.message, width: width, first: first, then: indent).map(trimmed)
+            }
+        } else if messageColumn - 2 <= width {
+            for r in rows {
+                out.append(trimmed(pad(r.time, timeW) + "  " + pad(r.kind, kindW) + "  " + r.worker))
+                if !r.message.isEmpty { out += wrap(r.message, width: width, first: "    ", then: "    ") }
             }
         } else {
             let kindRoom = max(1, width - timeW - 2)
