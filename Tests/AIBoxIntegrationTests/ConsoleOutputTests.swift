@@ -197,4 +197,65 @@ import Testing
         let line = try #require(followed.split(separator: "\n").first)
         #expect(Self.shownStamp(line) != nil, "no time on \(line)")
     }
+
+    /// scripts/demo's hints, as the owner follows them in another terminal.
+    @Test func theDemoHintsFitAndPutTheBuiltAiboxOnThePath() throws {
+        let repository = parentDirectory(parentDirectory(parentDirectory(#filePath)))
+        let hints = try run(repository + "/scripts/demo", ["--hints"], environment: ["PATH": "/usr/bin:/bin"])
+        #expect(hints.code == 0, "\(hints.stderr)")
+        Self.expectConsoleText(hints.stdout, "scripts/demo --hints")
+        let lines = hints.stdout.split(separator: "\n").map(String.init)
+        let cd = try #require(lines.first { $0.hasPrefix("  cd ") }, "\(hints.stdout)")
+        let export = try #require(lines.first { $0.hasPrefix("  export PATH=") }, "\(hints.stdout)")
+        #expect(lines.contains("  aibox status"))
+        // Typed as shown, from another directory: `aibox` is the one built here, on the demo's root.
+        let script = "cd /\n\(cd)\n\(export)\ncommand -v aibox\necho \"$AIBOX_ROOT\"\naibox --version\n"
+        let shell = try run("/bin/bash", ["-c", script], environment: ["PATH": "/usr/bin:/bin"])
+        #expect(shell.code == 0, "\(shell.stderr)")
+        let out = shell.stdout.split(separator: "\n").map(String.init)
+        #expect(out == [repository + "/.build/debug/aibox", repository + "/.demo-root", AIBoxVersion.current], "\(shell.stdout)")
+    }
+
+    /// The repository carries what a user needs: no doc, README or message points at a file
+    /// outside it, and every relative link in the docs leads to a file that is there.
+    @Test func docsAndMessagesPointOnlyInsideTheRepository() throws {
+        let repository = parentDirectory(parentDirectory(parentDirectory(#filePath)))
+        var files: [String] = []
+        func walk(_ dir: String) {
+            for name in listDirectory(dir) where !name.hasPrefix(".") {
+                let path = dir + "/" + name
+                var st = stat()
+                guard lstat(path, &st) == 0 else { continue }
+                if st.st_mode & S_IFMT == S_IFDIR {
+                    walk(path)
+                } else if name.hasSuffix(".md") || name.hasSuffix(".swift") || name.hasSuffix(".c") || name.hasSuffix(".h") {
+                    files.append(path)
+                }
+            }
+        }
+        for top in ["README.md", "docs", "provisioning", "image", "examples", "Sources", "scripts"] {
+            let path = repository + "/" + top
+            if top.hasSuffix(".md") { files.append(path) } else { walk(path) }
+        }
+        #expect(files.count > 40, "\(files.count) files")
+        for file in files {
+            let text = try #require(readTextFile(file), "\(file)")
+            for outside in ["../shared", "DESIGN.md"] {
+                #expect(!text.contains(outside), "\(file) points at \(outside)")
+            }
+            guard file.hasSuffix(".md") else { continue }
+            // [text](target): a relative target is a file or directory of the repository.
+            var rest = Substring(text)
+            while let open = rest.range(of: "](") {
+                rest = rest[open.upperBound...]
+                guard let close = rest.firstIndex(of: ")") else { break }
+                let target = String(rest[..<close].split(separator: "#", omittingEmptySubsequences: false).first ?? "")
+                rest = rest[close...]
+                if target.isEmpty || target.contains("://") || target.hasPrefix("mailto:") { continue }
+                let resolved = parentDirectory(file) + "/" + target
+                #expect(fileExists(resolved), "\(file): the link \(target) leads nowhere")
+                #expect(!target.hasPrefix("/"), "\(file): the link \(target) is absolute")
+            }
+        }
+    }
 }
