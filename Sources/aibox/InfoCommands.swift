@@ -58,7 +58,9 @@ struct Status: ParsableCommand {
         if let p = s.provisioned {
             row("setup", p ? "done" : "WAITING FOR SETUP — run aibox setup, or insert a stick labelled AIBOX")
         }
-        row("daemon", s.daemonRunning ? "running (pid \(s.daemonPid ?? 0))" : "NOT RUNNING — showing the last state recorded in the database")
+        row(
+            "daemon",
+            s.daemonRunning ? "running (pid \(s.daemonPid ?? 0))" : "NOT RUNNING — showing the last state recorded in the database")
         let counts = s.workers.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
         row("workers", "\(s.workerCount)\(counts.isEmpty ? "" : " (\(counts))")")
         row("database", s.databaseProblem ?? "ok")

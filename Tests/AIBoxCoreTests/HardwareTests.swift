@@ -65,7 +65,8 @@ import Testing
         ),
         (
             DeviceRecord(
-                subsystem: "net", syspath: "/sys/devices/virtual/net/lo", net: NetInterfaceFacts(type: 772, hasParentDevice: false, isWireless: false)),
+                subsystem: "net", syspath: "/sys/devices/virtual/net/lo",
+                net: NetInterfaceFacts(type: 772, hasParentDevice: false, isWireless: false)),
             []
         ),
         (
@@ -74,7 +75,8 @@ import Testing
                 net: NetInterfaceFacts(type: 32, hasParentDevice: true, isWireless: false)), []
         ),
         (
-            DeviceRecord(subsystem: "net", syspath: "/n/garbled", net: NetInterfaceFacts(type: nil, hasParentDevice: true, isWireless: false)),
+            DeviceRecord(
+                subsystem: "net", syspath: "/n/garbled", net: NetInterfaceFacts(type: nil, hasParentDevice: true, isWireless: false)),
             []
         ),
         (DeviceRecord(subsystem: "pci", syspath: "/p/garbled", vendorId: "zz", pciClass: "x"), []),

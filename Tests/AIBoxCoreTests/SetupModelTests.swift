@@ -1179,7 +1179,10 @@ struct BadSeed: Sendable, CustomStringConvertible {
                 "providers.1.add": "yes", "providers.1.api-key": F.openAIKey, "providers.1.models": "gpt-4o-mini gpt-4o",
                 "routing.code": "openai/gpt-4o",
             ])
-        #expect(asked.map(\.step) == [.providers, .providers, .providers, .providers, .providers, .providers, .providers, .routing, .routing, .routing])
+        #expect(
+            asked.map(\.step) == [
+                .providers, .providers, .providers, .providers, .providers, .providers, .providers, .routing, .routing, .routing,
+            ])
         let chat = try #require(asked.first { $0.key == "routing.chat" })
         #expect(chat.intro.joined(separator: " ").contains("a new question after the change to LLM providers"), "\(chat.intro)")
         #expect(w.answer("") == .finished)

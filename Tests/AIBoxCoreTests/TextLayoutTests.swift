@@ -103,7 +103,8 @@ import Testing
         let long = String(repeating: "w", count: 63)
         let narrow = TextLayout.events([Self.event("worker.started", long, "pid 42"), Self.event("worker.parked", "mailer", "x")])
         for l in narrow { #expect(l.count <= 80, "\(l.count): \(l)") }
-        #expect(narrow == ["2026-11-27 10:00:00  worker.started", "    \(long): pid 42", "2026-11-27 10:00:00  worker.parked", "    mailer: x"])
+        #expect(
+            narrow == ["2026-11-27 10:00:00  worker.started", "    \(long): pid 42", "2026-11-27 10:00:00  worker.parked", "    mailer: x"])
     }
 
     @Test func wrapLosesNothingAndKeepsLineEnds() {

@@ -726,7 +726,9 @@ private final class PtySession {
         var routes: [Exchange] = [
             ask("Model for code [as chat]: ", "cloud/gpt-4o"), ask("Model for reasoning [as chat]: ", "cloud/gpt-4o-mini"),
         ]
-        if Script.chatDefault.hasPrefix("openai/") { routes.insert(ask("Model for chat, as provider/model [cloud/gpt-4o-mini]: ", ""), at: 0) }
+        if Script.chatDefault.hasPrefix("openai/") {
+            routes.insert(ask("Model for chat, as provider/model [cloud/gpt-4o-mini]: ", ""), at: 0)
+        }
         for r in routes {
             let said = try s.answer(r).split(whereSeparator: { $0 == " " || $0 == "\r\n" || $0 == "\n" }).joined(separator: " ")
             #expect(said.contains("no longer fits after the change to LLM providers"), "\(said)")

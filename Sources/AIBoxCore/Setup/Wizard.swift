@@ -486,7 +486,11 @@ public struct SetupWizard: Sendable {
                 store(v, for: spec)
             case .failure(let e):
                 let earlier: String
-                if case .text(let t) = h.value { earlier = "the earlier answer \(Validators.quote(t))" } else { earlier = "the earlier answer" }
+                if case .text(let t) = h.value {
+                    earlier = "the earlier answer \(Validators.quote(t))"
+                } else {
+                    earlier = "the earlier answer"
+                }
                 notices[spec.key] =
                     "\(spec.step.title): \(earlier) no longer fits after the change to \(reopened?.title ?? "a step"): \(e.message)"
                 return
