@@ -23,11 +23,14 @@ public struct DeviceRecord: Codable, Sendable, Equatable {
     public var memoryBytes: UInt64?
     /// Other properties worth keeping (ID_BUS, ID_FS_LABEL, ID_TYPE, DEVTYPE of net, …).
     public var properties: [String: String]
+    /// A network interface as the kernel describes it in sysfs, with or without udev's
+    /// properties (nil for other subsystems).
+    public var net: NetInterfaceFacts?
 
     public init(
         subsystem: String, syspath: String, devtype: String? = nil, devnode: String? = nil, vendorId: String? = nil,
         productId: String? = nil, pciClass: String? = nil, driver: String? = nil, model: String? = nil, idPath: String? = nil,
-        memoryBytes: UInt64? = nil, properties: [String: String] = [:]
+        memoryBytes: UInt64? = nil, properties: [String: String] = [:], net: NetInterfaceFacts? = nil
     ) {
         self.subsystem = subsystem
         self.syspath = syspath
@@ -41,6 +44,27 @@ public struct DeviceRecord: Codable, Sendable, Equatable {
         self.idPath = idPath
         self.memoryBytes = memoryBytes
         self.properties = properties
+        self.net = net
+    }
+}
+
+/// What the kernel itself says of a network interface (sysfs), where udev may have added
+/// nothing (a minimal udev database, the kernel's hotplug source).
+public struct NetInterfaceFacts: Codable, Sendable, Equatable {
+    /// The link type, ARPHRD_* from `type`: 1 (ARPHRD_ETHER) for Ethernet and Wi-Fi alike.
+    public var type: Int?
+    /// A `device` link: the interface sits on a physical device (PCI, USB, SoC). Virtual
+    /// ones — veth, bridge, bond, tun/tap, VLAN, loopback — have none.
+    public var hasParentDevice: Bool
+    /// A `wireless` directory or `phy80211` link: a Wi-Fi interface.
+    public var isWireless: Bool
+
+    public static let ethernetType = 1
+
+    public init(type: Int?, hasParentDevice: Bool, isWireless: Bool) {
+        self.type = type
+        self.hasParentDevice = hasParentDevice
+        self.isWireless = isWireless
     }
 }
 
@@ -127,11 +151,18 @@ public enum HardwareClassifier {
         case "block":
             if d.properties["ID_BUS"] == "usb" && (d.devtype == "disk" || d.devtype == "partition") { caps.insert(.usbStorage) }
         case "net":
-            if d.devtype == "wlan" || d.properties["DEVTYPE"] == "wlan" {
+            let kernel = d.net
+            if d.devtype == "wlan" || d.properties["DEVTYPE"] == "wlan" || kernel?.isWireless == true {
                 caps.insert(.netWifi)
             } else if d.devtype == nil && d.properties["ID_NET_NAME_PATH"] != nil || d.properties["ID_BUS"] == "pci"
                 || d.properties["ID_BUS"] == "usb"
             {
+                caps.insert(.netEthernet)
+            } else if let k = kernel, k.type == NetInterfaceFacts.ethernetType, k.hasParentDevice, d.devtype == nil,
+                d.properties["DEVTYPE"] == nil
+            {
+                // Without udev's naming: an Ethernet link on a physical device, and no DEVTYPE
+                // (which bridges, bonds, VLANs, USB gadgets and modems carry).
                 caps.insert(.netEthernet)
             }
         default:

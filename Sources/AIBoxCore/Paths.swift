@@ -1,4 +1,4 @@
-/// Where things live, under `--root` (DESIGN.md's table of paths).
+/// Where things live, under `--root` (the table of paths in docs/OPERATIONS.md).
 public struct Paths: Sendable, Equatable {
     public let root: String
 

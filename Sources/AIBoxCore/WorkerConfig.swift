@@ -35,7 +35,7 @@ public struct ConfigFile: Sendable {
     }
 }
 
-/// Parses and validates worker definition files (DESIGN.md's TOML format).
+/// Parses and validates worker definition files (the TOML format of docs/WORKERS.md).
 public enum WorkerConfig {
     static let allowedKeys: [String] = [
         "exec", "workdir", "user", "env", "secrets", "restart", "restart-delay", "restart-max-delay", "stable-after",

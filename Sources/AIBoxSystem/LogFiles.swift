@@ -1,20 +1,36 @@
+import AIBoxCore
+import CAIBoxOS
 import Glibc
 
 /// Captured worker output where there is no journal: `logs/NAME.log`, rotated by size to
-/// `NAME.log.1` … `NAME.log.<keep>`, so output never fills the disk.
+/// `NAME.log.1` … `NAME.log.<keep>`, so output never fills the disk. Each line starts with
+/// the time it came in (`LogStamp`), as journald stamps what it receives.
 public final class RotatingLog {
     public let path: String
     public let maxBytes: Int
     public let keep: Int
+    /// The time to stamp lines with (injected by tests).
+    public let clock: () -> LogStamp
     private var fd: Int32 = -1
     private var size = 0
-    /// Bytes of an unfinished line, held so a rotation never splits one.
+    /// Bytes of an unfinished line, held so a rotation never splits one, and the time its
+    /// first bytes came.
     private var partial: [UInt8] = []
+    private var partialStamp: [UInt8] = []
 
-    public init(directory: String, name: String, maxBytes: Int = 1 << 20, keep: Int = 2) {
+    public init(
+        directory: String, name: String, maxBytes: Int = 1 << 20, keep: Int = 2, clock: @escaping () -> LogStamp = RotatingLog.now
+    ) {
         self.path = directory + "/" + name + ".log"
         self.maxBytes = maxBytes
         self.keep = keep
+        self.clock = clock
+    }
+
+    /// The wall clock, and whether the kernel says it is synchronized (unknown counts as yes).
+    public static func now() -> LogStamp {
+        let unsynchronized = (try? syscall("adjtimex") { aibox_clock_unsynchronized() }) == 1
+        return LogStamp(milliseconds: Clock.wallMilliseconds(), synchronized: !unsynchronized)
     }
 
     deinit { closeDescriptor(fd) }
@@ -36,21 +52,31 @@ public final class RotatingLog {
         size = 0
     }
 
-    /// Appends whole lines; a write error (disk full) drops output rather than blocking the worker.
+    /// Appends whole lines, each stamped; a write error (disk full) drops output rather than
+    /// blocking the worker.
     public func append(_ bytes: ArraySlice<UInt8>) {
-        partial += bytes
-        guard let lastNewline = partial.lastIndex(of: UInt8(ascii: "\n")) else {
-            if partial.count >= 64 * 1024 { flushPartial() }
-            return
+        guard !bytes.isEmpty else { return }
+        let stamp = Array((clock().text + " ").utf8)
+        var out: [UInt8] = []
+        var rest = bytes
+        while let newline = rest.firstIndex(of: UInt8(ascii: "\n")) {
+            out += partial.isEmpty ? stamp : partialStamp
+            out += partial
+            out += rest[...newline]
+            partial = []
+            rest = rest[(newline + 1)...]
         }
-        let lines = Array(partial[...lastNewline])
-        partial.removeSubrange(...lastNewline)
-        write(lines)
+        if !rest.isEmpty {
+            if partial.isEmpty { partialStamp = stamp }
+            partial += rest
+        }
+        if !out.isEmpty { write(out) }
+        if partial.count >= 64 * 1024 { flushPartial() }
     }
 
     public func flushPartial() {
         guard !partial.isEmpty else { return }
-        let bytes = partial + [UInt8(ascii: "\n")]
+        let bytes = partialStamp + partial + [UInt8(ascii: "\n")]
         partial = []
         write(bytes)
     }
@@ -65,7 +91,8 @@ public final class RotatingLog {
         if (try? writeAll(fd, bytes)) != nil { size += bytes.count }
     }
 
-    /// The last `count` lines of the current file and, if needed, the rotated ones before it.
+    /// The last `count` lines (as stored: stamped) of the current file and, if needed, the
+    /// rotated ones before it.
     public static func tail(directory: String, name: String, lines count: Int, keep: Int = 2) -> [String] {
         let base = directory + "/" + name + ".log"
         var collected: [String] = []

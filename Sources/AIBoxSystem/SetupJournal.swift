@@ -59,13 +59,6 @@ public final class SetupJournal {
         }
     }
 
-    /// Forgets the steps not in `keep` (Ctrl-C: what this run added).
-    public func retain(_ keep: Set<SetupStep>) throws(SQLiteError) {
-        for s in SetupStep.allCases where !keep.contains(s) {
-            try db.query("DELETE FROM setup_journal WHERE step = ?", [.text(s.rawValue)])
-        }
-    }
-
     public func clear() throws(SQLiteError) { try db.query("DELETE FROM setup_journal") }
 
     /// An event row, as the daemon writes them (`aibox events` shows both).

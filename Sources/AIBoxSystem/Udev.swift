@@ -85,9 +85,17 @@ public enum UdevInventory {
         // controller's (class 03xx) dedicated memory; NVIDIA's comes from NVML (HardwareProbe).
         let isDisplay = pciClass.map { HardwareClassifier.pciClass($0).hasPrefix("03") } ?? false
         let vram = isDisplay ? attribute("mem_info_vram_total").flatMap { UInt64($0) } : nil
+        let syspath = string(udev_device_get_syspath(d)) ?? ""
+        // The kernel's facts of an interface, which hold where udev added no properties.
+        var net: NetInterfaceFacts?
+        if subsystem == "net" && !syspath.isEmpty {
+            net = NetInterfaceFacts(
+                type: attribute("type").flatMap { Int($0) }, hasParentDevice: fileExists(syspath + "/device"),
+                isWireless: fileExists(syspath + "/wireless") || fileExists(syspath + "/phy80211"))
+        }
         return DeviceRecord(
             subsystem: subsystem,
-            syspath: string(udev_device_get_syspath(d)) ?? "",
+            syspath: syspath,
             devtype: string(udev_device_get_devtype(d)),
             devnode: string(udev_device_get_devnode(d)),
             vendorId: vendor,
@@ -97,7 +105,8 @@ public enum UdevInventory {
             model: property("ID_MODEL_FROM_DATABASE") ?? property("ID_MODEL") ?? (subsystem == "usb" ? attribute("product") : nil),
             idPath: property("ID_PATH"),
             memoryBytes: vram,
-            properties: properties)
+            properties: properties,
+            net: net)
     }
 }
 

@@ -84,7 +84,9 @@ public struct UpdateContext {
     public static func load(_ paths: Paths) throws(UpdateError) -> UpdateContext {
         let path = paths.under("usr/lib/aibox/system.toml")
         guard let text = readTextFile(path) else {
-            throw UpdateError("no system description at \(path): the image says there which slots the box has (DESIGN.md)")
+            throw UpdateError(
+                "no system description at \(path): the image says there which slots the box has and how it boots "
+                    + "(compatible, bootloader, [slot.A] and [slot.B]; docs/UPDATES.md)")
         }
         switch SystemDescription.parse(text, path: path) {
         case .failure(let errors): throw UpdateError("\(path) is not valid:\n\(errors)")

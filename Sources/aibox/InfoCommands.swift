@@ -53,44 +53,29 @@ struct Status: ParsableCommand {
     }
 
     func printHuman(_ s: StatusView, _ workers: [WorkerView]) {
-        print("aibox \(s.version)")
+        var lines = ["aibox \(s.version)"]
+        func row(_ label: String, _ value: String) { lines += TextLayout.labelled(label + ":", value) }
         if let p = s.provisioned {
-            print("setup:     " + (p ? "done" : "WAITING FOR SETUP — run aibox setup, or insert a stick labelled AIBOX"))
+            row("setup", p ? "done" : "WAITING FOR SETUP — run aibox setup, or insert a stick labelled AIBOX")
         }
-        print(
-            "daemon:    "
-                + (s.daemonRunning ? "running (pid \(s.daemonPid ?? 0))" : "NOT RUNNING — showing the last state recorded in the database"))
+        row(
+            "daemon",
+            s.daemonRunning ? "running (pid \(s.daemonPid ?? 0))" : "NOT RUNNING — showing the last state recorded in the database")
         let counts = s.workers.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
-        print("workers:   \(s.workerCount)\(counts.isEmpty ? "" : " (\(counts))")")
-        print("database:  \(s.databaseProblem ?? "ok")")
-        if let c = s.configProblem { print("config:    reload refused: \(c)") }
-        if let l = s.logTarget { print("logs:      \(l)") }
-        if let h = s.hardware { print("hardware:  \(h)") }
-        if let h = s.hotplug { print("hotplug:   \(h)") }
-        if let u = s.update { print("system:    \(u)") }
-        if !workers.isEmpty {
-            print("")
-            printWorkerTable(workers)
-        }
+        row("workers", "\(s.workerCount)\(counts.isEmpty ? "" : " (\(counts))")")
+        row("database", s.databaseProblem ?? "ok")
+        if let c = s.configProblem { row("config", "reload refused: \(c)") }
+        if let l = s.logTarget { row("logs", l) }
+        if let h = s.hardware { row("hardware", h) }
+        if let h = s.hotplug { row("hotplug", h) }
+        if let u = s.update { row("system", u) }
+        if !workers.isEmpty { lines += [""] + TextLayout.workerTable(workers) }
+        writeStandardOutput(lines.map { $0 + "\n" }.joined())
     }
 }
 
 func printWorkerTable(_ workers: [WorkerView]) {
-    let rows = workers.map { w -> [String] in
-        var last = "-"
-        if let e = w.lastExit {
-            last = e.code.map { "code \($0)" } ?? e.signal.map { Signals.name(of: $0) } ?? "-"
-        }
-        return [w.name, w.state, w.pid.map(String.init) ?? "-", String(w.restarts), last, w.reason ?? w.status ?? ""]
-    }
-    let header = ["NAME", "STATE", "PID", "RESTARTS", "LAST EXIT", "DETAIL"]
-    var widths = header.map(\.count)
-    for r in rows { for (i, c) in r.enumerated() where i < 5 { widths[i] = max(widths[i], c.count) } }
-    func line(_ r: [String]) -> String {
-        r.enumerated().map { i, c in i < 5 ? c.padded(to: widths[i]) : c }.joined(separator: "  ")
-    }
-    print(line(header))
-    for r in rows { print(line(r)) }
+    writeStandardOutput(TextLayout.workerTable(workers).map { $0 + "\n" }.joined())
 }
 
 struct Workers: ParsableCommand {
@@ -104,7 +89,7 @@ struct Workers: ParsableCommand {
         if json {
             printJSON(result.views)
         } else {
-            if !result.running { print("daemon NOT RUNNING — the last state recorded in the database:") }
+            if !result.running { writeStandardOutput("daemon NOT RUNNING — the last state recorded in the database:\n") }
             printWorkerTable(result.views)
         }
         if !result.running { throw ExitCode(ExitCodes.daemonNotRunning) }
@@ -149,9 +134,10 @@ struct Events: ParsableCommand {
             printJSON(events)
             return
         }
-        for e in events {
-            print("\(formatTime(e.at))  \(e.kind.padded(to: 22))  \(e.worker ?? "-")  \(e.message)")
+        let rows = events.map { e in
+            TextLayout.EventRow(time: formatTime(e.at), kind: e.kind, worker: e.worker ?? "-", message: e.message)
         }
+        writeStandardOutput(TextLayout.events(rows).map { $0 + "\n" }.joined())
     }
 }
 
@@ -171,6 +157,13 @@ struct Logs: ParsableCommand {
         let paths = options.paths
         let file = paths.logs + "/" + worker + ".log"
         if !fileExists(file) {
+            let known = Logs.knownWorkers(paths)
+            if !known.contains(worker) {
+                let list = known.isEmpty ? "none" : known.joined(separator: ", ")
+                writeStandardError(
+                    Terminal.wrap("no worker named \"\(worker)\"; known workers: \(list)", first: "aibox: ", then: "  ", width: 80))
+                throw ExitCode(ExitCodes.failure)
+            }
             if paths.root == "/" && Journal.isAvailable {
                 // Output went to the journal, tagged with the worker's name.
                 var args = ["journalctl", "--no-pager", "-t", worker, "-n", String(n)]
@@ -181,11 +174,12 @@ struct Logs: ParsableCommand {
             }
             fail(CLIError("no output captured for \"\(worker)\" (no \(file))"))
         }
-        let text = RotatingLog.tail(directory: paths.logs, name: worker, lines: n).map { $0 + "\n" }.joined()
+        let text = RotatingLog.tail(directory: paths.logs, name: worker, lines: n).map { Logs.display(Substring($0)) + "\n" }.joined()
         writeStandardOutput(text)
         guard follow else { return }
         var offset = fileSize(file)
         var inode = fileInode(file)
+        var pending: [UInt8] = []
         while true {
             // Follows across rotation: a new inode or a shorter file starts from its beginning.
             if fileInode(file) != inode || fileSize(file) < offset {
@@ -200,14 +194,43 @@ struct Logs: ParsableCommand {
                     while true {
                         let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(offset)) }
                         if n <= 0 { break }
-                        try? writeAll(1, Array(buf[0..<n]))
+                        pending += buf[0..<n]
                         offset += n
                     }
                     close(fd)
                 }
+                // Whole lines only: their stamps are shown in local time.
+                if let last = pending.lastIndex(of: UInt8(ascii: "\n")) {
+                    let lines = String(decoding: pending[..<last], as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+                    try? writeAll(1, Array(lines.map { Logs.display($0) + "\n" }.joined().utf8))
+                    pending.removeSubrange(...last)
+                } else if pending.count >= 1 << 20 {  // not a line file: as it is
+                    try? writeAll(1, pending)
+                    pending = []
+                }
             }
             usleep(200_000)
         }
+    }
+
+    /// A stored line as shown: its stamp in local time ("2026-11-27 11:00:00.123", then "?"
+    /// when the clock was not synchronized yet, else a space), the worker's text after it.
+    static func display(_ line: Substring) -> String {
+        guard let (stamp, text) = LogStamp.split(line) else { return String(line) }
+        var ms = String((stamp.milliseconds % 1000 + 1000) % 1000)
+        while ms.count < 3 { ms = "0" + ms }
+        return formatLocalTime(milliseconds: stamp.milliseconds) + "." + ms + (stamp.synchronized ? " " : "?") + " " + text
+    }
+
+    /// The workers the daemon supervises; without a daemon, those defined and those in the database.
+    static func knownWorkers(_ paths: Paths) -> [String] {
+        var names = Set<String>()
+        let loaded = try? loadWorkers(paths)
+        for w in loaded?.views ?? [] { names.insert(w.name) }
+        if loaded?.running != true, case .success(let definitions) = ConfigFiles.load(paths) {
+            for d in definitions { names.insert(d.name) }
+        }
+        return names.sorted()
     }
 
     func fileSize(_ path: String) -> Int {

@@ -10,8 +10,9 @@ struct Setup: ParsableCommand {
         abstract: "Set the box up: questions on this terminal, or a seed file (--seed).",
         discussion: """
             Interactive: plain line prompts that work on a serial console. Enter takes the \
-            [default]; type back to go back a question; Ctrl-C leaves the box as it was. Each \
-            finished step is journaled: after a power cut, setup resumes where it stopped.
+            [default]; type back to go back a question. Each finished step is journaled: after \
+            Ctrl-C or a power cut, setup resumes where it stopped; box.toml is written only when \
+            the summary is confirmed.
             With --seed FILE: no questions; every error in the file is reported at once and \
             nothing changes unless the whole seed is valid (format: provisioning/README.md).
             """)
@@ -106,16 +107,12 @@ struct SetupSession {
         }
         let staged = SecretStore(directory: paths.setupStaging)
         let records = journal.load()
-        let stagedAtStart = staged.readAll()
         var wizard = SetupWizard(
             tier: Setup.tier(), hashPassword: SetupSession.hash, zoneExists: Provisioner.zoneCheck, resuming: records,
-            secrets: stagedAtStart)
+            secrets: staged.readAll())
         let terminal = Terminal()
         defer { terminal.restore() }
         installInterruptHandlers()
-
-        // The journal and the staging area as this run found them: Ctrl-C puts them back.
-        let journaledAtStart = Set(records.map(\.step))
         var saved = Dictionary(uniqueKeysWithValues: records.map { ($0.step, $0) })
 
         writeStandardOutput("AI Box setup — \(SetupStep.allCases.count) steps.\n")
@@ -130,12 +127,10 @@ struct SetupSession {
             lastIntro = q.intro
             guard let line = terminal.readLine(prompt: q.prompt, secret: q.isSecret) else {
                 if interrupted == SIGINT {
-                    // Also what this run changed or dropped by going back into earlier steps.
-                    try? journal.retain(journaledAtStart)
-                    for r in records { try? journal.save(r) }
-                    for n in staged.names() where stagedAtStart[n] == nil { staged.remove(n) }
-                    for (n, v) in stagedAtStart where staged.read(n) != v { try? staged.write(n, v) }
-                    writeStandardOutput("\nSetup interrupted; nothing on the box changed.\n")
+                    // As after a power cut: the finished steps stay journaled, box.toml unwritten.
+                    writeStandardOutput(
+                        "\nSetup interrupted; the box is not set up yet. Finished steps are kept:\n"
+                            + "run aibox setup again to continue.\n")
                     throw ExitCode(130)
                 }
                 writeStandardOutput("\nSetup stopped (end of input). Finished steps are kept:\nrun aibox setup again to continue.\n")
@@ -146,11 +141,13 @@ struct SetupSession {
                 writeStandardOutput(Terminal.wrap(message, first: "  ! ", then: "    "))
                 continue
             }
-            // Secrets first (their names are what the journal holds), then the journal.
-            for (name, value) in wizard.secrets where staged.read(name) != value {
+            // Secrets first (their names are what the journal holds), then the journal. Only a
+            // finished step's: the staged values always match the journaled steps.
+            let finished = wizard.finishedSteps
+            let journaledNames = Set(finished.flatMap(\.secretNames))
+            for (name, value) in wizard.secrets where journaledNames.contains(name) && staged.read(name) != value {
                 do { try staged.write(name, value) } catch { throw CLIError("cannot keep the answer: \(error)") }
             }
-            let finished = wizard.finishedSteps
             let now = Dictionary(uniqueKeysWithValues: finished.map { ($0.step, $0) })
             for r in finished where saved[r.step] != r {
                 do { try journal.save(r) } catch { throw CLIError("cannot journal step \(r.step.title): \(error)") }
@@ -238,26 +235,8 @@ final class Terminal {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    /// `text` as lines of at most `width` columns for a dumb terminal, broken at spaces (a
-    /// longer word is cut): the first line after `first`, the others after `then`.
+    /// `text` as lines of at most `width` columns for a dumb terminal (`TextLayout.wrap`).
     static func wrap(_ text: String, first: String, then: String, width: Int = 80) -> String {
-        var lines: [String] = []
-        var line = first
-        var fresh = true
-        for word in text.split(separator: " ") {
-            if !fresh && line.count + 1 + word.count > width {
-                lines.append(line)
-                line = then
-                fresh = true
-            }
-            line += (fresh ? "" : " ") + word
-            fresh = false
-            while line.count > width {
-                lines.append(String(line.prefix(width)))
-                line = then + line.dropFirst(width)
-            }
-        }
-        lines.append(line)
-        return lines.joined(separator: "\n") + "\n"
+        TextLayout.wrap(text, width: width, first: first, then: then).joined(separator: "\n") + "\n"
     }
 }

@@ -35,6 +35,50 @@ import Testing
         (DeviceRecord(subsystem: "net", syspath: "/n/wlan0", devtype: "wlan"), ["net.wifi"]),
         (DeviceRecord(subsystem: "net", syspath: "/n/eth0", properties: ["ID_BUS": "pci"]), ["net.ethernet"]),
         (DeviceRecord(subsystem: "net", syspath: "/n/lo"), []),
+        // Only the kernel's facts (no udev properties): a wired NIC on a PCI or USB device…
+        (
+            DeviceRecord(
+                subsystem: "net", syspath: "/sys/devices/pci0000:00/0000:03:00.0/net/eth0",
+                net: NetInterfaceFacts(type: 1, hasParentDevice: true, isWireless: false)), ["net.ethernet"]
+        ),
+        // …a Wi-Fi interface whose uevent has no DEVTYPE (an old wireless-extensions driver)…
+        (
+            DeviceRecord(
+                subsystem: "net", syspath: "/sys/devices/platform/soc/mmc/net/wlan0",
+                net: NetInterfaceFacts(type: 1, hasParentDevice: true, isWireless: true)), ["net.wifi"]
+        ),
+        // …and what is not a wired NIC: virtual links (veth, tap, bridge), a USB gadget, loopback, IP-over-InfiniBand.
+        (
+            DeviceRecord(
+                subsystem: "net", syspath: "/sys/devices/virtual/net/veth0",
+                net: NetInterfaceFacts(type: 1, hasParentDevice: false, isWireless: false)), []
+        ),
+        (
+            DeviceRecord(
+                subsystem: "net", syspath: "/sys/devices/virtual/net/br0", devtype: "bridge",
+                net: NetInterfaceFacts(type: 1, hasParentDevice: false, isWireless: false)), []
+        ),
+        (
+            DeviceRecord(
+                subsystem: "net", syspath: "/sys/devices/platform/soc/gadget/net/usb0", devtype: "gadget",
+                net: NetInterfaceFacts(type: 1, hasParentDevice: true, isWireless: false)), []
+        ),
+        (
+            DeviceRecord(
+                subsystem: "net", syspath: "/sys/devices/virtual/net/lo",
+                net: NetInterfaceFacts(type: 772, hasParentDevice: false, isWireless: false)),
+            []
+        ),
+        (
+            DeviceRecord(
+                subsystem: "net", syspath: "/sys/devices/pci0000:00/0000:04:00.0/net/ib0",
+                net: NetInterfaceFacts(type: 32, hasParentDevice: true, isWireless: false)), []
+        ),
+        (
+            DeviceRecord(
+                subsystem: "net", syspath: "/n/garbled", net: NetInterfaceFacts(type: nil, hasParentDevice: true, isWireless: false)),
+            []
+        ),
         (DeviceRecord(subsystem: "pci", syspath: "/p/garbled", vendorId: "zz", pciClass: "x"), []),
         (DeviceRecord(subsystem: "", syspath: ""), []),
     ])

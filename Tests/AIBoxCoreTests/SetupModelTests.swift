@@ -1063,12 +1063,133 @@ struct BadSeed: Sendable, CustomStringConvertible {
         #expect(w.answer("network") == .next)
         #expect(w.question?.key == "network.wired" && w.question?.defaultAnswer == "static")
         #expect(w.answer("dhcp") == .next)
-        Self.drive(&w, [:])  // Enter everywhere: the remembered answers
+        // The rest of the network step (Wi-Fi, its answers as defaults), then the summary again.
+        let asked = Self.drive(&w, [:], until: .summary)
+        #expect(asked.map(\.key) == ["network.wifi", "network.wifi.ssid", "network.wifi.passphrase", "network.wifi.country"])
+        #expect(w.answer("") == .finished)
         let result = try #require(w.result)
         #expect(result.config.network.wired == .dhcp)
         #expect(result.config.network.wifi?.ssid == "Kitchen")
         #expect(result.config.channels.slack != nil)
         #expect(result.secrets.count == 5)
+    }
+
+    /// The answers of the wizard script, then `change` typed at the summary: what is asked
+    /// until the summary comes back.
+    static func reopen(
+        _ w: inout SetupWizard, _ change: String, script: [String: String] = F.wizardScript, answering: [String: String],
+        sourceLocation: Testing.SourceLocation = #_sourceLocation
+    ) -> (before: BoxConfig, asked: [WizardQuestion]) {
+        drive(&w, script, until: .summary, sourceLocation: sourceLocation)
+        let before = w.draft().config
+        #expect(w.answer(change) == .next, sourceLocation: sourceLocation)
+        let asked = drive(&w, answering, until: .summary, sourceLocation: sourceLocation)
+        #expect(w.step == .summary, sourceLocation: sourceLocation)
+        return (before, asked)
+    }
+
+    @Test func aSummaryChangeAsksOnlyThatStepThenTheSummaryAgain() throws {
+        var w = SetupWizard(tier: .small, hashPassword: F.hasher)
+        let (before, asked) = Self.reopen(
+            &w, "timezone", answering: ["timezone": "Europe/Paris"])
+        #expect(asked.map(\.key) == ["timezone"])
+        #expect(asked.first?.defaultAnswer == "Europe/Berlin")
+        #expect(w.finishedSteps.map(\.step) == SetupStep.allCases.filter { $0 != .summary })
+        #expect(w.question?.intro.contains { $0.hasSuffix(" Europe/Paris") } == true, "\(w.question?.intro ?? [])")
+        #expect(w.answer("") == .finished)
+        var expected = before
+        expected.timezone = "Europe/Paris"
+        let result = try #require(w.result)
+        #expect(result.config == expected)
+        #expect(result.secrets.count == 5)
+    }
+
+    @Test func aReopenedStepIsNotJournaledAsFinishedUntilItIs() throws {
+        var w = SetupWizard(tier: .small, hashPassword: F.hasher)
+        Self.drive(&w, F.wizardScript, until: .summary)
+        let all = w.finishedSteps
+        #expect(w.answer("providers") == .next)
+        // A journal written now keeps the earlier answers of providers and later steps.
+        #expect(w.finishedSteps == Array(all.prefix(4)))
+        // Back from the reopened step's first question into the step before it, and forward again.
+        #expect(w.answer("back") == .next)
+        #expect(w.question?.key == "network.wifi.country" && w.question?.defaultAnswer == "DE")
+        Self.drive(&w, [:], until: .summary)
+        #expect(w.finishedSteps == all)
+        #expect(w.answer("yes") == .finished)
+    }
+
+    @Test func aLaterAnswerThatNoLongerFitsIsAskedAgainWithTheReason() throws {
+        // The provider is renamed: the route for code names one that is gone.
+        var w = SetupWizard(tier: .small, hashPassword: F.hasher)
+        let (before, asked) = Self.reopen(
+            &w, "providers", answering: ["providers.1.name": "cloud", "providers.1.api-key": F.openAIKey, "routing.code": "cloud/gpt-4o"])
+        #expect(
+            asked.map(\.key) == [
+                "providers.1.add", "providers.1.kind", "providers.1.name", "providers.1.base-url", "providers.1.api-key",
+                "providers.1.models", "providers.2.add", "routing.code",
+            ])
+        let code = try #require(asked.last)
+        let notice = code.intro.joined(separator: " ").split(separator: " ").joined(separator: " ")
+        #expect(code.intro.first?.hasPrefix("  ! ") == true, "\(code.intro)")
+        #expect(notice.contains("\"openai/gpt-4o\" no longer fits after the change to LLM providers"), "\(notice)")
+        #expect(notice.contains("\"openai\" is not a provider"), "\(notice)")
+        #expect(code.intro.allSatisfy { $0.count <= 80 })
+        #expect(w.answer("") == .finished)
+        let result = try #require(w.result)
+        var expected = before
+        expected.providers[0].name = "cloud"
+        expected.providers[0].apiKeySecret = "provider.cloud.api-key"
+        expected.routing[.code] = Route(provider: "cloud", model: "gpt-4o")
+        #expect(result.config == expected)
+        #expect(result.secrets["provider.cloud.api-key"]?.reveal() == F.openAIKey)
+        #expect(result.secrets["provider.openai.api-key"] == nil)
+    }
+
+    @Test func laterAnswersWhoseQuestionIsGoneAreDropped() throws {
+        // No local model and the only provider removed: routing has nothing to ask.
+        var w = SetupWizard(tier: .none, hashPassword: F.hasher)
+        let (before, asked) = Self.reopen(
+            &w, "providers", answering: ["providers.1.add": "no"])
+        #expect(asked.map(\.key) == ["providers.1.add"])
+        #expect(w.answer("yes") == .finished)
+        let result = try #require(w.result)
+        var expected = before
+        expected.providers = []
+        expected.routing = [:]
+        #expect(result.config == expected)
+        #expect(result.secrets["provider.openai.api-key"] == nil)
+        // Reopening routing now: nothing to ask, said so; the summary stays.
+        var again = SetupWizard(tier: .none, hashPassword: F.hasher)
+        Self.drive(&again, ["admin.ssh-key.1": F.ed25519, "providers.1.add": "no"], until: .summary)
+        guard case .invalid(let m) = again.answer("routing") else {
+            Issue.record("routing reopened without questions")
+            return
+        }
+        #expect(m.contains("Routing has no questions"))
+        #expect(again.step == .summary)
+    }
+
+    @Test func aQuestionNewAfterTheChangeIsAskedAndSaysWhy() throws {
+        let script = F.wizardScript.merging(["providers.1.add": "no"]) { _, new in new }
+        var w = SetupWizard(tier: .none, hashPassword: F.hasher)
+        let (_, asked) = Self.reopen(
+            &w, "providers", script: script,
+            answering: [
+                "providers.1.add": "yes", "providers.1.api-key": F.openAIKey, "providers.1.models": "gpt-4o-mini gpt-4o",
+                "routing.code": "openai/gpt-4o",
+            ])
+        #expect(
+            asked.map(\.step) == [
+                .providers, .providers, .providers, .providers, .providers, .providers, .providers, .routing, .routing, .routing,
+            ])
+        let chat = try #require(asked.first { $0.key == "routing.chat" })
+        #expect(chat.intro.joined(separator: " ").contains("a new question after the change to LLM providers"), "\(chat.intro)")
+        #expect(w.answer("") == .finished)
+        let result = try #require(w.result)
+        #expect(result.config.routing[.chat] == Route(provider: "openai", model: "gpt-4o-mini"))
+        #expect(result.config.routing[.code] == Route(provider: "openai", model: "gpt-4o"))
+        #expect(result.config.channels.slack != nil && result.config.updates.window.description == "22:00-02:00")
     }
 
     @Test func wizardWithoutProvidersOrLocalModelSkipsRouting() throws {

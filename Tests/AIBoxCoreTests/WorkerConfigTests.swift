@@ -6,7 +6,7 @@ import Testing
 typealias SourceLocation = AIBoxCore.SourceLocation
 typealias ExitStatus = AIBoxCore.ExitStatus
 
-/// The example worker of DESIGN.md, verbatim.
+/// The example worker of docs/WORKERS.md, verbatim.
 let designExample = """
     [worker.chat-agent]
     exec = ["/usr/lib/aibox/agents/chat", "--listen", "127.0.0.1:8081"]  # argv, never a shell line
@@ -47,7 +47,7 @@ func parseErrors(_ text: String, path: String = vendorPath, sourceLocation: Test
 
 @Suite("Worker definition files")
 struct WorkerConfigTests {
-    @Test("the example worker of DESIGN.md parses to every value it spells")
+    @Test("the example worker of docs/WORKERS.md parses to every value it spells")
     func designExampleParses() throws {
         let workers = try parse(designExample).get()
         #expect(workers.count == 1)

@@ -11,7 +11,7 @@ private let unitFile = repository.appendingPathComponent("image/systemd/aibox.se
 private let tmpfilesFile = repository.appendingPathComponent("image/tmpfiles.d/aibox.conf")
 private let sysusersFile = repository.appendingPathComponent("image/sysusers.d/aibox.conf")
 
-/// Workers' default `stop-timeout` (WorkerDefinition.stopTimeout, DESIGN.md), in seconds.
+/// Workers' default `stop-timeout` (WorkerDefinition.stopTimeout, docs/WORKERS.md), in seconds.
 private let defaultWorkerStopTimeout = 10.0
 
 @Suite struct ImageUnitsTests {
@@ -254,7 +254,7 @@ private let defaultWorkerStopTimeout = 10.0
         let data = try #require(parts.first { $0.label == "data" })
         #expect(data.type == "var", "the data partition is /var: database, secrets, worker state")
         #expect(data.raw_size > 1 << 30, "it takes the rest of the disk")
-        // The slots' labels are the devices system.toml names (DESIGN.md).
+        // The slots' labels are the devices system.toml names (docs/UPDATES.md).
         for label in ["root-a", "root-b"] { #expect(parts.contains { $0.label == label }) }
     }
 

@@ -15,6 +15,9 @@ import Testing
         ("mini-pc-with-npu", ["gpu", "gpu.intel", "npu"]),
         ("amd-gpu-box", ["gpu", "gpu.amd", "usb-storage"]),
         ("bare-vm", []),
+        // Network interfaces with only the kernel's facts (no ID_NET_NAME_*, no ID_BUS).
+        ("kernel-only-nic", ["net.ethernet"]),
+        ("virtual-network-only", []),
     ]
 
     static func fixture(_ name: String) throws -> String {
@@ -45,6 +48,14 @@ import Testing
             #expect(gpu["productId"] as? String == "2684")
             #expect(gpu["driver"] as? String == "nvidia")
             #expect(gpu["model"] as? String == "AD102 [GeForce RTX 4090]")
+        }
+        if name == "kernel-only-nic" || name == "virtual-network-only" {
+            // Per interface: only the one on a physical device is a wired NIC.
+            for d in devices where d["subsystem"] as? String == "net" {
+                let syspath = d["syspath"] as? String ?? ""
+                let wired = syspath.hasSuffix("/net/eth0")
+                #expect(d["capabilities"] as? [String] == (wired ? ["net.ethernet"] : []), "\(syspath)")
+            }
         }
         if name == "amd-gpu-box" {
             #expect(json["gpuMemoryBytes"] as? Int == 25_753_026_560, "amdgpu's mem_info_vram_total")

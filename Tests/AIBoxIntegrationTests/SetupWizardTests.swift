@@ -627,82 +627,125 @@ private final class PtySession {
         try expectScriptedConfig(box)
     }
 
-    /// ^C on the terminal undoes what this run journaled and staged, restores the echo, exits 130.
-    @Test func ctrlCLeavesEverythingAsItWas() throws {
+    /// ^C keeps what a power cut keeps: the finished steps and their secrets, no box.toml;
+    /// the echo is restored, exit 130; the next run resumes at the first unfinished step.
+    @Test func ctrlCKeepsTheFinishedSteps() throws {
         let box = try TestBox(provisioned: false)
-        do {  // A first run: steps 1 and 2, then a power cut.
+        do {  // Steps 1 to 4 (a secret among them), then ^C at a secret prompt of step 5.
             let s = try PtySession(root: box.root)
-            try s.answer(Script.steps[0])
-            try s.answer(Script.steps[1])
-            try s.expectPrompt(Script.steps[2][0].prompt)
-            try s.killHard()
-        }
-        let journalBefore = try SetupJournal(path: box.paths.database).load()
-        let stagedBefore = SecretStore(directory: box.paths.setupStaging).names()
-        #expect(journalBefore.map(\.step.number) == [1, 2])
-        do {  // A second run: steps 3 and 4 (a secret staged), then ^C at a secret prompt.
-            let s = try PtySession(root: box.root)
-            let greeting = try s.expectPrompt(Script.steps[2][0].prompt)
-            #expect(greeting.contains(Script.resumeLine(3)), "\(greeting.debugDescription)")
-            try s.type(Script.steps[2][0].answer, secret: false)
-            try s.answer(Script.steps[3])
+            for n in 0..<4 { try s.answer(Script.steps[n]) }
             try s.answer(Array(Script.steps[4][0...3]))
             try s.expectPrompt("API key (not shown): ")
-            #expect(try journaledSteps(box) == [1, 2, 3, 4])
-            #expect(SecretStore(directory: box.paths.setupStaging).names().contains("wifi.passphrase"))
-            #expect(mode(box.paths.setupStaging) == 0o700)
-            #expect(mode(box.paths.setupStaging + "/wifi.passphrase") == 0o600)
             #expect(!s.echoIsOn, "echo is on at the API key prompt")
             try s.send([0x03])
-            try s.expectText("Setup interrupted; nothing on the box changed.")
+            try s.expectText("Setup interrupted; the box is not set up yet. Finished steps are kept:")
             #expect(try s.waitForExit() == 130, "\(s.transcript)")
             #expect(s.echoIsOn, "the terminal's echo was left off after ^C")
             s.expectPlainTerminalOutput()
         }
-        #expect(try SetupJournal(path: box.paths.database).load() == journalBefore)
-        #expect(SecretStore(directory: box.paths.setupStaging).names() == stagedBefore)
-        #expect(!fileExists(box.paths.boxConfig))
-        // A third run resumes where the first one stopped, without the second run's answers.
+        #expect(try journaledSteps(box) == [1, 2, 3, 4])
+        #expect(SecretStore(directory: box.paths.setupStaging).read("wifi.passphrase")?.reveal() == Typed.wifiPassphrase)
+        #expect(mode(box.paths.setupStaging) == 0o700)
+        #expect(mode(box.paths.setupStaging + "/wifi.passphrase") == 0o600)
+        #expect(!fileExists(box.paths.boxConfig), "box.toml was written before the summary was confirmed")
+        // The next run: step 5, with the answers of steps 1 to 4 kept (the passphrase among them).
         let s = try PtySession(root: box.root)
-        let greeting = try s.expectPrompt(Script.steps[2][0].prompt)
-        #expect(greeting.contains(Script.resumeLine(3)), "\(greeting.debugDescription)")
-        try s.killHard()
+        let greeting = try s.expectPrompt(Script.steps[4][0].prompt)
+        #expect(greeting.contains(Script.resumeLine(5)), "\(greeting.debugDescription)")
+        try s.type(Script.steps[4][0].answer, secret: false)
+        try s.answer(Array(Script.steps[4].dropFirst()))
+        for n in 5..<Script.steps.count { try s.answer(Script.steps[n]) }
+        try s.answer(Script.confirm)
+        #expect(try s.waitForExit() == 0, "\(s.transcript)")
+        s.expectPlainTerminalOutput()
+        try expectScriptedConfig(box)
     }
 
-    /// ^C after going back into steps journaled before this run, and changing a secret there:
-    /// the journal and the staged secrets are still those this run started from.
-    @Test func ctrlCAfterGoingBackKeepsTheEarlierRunsAnswers() throws {
+    /// ^C after going back into a finished step and typing a new secret there: that step keeps
+    /// the answers it was journaled with (the secret too), the later steps stay journaled.
+    @Test func ctrlCInAStepGoneBackIntoKeepsItsJournaledAnswers() throws {
         let box = try TestBox(provisioned: false)
-        do {  // A first run: steps 1 to 5, then a power cut.
-            let s = try PtySession(root: box.root)
-            for n in 0..<5 { try s.answer(Script.steps[n]) }
-            try s.expectPrompt(Script.steps[5][0].prompt)
-            try s.killHard()
-        }
-        let journalBefore = try SetupJournal(path: box.paths.database).load()
-        let stagedBefore = SecretStore(directory: box.paths.setupStaging).readAll().mapValues { $0.reveal() }
-        #expect(journalBefore.map(\.step.number) == [1, 2, 3, 4, 5])
-        #expect(stagedBefore["provider.openai.api-key"] == Typed.openAIKey)
         do {
             let s = try PtySession(root: box.root)
-            let greeting = try s.expectPrompt(Script.steps[5][0].prompt)
-            #expect(greeting.contains(Script.resumeLine(6)), "\(greeting.debugDescription)")
+            for n in 0..<5 { try s.answer(Script.steps[n]) }
+            try s.answer(Script.steps[5])
+            try s.expectPrompt(Script.steps[6][0].prompt)
+            try s.send([0x03])
+            #expect(try s.waitForExit() == 130, "\(s.transcript)")
+        }
+        #expect(try journaledSteps(box) == [1, 2, 3, 4, 5, 6])
+        do {
+            let s = try PtySession(root: box.root)
+            let greeting = try s.expectPrompt(Script.steps[6][0].prompt)
+            #expect(greeting.contains(Script.resumeLine(7)), "\(greeting.debugDescription)")
             try s.type("back", secret: false)
+            try s.answer(ask("Model for reasoning [openai/gpt-4o-mini]: ", "back"))
+            try s.answer(ask("Model for code [openai/gpt-4o]: ", "back"))
+            try s.answer(ask("Model for chat, as provider/model [\(Script.chatDefault)]: ", "back"))
             try s.answer(ask("Add another LLM provider? [no]: ", "back"))
             try s.answer(ask("Models, separated by spaces [gpt-4o-mini gpt-4o]: ", "back"))
             try s.answer(askSecret("API key (not shown) [••••]: ", Typed.otherOpenAIKey))
             try s.expectPrompt("Models, separated by spaces [gpt-4o-mini gpt-4o]: ")
             try s.send([0x03])
-            try s.expectText("Setup interrupted; nothing on the box changed.")
             #expect(try s.waitForExit() == 130, "\(s.transcript)")
             s.expectPlainTerminalOutput()
         }
-        #expect(try SetupJournal(path: box.paths.database).load() == journalBefore)
-        #expect(SecretStore(directory: box.paths.setupStaging).readAll().mapValues { $0.reveal() } == stagedBefore)
+        #expect(try journaledSteps(box) == [1, 2, 3, 4, 5, 6])
+        #expect(SecretStore(directory: box.paths.setupStaging).read("provider.openai.api-key")?.reveal() == Typed.openAIKey)
         let s = try PtySession(root: box.root)
-        let greeting = try s.expectPrompt(Script.steps[5][0].prompt)
-        #expect(greeting.contains(Script.resumeLine(6)), "\(greeting.debugDescription)")
-        try s.killHard()
+        let greeting = try s.expectPrompt(Script.steps[6][0].prompt)
+        #expect(greeting.contains(Script.resumeLine(7)), "\(greeting.debugDescription)")
+        try s.type(Script.steps[6][0].answer, secret: false)
+        try s.answer(Array(Script.steps[6].dropFirst()))
+        try s.answer(Script.steps[7])
+        try s.answer(Script.confirm)
+        #expect(try s.waitForExit() == 0, "\(s.transcript)")
+        try expectScriptedConfig(box)
+    }
+
+    /// A step named at the summary is asked again, alone; then the summary is back. A later
+    /// answer the change made wrong is asked again with the reason; the others are kept.
+    @Test func aStepChangedFromTheSummaryIsAskedAloneThenTheSummaryAgain() throws {
+        let box = try TestBox(provisioned: false)
+        let s = try PtySession(root: box.root)
+        for step in Script.steps { try s.answer(step) }
+        try s.answer(ask(Script.confirm.prompt, "timezone"))
+        let zone = try s.answer(ask("Time zone, Area/City such as Europe/Berlin [Europe/Berlin]: ", "Europe/Paris"))
+        #expect(zone.contains("Step 3 of 9: Time zone"), "\(zone.debugDescription)")
+        let summary = try s.expectPrompt(Script.confirm.prompt)
+        #expect(summary.contains("Step 9 of 9: Summary") && summary.contains("Europe/Paris"), "\(summary)")
+        // The provider renamed: the routes naming it no longer fit.
+        try s.type("providers", secret: false)
+        try s.answer(ask("Add an LLM provider (a cloud API or a server on your network)? [yes]: ", ""))
+        try s.answer(ask("Kind: openai, anthropic, ollama or llamacpp [openai]: ", ""))
+        try s.answer(ask("Name for this provider [openai]: ", "cloud"))
+        try s.answer(ask("Base URL [https://api.openai.com/v1]: ", ""))
+        try s.answer(askSecret("API key (not shown): ", Typed.openAIKey))
+        try s.answer(ask("Models, separated by spaces [gpt-4o-mini gpt-4o]: ", ""))
+        try s.answer(ask("Add another LLM provider? [no]: ", ""))
+        var routes: [Exchange] = [
+            ask("Model for code [as chat]: ", "cloud/gpt-4o"), ask("Model for reasoning [as chat]: ", "cloud/gpt-4o-mini"),
+        ]
+        if Script.chatDefault.hasPrefix("openai/") {
+            routes.insert(ask("Model for chat, as provider/model [cloud/gpt-4o-mini]: ", ""), at: 0)
+        }
+        for r in routes {
+            let said = try s.answer(r).split(whereSeparator: { $0 == " " || $0 == "\r\n" || $0 == "\n" }).joined(separator: " ")
+            #expect(said.contains("no longer fits after the change to LLM providers"), "\(said)")
+            #expect(said.contains("\"openai\" is not a provider"), "\(said)")
+        }
+        let again = try s.answer(Script.confirm)
+        #expect(!again.contains("chat channel") && !again.contains("Update channel"), "later steps were asked again: \(again)")
+        #expect(again.contains("cloud"), "\(again)")
+        #expect(try s.waitForExit() == 0, "\(s.transcript)")
+        s.expectPlainTerminalOutput()
+        let c = try BoxConfig.parse(text: try #require(readTextFile(box.paths.boxConfig)), path: box.paths.boxConfig).get()
+        #expect(c.timezone == "Europe/Paris")
+        #expect(c.providers.map(\.name).filter { $0 != LocalModel.providerName } == ["cloud"])
+        #expect(c.routing[.code] == Route(provider: "cloud", model: "gpt-4o"))
+        #expect(c.routing[.reasoning] == Route(provider: "cloud", model: "gpt-4o-mini"))
+        #expect(c.channels.telegram != nil && c.updates.window.description == "22:00-02:00")
+        #expect(SecretStore(directory: box.paths.secrets).read("provider.cloud.api-key")?.reveal() == Typed.openAIKey)
     }
 
     /// ^D on an empty line is the end of input: the finished steps are kept, exit 1.

@@ -9,6 +9,11 @@
 /// `secrets` (whose values belong in the secrets directory, not the journal).
 /// `init(tier:hashPassword:resuming:secrets:)` replays them and starts at the first
 /// unfinished step; every journaled answer stays the default of its question.
+///
+/// Changing a step from the summary asks that step again and comes back to the summary: the
+/// later steps' answers are held and taken again as their questions come back, except one
+/// that no longer passes its check (a route to a provider that is gone), which is asked with
+/// the reason (`WizardQuestion.intro`).
 
 /// The wizard's steps, in order.
 public enum SetupStep: String, Sendable, CaseIterable, Codable, Comparable {
@@ -91,6 +96,14 @@ public struct WizardStepRecord: Codable, Equatable, Sendable {
         self.step = step
         self.answers = answers
     }
+
+    /// The secrets this step's answers name (their values are staged beside the journal).
+    public var secretNames: [String] {
+        answers.compactMap { a in
+            if case .secret(let name) = a.value { return name }
+            return nil
+        }
+    }
 }
 
 public struct SetupWizard: Sendable {
@@ -109,6 +122,12 @@ public struct SetupWizard: Sendable {
     var transcript: [Entry] = []
     /// Answers undone by `back`, a summary change or a resume: the defaults of their questions.
     var remembered: [String: Given] = [:]
+    /// The step reopened from the summary, while it is asked again.
+    var reopened: SetupStep?
+    /// The answers of the steps after `reopened`, in order, waiting to be taken again.
+    var held: [Held] = []
+    /// Why a question is asked although it was answered before, by question key.
+    var notices: [String: String] = [:]
 
     /// `tier` decides the local model offered for chat; `hashPassword` hashes the admin password.
     /// `zoneExists`, when given, checks that the time zone answered is installed.
@@ -182,7 +201,10 @@ public struct SetupWizard: Sendable {
             given = spec.isSecret ? .secret(Secret(text)) : .text(text)
         }
         switch spec.key {
-        case Key.passwordAgain: return confirmPassword(given)
+        case Key.passwordAgain:
+            let reply = confirmPassword(given)
+            if reply == .next { takeHeldAnswers() }
+            return reply
         case Key.confirm: return confirmSummary(given)
         default: break
         }
@@ -190,6 +212,7 @@ public struct SetupWizard: Sendable {
         case .failure(let e): return .invalid(e.message)
         case .success(let v): store(v, for: spec)
         }
+        takeHeldAnswers()
         return isFinished ? .finished : .next
     }
 
@@ -294,6 +317,12 @@ public struct SetupWizard: Sendable {
         var secretName: String?
     }
 
+    /// A later step's answer held while a step reopened from the summary is asked again.
+    struct Held: Sendable {
+        var entry: Entry
+        var value: Given
+    }
+
     enum Key {
         static let password = "admin.password"
         static let passwordAgain = "admin.password-again"
@@ -377,6 +406,7 @@ public struct SetupWizard: Sendable {
             for key in remembered.keys where spec.resets.contains(where: { key.hasPrefix($0) }) { remembered[key] = nil }
         }
         answers[spec.key] = g
+        notices[spec.key] = nil
         transcript.append(Entry(step: spec.step, key: spec.key, secretName: spec.secretName))
     }
 
@@ -413,11 +443,60 @@ public struct SetupWizard: Sendable {
             return .finished
         }
         if let step = SetupStep(rawValue: a), step != .summary {
-            // The step is asked again, and the ones after it, each answer as its default.
-            while let last = transcript.last, last.step >= step { undoLast() }
+            reopen(step)
+            if currentSpec()?.step == .summary {
+                return .invalid("\(step.title) has no questions with the other answers as they are; nothing to change there")
+            }
             return .next
         }
         return .invalid("answer yes to write this configuration, or the step to change: \(steps.joined(separator: ", "))")
+    }
+
+    /// Asks `step` again, its answers as defaults; the later steps' answers are held and taken
+    /// again as their questions come back (`takeHeldAnswers`).
+    mutating func reopen(_ step: SetupStep) {
+        var later: [Held] = []
+        while let last = transcript.last, last.step >= step {
+            if last.step > step, let g = answers[last.key] { later.insert(Held(entry: last, value: g), at: 0) }
+            undoLast()
+        }
+        reopened = step
+        held = later
+        takeHeldAnswers()
+    }
+
+    /// Takes held answers while their questions are the ones asked, in order. A held answer
+    /// whose question no longer comes is dropped; one that no longer passes its check stops
+    /// the replay, and its question is asked with the reason; so is a question not asked before.
+    mutating func takeHeldAnswers() {
+        while let h = held.first, let spec = currentSpec() {
+            if answers[h.entry.key] != nil || h.entry.step < spec.step {
+                held.removeFirst()
+                continue
+            }
+            guard spec.key == h.entry.key else {
+                if let r = reopened, spec.step > r, remembered[spec.key] == nil {
+                    notices[spec.key] = "\(spec.step.title): a new question after the change to \(r.title)"
+                }
+                return
+            }
+            held.removeFirst()
+            switch validate(h.value, for: spec) {
+            case .success(let v):
+                store(v, for: spec)
+            case .failure(let e):
+                let earlier: String
+                if case .text(let t) = h.value {
+                    earlier = "the earlier answer \(Validators.quote(t))"
+                } else {
+                    earlier = "the earlier answer"
+                }
+                notices[spec.key] =
+                    "\(spec.step.title): \(earlier) no longer fits after the change to \(reopened?.title ?? "a step"): \(e.message)"
+                return
+            }
+        }
+        if currentSpec()?.step == .summary { reopened = nil }
     }
 
     func render(_ spec: Spec) -> WizardQuestion {
@@ -434,9 +513,14 @@ public struct SetupWizard: Sendable {
             prompt += " [" + fitColumns(bracket, width: max(12, 80 - prompt.count - 5)) + "]"
         }
         prompt = fitColumns(prompt, width: 78) + ": "
+        var intro = spec.intro.map { fitColumns($0, width: 80) }
+        if let notice = notices[spec.key] {
+            let lines = wrap(notice, width: 76)
+            intro += lines.prefix(1).map { "  ! " + $0 } + lines.dropFirst().map { "    " + $0 }
+        }
         return WizardQuestion(
-            step: spec.step, key: spec.key, intro: spec.intro.map { fitColumns($0, width: 80) }, prompt: prompt, defaultAnswer: shown,
-            isSecret: spec.isSecret, isSkippable: spec.isSkippable)
+            step: spec.step, key: spec.key, intro: intro, prompt: prompt, defaultAnswer: shown, isSecret: spec.isSecret,
+            isSkippable: spec.isSkippable)
     }
 
     func stepIntro(_ step: SetupStep, _ lines: String...) -> [String] {

@@ -102,6 +102,10 @@ int aibox_loop_attach(int backing_fd, int read_only, char *device, size_t device
 /// The size of a block device in bytes (BLKGETSIZE64); 0, or -1 (errno).
 int aibox_block_device_size(int fd, unsigned long long *bytes);
 
+/// 1 while the kernel says the wall clock is not synchronized (adjtimex(2) TIME_ERROR: no
+/// NTP sync since boot), 0 when it is; -1 (errno) when that cannot be read.
+int aibox_clock_unsynchronized(void);
+
 /// Receives downloaded bytes; returns `len` to go on, anything else to stop the transfer.
 typedef size_t (*aibox_http_sink)(const void *data, size_t len, void *context);
 
