@@ -19,10 +19,9 @@ struct UpdateTrial {
     var gate: TrialGate?
     /// Monotonic: the gate's next look, or the next try of a deferred reboot.
     var next: Instant?
-    /// A reboot deferred by the inhibit file, tried again every `rebootRetry`.
+    /// A reboot deferred by the inhibit file, tried again every `rebootRetry` (a flock: costs nothing).
     var pendingReboot: String?
-    static let rebootRetry = Duration.seconds(30)
-    var context: UpdateContext? { agent?.context }
+    static let rebootRetry = Duration.seconds(5)
 }
 
 extension Supervisor {
@@ -73,23 +72,29 @@ extension Supervisor {
         for p in agent.takeProblems() { logger.error("updates: \(p)") }
     }
 
-    /// Through the Rebooter; deferred by the inhibit file, tried again every 30 s.
+    /// Through the Rebooter; deferred by the inhibit file, tried again every 5 s.
     private func reboot(_ reason: String, now: Instant) {
         guard let agent = trial.agent else { return }
         store.flush(now: now)
-        let outcome = agent.rebooter.reboot(reason, journal: agent.journal)
-        if outcome == .deferred {
+        rebooted(agent.rebooter.reboot(reason, journal: agent.journal), reason, now: now)
+    }
+
+    private func rebooted(_ outcome: Rebooter.Outcome, _ reason: String, now: Instant) {
+        trial.pendingReboot = nil
+        trial.next = nil
+        switch outcome {
+        case .deferred:
             logger.warning("update: \(outcome)")
             trial.pendingReboot = reason
             trial.next = now + UpdateTrial.rebootRetry
-        } else {
-            trial.pendingReboot = nil
-            trial.next = nil
-            if case .failed(let why) = outcome { logger.error("update: \(why)") }
+        case .failed(let why):
+            logger.error("update: \(why)")
+        case .rebooting, .requested:
+            break
         }
     }
 
-    /// A deferred reboot, once the inhibit is released (looked at every 30 s).
+    /// A deferred reboot, once the inhibit is released (looked at every 5 s).
     func retryDeferredReboot(now: Instant) {
         guard let reason = trial.pendingReboot, let due = trial.next, due <= now, !shuttingDown, let agent = trial.agent else { return }
         if agent.rebooter.isInhibited {
@@ -108,7 +113,7 @@ extension Supervisor {
             feed.next = nil
             return
         }
-        feed.interval = trial.context?.system.feedInterval ?? feed.interval
+        feed.interval = trial.agent?.context.system.feedInterval ?? feed.interval
         // The first look comes after a random part of the interval: a fleet powered on
         // together does not ask the server all at once.
         feed.next = Clock.monotonic() + feed.interval.scaled(by: Double.random(in: 0.05...0.2))
@@ -185,11 +190,7 @@ extension Supervisor {
                 let actions = try agent.handle(.trialFailed(why))
                 for case .reboot(let reason) in actions {
                     logger.critical("\(reason)")
-                    if agent.lastReboot == .deferred {
-                        logger.warning("update: reboot deferred: a worker holds run/aibox/reboot.inhibit")
-                        trial.pendingReboot = reason
-                        trial.next = now + UpdateTrial.rebootRetry
-                    }
+                    if let outcome = agent.lastReboot { rebooted(outcome, reason, now: now) }
                 }
             } catch {
                 logger.error("cannot mark the slot bad: \(error)")
