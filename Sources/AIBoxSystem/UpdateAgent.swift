@@ -10,7 +10,7 @@ public final class UpdateAgent {
     public let journal: UpdateJournal
     public let rebooter: Rebooter
     /// Set by the installer (which holds the update lock): its own lock is no sign of another
-    /// installer, and its steps use the flow it holds.
+    /// installer.
     public var holdsInstallLock = false
     public private(set) var flow = UpdateFlow()
     /// What could not be done but did not stop the rest: a floor not written, a journal entry
@@ -55,14 +55,15 @@ public final class UpdateAgent {
     /// The journal made to agree with the boot (status, the daemon's start, before any event).
     @discardableResult
     public func reconcile() throws(UpdateError) -> UpdateState {
-        if !holdsInstallLock { try load() }
+        try load()
         let seen = try observe()
         try perform(flow.reconcile(seen))
         return flow.state
     }
 
-    /// An event: the journal read again and reconciled (but for the installer's own steps),
-    /// then the event. Returns the actions performed (none: nothing to do).
+    /// An event: the journal read again and reconciled, then the event — but for the
+    /// installer's own steps, which go on from the flow its start left. Returns the actions
+    /// performed (none: nothing to do).
     @discardableResult
     public func handle(_ event: UpdateEvent) throws(UpdateError) -> [UpdateAction] {
         switch event {

@@ -215,7 +215,8 @@ struct UpdateStatus: ParsableCommand {
             var floor: String?
             switch tools.agent.readFloor().effective {
             case .success(let v): floor = v?.description
-            case .failure(let why): problems.append("the version floor cannot be read (\(why)): only bundles signed as a rollback are installed")
+            case .failure(let why):
+                problems.append("the version floor cannot be read (\(why)): only bundles signed as a rollback are installed")
             }
             let view = UpdateStatusView(
                 bootedSlot: booted, primarySlot: env.primary,

@@ -53,4 +53,3 @@ import Testing
         #expect(late.evaluate(now: boot + .seconds(1801), critical: [w(true)]) == .reject("not healthy within the commit deadline"))
     }
 }
-

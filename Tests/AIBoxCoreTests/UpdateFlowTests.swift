@@ -243,7 +243,8 @@ import Testing
 
     @Test func aPassedTrialMarksTheSlotGoodThenRaisesTheFloorThenWritesTheJournal() throws {
         var f = UpdateFlow(state: .trying(UpdateSlot("B", v2)))
-        let actions = try f.handle(.trialPassed("healthy for 5m (agent)"), seen: seen("B", trialEnv, floor: VersionFloor(file: .version(v1))))
+        let actions = try f.handle(
+            .trialPassed("healthy for 5m (agent)"), seen: seen("B", trialEnv, floor: VersionFloor(file: .version(v1))))
         #expect(
             actions == [
                 .boot([.setState("B", .good), .bootNext("B")]), .raiseFloor(v2),
@@ -301,7 +302,10 @@ import Testing
         // An unreadable floor file: a person confirming the running slot writes it anew
         // (never below the database's copy).
         let higher = SemanticVersion("3.0.0")!
-        #expect(try f.handle(.markGood, seen: seen("A", good, floor: VersionFloor(file: .unreadable("x"), database: higher))) == [.raiseFloor(higher)])
+        #expect(
+            try f.handle(.markGood, seen: seen("A", good, floor: VersionFloor(file: .unreadable("x"), database: higher))) == [
+                .raiseFloor(higher)
+            ])
     }
 
     /// The slot booted because nothing else could: a person may keep it.
@@ -413,8 +417,12 @@ import Testing
         #expect(BundleSource.parse("u.aibox") == .success(.file("u.aibox")))
         #expect(BundleSource.parse("http://h/u.aibox") == .success(.url("http://h/u.aibox")))
         #expect(BundleSource.parse("HTTPS://h/u.aibox") == .success(.url("HTTPS://h/u.aibox")))
-        #expect(BundleSource.parse("ftp://h/u.aibox") == .failure(UpdateFlowError("unsupported URL scheme ftp; use http or https or a file path")))
-        #expect(BundleSource.parse("gopher://h/u") == .failure(UpdateFlowError("unsupported URL scheme gopher; use http or https or a file path")))
+        #expect(
+            BundleSource.parse("ftp://h/u.aibox")
+                == .failure(UpdateFlowError("unsupported URL scheme ftp; use http or https or a file path")))
+        #expect(
+            BundleSource.parse("gopher://h/u")
+                == .failure(UpdateFlowError("unsupported URL scheme gopher; use http or https or a file path")))
         #expect(
             BundleSource.parse("file:///tmp/u.aibox")
                 == .failure(UpdateFlowError("unsupported URL scheme file; use http or https, or give the bundle's path (/tmp/u.aibox)")))

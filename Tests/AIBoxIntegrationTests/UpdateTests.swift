@@ -208,7 +208,9 @@ final class UpdateBox {
         #expect(committed.first?.message.contains("slot B marked good: healthy for 1s (agent)") == true, "\(committed)")
         let s = try u.status()
         #expect(s.state == "committed" && s.slot("B")?.state == "good")
-        #expect(s.floor == "1.1.0" && VersionFloorStore.read(u.floorFile) == .version(SemanticVersion("1.1.0")!), "the daemon's commit writes the floor file")
+        #expect(
+            s.floor == "1.1.0" && VersionFloorStore.read(u.floorFile) == .version(SemanticVersion("1.1.0")!),
+            "the daemon's commit writes the floor file")
         #expect(try u.box.events().contains { $0.kind == "update.trying" })
         let status = try JSONDecoder().decode(StatusView.self, from: Data(try u.box.aibox(["status", "--json"]).stdout.utf8))
         #expect(status.update == "slot B; update committed", "\(status.update ?? "nil")")
@@ -320,6 +322,7 @@ final class UpdateBox {
         }
         let s = try u.status()
         #expect(s.state == "failed" && s.lastError != nil, "\(fault): \(s)")
+        #expect(s.slot("B")?.version == "1.5.0", "\(fault): the running slot's version is still known")
         #expect(try u.reboot() == "B")
     }
 
@@ -837,7 +840,8 @@ extension UpdateTests {
         try writeFileAtomically(u.floorFile, bytes)
         var s = try u.status()
         #expect(s.floor == nil, "\(s)")
-        #expect(s.problems.contains { $0.contains("the version floor cannot be read") && $0.contains("checksum mismatch") }, "\(s.problems)")
+        #expect(
+            s.problems.contains { $0.contains("the version floor cannot be read") && $0.contains("checksum mismatch") }, "\(s.problems)")
         let (newer, _) = try u.bundle(version: "1.6.0", bytes: 1 << 20)
         let refused = try u.update(["install", newer])
         #expect(refused.code == 1, "installed past an unknown floor")
@@ -913,10 +917,14 @@ extension UpdateTests {
         u.box.stopDaemon()
         try #require(!rejected.isEmpty, "never rejected over \(runs.count) daemon runs")
         #expect(runs.count >= 2, "killed \(runs.count) times before the reject")
-        #expect(runs.allSatisfy { $0 < deadline } && rejectedAfter < deadline, "a run reached the deadline by itself: \(runs), \(rejectedAfter)")
+        #expect(
+            runs.allSatisfy { $0 < deadline } && rejectedAfter < deadline, "a run reached the deadline by itself: \(runs), \(rejectedAfter)"
+        )
         let sinceBoot = Duration.nanoseconds(Int64(Clock.bootNanoseconds() - u.bootedAt))
         #expect(sinceBoot >= deadline)
-        #expect(rejected.first?.message.contains("slot B failed its trial (not healthy within the commit deadline: agent not ready)") == true, "\(rejected)")
+        #expect(
+            rejected.first?.message.contains("slot B failed its trial (not healthy within the commit deadline: agent not ready)") == true,
+            "\(rejected)")
         #expect(try u.control.load().state(of: "B") == .bad)
         #expect(try u.reboot() == "A")
         let s = try u.status()
@@ -982,7 +990,9 @@ extension UpdateTests {
             #expect(lines[i].contains("remaining to read); retry \(i + 1) of 6 in "), "\(lines[i])")
         }
         #expect(
-            server.requests == ["/cuts-2-400000/u.aibox -", "/cuts-2-400000/u.aibox bytes=400000-", "/cuts-2-400000/u.aibox bytes=800000-"],
+            server.requests == [
+                "/cuts-2-400000/u.aibox -", "/cuts-2-400000/u.aibox bytes=400000-", "/cuts-2-400000/u.aibox bytes=800000-",
+            ],
             "\(server.requests)")
         let command = "\(aiboxBinary) update install \(server.url("cuts-1-300000", "u.aibox")) --root \(u.box.root)"
         let t = try run("/usr/bin/script", ["-q", "-e", "-c", command, "/dev/null"])
@@ -1020,7 +1030,8 @@ extension UpdateTests {
         let refused = try u.update(["install", second])
         #expect(refused.code == 1)
         #expect(
-            refused.stderr.contains("slot B runs on trial and slot A is the good one to fall back on: commit slot B (aibox update mark-good)"),
+            refused.stderr.contains(
+                "slot B runs on trial and slot A is the good one to fall back on: commit slot B (aibox update mark-good)"),
             "\(refused.stderr)")
         let env = try u.control.load()
         #expect(env.state(of: "A") == .good && env.state(of: "B") == .trying && u.slotBytes("A") == nil)

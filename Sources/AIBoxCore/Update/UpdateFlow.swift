@@ -220,7 +220,8 @@ public enum BundleSource: Equatable, Sendable {
         case "http", "https": return .success(.url(text))
         case "file":
             return .failure(
-                UpdateFlowError("unsupported URL scheme file; use http or https, or give the bundle's path (\(text.dropFirst("file://".count)))"))
+                UpdateFlowError(
+                    "unsupported URL scheme file; use http or https, or give the bundle's path (\(text.dropFirst("file://".count)))"))
         default: return .failure(UpdateFlowError("unsupported URL scheme \(scheme); use http or https or a file path"))
         }
     }
@@ -321,7 +322,9 @@ public struct UpdateFlow: Equatable, Sendable {
             if env.primary == t && env.state(of: t) == .trying {
                 let version = state.version ?? versions[t]
                 versions[t] = version
-                return move(.installed(UpdateSlot(t, version)), "update.installed", "the install of slot \(t) had completed; only its journal entry was missing")
+                return move(
+                    .installed(UpdateSlot(t, version)), "update.installed",
+                    "the install of slot \(t) had completed; only its journal entry was missing")
             }
             return move(.interrupted(target: t), "update.interrupted", "the install into slot \(t) was interrupted (the installer stopped)")
         case .installed(let s), .trying(let s), .rejected(let s, _):
@@ -332,9 +335,12 @@ public struct UpdateFlow: Equatable, Sendable {
                     return move(.trying(s), "update.trying", "booted \(s) on trial")
                 case (_, .good):
                     // Marked good, and the journal's line lost (the boot environment is written first).
-                    return move(.committed(s), "update.committed", "\(s) is marked good; only its journal entry was missing") + floorAtCommit(s, seen)
+                    return move(.committed(s), "update.committed", "\(s) is marked good; only its journal entry was missing")
+                        + floorAtCommit(s, seen)
                 case (.installed, .bad), (.trying, .bad):
-                    return move(.rejected(s, reason: "\(s) was marked bad"), "update.rejected", "\(s) is marked bad; only its journal entry was missing")
+                    return move(
+                        .rejected(s, reason: "\(s) was marked bad"), "update.rejected",
+                        "\(s) is marked bad; only its journal entry was missing")
                 default:
                     return nil  // on trial, or rejected and not rebooted yet
                 }
@@ -395,10 +401,12 @@ public struct UpdateFlow: Equatable, Sendable {
                 throw UpdateFlowError(
                     env.state(of: b) == .trying
                         ? "slot \(b) runs on trial and slot \(target) is the good one to fall back on: commit slot \(b) (aibox update mark-good) or reject it (mark-bad) before installing another update"
-                        : "slot \(b) is marked bad and slot \(target) is the good one: reboot into slot \(target) before installing another update")
+                        : "slot \(b) is marked bad and slot \(target) is the good one: reboot into slot \(target) before installing another update"
+                )
             }
             let next: UpdateState = source.isDownload ? .downloading(target: target) : .installing(target: target, version: nil)
-            return move(next, "update.\(next.name)", "\(source.isDownload ? "downloading" : "installing") \(source.text) into slot \(target)")
+            return move(
+                next, "update.\(next.name)", "\(source.isDownload ? "downloading" : "installing") \(source.text) into slot \(target)")
 
         case .headerVerified(let version):
             guard let t = installTarget else { throw notInstalling(event) }
@@ -413,7 +421,10 @@ public struct UpdateFlow: Equatable, Sendable {
             state = .installed(UpdateSlot(t, version))
             return [
                 .boot([.setPrimary(t, tries: tries)]),
-                .save(UpdateNote("update.installed", "version \(version) installed in slot \(t); it boots on trial (\(tries) tries) at the next reboot")),
+                .save(
+                    UpdateNote(
+                        "update.installed",
+                        "version \(version) installed in slot \(t); it boots on trial (\(tries) tries) at the next reboot")),
             ]
 
         case .installFailed(let why):
@@ -480,7 +491,8 @@ public struct UpdateFlow: Equatable, Sendable {
     private mutating func reject(_ s: UpdateSlot, reason: String, _ seen: UpdateObservation) throws(UpdateFlowError) -> [UpdateAction] {
         guard seen.other.map({ seen.env.state(of: $0) == .good }) ?? false else {
             throw UpdateFlowError(
-                "slot \(s.name) is not marked bad: slot \(seen.other ?? "?") is not good either, and the box would have nothing good to boot")
+                "slot \(s.name) is not marked bad: slot \(seen.other ?? "?") is not good either, and the box would have nothing good to boot"
+            )
         }
         let why = "slot \(s.name) marked bad: \(reason)"
         state = .rejected(s, reason: why)
