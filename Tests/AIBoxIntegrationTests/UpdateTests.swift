@@ -974,6 +974,22 @@ extension UpdateTests {
         #expect(requested.first?.message.contains("slot B failed its trial (critical worker agent crash-looped") == true, "\(requested)")
     }
 
+    /// A slot marked bad but still running when the daemon starts (it was killed before its
+    /// reboot, or a person marked it by hand): the reboot into the good slot is owed and made.
+    @Test func aDaemonStartingOnASlotMarkedBadMakesTheRebootItOwes() throws {
+        let u = try UpdateBox()
+        let (bundle, _) = try u.bundle(version: "1.1.0", bytes: 1 << 20)
+        #expect(try u.update(["install", bundle]).code == 0)
+        #expect(try u.reboot() == "B")
+        #expect(try u.update(["mark-bad"]).code == 0)
+        #expect(try !u.box.events().contains { $0.kind == "update.reboot-requested" }, "mark-bad by hand reboots nothing itself")
+        try u.startDaemon()
+        defer { u.box.stopDaemon() }
+        let requested = try u.box.waitForEvent("update.reboot-requested")
+        let want = "slot B (version 1.1.0) is marked bad (slot B marked bad: marked bad by hand): rebooting into slot A"
+        #expect(requested.first?.message == want, "\(requested)")
+    }
+
     /// A server that cuts the connection twice: two retry lines, each with its reason, on
     /// stderr off a terminal; on a terminal (a pty, by script(1)) above the progress bar.
     @Test func eachRetryOfADownloadIsShownWithItsReason() throws {
