@@ -3,22 +3,6 @@ import AIBoxSystem
 import Glibc
 import Logging
 
-/// Reboots the box: what the daemon does when a slot on trial fails (issue 5).
-public protocol Rebooter: AnyObject {
-    func reboot(reason: String)
-}
-
-/// The box itself: systemd's orderly reboot (every service stopped, file systems synced).
-final class SystemRebooter: Rebooter {
-    func reboot(reason: String) { _ = runProgram(["/usr/bin/systemctl", "reboot"], input: nil) }
-}
-
-/// Under a `--root` other than `/` there is no machine to reboot: the request is an event,
-/// and the test kit's boot simulator does what the boot loader would.
-final class RecordingRebooter: Rebooter {
-    func reboot(reason: String) {}
-}
-
 /// Unattended updates: `aibox update check --install --reboot` run as a child of the daemon
 /// (downloads never block the supervisor's loop), every `feed-interval` ± 10 %, backing off
 /// after failures (UpdatePlanner.nextPoll).
@@ -29,58 +13,115 @@ struct FeedSchedule {
     var interval: Duration = .seconds(6 * 3600)
 }
 
-/// A slot booted on trial, watched until it is good or bad.
+/// A slot booted on trial, watched until it is good or bad; a reboot owed after a failed one.
 struct UpdateTrial {
-    var context: UpdateContext?
-    var journal: UpdateJournal?
+    var agent: UpdateAgent?
     var gate: TrialGate?
+    /// Monotonic: the gate's next look, or the next try of a deferred reboot.
     var next: Instant?
-    var rebooter: Rebooter?
+    /// A reboot deferred by the inhibit file, tried again every `rebootRetry` (a flock: costs nothing).
+    var pendingReboot: String?
+    static let rebootRetry = Duration.seconds(5)
 }
 
 extension Supervisor {
-    /// At start: what the boot means for an update in flight (on trial, rolled back).
+    /// The instant of this boot on the boot clock (CLOCK_BOOTTIME), which the trial's deadline
+    /// counts from: 0 on a box. Under a `--root` other than `/` the boot is simulated, and the
+    /// test kit says when it happened (AIBOX_SIMULATED_BOOT_NS, CLOCK_BOOTTIME nanoseconds).
+    var bootInstant: Instant {
+        guard paths.root != "/", let text = getenv("AIBOX_SIMULATED_BOOT_NS").map({ String(cString: $0) }),
+            let ns = UInt64(text)
+        else { return Instant(nanoseconds: 0) }
+        return Instant(nanoseconds: ns)
+    }
+
+    /// At start: what the boot means for an update in flight (on trial, rolled back, a reboot owed).
     func beginUpdateWatch() {
         guard fileExists(paths.under("usr/lib/aibox/system.toml")) else { return }
-        let context: UpdateContext
-        let journal: UpdateJournal
+        let agent: UpdateAgent
+        let seen: UpdateObservation
         do {
-            context = try UpdateContext.load(paths)
-            journal = try UpdateJournal(path: paths.database)
+            let context = try UpdateContext.load(paths)
+            agent = UpdateAgent(context: context, journal: try UpdateJournal(path: paths.database), rebooter: Rebooter(paths: paths))
+            trial.agent = agent
+            try agent.reconcile()
+            seen = try agent.observe()
         } catch {
             logger.error("updates: \(error)")
             store.record(event(kind: "update.unavailable", worker: nil, message: "\(error)"))
             return
         }
-        trial.context = context
-        trial.journal = journal
-        trial.rebooter = paths.root == "/" ? SystemRebooter() : RecordingRebooter()
-        let state = journal.reconcile(context)
-        guard state == .trying else { return }
-        let slot = (try? context.bootedSlot()) ?? "?"
-        trial.gate = TrialGate(
-            started: Clock.monotonic(), commitAfter: context.system.commitAfter, deadline: context.system.commitDeadline)
+        reportUpdateProblems(agent)
+        if case .failure(let why) = seen.floor.effective {
+            logger.error("updates: the version floor cannot be read (\(why)); only bundles signed as a rollback are installed")
+        }
+        if let owed = agent.flow.owedReboot(seen) {
+            logger.critical("\(owed)")
+            reboot(owed, now: Clock.monotonic())
+            return
+        }
+        guard case .trying(let slot) = agent.flow.state, slot.name == seen.booted else { return }
+        let system = agent.context.system
+        trial.gate = TrialGate(started: bootInstant, commitAfter: system.commitAfter, deadline: system.commitDeadline)
         logger.notice(
-            "slot \(slot) is on trial: it is marked good once every critical worker has been ready for \(context.system.commitAfter.aiboxText)"
+            "\(slot) is on trial: it is marked good once every critical worker has been ready for \(system.commitAfter.aiboxText), within \(system.commitDeadline.aiboxText) of the boot"
         )
+    }
+
+    private func reportUpdateProblems(_ agent: UpdateAgent) {
+        for p in agent.takeProblems() { logger.error("updates: \(p)") }
+    }
+
+    /// Through the Rebooter; deferred by the inhibit file, tried again every 5 s.
+    private func reboot(_ reason: String, now: Instant) {
+        guard let agent = trial.agent else { return }
+        store.flush(now: now)
+        rebooted(agent.rebooter.reboot(reason, journal: agent.journal), reason, now: now)
+    }
+
+    private func rebooted(_ outcome: Rebooter.Outcome, _ reason: String, now: Instant) {
+        trial.pendingReboot = nil
+        trial.next = nil
+        switch outcome {
+        case .deferred:
+            logger.warning("update: \(outcome)")
+            trial.pendingReboot = reason
+            trial.next = now + UpdateTrial.rebootRetry
+        case .failed(let why):
+            logger.error("update: \(why)")
+        case .rebooting, .requested:
+            break
+        }
+    }
+
+    /// A deferred reboot, once the inhibit is released (looked at every 5 s).
+    func retryDeferredReboot(now: Instant) {
+        guard let reason = trial.pendingReboot, let due = trial.next, due <= now, !shuttingDown, let agent = trial.agent else { return }
+        if agent.rebooter.isInhibited {
+            trial.next = now + UpdateTrial.rebootRetry
+        } else {
+            reboot(reason, now: now)
+        }
     }
 
     /// Schedules the feed when box.toml asks for automatic updates from a feed.
     func beginFeedWatch() {
-        guard setup.provisioned, trial.context != nil, let text = readTextFile(paths.boxConfig),
+        guard setup.provisioned, trial.agent != nil, let text = readTextFile(paths.boxConfig),
             case .success(let config) = BoxConfig.parse(text: text, path: paths.boxConfig),
             config.updates.automatic, config.updates.feedURL != nil
         else {
             feed.next = nil
             return
         }
-        feed.interval = trial.context?.system.feedInterval ?? feed.interval
+        feed.interval = trial.agent?.context.system.feedInterval ?? feed.interval
         // The first look comes after a random part of the interval: a fleet powered on
         // together does not ask the server all at once.
         feed.next = Clock.monotonic() + feed.interval.scaled(by: Double.random(in: 0.05...0.2))
     }
 
+    /// The update's timers, at every timer turn: a deferred reboot, the feed.
     func feedTimer(now: Instant) {
+        retryDeferredReboot(now: now)
         guard let due = feed.next, due <= now, feed.pid == nil, !shuttingDown else { return }
         feed.next = nil
         var buffer = [CChar](repeating: 0, count: 4096)
@@ -109,48 +150,52 @@ extension Supervisor {
 
     /// "slot B on trial; update trying" for `aibox status`.
     var updateSummary: String? {
-        guard let context = trial.context, let journal = trial.journal else { return nil }
-        let slot = (try? context.bootedSlot()) ?? "?"
-        return "slot \(slot)\(trial.gate != nil ? " on trial" : ""); update \(journal.state.rawValue)"
+        guard let agent = trial.agent else { return nil }
+        let slot = (try? agent.context.bootedSlot()) ?? "?"
+        let state = (try? agent.journal.load(slots: agent.context.slotNames))?.state.name ?? "unknown"
+        return "slot \(slot)\(trial.gate != nil ? " on trial" : ""); update \(state)"
     }
 
-    /// After each turn while a trial runs: commit, reject and reboot, or wait.
+    /// After each turn while a trial runs: commit, reject and reboot, or wait. The gate runs on
+    /// the boot clock; its next look is turned into the loop's monotonic deadline.
     func updateTrialCheck(now: Instant) {
-        guard var gate = trial.gate, let context = trial.context, let journal = trial.journal else { return }
+        guard var gate = trial.gate, let agent = trial.agent else { return }
         let critical = order.compactMap { name -> TrialGate.Worker? in
             guard let m = slots[name]?.machine, m.definition.critical else { return nil }
             let quarantined: Bool
             if case .quarantined = m.state { quarantined = true } else { quarantined = false }
             return TrialGate.Worker(name: name, ready: m.isReady, quarantined: quarantined, restarts: m.restarts)
         }
-        let verdict = gate.evaluate(now: now, critical: critical)
+        let bootNow = Instant(nanoseconds: Clock.bootNanoseconds())
+        let verdict = gate.evaluate(now: bootNow, critical: critical)
         trial.gate = gate
         switch verdict {
         case .wait(let until):
-            trial.next = until
+            trial.next = now + until.since(bootNow)
         case .commit(let why):
             trial.gate = nil
             trial.next = nil
             do {
-                try journal.commit(context, reason: why)
+                try agent.handle(.trialPassed(why))
                 logger.notice("update committed: \(why)")
             } catch {
                 logger.error("cannot mark the slot good: \(error)")
             }
+            reportUpdateProblems(agent)
         case .reject(let why):
             trial.gate = nil
             trial.next = nil
+            store.flush(now: now)
             do {
-                try journal.reject(context, reason: why)
+                let actions = try agent.handle(.trialFailed(why))
+                for case .reboot(let reason) in actions {
+                    logger.critical("\(reason)")
+                    if let outcome = agent.lastReboot { rebooted(outcome, reason, now: now) }
+                }
             } catch {
                 logger.error("cannot mark the slot bad: \(error)")
             }
-            let slot = (try? context.bootedSlot()) ?? "?"
-            let message = "slot \(slot) failed its trial (\(why)): rebooting into the other slot"
-            logger.critical("\(message)")
-            store.record(event(kind: "update.reboot-requested", worker: nil, message: message))
-            store.flush(now: now)
-            trial.rebooter?.reboot(reason: message)
+            reportUpdateProblems(agent)
         }
     }
 }

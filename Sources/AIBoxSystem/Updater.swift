@@ -9,15 +9,9 @@ import Glibc
 /// The target slot is marked bad before its first byte is written, so no interruption ever
 /// leaves a half-written slot bootable — or the other slot touched.
 
-/// Where an update stands, as `aibox update status` shows it.
-public enum UpdateState: String, Sendable, CaseIterable {
-    case idle, downloading, installing, installed, trying, committed
-    case rolledBack = "rolled-back"
-    case failed
-}
-
-/// The update journal: meta rows of the database, written at every transition, so that a
-/// SIGKILL at any point is followed by a clean start over (the target slot is still bad).
+/// The update journal: the flow's rows in the database's meta table (`UpdateFlow.journalValues`),
+/// written with an event in one transaction at every transition, so that a SIGKILL at any
+/// point leaves the state before or after it; the boot environment settles the rest.
 public final class UpdateJournal {
     let db: SQLiteConnection
 
@@ -30,7 +24,21 @@ public final class UpdateJournal {
         try? db.query("SELECT value FROM meta WHERE key = ?", [.text(key)]).first?.first?.string
     }
 
-    public func set(_ values: [String: String?]) throws(SQLiteError) {
+    /// The flow as the journal holds it.
+    public func load(slots: [SlotName]) throws(SQLiteError) -> UpdateFlow {
+        var rows: [String: String] = [:]
+        for row in try db.query("SELECT key, value FROM meta WHERE key LIKE 'update.%'") {
+            if let k = row.first?.string, let v = row.dropFirst().first?.string { rows[k] = v }
+        }
+        return UpdateFlow(journal: rows, slots: slots)
+    }
+
+    /// The flow's state written, with its event, in one transaction.
+    public func save(_ flow: UpdateFlow, slots: [SlotName], note: UpdateNote?) throws(SQLiteError) {
+        try set(flow.journalValues(slots: slots), note: note)
+    }
+
+    public func set(_ values: [String: String?], note: UpdateNote? = nil) throws(SQLiteError) {
         try db.transaction { () throws(SQLiteError) in
             for (k, v) in values.sorted(by: { $0.key < $1.key }) {
                 if let v {
@@ -39,28 +47,21 @@ public final class UpdateJournal {
                     try db.query("DELETE FROM meta WHERE key = ?", [.text(k)])
                 }
             }
+            if let note { try insert(note) }
         }
     }
 
-    public var state: UpdateState { value("update.state").flatMap(UpdateState.init(rawValue:)) ?? .idle }
-    public var lastError: String? { value("update.lastError") }
-    /// The lowest version this box accepts (the last committed one); rollbacks must be signed as such.
-    public var floor: SemanticVersion? { value("update.floor").flatMap(SemanticVersion.init) }
+    /// The floor's copy in the database (where boxes kept it before the floor file).
+    public var databaseFloor: SemanticVersion? { value("update.floor").flatMap(SemanticVersion.init) }
     public func slotVersion(_ slot: SlotName) -> String? { value("update.slot.\(slot).version") }
 
-    public func record(_ kind: String, _ message: String) {
-        _ = try? db.query(
-            "INSERT INTO events(at, kind, worker, message) VALUES (?, ?, NULL, ?)",
-            [.integer(Clock.wallMilliseconds()), .text(kind), .text(message)])
-    }
+    /// An event; a database that cannot take it is no reason to stop an update.
+    public func record(_ kind: String, _ message: String) { try? insert(UpdateNote(kind, message)) }
 
-    /// A transition: the state (and other values) written, an event recorded.
-    public func transition(_ state: UpdateState, _ message: String, _ extra: [String: String?] = [:]) {
-        var values = extra
-        values["update.state"] = state.rawValue
-        if state != .failed && values["update.lastError"] == nil { values["update.lastError"] = .some(nil) }
-        try? set(values)
-        record("update.\(state.rawValue)", message)
+    private func insert(_ note: UpdateNote) throws(SQLiteError) {
+        try db.query(
+            "INSERT INTO events(at, kind, worker, message) VALUES (?, ?, NULL, ?)",
+            [.integer(Clock.wallMilliseconds()), .text(note.kind), .text(note.message)])
     }
 }
 
@@ -73,6 +74,28 @@ public struct UpdateError: Error, CustomStringConvertible, Sendable {
 public struct InstallProgress: Sendable {
     public var bytes: UInt64
     public var total: UInt64
+}
+
+/// A cut download about to be resumed: what the person at the terminal is told.
+public struct DownloadRetry: Sendable, CustomStringConvertible {
+    /// 1 for the first retry.
+    public var attempt: Int
+    public var of: Int
+    /// Where the transfer was cut (the next request resumes there, or from 0 when the
+    /// server cannot resume).
+    public var position: UInt64
+    public var reason: String
+    public var delaySeconds: Double
+
+    public var description: String {
+        "download cut at byte \(position) (\(reason)); retry \(attempt) of \(of) in \(Int(delaySeconds.rounded())) s"
+    }
+}
+
+/// What an install tells its caller while it runs.
+public enum InstallReport: Sendable {
+    case progress(InstallProgress)
+    case retry(DownloadRetry)
 }
 
 /// Everything an install needs, resolved under `paths`' root.
@@ -97,14 +120,20 @@ public struct UpdateContext {
     /// A slot's device, under the root (image files in development).
     public func device(_ slot: SystemDescription.Slot) -> String { paths.under(String(slot.device.dropFirst())) }
 
+    public var slotNames: [SlotName] { system.slots.map(\.name) }
+
     /// The slot running now. When nothing records it (a development root before its first
     /// simulated boot), the slot the boot loader would have chosen before any trial: the
     /// first good one.
     public func bootedSlot() throws(UpdateError) -> SlotName {
         if let b = control.booted() { return b }
+        let env = try loadEnvironment()
+        return env.order.first { env.state(of: $0) == .good } ?? env.primary ?? "A"
+    }
+
+    public func loadEnvironment() throws(UpdateError) -> BootEnvironment {
         do {
-            let env = try control.load()
-            return env.order.first { env.state(of: $0) == .good } ?? env.primary ?? "A"
+            return try control.load()
         } catch {
             throw UpdateError("cannot read the boot environment: \(error)")
         }
@@ -112,10 +141,12 @@ public struct UpdateContext {
 }
 
 public enum Installer {
-    /// Installs the bundle at `path` into the slot not booted. Returns the slot and version.
+    /// Installs the bundle into the slot not booted, each step through the agent's flow; the
+    /// caller holds the update lock. Returns the slot and version.
     public static func install(
-        bundle source: String, context: UpdateContext, journal: UpdateJournal, progress: @escaping (InstallProgress) -> Void
+        _ source: BundleSource, agent: UpdateAgent, report: @escaping (InstallReport) -> Void
     ) throws(UpdateError) -> (slot: SlotName, version: SemanticVersion) {
+        let context = agent.context
         let booted = try context.bootedSlot()
         guard let target = context.system.slots.first(where: { $0.name != booted }) else {
             throw UpdateError("no slot other than the booted one (\(booted)) in the system description")
@@ -126,31 +157,23 @@ public enum Installer {
         } catch {
             throw UpdateError("\(error)")
         }
-        let isURL = source.hasPrefix("http://") || source.hasPrefix("https://")
-        journal.transition(
-            isURL ? .downloading : .installing, "\(isURL ? "downloading" : "installing") \(source) into slot \(target.name)",
-            ["update.target": target.name, "update.trial": nil])
+        agent.holdsInstallLock = true
+        try agent.handle(.installStarting(source, target: target.name))
         do {
-            let makeSession = { InstallSession(target: target, context: context, journal: journal, keyring: keyring, progress: progress) }
+            let makeSession = { InstallSession(target: target, agent: agent, keyring: keyring, report: report) }
             let ca = context.system.updateCA.map { context.paths.under(String($0.dropFirst())) }
-            let version = try isURL ? download(source, ca: ca, makeSession: makeSession) : readFile(source, session: makeSession())
-            try context.control.update { $0.setPrimary(target.name, tries: context.system.bootTries) }
-            journal.transition(
-                .installed,
-                "version \(version) installed in slot \(target.name); it boots on trial (\(context.system.bootTries) tries) at the next reboot",
-                ["update.slot.\(target.name).version": version.description, "update.version": version.description])
+            let version: SemanticVersion
+            switch source {
+            case .url(let url): version = try download(url, ca: ca, makeSession: makeSession, report: report)
+            case .file(let path): version = try readFile(path, session: makeSession())
+            }
+            try agent.handle(.installVerified(tries: context.system.bootTries))
             return (target.name, version)
-        } catch let e as UpdateError {
-            fail(e.description, journal)
-            throw e
         } catch {
-            fail("\(error)", journal)
-            throw UpdateError("\(error)")
+            let message = (error as? UpdateError)?.description ?? "\(error)"
+            _ = try? agent.handle(.installFailed(message))
+            throw UpdateError(message)
         }
-    }
-
-    static func fail(_ message: String, _ journal: UpdateJournal) {
-        journal.transition(.failed, "update failed: \(message)", ["update.lastError": message])
     }
 
     static func readFile(_ path: String, session: InstallSession) throws -> SemanticVersion {
@@ -182,7 +205,9 @@ public enum Installer {
     /// that does not verify, an unusable CA file.
     static let permanentCurlErrors: Set<Int32> = [1, 3, 58, 60, 77]
 
-    static func download(_ url: String, ca: String?, makeSession: () -> InstallSession) throws -> SemanticVersion {
+    static func download(
+        _ url: String, ca: String?, makeSession: () -> InstallSession, report: (InstallReport) -> Void
+    ) throws -> SemanticVersion {
         var session = makeSession()
         var failures = 0
         while true {
@@ -204,12 +229,14 @@ public enum Installer {
                     }, Unmanaged.passUnretained(box).toOpaque(), &result)
             }
             if let e = box.error { throw e }
-            let message = withUnsafeBytes(of: result.error) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            var message = withUnsafeBytes(of: result.error) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
             if code == -1 { throw UpdateError(message) }
             if permanentCurlErrors.contains(result.curl_code) { throw UpdateError("\(url): \(message); not retried") }
             if code == 0 { return try session.finish() }
+            let cutAt = session.position
             if result.range_ignored != 0 {
                 session = makeSession()  // the server cannot resume: from the start
+                message = "the server ignored the Range request; starting over"
             } else if (400..<500).contains(result.status) && result.status != 408 && result.status != 429 {
                 throw UpdateError("\(url): HTTP \(result.status) (\(message)); not retried")
             }
@@ -218,9 +245,9 @@ public enum Installer {
                 throw UpdateError("\(url): the download failed \(failures) times; the last: \(message)")
             }
             let delay = min(30.0, Double(1 << (failures - 1))) * Double.random(in: 0.8...1.2)
-            session.journal.record(
-                "update.download-retry",
-                "download cut at byte \(session.position) (\(message)); resuming in \(Int(delay.rounded())) s")
+            let retry = DownloadRetry(attempt: failures, of: retries, position: cutAt, reason: message, delaySeconds: delay)
+            session.agent.journal.record("update.download-retry", retry.description)
+            report(.retry(retry))
             usleep(UInt32(delay * 1_000_000))
         }
     }
@@ -236,23 +263,18 @@ final class SinkBox {
 /// One pass of a bundle through the verifier into the slot.
 final class InstallSession {
     let target: SystemDescription.Slot
-    let context: UpdateContext
-    let journal: UpdateJournal
-    let progress: (InstallProgress) -> Void
+    let agent: UpdateAgent
+    let report: (InstallReport) -> Void
     var verifier: BundleStreamVerifier
     var slot: SlotWriter?
     var manifest: BundleManifest?
     var total: UInt64 = 0
     var done: UInt64 = 0
 
-    init(
-        target: SystemDescription.Slot, context: UpdateContext, journal: UpdateJournal, keyring: Keyring,
-        progress: @escaping (InstallProgress) -> Void
-    ) {
+    init(target: SystemDescription.Slot, agent: UpdateAgent, keyring: Keyring, report: @escaping (InstallReport) -> Void) {
         self.target = target
-        self.context = context
-        self.journal = journal
-        self.progress = progress
+        self.agent = agent
+        self.report = report
         verifier = BundleStreamVerifier(keyring: keyring)
     }
 
@@ -265,21 +287,20 @@ final class InstallSession {
         try v.consume(bytes) { event in
             switch event {
             case .header(let bundle):
-                try Installer.check(bundle.manifest, context: context, journal: journal)
+                try Installer.check(bundle.manifest, agent: agent)
                 guard bundle.manifest.images.count == 1, let image = bundle.manifest.images.first, image.slotClass == "rootfs" else {
                     throw UpdateError(
                         "this box has rootfs slots only; the bundle has \(bundle.manifest.images.map(\.slotClass).joined(separator: ", "))")
                 }
-                // Nothing of the target is bootable from here until it is verified.
-                try context.control.update { $0.setState(target.name, .bad) }
-                try? journal.set(["update.slot.\(target.name).version": nil, "update.state": UpdateState.installing.rawValue])
-                slot = try SlotWriter(device: context.device(target), size: image.size)
+                // The target becomes bad before its first byte is written.
+                try agent.handle(.headerVerified(bundle.manifest.version))
+                slot = try SlotWriter(device: agent.context.device(target), size: image.size)
                 manifest = bundle.manifest
                 total = image.size
             case .payload(_, let offset, let bytes):
                 try slot?.write(bytes, at: offset)
                 done += UInt64(bytes.count)
-                progress(InstallProgress(bytes: done, total: total))
+                report(.progress(InstallProgress(bytes: done, total: total)))
             case .imageVerified(let index):
                 guard let s = slot, let m = manifest else { return }
                 try s.finishAndVerify(sha256: m.images[index].sha256)
@@ -303,10 +324,11 @@ extension Installer {
         return (try? ProcessLock(path: paths.updateLock)) == nil ? true : false
     }
 
-    /// compatible, and the version floor (an older version only as a signed rollback):
-    /// UpdatePolicy's rule, before any byte reaches the slot.
-    static func check(_ m: BundleManifest, context: UpdateContext, journal: UpdateJournal) throws(UpdateError) {
-        if case .failure(let refusal) = UpdatePolicy.check(m, compatible: context.system.compatible, floor: journal.floor) {
+    /// compatible, and the version floor (an older version only as a signed rollback; an
+    /// unreadable floor file lets nothing else through): UpdatePolicy's rule, before any byte
+    /// reaches the slot.
+    static func check(_ m: BundleManifest, agent: UpdateAgent) throws(UpdateError) {
+        if case .failure(let refusal) = UpdatePolicy.check(m, compatible: agent.context.system.compatible, floor: agent.readFloor()) {
             throw UpdateError(refusal.message)
         }
     }
@@ -387,77 +409,5 @@ final class SlotWriter {
             throw UpdateError(
                 "the slot \(device) read back does not match the image (sha256 \(digest), expected \(expected)): not activated")
         }
-    }
-}
-
-extension UpdateJournal {
-    /// What the boot that just happened means for an update in flight: the new slot booted
-    /// (on trial), or the old one again after the new one used up its tries (rolled back).
-    /// Called by the daemon at start and by `aibox update status`.
-    @discardableResult
-    public func reconcile(_ context: UpdateContext) -> UpdateState {
-        // An install that stopped without a word (killed, power cut): its lock is free. The
-        // boot environment says how far it got: its target primary on trial means the slot was
-        // verified and activated, and only the journal's last line was lost.
-        if state == .installing || state == .downloading, !Installer.isRunning(context.paths) {
-            if let target = value("update.target"), let env = try? context.control.load(), env.primary == target,
-                env.state(of: target) == .trying
-            {
-                transition(.installed, "the install of slot \(target) had completed; only its journal entry was missing")
-            } else {
-                transition(
-                    .failed, "the install was interrupted (the installer stopped); the slot it wrote stays bad",
-                    ["update.lastError": "the install was interrupted before it finished; run it again"])
-            }
-        }
-        guard let target = value("update.target"), let booted = try? context.bootedSlot(),
-            let env = try? context.control.load()
-        else { return state }
-        // Booted on trial whatever the journal says: the boot environment is the truth.
-        if env.state(of: booted) == .trying && state != .trying && booted == target {
-            transition(.trying, "booted slot \(target) (version \(slotVersion(target) ?? "?")) on trial", ["update.trial": target])
-            return state
-        }
-        // A trial that ended with the slot bad (out of tries, or rejected by the health gate)
-        // and the other slot booted again: rolled back. A failed install is not a trial.
-        let trialEnded = state == .installed || state == .trying || (state == .failed && value("update.trial") == target)
-        switch state {
-        case .installed where booted == target && env.state(of: target) == .trying:
-            transition(.trying, "booted slot \(target) (version \(slotVersion(target) ?? "?")) on trial", ["update.trial": target])
-        default:
-            if trialEnded && booted != target && env.state(of: target) == .bad {
-                let why = lastError ?? "slot \(target) did not become healthy within its boot tries"
-                transition(
-                    .rolledBack, "slot \(target) (version \(slotVersion(target) ?? "?")) failed its trial; slot \(booted) runs again",
-                    ["update.lastError": why, "update.trial": nil])
-            }
-        }
-        return state
-    }
-
-    /// The booted slot is healthy: good from now on, its version the new floor.
-    public func commit(_ context: UpdateContext, reason: String) throws(UpdateError) {
-        let booted = try context.bootedSlot()
-        do {
-            try context.control.update { $0.setState(booted, .good) }
-        } catch {
-            throw UpdateError("cannot write the boot environment: \(error)")
-        }
-        var values: [String: String?] = [:]
-        if let v = slotVersion(booted), let parsed = SemanticVersion(v), floor.map({ parsed > $0 }) ?? true {
-            values["update.floor"] = parsed.description
-        }
-        transition(.committed, "slot \(booted) marked good: \(reason)", values)
-    }
-
-    /// The booted slot is not fit: bad, and the other one primary again.
-    public func reject(_ context: UpdateContext, reason: String) throws(UpdateError) {
-        let booted = try context.bootedSlot()
-        do {
-            try context.control.update { $0.setState(booted, .bad) }
-        } catch {
-            throw UpdateError("cannot write the boot environment: \(error)")
-        }
-        transition(.failed, "slot \(booted) marked bad: \(reason)", ["update.lastError": "slot \(booted) marked bad: \(reason)"])
     }
 }

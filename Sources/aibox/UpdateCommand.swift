@@ -18,6 +18,7 @@ struct UpdateTools {
     let paths: Paths
     let context: UpdateContext
     let journal: UpdateJournal
+    let agent: UpdateAgent
 
     init(_ options: RootOptions) throws {
         try options.requireWritableRoot()
@@ -33,6 +34,15 @@ struct UpdateTools {
         } catch {
             throw CLIError("cannot open \(paths.database): \(error)")
         }
+        agent = UpdateAgent(context: context, journal: journal, rebooter: Rebooter(paths: paths))
+    }
+
+    /// What the agent could not do but went on without (a floor not written, a journal entry
+    /// lost): on stderr, and the command fails (exit 1) after its own output.
+    func reportProblems() {
+        let problems = agent.takeProblems()
+        for p in problems { writeStandardError("aibox: \(p)\n") }
+        if !problems.isEmpty { exit(ExitCodes.failure) }
     }
 }
 
@@ -53,11 +63,16 @@ struct UpdateInstall: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "install", abstract: "Install a bundle into the slot not running; it boots on trial at the next reboot.")
     @OptionGroup var options: RootOptions
-    @Argument(help: ArgumentHelp("The bundle (.aibox).", valueName: "BUNDLE")) var bundle: String
-    @Flag(help: "Reboot into the new slot when installed.") var reboot = false
+    @Argument(help: ArgumentHelp("The bundle (.aibox): a file, or an http or https URL.", valueName: "BUNDLE")) var bundle: String
+    @Flag(help: "Reboot into the new slot when installed, unless a worker holds run/aibox/reboot.inhibit.") var reboot = false
 
     func run() throws {
         do {
+            let source: BundleSource
+            switch BundleSource.parse(bundle) {
+            case .success(let s): source = s
+            case .failure(let e): throw CLIError(e.description)
+            }
             let tools = try UpdateTools(options)
             try makeDirectories(tools.paths.runDirectory)
             guard let lock = try ProcessLock(path: tools.paths.updateLock) else {
@@ -67,7 +82,7 @@ struct UpdateInstall: ParsableCommand {
             let meter = ProgressMeter(terminal: isatty(1) != 0)
             let result: (slot: SlotName, version: SemanticVersion)
             do {
-                result = try Installer.install(bundle: bundle, context: tools.context, journal: tools.journal) { meter.show($0) }
+                result = try Installer.install(source, agent: tools.agent) { meter.show($0) }
             } catch {
                 meter.end()
                 throw CLIError("update failed; the running slot is untouched: \(error)")
@@ -76,11 +91,14 @@ struct UpdateInstall: ParsableCommand {
             print(
                 "installed version \(result.version) in slot \(result.slot); it boots on trial (\(tools.context.system.bootTries) tries).")
             if reboot {
-                if tools.paths.root != "/" { throw CLIError("--reboot under --root: nothing to reboot (run the boot simulator)") }
-                _ = runProgram(["/usr/bin/systemctl", "reboot"], input: nil)
+                let outcome = tools.agent.rebooter.reboot(
+                    "rebooting into slot \(result.slot) (version \(result.version))", journal: tools.journal)
+                print(outcome.description)
+                if case .failed = outcome { Glibc.exit(ExitCodes.failure) }
             } else {
                 print("Reboot to start it: systemctl reboot (or aibox update install --reboot).")
             }
+            tools.reportProblems()
         } catch let e as CLIError {
             fail(e)
         }
@@ -88,6 +106,7 @@ struct UpdateInstall: ParsableCommand {
 }
 
 /// Bytes, rate and time left: a bar redrawn in place on a terminal, a line per tenth otherwise.
+/// A retry of a cut download: a line above the bar on a terminal, a plain line on stderr otherwise.
 final class ProgressMeter {
     let terminal: Bool
     let started = Clock.monotonic()
@@ -95,6 +114,23 @@ final class ProgressMeter {
     var shown = false
 
     init(terminal: Bool) { self.terminal = terminal }
+
+    func show(_ report: InstallReport) {
+        switch report {
+        case .progress(let p): show(p)
+        case .retry(let r): retry(r)
+        }
+    }
+
+    func retry(_ r: DownloadRetry) {
+        if terminal {
+            // Over the bar (cleared), then the bar again from the next progress.
+            writeStandardOutput((shown ? "\r\u{1B}[K" : "") + r.description + "\n")
+            shown = false
+        } else {
+            writeStandardError("aibox: \(r.description)\n")
+        }
+    }
 
     func show(_ p: InstallProgress) {
         guard p.total > 0 else { return }
@@ -148,7 +184,11 @@ struct UpdateStatusView: Encodable {
     var slots: [Slot]
     var state: String
     var lastError: String?
-    enum CodingKeys: String, CodingKey { case bootedSlot, primarySlot, slots, state, lastError }
+    /// The lowest version this box installs without a signed rollback (nil: none yet).
+    var floor: String?
+    /// What is wrong beside the update's state: a floor that cannot be read or written.
+    var problems: [String]
+    enum CodingKeys: String, CodingKey { case bootedSlot, primarySlot, slots, state, lastError, floor, problems }
     func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(bootedSlot, forKey: .bootedSlot)
@@ -156,6 +196,8 @@ struct UpdateStatusView: Encodable {
         try c.encode(slots, forKey: .slots)
         try c.encode(state, forKey: .state)
         try c.encode(lastError, forKey: .lastError)
+        try c.encode(floor, forKey: .floor)
+        try c.encode(problems, forKey: .problems)
     }
 }
 
@@ -166,9 +208,16 @@ struct UpdateStatus: ParsableCommand {
 
     func run() throws {
         UpdateTools.run(options) { tools in
-            let state = tools.journal.reconcile(tools.context)
+            let state = try tools.agent.reconcile()
             let booted = try tools.context.bootedSlot()
-            let env = try tools.context.control.load()
+            let env = try tools.context.loadEnvironment()
+            var problems = tools.agent.takeProblems()
+            var floor: String?
+            switch tools.agent.readFloor().effective {
+            case .success(let v): floor = v?.description
+            case .failure(let why):
+                problems.append("the version floor cannot be read (\(why)): only bundles signed as a rollback are installed")
+            }
             let view = UpdateStatusView(
                 bootedSlot: booted, primarySlot: env.primary,
                 slots: tools.context.system.slots.map { s in
@@ -176,7 +225,7 @@ struct UpdateStatus: ParsableCommand {
                         name: s.name, state: env.state(of: s.name).rawValue,
                         version: tools.journal.slotVersion(s.name) ?? (s.name == booted ? AIBoxVersion.current : nil))
                 },
-                state: state.rawValue, lastError: tools.journal.lastError)
+                state: state.name, lastError: state.reason, floor: floor, problems: problems)
             if json {
                 printJSON(view)
                 return
@@ -184,6 +233,8 @@ struct UpdateStatus: ParsableCommand {
             print("booted:  slot \(view.bootedSlot)    primary: slot \(view.primarySlot ?? "-")")
             for s in view.slots { print("slot \(s.name):  \(s.state.padded(to: 7)) \(s.version ?? "-")") }
             print("update:  \(view.state)\(view.lastError.map { " — " + $0 } ?? "")")
+            print("floor:   \(view.floor ?? "-")")
+            for p in problems { print("problem: \(p)") }
         }
     }
 }
@@ -195,8 +246,11 @@ struct UpdateMarkGood: ParsableCommand {
 
     func run() throws {
         UpdateTools.run(options) { tools in
-            try tools.journal.commit(tools.context, reason: "marked good by hand")
-            print("slot \(try tools.context.bootedSlot()) marked good.")
+            let actions = try tools.agent.handle(.markGood)
+            let booted = try tools.context.bootedSlot()
+            let marked = actions.contains { if case .boot = $0 { true } else { false } }
+            print(marked ? "slot \(booted) marked good." : "slot \(booted) is good already.")
+            tools.reportProblems()
         }
     }
 }
@@ -208,8 +262,9 @@ struct UpdateMarkBad: ParsableCommand {
 
     func run() throws {
         UpdateTools.run(options) { tools in
-            try tools.journal.reject(tools.context, reason: "marked bad by hand")
+            try tools.agent.handle(.markBad)
             print("slot \(try tools.context.bootedSlot()) marked bad; reboot to start the other slot.")
+            tools.reportProblems()
         }
     }
 }
@@ -221,17 +276,10 @@ struct UpdateRollback: ParsableCommand {
 
     func run() throws {
         UpdateTools.run(options) { tools in
-            let booted = try tools.context.bootedSlot()
-            guard let other = tools.context.system.slots.first(where: { $0.name != booted })?.name else {
-                throw CLIError("no other slot")
-            }
-            let env = try tools.context.control.load()
-            guard env.state(of: other) == .good else {
-                throw CLIError("slot \(other) is \(env.state(of: other).rawValue), not good: there is nothing safe to roll back to")
-            }
-            try tools.context.control.update { $0.order = [other] + $0.order.filter { $0 != other } }
-            tools.journal.transition(.rolledBack, "rollback requested: slot \(other) boots next")
-            print("slot \(other) boots next; reboot to roll back.")
+            try tools.agent.handle(.rollback)
+            let env = try tools.context.loadEnvironment()
+            print("slot \(env.primary ?? "?") boots next; reboot to roll back.")
+            tools.reportProblems()
         }
     }
 }
@@ -293,18 +341,25 @@ struct UpdateCheck: ParsableCommand {
                 tools.journal.record("update.check-failed", "\(error)")
                 throw CLIError("\(error)")
             }
+            try tools.agent.reconcile()
             let booted = try tools.context.bootedSlot()
             let running = tools.journal.slotVersion(booted).flatMap(SemanticVersion.init) ?? SemanticVersion(AIBoxVersion.current)
             var t = time(nil)
             var tm = tm()
             localtime_r(&t, &tm)
             let slotDir = parentDirectory(tools.context.device(tools.context.system.slots[0]))
-            let decision = UpdatePlanner.decide(
-                entry: feed.channels[updates.channel.rawValue], channel: updates.channel.rawValue,
-                compatible: tools.context.system.compatible,
-                feedCompatible: feed.compatible, running: running, floor: tools.journal.floor, localYear: Int(tm.tm_year) + 1900,
-                minuteOfDay: Int(tm.tm_hour) * 60 + Int(tm.tm_min), window: install && !now ? updates.window : nil,
-                freeBytes: freeBytes(at: slotDir))
+            let decision: FeedDecision
+            switch tools.agent.readFloor().effective {
+            case .failure(let why):
+                decision = .refused("the version floor cannot be read (\(why)): only bundles signed as a rollback are installed")
+            case .success(let floor):
+                decision = UpdatePlanner.decide(
+                    entry: feed.channels[updates.channel.rawValue], channel: updates.channel.rawValue,
+                    compatible: tools.context.system.compatible,
+                    feedCompatible: feed.compatible, running: running, floor: floor, localYear: Int(tm.tm_year) + 1900,
+                    minuteOfDay: Int(tm.tm_hour) * 60 + Int(tm.tm_min), window: install && !now ? updates.window : nil,
+                    freeBytes: freeBytes(at: slotDir))
+            }
             var report: Report
             switch decision {
             case .upToDate(let why): report = Report(result: "up-to-date", reason: why)
@@ -322,13 +377,24 @@ struct UpdateCheck: ParsableCommand {
                     throw CLIError("another update is being installed (run/aibox/update.lock is held)")
                 }
                 defer { withExtendedLifetime(lock) {} }
+                guard case .success(let source) = BundleSource.parse(entry.url), source.isDownload else {
+                    throw CLIError("the feed offers \(entry.version) at \(entry.url), which is not an http or https URL: not installed")
+                }
+                let installed: (slot: SlotName, version: SemanticVersion)
                 do {
-                    _ = try Installer.install(bundle: entry.url, context: tools.context, journal: tools.journal) { _ in }
+                    // Its stdout is the report; a retry is a line on stderr (the daemon's log when it runs the check).
+                    installed = try Installer.install(source, agent: tools.agent) { r in
+                        if case .retry(let retry) = r { writeStandardError("aibox: \(retry.description)\n") }
+                    }
                 } catch {
                     throw CLIError("update failed; the running slot is untouched: \(error)")
                 }
                 report.result = "installed"
-                if reboot { report.reason = UpdateCheck.rebootUnlessInhibited(paths, tools.journal) }
+                if reboot {
+                    let outcome = tools.agent.rebooter.reboot(
+                        "rebooting into slot \(installed.slot) (version \(installed.version))", journal: tools.journal)
+                    report.reason = outcome.description
+                }
             }
             if json {
                 printJSON(report)
@@ -336,22 +402,9 @@ struct UpdateCheck: ParsableCommand {
                 print(
                     "\(report.result)\(report.version.map { ": " + $0 } ?? "")\(report.reason.map { " — " + $0 } ?? "")")
             }
+            tools.reportProblems()
         } catch let e as CLIError {
             fail(e)
         }
-    }
-
-    /// Reboots unless a worker holds the inhibit file (a shared flock during important work).
-    static func rebootUnlessInhibited(_ paths: Paths, _ journal: UpdateJournal) -> String {
-        let inhibit = paths.under("run/aibox/reboot.inhibit")
-        let fd = open(inhibit, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        defer { if fd >= 0 { closeDescriptor(fd) } }
-        if fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            journal.record("update.reboot-deferred", "a worker holds \(inhibit): the reboot waits for the next check")
-            return "reboot deferred: a worker holds run/aibox/reboot.inhibit"
-        }
-        journal.record("update.reboot-requested", "rebooting into the new slot")
-        if paths.root == "/" { _ = runProgram(["/usr/bin/systemctl", "reboot"], input: nil) }
-        return paths.root == "/" ? "rebooting" : "reboot requested (under --root nothing reboots)"
     }
 }

@@ -39,4 +39,17 @@ import Testing
         #expect(g.evaluate(now: t0, critical: []) == .wait(until: t0 + .seconds(60)))
         #expect(g.evaluate(now: t0 + .seconds(60), critical: []) == .commit("healthy for 1m (no critical workers)"))
     }
+
+    /// The daemon gives the gate the boot clock with the boot as its start: a daemon killed
+    /// and started again mid-trial makes a new gate with the same deadline, and one started
+    /// after the deadline rejects at its first look.
+    @Test func aGateMadeAgainAfterARestartKeepsTheDeadlineOfTheBoot() {
+        let boot = Instant(nanoseconds: 0)
+        var first = TrialGate(started: boot, commitAfter: .seconds(300), deadline: .seconds(1800))
+        #expect(first.evaluate(now: boot + .seconds(20), critical: [w(false)]) == .wait(until: boot + .seconds(1800)))
+        var again = TrialGate(started: boot, commitAfter: .seconds(300), deadline: .seconds(1800))
+        #expect(again.evaluate(now: boot + .seconds(1000), critical: [w(false)]) == .wait(until: boot + .seconds(1800)))
+        var late = TrialGate(started: boot, commitAfter: .seconds(300), deadline: .seconds(1800))
+        #expect(late.evaluate(now: boot + .seconds(1801), critical: [w(true)]) == .reject("not healthy within the commit deadline"))
+    }
 }

@@ -1,7 +1,9 @@
 /// Health-gated commit (issue 5), pure: after a slot boots on trial, it is marked good only
 /// once every critical worker has been ready — without a restart — for `commitAfter`; a
 /// critical worker in quarantine (crash loop), or no such stretch before `deadline`, makes
-/// it bad. Time is passed in (monotonic).
+/// it bad. Time is passed in: the daemon gives the boot clock (CLOCK_BOOTTIME) with `started`
+/// the boot itself, so the deadline counts from the boot — a daemon killed and restarted
+/// during the trial makes a new gate with the same deadline, not a later one.
 public struct TrialGate: Sendable {
     public struct Worker: Sendable {
         public var name: String

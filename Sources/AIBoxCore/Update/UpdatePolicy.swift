@@ -16,6 +16,8 @@ public struct UpdateRefusal: Error, Equatable, Sendable, CustomStringConvertible
     public enum Reason: String, Sendable, Equatable {
         case incompatible
         case downgrade
+        /// The floor file cannot be read: only a signed rollback passes.
+        case floorUnknown
     }
     public var reason: Reason
     public var message: String
@@ -48,5 +50,25 @@ public enum UpdatePolicy {
                 message:
                     "version \(manifest.version) is older than \(floor), the lowest version this box accepts: an older version is installed only from a bundle signed as a rollback (aibox bundle create --rollback)"
             ))
+    }
+
+    /// The same against the floor as read (file and database). A floor that cannot be read
+    /// refuses every bundle but one signed as a rollback (which any floor lets through): the
+    /// box does not know the oldest version it may take, and a guess could allow a downgrade.
+    public static func check(_ manifest: BundleManifest, compatible: String, floor: VersionFloor) -> Result<
+        UpdateDecision, UpdateRefusal
+    > {
+        switch floor.effective {
+        case .success(let known): return check(manifest, compatible: compatible, floor: known)
+        case .failure(let why):
+            if case .failure(let refusal) = check(manifest, compatible: compatible, floor: nil) { return .failure(refusal) }
+            if manifest.rollback { return .success(.rollback) }
+            return .failure(
+                UpdateRefusal(
+                    reason: .floorUnknown,
+                    message:
+                        "the version floor cannot be read (\(why)): this box does not know the oldest version it may install, so it takes only a bundle signed as a rollback until a commit writes the floor again (aibox update mark-good) or the file is removed by hand"
+                ))
+        }
     }
 }

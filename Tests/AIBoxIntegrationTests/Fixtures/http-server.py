@@ -4,6 +4,7 @@
 #   ok        plain, with Range support (206)
 #   cut-N     the first request of each file is cut after N bytes (connection closed);
 #             later requests are served normally (resume with Range)
+#   cuts-K-N  the first K requests of each file are each cut after N bytes of their body
 #   norange   ignores Range: always the whole file (200)
 #   more      sends 4096 bytes more than the file (a server sending more than promised)
 # Every request's path and Range header is appended to DIR/requests.log.
@@ -13,7 +14,7 @@ import os
 import sys
 
 root = sys.argv[1]
-served = set()
+served = {}  # (mode, name) -> requests cut so far
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -47,9 +48,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        if mode.startswith("cut-") and (mode, name) not in served:
-            served.add((mode, name))
-            self.wfile.write(body[: int(mode[4:])])
+        cuts, cut_at = 0, 0
+        if mode.startswith("cut-"):
+            cuts, cut_at = 1, int(mode[4:])
+        elif mode.startswith("cuts-"):
+            cuts, cut_at = (int(x) for x in mode[5:].split("-"))
+        if served.get((mode, name), 0) < cuts:
+            served[(mode, name)] = served.get((mode, name), 0) + 1
+            self.wfile.write(body[:cut_at])
             self.wfile.flush()
             self.close_connection = True
             return
