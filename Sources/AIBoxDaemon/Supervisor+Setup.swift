@@ -126,7 +126,7 @@ final class SeedVolumeHandler: ProvisioningHook {
         var source = "stick \(volume.devnode)"
         if provisioner.isProvisioned {
             let keys = SeedSignature.trustedKeys(in: paths.provisioningKeys)
-            guard let sigBytes = readSmallFile(mounted.mountPoint + "/" + SeedSignature.fileName, limit: 4096) else {
+            guard let sigBytes = readSmallFile(mounted.mountPoint + "/" + SeedSignature.fileName, limit: 4096, followSymlinks: false) else {
                 return Outcome(
                     applied: false,
                     message: "this box is already set up; a seed on a stick is taken only when signed with a provisioning key "

@@ -57,6 +57,7 @@ public final class Supervisor {
     var nextManagerPing: Instant?
     var nextMemoryCheck: Instant?
     var configProblem: String?
+    var configSkipped: [String] = []
     var lastManagerStatus = ""
     /// Set when a worker's state changed this turn: dependencies and STATUS= are rechecked.
     var stateChanged = true
@@ -105,7 +106,9 @@ public final class Supervisor {
         defer { withExtendedLifetime(lock) {} }
         try loop.handleSignals([SIGCHLD, SIGTERM, SIGINT, SIGHUP]) { [unowned self] sig in self.onSignal(sig) }
         try Reaper.becomeSubreaper()
-        switch ConfigFiles.load(paths) {
+        let (loaded, skipped) = ConfigFiles.load(paths)
+        noteSkipped(skipped)
+        switch loaded {
         case .failure(let errors):
             logger.critical("refusing to start: invalid worker definitions\n\(errors)")
             store.record(event(kind: "daemon.config-invalid", worker: nil, message: errors.description))
@@ -474,7 +477,7 @@ public final class Supervisor {
         try makeDirectories(dir, mode: 0o500)
         _ = chmod(dir, 0o700)
         for s in secrets {
-            guard let bytes = readSmallFile(paths.secrets + "/" + s) else {
+            guard let bytes = readSmallFile(paths.secrets + "/" + s, followSymlinks: false) else {
                 throw SystemError("open", errno: ENOENT, detail: "secret \"\(s)\" (not in \(paths.secrets))")
             }
             try writeFileAtomically(dir + "/" + s, bytes, mode: 0o400)
@@ -564,7 +567,9 @@ public final class Supervisor {
 
     /// Reloads the definitions; invalid ones leave the running set untouched.
     public func reload() -> Result<ReloadPlan, ConfigErrors> {
-        switch ConfigFiles.load(paths) {
+        let (loaded, skipped) = ConfigFiles.load(paths)
+        noteSkipped(skipped)
+        switch loaded {
         case .failure(let errors):
             configProblem = errors.description
             logger.error("reload refused; the running workers are unchanged:\n\(errors)")
@@ -597,6 +602,17 @@ public final class Supervisor {
             logger.notice("\(text)")
             store.record(event(kind: "daemon.reloaded", worker: nil, message: text))
             return .success(plan)
+        }
+    }
+
+    /// Entries of the worker directories that are no worker file: each told once per load
+    /// (event and log), and shown by `aibox status` until a load finds none.
+    private func noteSkipped(_ skipped: [FileReadError]) {
+        configSkipped = skipped.map(\.description)
+        for e in skipped {
+            let text = "\(e.path) \(e.reason); skipped (a worker file is a regular file of at most 1 MiB); the other workers run"
+            logger.warning("\(text)")
+            store.record(event(kind: "daemon.config-skipped", worker: nil, message: text))
         }
     }
 
@@ -653,7 +669,7 @@ public final class Supervisor {
             daemonRunning: true, daemonPid: getpid(), version: AIBoxVersion.current, workers: counts, workerCount: slots.count,
             databaseProblem: store.problem, configProblem: configProblem, logTarget: options.logTarget.rawValue,
             hardware: hardware?.summary, hotplug: hotplugDescription, provisioned: setup.provisioned,
-            update: updateSummary)
+            update: updateSummary, configSkipped: configSkipped.isEmpty ? nil : configSkipped)
     }
 
     func summary() -> String {
