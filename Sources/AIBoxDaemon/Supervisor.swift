@@ -66,7 +66,7 @@ public final class Supervisor {
     /// Log lines of this turn, written after its spawns.
     var pendingLog: [(Logger.Level, String)] = []
     let bootID: String
-    var connections: [Int32: (peer: PeerCredentials, buffer: [UInt8])] = [:]
+    var connections = ControlConnections()
     public private(set) var exitCode: Int32 = 0
 
     public init(options: DaemonOptions, logger: Logger) throws {
@@ -123,6 +123,7 @@ public final class Supervisor {
         try loop.add(notifySocket!.fd, events: EventLoop.readable) { [unowned self] _ in self.onNotify() }
         // Members of the `aibox` group (sysusers.d) may use the socket; others may not.
         control = try ControlListener(path: paths.controlSocket, group: getgrnam("aibox").map { $0.pointee.gr_gid })
+        configureControlConnections()
         try loop.add(control!.fd, events: EventLoop.readable) { [unowned self] _ in self.onAccept() }
         loop.onTimer { [unowned self] in self.onTimer() }
         _ = try? writeFileAtomically(paths.pidFile, Array("\(getpid())\n".utf8))
@@ -267,6 +268,7 @@ public final class Supervisor {
         hardwareTimer(now: now)
         setupTimer(now: now)
         feedTimer(now: now)
+        controlTimer(now: now)
         if shuttingDown, let giveUp = shutdownGiveUp, giveUp <= now {
             logger.error("some processes did not go away after SIGKILL; exiting anyway")
             loop.stop()
@@ -350,6 +352,7 @@ public final class Supervisor {
         consider(feed.next)
         consider(store.nextRetry)
         consider(shutdownGiveUp)
+        consider(connections.nextDeadline)
         loop.arm(at: next)
     }
 

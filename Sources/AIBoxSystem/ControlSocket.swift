@@ -14,6 +14,10 @@ public struct PeerCredentials: Sendable {
 public final class ControlListener {
     public let path: String
     public let fd: Int32
+    /// A descriptor held in reserve (/dev/null): at the descriptor limit it is closed for the
+    /// moment it takes to accept a waiting connection and close it, so that the listener
+    /// does not stay readable and spin the loop.
+    private var reserve: Int32 = -1
 
     public init(path: String, group: gid_t? = nil) throws(SystemError) {
         self.path = path
@@ -34,7 +38,9 @@ public final class ControlListener {
             if r < 0 { throw SystemError("bind", errno: errno, detail: path) }
             if let group { _ = chown(path, uid_t.max, group) }
             _ = chmod(path, 0o660)
-            try syscall("listen") { listen(fd, 64) }
+            // A deep queue: a burst of connections waits in it rather than blocking clients in connect.
+            try syscall("listen") { listen(fd, SOMAXCONN) }
+            reserve = try syscall("open", detail: "/dev/null") { open("/dev/null", O_RDONLY | O_CLOEXEC) }
         } catch {
             closeDescriptor(fd)
             throw error
@@ -43,19 +49,54 @@ public final class ControlListener {
 
     deinit {
         closeDescriptor(fd)
+        closeDescriptor(reserve)
         _ = unlink(path)
     }
 
+    /// What one `accept` gave.
+    public enum Accepted {
+        case connection(fd: Int32, peer: PeerCredentials)
+        /// Nobody is waiting.
+        case none
+        /// The process (EMFILE) or the system (ENFILE) is out of descriptors.
+        case outOfDescriptors
+        /// That one connection failed (it went away before being accepted, or its
+        /// credentials could not be read); others may wait.
+        case failed(errno: Int32)
+    }
+
     /// The next waiting connection, non-blocking, with its peer's credentials.
-    public func accept() -> (fd: Int32, peer: PeerCredentials)? {
+    public func accept() -> Accepted {
         let c = aibox_accept(fd)
-        if c < 0 { return nil }
+        if c < 0 {
+            switch errno {
+            case EAGAIN: return .none
+            case EMFILE, ENFILE, ENOBUFS, ENOMEM: return .outOfDescriptors
+            default: return .failed(errno: errno)
+            }
+        }
         var pid: pid_t = 0, uid: uid_t = 0, gid: gid_t = 0
         if aibox_peer_credentials(c, &pid, &uid, &gid) < 0 {
+            let e = errno
             closeDescriptor(c)
-            return nil
+            return .failed(errno: e)
         }
-        return (c, PeerCredentials(pid: pid, uid: uid, gid: gid))
+        return .connection(fd: c, peer: PeerCredentials(pid: pid, uid: uid, gid: gid))
+    }
+
+    /// Out of descriptors: the reserve is given up for the moment it takes to accept the
+    /// next waiting connection and close it. false when there is no reserve to give (it
+    /// could not be taken again: the caller stops accepting for a while).
+    public func shedOne() -> Bool {
+        guard reserve >= 0 else {
+            reserve = open("/dev/null", O_RDONLY | O_CLOEXEC)
+            return false
+        }
+        closeDescriptor(reserve)
+        let c = aibox_accept(fd)
+        if c >= 0 { closeDescriptor(c) }
+        reserve = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        return c >= 0
     }
 
     /// Whether a peer may change things: root, our own user, or a member of the socket's group.

@@ -58,6 +58,13 @@ public enum Clock {
     }
 }
 
+/// How many descriptors this process may open (RLIMIT_NOFILE's soft limit; 1024 when unknown).
+public func descriptorLimit() -> Int {
+    var limit = rlimit()
+    guard (try? syscall("getrlimit") { getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) }) != nil else { return 1024 }
+    return Int(clamping: limit.rlim_cur)
+}
+
 /// Closes a descriptor, ignoring EINTR as Linux requires (the descriptor is gone either way).
 public func closeDescriptor(_ fd: Int32) {
     if fd >= 0 { _ = Glibc.close(fd) }

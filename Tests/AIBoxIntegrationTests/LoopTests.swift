@@ -1,5 +1,6 @@
 import AIBoxCore
 import AIBoxSystem
+import CAIBoxOS
 import Foundation
 import Glibc
 import Testing
@@ -155,5 +156,185 @@ func signalMask(_ pid: Int32, _ field: String) -> UInt64? {
         kill(pid, SIGCONT)
         #expect(waitUntil(.seconds(5)) { (try? box.aibox(["status"]).code) == 0 })
         #expect(try box.worker("agent")?.state == "running")
+    }
+}
+
+/// Connections to a Unix socket that send nothing and read nothing. The test process's
+/// descriptor limit is raised for them (root may raise the hard limit too).
+final class IdleHolders {
+    private(set) var fds: [Int32] = []
+
+    init(_ path: String, count: Int, within timeout: Duration = .seconds(60)) throws {
+        var limit = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        // The soft limit only: raising the hard one takes CAP_SYS_RESOURCE, which a container may lack.
+        let wanted = rlim_t(count + 1024)
+        if limit.rlim_cur < wanted {
+            try #require(limit.rlim_max >= wanted, "this test needs \(wanted) descriptors; the hard limit is \(limit.rlim_max)")
+            limit.rlim_cur = wanted
+            try #require(setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, "setrlimit: \(String(cString: strerror(errno)))")
+        }
+        var addr = sockaddr_un()
+        let len = aibox_sockaddr_un(&addr, path)
+        let deadline = Clock.monotonic() + timeout
+        while fds.count < count {
+            try #require(Clock.monotonic() < deadline, "only \(fds.count) of \(count) connections within \(timeout)")
+            let s = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            try #require(s >= 0, "socket: \(String(cString: strerror(errno)))")
+            let r = withUnsafePointer(to: &addr) { p in p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, len) } }
+            if r == 0 {
+                fds.append(s)
+                continue
+            }
+            let e = errno
+            close(s)
+            // The listener's queue is full for a moment: the daemon is taking them.
+            try #require(e == EAGAIN, "connect: \(String(cString: strerror(e)))")
+            usleep(1000)
+        }
+    }
+
+    /// How many the other side has closed.
+    var closedByPeer: Int {
+        fds.filter { fd in
+            // A closed Unix stream socket reports POLLHUP on the other end, whatever it left unread.
+            var p = pollfd(fd: fd, events: 0, revents: 0)
+            return poll(&p, 1, 0) > 0 && p.revents & Int16(POLLHUP) != 0
+        }.count
+    }
+
+    func sendToAll(_ text: String) {
+        for fd in fds { _ = text.withCString { send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) } }
+    }
+
+    deinit { for fd in fds { close(fd) } }
+}
+
+/// CPU time (user + system) a process has used, from /proc/PID/stat.
+func cpuTime(_ pid: Int32) -> Duration? {
+    guard let stat = readTextFile("/proc/\(pid)/stat"), let paren = stat.lastIndex(of: ")") else { return nil }
+    let fields = stat[stat.index(after: paren)...].split(separator: " ")
+    guard fields.count > 12, let user = Int64(fields[11]), let system = Int64(fields[12]) else { return nil }
+    return .milliseconds((user + system) * 1000 / Int64(sysconf(Int32(_SC_CLK_TCK))))
+}
+
+/// The descriptors a process holds.
+func openDescriptors(_ pid: Int32) -> Int { listDirectory("/proc/\(pid)/fd").count }
+
+/// The control socket under load: idle connections, clients that never read, the
+/// descriptor limit. `aibox workers` runs under /usr/bin/timeout so that a daemon that
+/// does not answer fails the test instead of hanging it.
+@Suite struct ControlSocketTests {
+    /// `aibox workers --json` with a bound: its exit code and how long it took.
+    static func timedWorkers(_ box: TestBox) throws -> (code: Int32, took: Duration, output: String) {
+        let started = Clock.monotonic()
+        let r = try run("/usr/bin/timeout", ["20", aiboxBinary, "workers", "--json", "--root", box.root])
+        return (r.code, Clock.monotonic().since(started), r.stdout + r.stderr)
+    }
+
+    /// Kills the worker's process and waits until it runs again under a new pid.
+    static func killAndSeeRestart(_ box: TestBox, _ name: String) throws {
+        let before = try #require(try box.worker(name)?.pid)
+        kill(before, SIGKILL)
+        let ok = try waitUntil(.seconds(10)) {
+            guard let w = try box.worker(name) else { return false }
+            return w.state == "running" && w.pid != nil && w.pid != before
+        }
+        let now = try box.worker(name)
+        #expect(ok, "\(name) was not restarted after SIGKILL; now \(String(describing: now))")
+    }
+
+    @Test func fiveThousandIdleConnectionsLeaveWorkersAnsweringAndAKilledWorkerRestarting() throws {
+        let box = try TestBox("[worker.agent]\nexec = [\"@WORKER@\", \"--no-notify\"]\n")
+        // The soft limit of the unit's LimitNOFILE (image/systemd/aibox.service).
+        try box.startDaemon(launcher: ["/usr/bin/prlimit", "--nofile=1024:", "--"])
+        defer { box.stopDaemon() }
+        try box.waitFor("agent", ["running"])
+        let pid = box.daemonPID
+        let base = openDescriptors(pid)
+
+        var holders: IdleHolders? = try IdleHolders(box.paths.controlSocket, count: 5000)
+        #expect(openDescriptors(pid) <= base + 128 + 2, "the daemon holds \(openDescriptors(pid) - base) connections")
+        for _ in 0..<5 {
+            let r = try Self.timedWorkers(box)
+            #expect(r.code == 0, "\(r.output)")
+            #expect(r.took < .seconds(1), "aibox workers took \(r.took) under 5,000 idle connections")
+        }
+        try Self.killAndSeeRestart(box, "agent")
+        // Idle ones are let go: evicted for newer ones, or after the idle timeout (5 s).
+        let released = waitUntil(.seconds(15)) { holders?.closedByPeer == 5000 }
+        #expect(released, "\(holders?.closedByPeer ?? 0) of 5000 idle connections closed by the daemon")
+        holders = nil
+        #expect(box.daemonPID == pid)
+    }
+
+    @Test func clientsThatNeverReadTheirAnswerDoNotHoldTheLoop() throws {
+        // 1,500 workers waiting for hardware nobody has: `workers` answers ~350 KB, more than a
+        // socket buffer holds, and no process is started for them.
+        var workers = "[worker.agent]\nexec = [\"@WORKER@\", \"--no-notify\"]\n"
+        for i in 0..<1500 {
+            workers += "[worker.waiting-\(i)]\nexec = [\"@WORKER@\"]\nrequires-hardware = [\"tpu.absent-from-this-machine\"]\n"
+        }
+        let box = try TestBox(workers)
+        try box.startDaemon()
+        defer { box.stopDaemon() }
+        try box.waitFor("agent", ["running"], timeout: .seconds(30))
+        let readers = try IdleHolders(box.paths.controlSocket, count: 10)
+        readers.sendToAll("{\"command\":\"workers\"}\n")
+        for _ in 0..<3 {
+            // 2 s: the CLI (a debug build) spends ~0.2 s on 1,500 workers; a loop held by each
+            // client in turn (1 s apiece before) made it wait over 10 s.
+            let r = try Self.timedWorkers(box)
+            #expect(r.code == 0, "\(r.output.prefix(500))")
+            #expect(r.took < .seconds(2), "aibox workers took \(r.took) beside 10 clients that do not read")
+        }
+        try Self.killAndSeeRestart(box, "agent")
+        // Those that never read are dropped after the timeout.
+        #expect(waitUntil(.seconds(15)) { readers.closedByPeer == 10 }, "\(readers.closedByPeer) of 10 slow readers dropped")
+    }
+
+    @Test func atItsDescriptorLimitTheDaemonDoesNotSpinAndRecovers() throws {
+        let box = try TestBox("[worker.agent]\nexec = [\"@WORKER@\", \"--no-notify\"]\n")
+        try box.startDaemon()
+        defer { box.stopDaemon() }
+        try box.waitFor("agent", ["running"])
+        let pid = box.daemonPID
+        func limit(_ n: Int) throws {
+            // The soft limit: the hard one could not be raised again without CAP_SYS_RESOURCE.
+            let r = try run("/usr/bin/prlimit", ["--pid", "\(pid)", "--nofile=\(n):"])
+            try #require(r.code == 0, "prlimit: \(r.stderr)")
+        }
+        /// CPU the daemon uses over two seconds while `holders` wait on it.
+        func cpuOverTwoSeconds() throws -> Duration {
+            let before = try #require(cpuTime(pid))
+            usleep(2_000_000)
+            return try #require(cpuTime(pid)) - before
+        }
+        let base = openDescriptors(pid)
+
+        // Room for 8 connections: idle ones beyond are let go, a real client still served.
+        try limit(base + 8)
+        var holders: IdleHolders? = try IdleHolders(box.paths.controlSocket, count: 500)
+        var cpu = try cpuOverTwoSeconds()
+        #expect(cpu < .milliseconds(400), "the daemon used \(cpu) of CPU in 2 s at its descriptor limit")
+        let served = try Self.timedWorkers(box)
+        #expect(served.code == 0 && served.took < .seconds(1), "\(served)")
+
+        // Not one descriptor to spare: waiting connections are accepted and closed at once.
+        holders = nil
+        #expect(waitUntil(.seconds(10)) { openDescriptors(pid) <= base + 2 }, "\(openDescriptors(pid)) descriptors, \(base) at start")
+        try limit(openDescriptors(pid))
+        holders = try IdleHolders(box.paths.controlSocket, count: 500)
+        cpu = try cpuOverTwoSeconds()
+        #expect(cpu < .milliseconds(400), "the daemon used \(cpu) of CPU in 2 s with no descriptor left")
+        #expect(waitUntil(.seconds(10)) { holders?.closedByPeer == 500 }, "\(holders?.closedByPeer ?? 0) of 500 closed")
+
+        // The holders gone and the limit back: answering and restarting as before.
+        holders = nil
+        try limit(1024)
+        let r = try Self.timedWorkers(box)
+        #expect(r.code == 0 && r.took < .seconds(1), "\(r)")
+        try Self.killAndSeeRestart(box, "agent")
+        #expect(box.daemonPID == pid)
     }
 }
