@@ -25,8 +25,8 @@ extension AIBox {
 /// ignored, and both survive exec: a command that inherits a blocked or ignored SIGTERM
 /// cannot be stopped. Every command starts with an empty mask and the default action for
 /// the signals it relies on (SIGCHLD too: ignored, it would reap our children before
-/// waitpid). SIGHUP stays as inherited (nohup); `aibox daemon` resets it and then blocks its
-/// own set for signalfd.
+/// waitpid). SIGHUP stays as inherited (nohup). `aibox daemon` then blocks its own set for
+/// signalfd on purpose.
 func resetInheritedSignals() {
     for sig in [SIGTERM, SIGINT, SIGCHLD] { signal(sig, SIG_DFL) }
     var none = sigset_t()
