@@ -225,6 +225,7 @@ public final class Supervisor {
         for (pid, status) in reaped {
             guard let name = byPID.removeValue(forKey: pid), let slot = slots[name] else {
                 if pid == feed.pid { feedCheckEnded(status, now: now) }
+                if pid == setup.seeds?.running?.pid { setup.seeds?.childEnded(status) }
                 continue
             }
             lastExitAt[name] = Clock.wallMilliseconds()

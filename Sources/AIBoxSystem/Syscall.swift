@@ -277,6 +277,13 @@ public func currentEnvironment() -> [String: String] {
     return out
 }
 
+/// This program's own path (/proc/self/exe), to run it again as a child.
+public func currentExecutable() -> String? {
+    var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+    let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+    return n > 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : nil
+}
+
 public func currentDirectory() -> String {
     var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
     guard getcwd(&buf, buf.count) != nil else { return "." }

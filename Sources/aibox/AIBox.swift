@@ -22,7 +22,7 @@ struct AIBox: ParsableCommand {
         version: AIBoxVersion.current,
         subcommands: [
             Daemon.self, Status.self, Workers.self, Start.self, Stop.self, Restart.self, Logs.self, Events.self, Reload.self,
-            Hardware.self, Setup.self, FactoryReset.self, BundleCommand.self, Update.self,
+            Hardware.self, Setup.self, FactoryReset.self, BundleCommand.self, Update.self, StickSeedCommand.self,
         ])
 }
 

@@ -22,13 +22,16 @@ gi.require_version("UMockdev", "1.0")
 from gi.repository import UMockdev  # noqa: E402
 
 testbed = UMockdev.Testbed.new()
-env = dict(os.environ, UMOCKDEV_DIR=testbed.get_root_dir(), LD_PRELOAD="libumockdev-preload.so.0")
+# TESTBED_EXTRA_PRELOAD: another library preloaded into the command (a test double).
+preload = " ".join(filter(None, ["libumockdev-preload.so.0", os.environ.get("TESTBED_EXTRA_PRELOAD")]))
+env = dict(os.environ, UMOCKDEV_DIR=testbed.get_root_dir(), LD_PRELOAD=preload)
 child = subprocess.Popen(sys.argv[sys.argv.index("--") + 1:], env=env)
 
 
 def exit_with_child():
     """Exits as the command did (128 + N for a signal); never leaves it behind, orphaned."""
     code = child.wait()
+    shutil.rmtree(testbed.get_root_dir(), ignore_errors=True)  # os._exit skips the testbed's own cleanup
     os._exit(code if code >= 0 else 128 - code)
 
 
