@@ -52,7 +52,9 @@ struct Status: ParsableCommand {
         do {
             if let status = try DaemonClient.request(paths, ControlRequest(command: "status"), as: StatusView.self) {
                 let (workers, reach) = try loadWorkers(paths)
-                if case .notResponding(let e) = reach { hung = e } else {
+                if case .notResponding(let e) = reach {
+                    hung = e
+                } else {
                     if json { printJSON(status) } else { printHuman(status, workers) }
                     return
                 }
@@ -82,13 +84,13 @@ struct Status: ParsableCommand {
         if let p = s.provisioned {
             print("setup:     " + (p ? "done" : "WAITING FOR SETUP — run aibox setup, or insert a stick labelled AIBOX"))
         }
+        let pid = s.daemonPid.map { " (pid \($0))" } ?? ""
         if s.daemonResponding == false {
-            print(
-                "daemon:    NOT RESPONDING\(s.daemonPid.map { " (pid \($0))" } ?? "") — showing the last state recorded in the database")
+            print("daemon:    NOT RESPONDING\(pid) — showing the last state recorded in the database")
+        } else if s.daemonRunning {
+            print("daemon:    running\(pid)")
         } else {
-            print(
-                "daemon:    "
-                    + (s.daemonRunning ? "running (pid \(s.daemonPid ?? 0))" : "NOT RUNNING — showing the last state recorded in the database"))
+            print("daemon:    NOT RUNNING — showing the last state recorded in the database")
         }
         let counts = s.workers.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
         print("workers:   \(s.workerCount)\(counts.isEmpty ? "" : " (\(counts))")")

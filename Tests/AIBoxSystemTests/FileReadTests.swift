@@ -13,7 +13,10 @@ struct FileReadTests {
     /// then frees it by opening `fifo` for writing (a blocked open or read ends).
     func returnsPromptly<T: Sendable>(freeing fifo: String, _ body: @escaping @Sendable () -> T) throws -> T {
         let result = Mutex<T?>(nil)
-        let thread = Thread { let r = body(); result.withLock { $0 = r } }
+        let thread = Thread {
+            let r = body()
+            result.withLock { $0 = r }
+        }
         let done = waitUntil(timeoutMilliseconds: 2000) { result.withLock { $0 != nil } }
         if !done { closeDescriptor(open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC)) }
         thread.join()
