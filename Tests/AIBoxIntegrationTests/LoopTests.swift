@@ -160,6 +160,17 @@ func signalMask(_ pid: Int32, _ field: String) -> UInt64? {
         kill(pid, SIGCONT)
         #expect(waitUntil(.seconds(5)) { (try? box.aibox(["status"]).code) == 0 })
         #expect(try box.worker("agent")?.state == "running")
+
+        // A command that only tells the daemon (factory-reset, setup) does its own work, names
+        // the daemon that did not answer, and succeeds; the daemon sees box.toml go by itself.
+        kill(pid, SIGSTOP)
+        let (reset, resetTook) = try timed(["factory-reset", "--yes"], environment: ["AIBOX_TIMEOUT": "500ms"])
+        kill(pid, SIGCONT)
+        #expect(reset.code == 0, "\(reset.stderr)")
+        #expect(resetTook < .seconds(2), "factory-reset took \(resetTook) with AIBOX_TIMEOUT=500ms")
+        #expect(reset.stderr.contains("did not answer within 500ms"), "\(reset.stderr)")
+        #expect(!fileExists(box.paths.boxConfig))
+        try box.waitFor("agent", ["waiting"])
     }
 }
 
