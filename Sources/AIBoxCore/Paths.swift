@@ -116,11 +116,17 @@ public struct StatusView: Codable, Sendable, Equatable {
     /// The booted slot and the update state ("slot A; update committed"), when the image
     /// describes its slots (usr/lib/aibox/system.toml).
     public var update: String?
+    /// Entries of the worker directories that are no worker file (a FIFO, a directory, a
+    /// device node, a file over 1 MiB), skipped: "PATH: is a FIFO (named pipe), not a regular file".
+    public var configSkipped: [String]?
+    /// false when a daemon holds the socket but did not answer within the CLI's timeout (the
+    /// rest is then the database's view); nil otherwise.
+    public var daemonResponding: Bool?
 
     public init(
         daemonRunning: Bool, daemonPid: Int32?, version: String, workers: [String: Int], workerCount: Int,
         databaseProblem: String?, configProblem: String?, logTarget: String?, hardware: String? = nil, hotplug: String? = nil,
-        provisioned: Bool? = nil, update: String? = nil
+        provisioned: Bool? = nil, update: String? = nil, configSkipped: [String]? = nil, daemonResponding: Bool? = nil
     ) {
         self.daemonRunning = daemonRunning
         self.daemonPid = daemonPid
@@ -134,6 +140,8 @@ public struct StatusView: Codable, Sendable, Equatable {
         self.hotplug = hotplug
         self.provisioned = provisioned
         self.update = update
+        self.configSkipped = configSkipped
+        self.daemonResponding = daemonResponding
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -150,6 +158,8 @@ public struct StatusView: Codable, Sendable, Equatable {
         try c.encode(hotplug, forKey: .hotplug)
         try c.encode(provisioned, forKey: .provisioned)
         try c.encode(update, forKey: .update)
+        try c.encode(configSkipped, forKey: .configSkipped)
+        try c.encode(daemonResponding, forKey: .daemonResponding)
     }
 }
 

@@ -3,60 +3,187 @@ import AIBoxSystem
 import FoundationEssentials
 import Glibc
 
-/// The control socket's requests, served on the supervisor's loop.
-extension Supervisor {
+/// One control connection: its request as it comes in, then its answer as it goes out.
+struct ControlClient {
+    var peer: PeerCredentials
+    /// Accept order: the oldest idle connection is the one evicted.
+    var serial: UInt64
+    var request: [UInt8] = []
+    /// The answer (a JSON line) once the request is complete; `written` bytes of it sent.
+    var answer: [UInt8]?
+    var written = 0
+    /// The request must be complete, or the answer taken, by then.
+    var deadline: Instant
+}
+
+/// What the control socket holds: at most `capacity` connections, each for at most
+/// `idleTimeout`; accepting paused while there is no descriptor to accept with.
+struct ControlConnections {
+    var clients: [Int32: ControlClient] = [:]
+    var capacity = 128
+    var nextSerial: UInt64 = 0
+    var acceptPausedUntil: Instant?
+
+    /// A request is one line sent at once; a client has this long to send it, and again this
+    /// long to take its answer.
+    static let idleTimeout: Duration = .seconds(5)
     static let maxRequestBytes = 64 * 1024
+    /// Accepts per turn of the loop: a flood of connections cannot starve the other events.
+    static let acceptsPerTurn = 64
+
+    /// At most one eighth of the descriptors the daemon may open, and never more than 128:
+    /// connections alone can never take the descriptors a worker's spawn needs.
+    static func capacity(descriptorLimit: Int) -> Int { min(128, max(4, descriptorLimit / 8)) }
+
+    /// The earliest moment something here is due.
+    var nextDeadline: Instant? {
+        let d = clients.values.lazy.map(\.deadline).min()
+        guard let p = acceptPausedUntil else { return d }
+        return d.map { min($0, p) } ?? p
+    }
+
+    /// The connection to give up for a new one: the oldest still sending its request, else the
+    /// oldest not taking its answer.
+    var evictable: Int32? {
+        let reading = clients.filter { $0.value.answer == nil }
+        let pool = reading.isEmpty ? clients : reading
+        return pool.min { $0.value.serial < $1.value.serial }?.key
+    }
+}
+
+/// The control socket's requests, served on the supervisor's loop without ever blocking it:
+/// reads and writes are non-blocking, each connection has a deadline on the monotonic clock,
+/// their number is capped (a new one evicts the oldest idle), and at the descriptor limit
+/// waiting connections are accepted and closed rather than left to spin the loop.
+extension Supervisor {
+    /// Sets the cap from the descriptor limit (RLIMIT_NOFILE's soft value).
+    func configureControlConnections() {
+        connections.capacity = ControlConnections.capacity(descriptorLimit: descriptorLimit())
+    }
 
     func onAccept() {
-        while let (fd, peer) = control?.accept() {
-            connections[fd] = (peer, [])
-            do {
-                try loop.add(fd, events: EventLoop.readable) { [unowned self] _ in self.onConnectionReadable(fd) }
-            } catch {
-                connections[fd] = nil
-                closeDescriptor(fd)
+        guard let listener = control else { return }
+        let now = Clock.monotonic()
+        for _ in 0..<ControlConnections.acceptsPerTurn {
+            switch listener.accept() {
+            case .none:
+                return
+            case .failed:
+                continue
+            case .outOfDescriptors:
+                // An idle connection gives way to the new one (a real client sends its
+                // request at once); with none to give, the newcomer is accepted and closed.
+                if let victim = connections.evictable {
+                    close(connection: victim)
+                    continue
+                }
+                if listener.shedOne() { continue }
+                pauseAccepting(now: now)
+                return
+            case .connection(let fd, let peer):
+                if connections.clients.count >= connections.capacity, let victim = connections.evictable {
+                    close(connection: victim)
+                }
+                connections.nextSerial += 1
+                connections.clients[fd] = ControlClient(
+                    peer: peer, serial: connections.nextSerial, deadline: now + ControlConnections.idleTimeout)
+                do {
+                    try loop.add(fd, events: EventLoop.readable) { [unowned self] events in self.onConnectionEvent(fd, events) }
+                } catch {
+                    connections.clients[fd] = nil
+                    closeDescriptor(fd)
+                    continue
+                }
+                // Its request is often there already.
+                onConnectionEvent(fd, EventLoop.readable)
             }
         }
     }
 
-    private func onConnectionReadable(_ fd: Int32) {
+    /// No descriptor even for accept-and-close: the listener is left alone for a moment.
+    private func pauseAccepting(now: Instant) {
+        guard let listener = control, connections.acceptPausedUntil == nil else { return }
+        loop.modify(listener.fd, events: 0)
+        connections.acceptPausedUntil = now + .milliseconds(250)
+        pendingLog.append((.warning, "control socket: out of file descriptors; not accepting for 250 ms"))
+    }
+
+    /// From the timer: connections past their deadline are closed; accepting resumes.
+    func controlTimer(now: Instant) {
+        if let p = connections.acceptPausedUntil, p <= now, let listener = control {
+            connections.acceptPausedUntil = nil
+            loop.modify(listener.fd, events: EventLoop.readable)
+        }
+        for (fd, client) in connections.clients where client.deadline <= now { close(connection: fd) }
+    }
+
+    private func onConnectionEvent(_ fd: Int32, _ events: UInt32) {
+        guard let client = connections.clients[fd] else { return }
+        if client.answer != nil {
+            flush(fd)
+        } else {
+            readRequest(fd)
+        }
+    }
+
+    private func readRequest(_ fd: Int32) {
         var buf = [UInt8](repeating: 0, count: 4096)
         while true {
             let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n > 0 {
-                connections[fd]?.buffer += buf[0..<n]
-                if let line = connections[fd]?.buffer.firstIndex(of: UInt8(ascii: "\n")) {
-                    let request = Array(connections[fd]!.buffer[..<line])
-                    let peer = connections[fd]!.peer
-                    respond(fd, handle(request, peer: peer))
+                connections.clients[fd]?.request += buf[0..<n]
+                guard let client = connections.clients[fd] else { return }
+                if let line = client.request.firstIndex(of: UInt8(ascii: "\n")) {
+                    respond(fd, handle(Array(client.request[..<line]), peer: client.peer))
                     return
                 }
-                if (connections[fd]?.buffer.count ?? 0) > Supervisor.maxRequestBytes {
+                if client.request.count > ControlConnections.maxRequestBytes {
                     respond(fd, error("request too large"))
                     return
                 }
                 continue
             }
-            if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 && errno == EAGAIN { return }
             close(connection: fd)
             return
         }
     }
 
-    private func close(connection fd: Int32) {
+    func close(connection fd: Int32) {
         loop.remove(fd)
-        connections[fd] = nil
+        connections.clients[fd] = nil
         closeDescriptor(fd)
     }
 
-    /// Writes the answer (bounded: a client that does not read is dropped) and closes.
+    /// Queues the answer and sends what the socket takes now; the rest goes as it becomes
+    /// writable. A client that does not take it within the timeout is dropped.
     private func respond(_ fd: Int32, _ body: [UInt8]) {
-        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
-        var tv = timeval(tv_sec: 1, tv_usec: 0)
-        _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        _ = try? writeAll(fd, body + [UInt8(ascii: "\n")])
-        close(connection: fd)
+        connections.clients[fd]?.answer = body + [UInt8(ascii: "\n")]
+        connections.clients[fd]?.request = []
+        connections.clients[fd]?.deadline = Clock.monotonic() + ControlConnections.idleTimeout
+        flush(fd)
         afterTurnFromControl()
+    }
+
+    private func flush(_ fd: Int32) {
+        guard let client = connections.clients[fd], let answer = client.answer else { return }
+        var written = client.written
+        while written < answer.count {
+            let n = answer.withUnsafeBytes { send(fd, $0.baseAddress! + written, $0.count - written, Int32(MSG_NOSIGNAL)) }
+            if n > 0 {
+                written += n
+                continue
+            }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 && errno == EAGAIN {
+                connections.clients[fd]?.written = written
+                loop.modify(fd, events: EventLoop.writable)
+                return
+            }
+            break  // the client went away
+        }
+        close(connection: fd)
     }
 
     private struct Refusal: Encodable {

@@ -1,5 +1,6 @@
 import AIBoxCore
 import AIBoxSystem
+import FoundationEssentials
 import Glibc
 import Logging
 
@@ -58,21 +59,127 @@ extension Supervisor {
 
     func setupTimer(now: Instant) {
         if let due = setup.nextCheck, due <= now { checkProvisioning() }
+        setup.seeds?.timer(now: now)
     }
 }
 
-/// Takes seeds from provisioning volumes: unprovisioned, any seed; provisioned, only one
-/// signed with a provisioning key. Writes `aibox-report.txt` back when the stick is writable.
+/// Takes seeds from provisioning volumes, one at a time, each in a child process the daemon
+/// reaps (`aibox stick-seed`, spawned as the feed check is): mounting, reading and applying
+/// a seed — chpasswd, networkctl, a slow stick — never hold the loop, and a seed that crashes
+/// its reader takes down only that child. The child's one JSON line says what became of it;
+/// the event and log are written here when it is reaped.
 final class SeedVolumeHandler: ProvisioningHook {
     unowned let supervisor: Supervisor
+    /// Volumes waiting their turn (there is one mount point).
+    private var queue: [ProvisioningVolume] = []
+    /// The child taking a seed now.
+    private(set) var running: (pid: Int32, volume: ProvisioningVolume, deadline: Instant)?
+    private var timedOut = false
+    private var outputFD: Int32 = -1
+    private var output: [UInt8] = []
+    /// A stick that takes longer than this (a mount that hangs) is given up: the child's group is killed.
+    static let timeout: Duration = .seconds(300)
+    static let maxOutput = 256 << 10
 
     init(supervisor: Supervisor) { self.supervisor = supervisor }
 
-    func volumeRemoved(_ volume: ProvisioningVolume) {}
+    func volumeRemoved(_ volume: ProvisioningVolume) { queue.removeAll { $0 == volume } }
 
     func volumeAppeared(_ volume: ProvisioningVolume) {
+        guard !queue.contains(volume), running?.volume != volume else { return }
+        queue.append(volume)
+        startNext()
+    }
+
+    private func startNext() {
         let s = supervisor
-        let outcome = take(volume)
+        guard running == nil, !queue.isEmpty, !s.shuttingDown else { return }
+        let volume = queue.removeFirst()
+        var argv = [currentExecutable() ?? "/usr/bin/aibox", "stick-seed", volume.devnode, "--label", volume.label]
+        if let fs = volume.fsType { argv += ["--fs-type", fs] }
+        argv += [
+            "--wifi-interface", s.wifiInterface, "--tier", (s.hardware?.localLlmTier ?? .none).rawValue, "--root", s.paths.root,
+        ]
+        let pipe: (read: Int32, write: Int32)
+        do {
+            pipe = try makePipe()
+        } catch {
+            finish(volume, StickSeed.Outcome(applied: false, message: "cannot take its seed: \(error)"))
+            return
+        }
+        defer { closeDescriptor(pipe.write) }
+        let request = SpawnRequest(
+            argv: argv, environment: currentEnvironment(), workdir: nil, user: nil, stdoutFD: pipe.write,
+            stderrFD: 2)  // its words go where the daemon's go
+        do {
+            let pid = try Spawner.spawn(request)
+            running = (pid, volume, Clock.monotonic() + SeedVolumeHandler.timeout)
+            timedOut = false
+            output = []
+            outputFD = pipe.read
+            _ = fcntl(pipe.read, F_SETFL, fcntl(pipe.read, F_GETFL) | O_NONBLOCK)
+            try? s.loop.add(pipe.read, events: EventLoop.readable) { [unowned self] _ in self.readOutput() }
+            s.logger.info("\(volume.label) volume \(volume.devnode): taking its seed (pid \(pid))")
+        } catch {
+            closeDescriptor(pipe.read)
+            finish(volume, StickSeed.Outcome(applied: false, message: "cannot run aibox stick-seed: \(error)"))
+        }
+    }
+
+    /// What the child wrote so far (the rest, if too long, is read and dropped).
+    private func readOutput() {
+        guard outputFD >= 0 else { return }
+        var buf = [UInt8](repeating: 0, count: 16384)
+        while true {
+            let n = buf.withUnsafeMutableBytes { read(outputFD, $0.baseAddress, $0.count) }
+            if n > 0 {
+                if output.count < SeedVolumeHandler.maxOutput { output += buf[0..<n] }
+                continue
+            }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 && errno == EAGAIN { return }
+            closeOutput()
+            return
+        }
+    }
+
+    private func closeOutput() {
+        guard outputFD >= 0 else { return }
+        supervisor.loop.remove(outputFD)
+        closeDescriptor(outputFD)
+        outputFD = -1
+    }
+
+    /// The child was reaped: its outcome, or why there is none.
+    func childEnded(_ status: ExitStatus) {
+        guard let r = running else { return }
+        readOutput()
+        closeOutput()
+        running = nil
+        let line = output.split(separator: UInt8(ascii: "\n")).last.map { Array($0) } ?? []
+        var outcome = try? JSONDecoder().decode(StickSeed.Outcome.self, from: Data(line))
+        if outcome == nil || status != .code(0) {
+            // It did not finish: whatever it mounted is let go (lazily: never waiting on the stick).
+            _ = umount2(supervisor.paths.volumeMount, Int32(MNT_DETACH))
+            let why =
+                timedOut
+                ? "it took longer than \(SeedVolumeHandler.timeout.aiboxText) and was stopped"
+                : "aibox stick-seed ended (\(status)) before it said what became of the seed"
+            outcome = StickSeed.Outcome(applied: false, message: "the seed was not applied: \(why)")
+        }
+        finish(r.volume, outcome!)
+        startNext()
+    }
+
+    /// From the setup timer: a child past its time is killed with its group (mount, chpasswd…).
+    func timer(now: Instant) {
+        guard let r = running, r.deadline <= now, !timedOut else { return }
+        timedOut = true
+        _ = kill(-r.pid, SIGKILL)
+    }
+
+    private func finish(_ volume: ProvisioningVolume, _ outcome: StickSeed.Outcome) {
+        let s = supervisor
         let kind = outcome.applied ? "provisioning.seed-applied" : "provisioning.seed-refused"
         s.store.record(s.event(kind: kind, worker: nil, message: "\(volume.label) volume \(volume.devnode): \(outcome.message)"))
         if outcome.applied {
@@ -81,71 +188,6 @@ final class SeedVolumeHandler: ProvisioningHook {
             s.logger.warning("seed on \(volume.devnode) not applied: \(outcome.message)")
         }
         s.checkProvisioning()
-    }
-
-    struct Outcome {
-        var applied: Bool
-        var message: String
-    }
-
-    /// Mounts, reads, verifies, applies, reports, unmounts.
-    private func take(_ volume: ProvisioningVolume) -> Outcome {
-        let s = supervisor
-        let paths = s.paths
-        let mounted: MountedVolume
-        do {
-            mounted = try MountedVolume(volume, at: paths.volumeMount)
-        } catch {
-            return Outcome(applied: false, message: "cannot mount it: \(error)")
-        }
-        defer { mounted.unmount() }
-        let seedPath = mounted.mountPoint + "/" + Seed.fileName
-        var st = stat()
-        guard lstat(seedPath, &st) == 0 else {
-            return Outcome(applied: false, message: "no \(Seed.fileName) on it; nothing to do")
-        }
-        let outcome = apply(seedPath, volume: volume, mounted: mounted)
-        let report = (outcome.applied ? "done: " : "not applied, nothing changed on the box:\n") + outcome.message + "\n"
-        do {
-            try mounted.writeReport("aibox \(AIBoxVersion.current), \(formatLocalTime(milliseconds: Clock.wallMilliseconds()))\n" + report)
-        } catch {
-            s.logger.notice("no report written to \(volume.devnode): \(error)")
-        }
-        return outcome
-    }
-
-    private func apply(_ seedPath: String, volume: ProvisioningVolume, mounted: MountedVolume) -> Outcome {
-        let s = supervisor
-        let paths = s.paths
-        let bytes: [UInt8]
-        switch Provisioner.readSeed(seedPath) {
-        case .failure(let f): return Outcome(applied: false, message: f.description)
-        case .success(let b): bytes = b
-        }
-        let provisioner = Provisioner(paths: paths, wifiInterface: s.wifiInterface)
-        var source = "stick \(volume.devnode)"
-        if provisioner.isProvisioned {
-            let keys = SeedSignature.trustedKeys(in: paths.provisioningKeys)
-            guard let sigBytes = readSmallFile(mounted.mountPoint + "/" + SeedSignature.fileName, limit: 4096) else {
-                return Outcome(
-                    applied: false,
-                    message: "this box is already set up; a seed on a stick is taken only when signed with a provisioning key "
-                        + "(\(SeedSignature.fileName) beside it; provisioning/make-stick --sign KEY)")
-            }
-            guard let sig = SeedSignature.signature(sigBytes) else {
-                return Outcome(applied: false, message: "\(SeedSignature.fileName) is not an Ed25519 signature (64 bytes, raw or base64)")
-            }
-            guard let signer = SeedSignature.signer(of: bytes, signature: sig, keys: keys) else {
-                return Outcome(
-                    applied: false,
-                    message: "the seed's signature matches none of the \(keys.count) provisioning key(s) in \(paths.provisioningKeys)")
-            }
-            source += " (signed, key \(signer))"
-        }
-        switch provisioner.provision(seed: bytes, path: Seed.fileName, tier: s.hardware?.localLlmTier ?? .none, source: source) {
-        case .success(let config): return Outcome(applied: true, message: "provisioned \"\(config.name)\" from \(source)")
-        case .failure(let f): return Outcome(applied: false, message: f.description)
-        }
     }
 }
 

@@ -57,6 +57,7 @@ public final class Supervisor {
     var nextManagerPing: Instant?
     var nextMemoryCheck: Instant?
     var configProblem: String?
+    var configSkipped: [String] = []
     var lastManagerStatus = ""
     /// Set when a worker's state changed this turn: dependencies and STATUS= are rechecked.
     var stateChanged = true
@@ -65,7 +66,7 @@ public final class Supervisor {
     /// Log lines of this turn, written after its spawns.
     var pendingLog: [(Logger.Level, String)] = []
     let bootID: String
-    var connections: [Int32: (peer: PeerCredentials, buffer: [UInt8])] = [:]
+    var connections = ControlConnections()
     public private(set) var exitCode: Int32 = 0
 
     public init(options: DaemonOptions, logger: Logger) throws {
@@ -105,7 +106,9 @@ public final class Supervisor {
         defer { withExtendedLifetime(lock) {} }
         try loop.handleSignals([SIGCHLD, SIGTERM, SIGINT, SIGHUP]) { [unowned self] sig in self.onSignal(sig) }
         try Reaper.becomeSubreaper()
-        switch ConfigFiles.load(paths) {
+        let (loaded, skipped) = ConfigFiles.load(paths)
+        noteSkipped(skipped)
+        switch loaded {
         case .failure(let errors):
             logger.critical("refusing to start: invalid worker definitions\n\(errors)")
             store.record(event(kind: "daemon.config-invalid", worker: nil, message: errors.description))
@@ -120,6 +123,7 @@ public final class Supervisor {
         try loop.add(notifySocket!.fd, events: EventLoop.readable) { [unowned self] _ in self.onNotify() }
         // Members of the `aibox` group (sysusers.d) may use the socket; others may not.
         control = try ControlListener(path: paths.controlSocket, group: getgrnam("aibox").map { $0.pointee.gr_gid })
+        configureControlConnections()
         try loop.add(control!.fd, events: EventLoop.readable) { [unowned self] _ in self.onAccept() }
         loop.onTimer { [unowned self] in self.onTimer() }
         _ = try? writeFileAtomically(paths.pidFile, Array("\(getpid())\n".utf8))
@@ -221,6 +225,7 @@ public final class Supervisor {
         for (pid, status) in reaped {
             guard let name = byPID.removeValue(forKey: pid), let slot = slots[name] else {
                 if pid == feed.pid { feedCheckEnded(status, now: now) }
+                if pid == setup.seeds?.running?.pid { setup.seeds?.childEnded(status) }
                 continue
             }
             lastExitAt[name] = Clock.wallMilliseconds()
@@ -264,6 +269,7 @@ public final class Supervisor {
         hardwareTimer(now: now)
         setupTimer(now: now)
         feedTimer(now: now)
+        controlTimer(now: now)
         if shuttingDown, let giveUp = shutdownGiveUp, giveUp <= now {
             logger.error("some processes did not go away after SIGKILL; exiting anyway")
             loop.stop()
@@ -347,6 +353,7 @@ public final class Supervisor {
         consider(feed.next)
         consider(store.nextRetry)
         consider(shutdownGiveUp)
+        consider(connections.nextDeadline)
         loop.arm(at: next)
     }
 
@@ -474,7 +481,7 @@ public final class Supervisor {
         try makeDirectories(dir, mode: 0o500)
         _ = chmod(dir, 0o700)
         for s in secrets {
-            guard let bytes = readSmallFile(paths.secrets + "/" + s) else {
+            guard let bytes = readSmallFile(paths.secrets + "/" + s, followSymlinks: false) else {
                 throw SystemError("open", errno: ENOENT, detail: "secret \"\(s)\" (not in \(paths.secrets))")
             }
             try writeFileAtomically(dir + "/" + s, bytes, mode: 0o400)
@@ -564,7 +571,9 @@ public final class Supervisor {
 
     /// Reloads the definitions; invalid ones leave the running set untouched.
     public func reload() -> Result<ReloadPlan, ConfigErrors> {
-        switch ConfigFiles.load(paths) {
+        let (loaded, skipped) = ConfigFiles.load(paths)
+        noteSkipped(skipped)
+        switch loaded {
         case .failure(let errors):
             configProblem = errors.description
             logger.error("reload refused; the running workers are unchanged:\n\(errors)")
@@ -597,6 +606,17 @@ public final class Supervisor {
             logger.notice("\(text)")
             store.record(event(kind: "daemon.reloaded", worker: nil, message: text))
             return .success(plan)
+        }
+    }
+
+    /// Entries of the worker directories that are no worker file: each told once per load
+    /// (event and log), and shown by `aibox status` until a load finds none.
+    private func noteSkipped(_ skipped: [FileReadError]) {
+        configSkipped = skipped.map(\.description)
+        for e in skipped {
+            let text = "\(e.path) \(e.reason); skipped (a worker file is a regular file of at most 1 MiB); the other workers run"
+            logger.warning("\(text)")
+            store.record(event(kind: "daemon.config-skipped", worker: nil, message: text))
         }
     }
 
@@ -653,7 +673,7 @@ public final class Supervisor {
             daemonRunning: true, daemonPid: getpid(), version: AIBoxVersion.current, workers: counts, workerCount: slots.count,
             databaseProblem: store.problem, configProblem: configProblem, logTarget: options.logTarget.rawValue,
             hardware: hardware?.summary, hotplug: hotplugDescription, provisioned: setup.provisioned,
-            update: updateSummary)
+            update: updateSummary, configSkipped: configSkipped.isEmpty ? nil : configSkipped)
     }
 
     func summary() -> String {

@@ -1,3 +1,4 @@
+import AIBoxCore
 import CAIBoxOS
 import Glibc
 
@@ -13,6 +14,10 @@ public struct PeerCredentials: Sendable {
 public final class ControlListener {
     public let path: String
     public let fd: Int32
+    /// A descriptor held in reserve (/dev/null): at the descriptor limit it is closed for the
+    /// moment it takes to accept a waiting connection and close it, so that the listener
+    /// does not stay readable and spin the loop.
+    private var reserve: Int32 = -1
 
     public init(path: String, group: gid_t? = nil) throws(SystemError) {
         self.path = path
@@ -33,7 +38,9 @@ public final class ControlListener {
             if r < 0 { throw SystemError("bind", errno: errno, detail: path) }
             if let group { _ = chown(path, uid_t.max, group) }
             _ = chmod(path, 0o660)
-            try syscall("listen") { listen(fd, 64) }
+            // A deep queue: a burst of connections waits in it rather than blocking clients in connect.
+            try syscall("listen") { listen(fd, SOMAXCONN) }
+            reserve = try syscall("open", detail: "/dev/null") { open("/dev/null", O_RDONLY | O_CLOEXEC) }
         } catch {
             closeDescriptor(fd)
             throw error
@@ -42,19 +49,54 @@ public final class ControlListener {
 
     deinit {
         closeDescriptor(fd)
+        closeDescriptor(reserve)
         _ = unlink(path)
     }
 
+    /// What one `accept` gave.
+    public enum Accepted {
+        case connection(fd: Int32, peer: PeerCredentials)
+        /// Nobody is waiting.
+        case none
+        /// The process (EMFILE) or the system (ENFILE) is out of descriptors.
+        case outOfDescriptors
+        /// That one connection failed (it went away before being accepted, or its
+        /// credentials could not be read); others may wait.
+        case failed(errno: Int32)
+    }
+
     /// The next waiting connection, non-blocking, with its peer's credentials.
-    public func accept() -> (fd: Int32, peer: PeerCredentials)? {
+    public func accept() -> Accepted {
         let c = aibox_accept(fd)
-        if c < 0 { return nil }
+        if c < 0 {
+            switch errno {
+            case EAGAIN: return .none
+            case EMFILE, ENFILE, ENOBUFS, ENOMEM: return .outOfDescriptors
+            default: return .failed(errno: errno)
+            }
+        }
         var pid: pid_t = 0, uid: uid_t = 0, gid: gid_t = 0
         if aibox_peer_credentials(c, &pid, &uid, &gid) < 0 {
+            let e = errno
             closeDescriptor(c)
-            return nil
+            return .failed(errno: e)
         }
-        return (c, PeerCredentials(pid: pid, uid: uid, gid: gid))
+        return .connection(fd: c, peer: PeerCredentials(pid: pid, uid: uid, gid: gid))
+    }
+
+    /// Out of descriptors: the reserve is given up for the moment it takes to accept the
+    /// next waiting connection and close it. false when there is no reserve to give (it
+    /// could not be taken again: the caller stops accepting for a while).
+    public func shedOne() -> Bool {
+        guard reserve >= 0 else {
+            reserve = open("/dev/null", O_RDONLY | O_CLOEXEC)
+            return false
+        }
+        closeDescriptor(reserve)
+        let c = aibox_accept(fd)
+        if c >= 0 { closeDescriptor(c) }
+        reserve = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        return c >= 0
     }
 
     /// Whether a peer may change things: root, our own user, or a member of the socket's group.
@@ -71,14 +113,20 @@ public final class ControlListener {
     }
 }
 
-/// A blocking client connection to the control socket.
+/// A client connection to the control socket, bounded in time: connecting, sending and
+/// reading the answer all end by one deadline (a daemon that is stopped or hung still has
+/// its socket, and the kernel queues a connection to it: without a bound the client would
+/// wait for ever). Past it, calls throw `ETIMEDOUT`.
 public final class ControlConnection {
     public let fd: Int32
+    private let deadline: Instant
     private var buffer: [UInt8] = []
 
     /// Connects; `nil` when nobody listens (the daemon is not running). Throws when the
-    /// socket is there but may not be used (EACCES), so that is never taken for "not running".
-    public init?(path: String) throws(SystemError) {
+    /// socket is there but may not be used (EACCES), so that is never taken for "not running",
+    /// and ETIMEDOUT when the daemon's queue of connections stays full until `timeout`.
+    public init?(path: String, timeout: Duration) throws(SystemError) {
+        deadline = Clock.monotonic() + timeout
         let s = try syscall("socket(AF_UNIX)") { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
         var addr = sockaddr_un()
         let len = aibox_sockaddr_un(&addr, path)
@@ -86,26 +134,58 @@ public final class ControlConnection {
             closeDescriptor(s)
             throw SystemError("connect", errno: ENAMETOOLONG, detail: path)
         }
-        let r = withUnsafePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(s, $0, len) }
-        }
+        // A Unix socket's connect waits while the listener's backlog is full, for at most
+        // SO_SNDTIMEO (then EAGAIN).
+        var tv = timeval(tv_sec: Int(timeout.milliseconds / 1000), tv_usec: Int(timeout.milliseconds % 1000) * 1000)
+        _ = setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var r: Int32
+        repeat {
+            r = withUnsafePointer(to: &addr) { p in
+                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(s, $0, len) }
+            }
+        } while r < 0 && errno == EINTR && Clock.monotonic() < deadline
         if r < 0 {
             let e = errno
             closeDescriptor(s)
             if e == ENOENT || e == ECONNREFUSED || e == ENOTDIR { return nil }
-            throw SystemError("connect", errno: e, detail: path)
+            throw SystemError("connect", errno: e == EAGAIN || e == EINTR ? ETIMEDOUT : e, detail: path)
         }
+        _ = aibox_set_nonblocking(s)
         fd = s
     }
 
     deinit { closeDescriptor(fd) }
 
-    public func send(line: String) throws(SystemError) {
-        try writeAll(fd, Array((line + "\n").utf8))
+    /// Waits until `fd` is ready for `events` or the deadline passes (ETIMEDOUT).
+    private func wait(_ events: Int16, _ call: String) throws(SystemError) {
+        while true {
+            let left = deadline.since(Clock.monotonic())
+            guard left > .zero else { throw SystemError(call, errno: ETIMEDOUT) }
+            var p = pollfd(fd: fd, events: events, revents: 0)
+            let n = poll(&p, 1, Int32(min(max(1, (left.nanoseconds + 999_999) / 1_000_000), Int64(Int32.max))))
+            if n > 0 { return }
+            if n < 0 && errno != EINTR { throw SystemError("poll", errno: errno) }
+        }
     }
 
-    /// The next line, blocking; nil at end of stream.
-    public func readLine() -> String? {
+    public func send(line: String) throws(SystemError) {
+        let bytes = Array((line + "\n").utf8)
+        var offset = 0
+        while offset < bytes.count {
+            // MSG_NOSIGNAL: a daemon that closed the connection is an error here, not SIGPIPE.
+            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
+            if n >= 0 {
+                offset += n
+            } else if errno == EAGAIN {
+                try wait(Int16(POLLOUT), "send")
+            } else if errno != EINTR {
+                throw SystemError("send", errno: errno)
+            }
+        }
+    }
+
+    /// The next line; nil at end of stream.
+    public func readLine() throws(SystemError) -> String? {
         while true {
             if let nl = buffer.firstIndex(of: UInt8(ascii: "\n")) {
                 let line = String(decoding: buffer[..<nl], as: UTF8.self)
@@ -115,6 +195,10 @@ public final class ControlConnection {
             var chunk = [UInt8](repeating: 0, count: 65536)
             let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
             if n < 0 && errno == EINTR { continue }
+            if n < 0 && errno == EAGAIN {
+                try wait(Int16(POLLIN), "read")
+                continue
+            }
             if n <= 0 {
                 if buffer.isEmpty { return nil }
                 let line = String(decoding: buffer, as: UTF8.self)

@@ -10,6 +10,7 @@ import Glibc
 public final class EventLoop {
     public typealias Handler = (UInt32) -> Void
     public static let readable: UInt32 = EPOLLIN.rawValue
+    public static let writable: UInt32 = EPOLLOUT.rawValue
     /// Reported by epoll whether asked for or not: the descriptor failed or was closed.
     public static let failed: UInt32 = EPOLLERR.rawValue | EPOLLHUP.rawValue
 

@@ -37,7 +37,8 @@ public final class RotatingLog {
 
     private func openIfNeeded() -> Bool {
         if fd >= 0 { return true }
-        fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
+        // O_NONBLOCK: a FIFO put in the log's place fails the open (ENXIO) instead of blocking the loop in it.
+        fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NONBLOCK, 0o640)
         if fd < 0 { return false }
         var st = stat()
         size = fstat(fd, &st) == 0 ? Int(st.st_size) : 0

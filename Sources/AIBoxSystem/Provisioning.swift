@@ -106,33 +106,23 @@ public enum SeedFailure: Error, CustomStringConvertible {
 extension Provisioner {
     /// Reads a seed file: a regular file, not through a symlink, at most `Seed.maxBytes`.
     public static func readSeed(_ path: String) -> Result<[UInt8], SeedFailure> {
-        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
-        if fd < 0 {
-            let e = errno
-            if e == ELOOP { return .failure(.file("\(path): is a symbolic link; a seed must be a regular file (copy it instead)")) }
-            return .failure(.file("\(path): \(String(cString: strerror(e)))"))
+        do {
+            return .success(try readRegularFile(path, limit: Seed.maxBytes, followSymlinks: false))
+        } catch {
+            switch error {
+            case .notRegular(_, "a symbolic link"):
+                return .failure(.file("\(path): is a symbolic link; a seed must be a regular file (copy it instead)"))
+            case .notRegular(_, let kind):
+                return .failure(.file("\(path): \(kind), not a regular file; a seed is a TOML file (provisioning/README.md)"))
+            case .tooLarge(_, let size?, _):
+                return .failure(
+                    .file("\(path): the file is \(size) bytes; a seed has at most \(Seed.maxBytes) bytes (1 MiB): is this the right file?"))
+            case .tooLarge(_, nil, _):
+                return .failure(.file("\(path): grew while read; at most \(Seed.maxBytes) bytes"))
+            case .cannotOpen(_, let e), .readFailed(_, let e):
+                return .failure(.file("\(path): \(String(cString: strerror(e)))"))
+            }
         }
-        defer { closeDescriptor(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
-            return .failure(.file("\(path): not a regular file; a seed is a TOML file (provisioning/README.md)"))
-        }
-        guard st.st_size <= Seed.maxBytes else {
-            return .failure(
-                .file(
-                    "\(path): the file is \(st.st_size) bytes; a seed has at most \(Seed.maxBytes) bytes (1 MiB): is this the right file?"))
-        }
-        var bytes = [UInt8](repeating: 0, count: Int(st.st_size) + 1)
-        var total = 0
-        while total < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + total, $0.count - total) }
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 { return .failure(.file("\(path): \(String(cString: strerror(errno)))")) }
-            if n == 0 { break }
-            total += n
-        }
-        guard total <= Seed.maxBytes else { return .failure(.file("\(path): grew while read; at most \(Seed.maxBytes) bytes")) }
-        return .success(Array(bytes[0..<total]))
     }
 
     /// Parses, validates and commits a seed: all or nothing. `source` names it in the events.

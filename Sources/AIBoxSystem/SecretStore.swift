@@ -33,7 +33,8 @@ public struct SecretStore {
     }
 
     public func read(_ name: String) -> Secret? {
-        guard SecretStore.isValidName(name), let bytes = readSmallFile(directory + "/" + name, limit: 64 << 10) else { return nil }
+        guard SecretStore.isValidName(name), let bytes = readSmallFile(directory + "/" + name, limit: 64 << 10, followSymlinks: false)
+        else { return nil }
         return Secret(String(decoding: bytes, as: UTF8.self))
     }
 

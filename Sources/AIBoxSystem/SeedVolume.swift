@@ -95,3 +95,88 @@ public enum SeedSignature {
         keys.first { $0.key.isValidSignature(signature, for: seed) }?.name
     }
 }
+
+/// Takes the seed from a provisioning volume: mounts it, reads and (on a provisioned box)
+/// verifies the seed, applies it, writes `aibox-report.txt` back, unmounts. Slow and at the
+/// mercy of the stick: the daemon runs it in a child process (`aibox stick-seed`), never
+/// on its loop. Unprovisioned, any seed is taken; provisioned, only one signed with a
+/// provisioning key.
+public struct StickSeed {
+    /// What became of it (the child's one line of JSON on stdout).
+    public struct Outcome: Codable, Sendable, Equatable {
+        public var applied: Bool
+        public var message: String
+        public init(applied: Bool, message: String) {
+            self.applied = applied
+            self.message = message
+        }
+    }
+
+    public let paths: Paths
+    public var wifiInterface: String
+    public var tier: LocalLLMTier
+    /// Where a failure to write the report is told (standard error in the child).
+    public var note: (String) -> Void = { _ in }
+
+    public init(paths: Paths, wifiInterface: String, tier: LocalLLMTier) {
+        self.paths = paths
+        self.wifiInterface = wifiInterface
+        self.tier = tier
+    }
+
+    /// Mounts, reads, verifies, applies, reports, unmounts.
+    public func take(_ volume: ProvisioningVolume) -> Outcome {
+        let mounted: MountedVolume
+        do {
+            mounted = try MountedVolume(volume, at: paths.volumeMount)
+        } catch {
+            return Outcome(applied: false, message: "cannot mount it: \(error)")
+        }
+        defer { mounted.unmount() }
+        let seedPath = mounted.mountPoint + "/" + Seed.fileName
+        var st = stat()
+        guard lstat(seedPath, &st) == 0 else {
+            return Outcome(applied: false, message: "no \(Seed.fileName) on it; nothing to do")
+        }
+        let outcome = apply(seedPath, volume: volume, mounted: mounted)
+        let report = (outcome.applied ? "done: " : "not applied, nothing changed on the box:\n") + outcome.message + "\n"
+        do {
+            try mounted.writeReport("aibox \(AIBoxVersion.current), \(formatLocalTime(milliseconds: Clock.wallMilliseconds()))\n" + report)
+        } catch {
+            note("no report written to \(volume.devnode): \(error)")
+        }
+        return outcome
+    }
+
+    private func apply(_ seedPath: String, volume: ProvisioningVolume, mounted: MountedVolume) -> Outcome {
+        let bytes: [UInt8]
+        switch Provisioner.readSeed(seedPath) {
+        case .failure(let f): return Outcome(applied: false, message: f.description)
+        case .success(let b): bytes = b
+        }
+        let provisioner = Provisioner(paths: paths, wifiInterface: wifiInterface)
+        var source = "stick \(volume.devnode)"
+        if provisioner.isProvisioned {
+            let keys = SeedSignature.trustedKeys(in: paths.provisioningKeys)
+            guard let sigBytes = readSmallFile(mounted.mountPoint + "/" + SeedSignature.fileName, limit: 4096, followSymlinks: false) else {
+                return Outcome(
+                    applied: false,
+                    message: "this box is already set up; a seed on a stick is taken only when signed with a provisioning key "
+                        + "(\(SeedSignature.fileName) beside it; provisioning/make-stick --sign KEY)")
+            }
+            guard let sig = SeedSignature.signature(sigBytes) else {
+                return Outcome(applied: false, message: "\(SeedSignature.fileName) is not an Ed25519 signature (64 bytes, raw or base64)")
+            }
+            guard let signer = SeedSignature.signer(of: bytes, signature: sig, keys: keys) else {
+                return Outcome(
+                    applied: false,
+                    message: "the seed's signature matches none of the \(keys.count) provisioning key(s) in \(paths.provisioningKeys)")
+            }
+            source += " (signed, key \(signer))"
+        }
+        switch provisioner.provision(seed: bytes, path: Seed.fileName, tier: tier, source: source) {
+        case .success(let config): return Outcome(applied: true, message: "provisioned \"\(config.name)\" from \(source)")
+        case .failure(let f): return Outcome(applied: false, message: f.description)
+        }
+    }
+}

@@ -58,6 +58,13 @@ public enum Clock {
     }
 }
 
+/// How many descriptors this process may open (RLIMIT_NOFILE's soft limit; 1024 when unknown).
+public func descriptorLimit() -> Int {
+    var limit = rlimit()
+    guard (try? syscall("getrlimit") { getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) }) != nil else { return 1024 }
+    return Int(clamping: limit.rlim_cur)
+}
+
 /// Closes a descriptor, ignoring EINTR as Linux requires (the descriptor is gone either way).
 public func closeDescriptor(_ fd: Int32) {
     if fd >= 0 { _ = Glibc.close(fd) }
@@ -80,23 +87,92 @@ public func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws(SystemError) {
     }
 }
 
-/// Reads a whole (small) file, such as one under /proc. nil when it cannot be read.
-public func readSmallFile(_ path: String, limit: Int = 1 << 20) -> [UInt8]? {
-    let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
-    if fd < 0 { return nil }
+/// Why a file was not read: what it is, when it is not a regular file of a sensible size.
+public enum FileReadError: Error, CustomStringConvertible, Sendable {
+    case cannotOpen(path: String, errno: Int32)
+    /// Not a regular file: "a FIFO (named pipe)", "a directory", "a character device" …
+    case notRegular(path: String, kind: String)
+    /// `size` is the file's size, nil when it grew past the limit while read.
+    case tooLarge(path: String, size: Int?, limit: Int)
+    case readFailed(path: String, errno: Int32)
+
+    public var path: String {
+        switch self {
+        case .cannotOpen(let p, _), .notRegular(let p, _), .tooLarge(let p, _, _), .readFailed(let p, _): return p
+        }
+    }
+
+    /// The reason alone, without the path ("is a FIFO (named pipe), not a regular file").
+    public var reason: String {
+        switch self {
+        case .cannotOpen(_, let e): return "cannot be opened: " + String(cString: strerror(e))
+        case .notRegular(_, let kind): return "is \(kind), not a regular file"
+        case .tooLarge(_, let size?, let limit): return "is \(size) bytes, more than the \(limit) allowed"
+        case .tooLarge(_, nil, let limit): return "grew past \(limit) bytes while read"
+        case .readFailed(_, let e): return "cannot be read: " + String(cString: strerror(e))
+        }
+    }
+
+    public var description: String { "\(path): \(reason)" }
+
+    /// What a file of mode `mode` is, in words.
+    public static func kind(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFREG: return "a regular file"
+        case S_IFDIR: return "a directory"
+        case S_IFIFO: return "a FIFO (named pipe)"
+        case S_IFCHR: return "a character device"
+        case S_IFBLK: return "a block device"
+        case S_IFSOCK: return "a socket"
+        case S_IFLNK: return "a symbolic link"
+        default: return "not a file"
+        }
+    }
+}
+
+/// Reads a whole small file — configuration, a secret, a seed, one under /proc — and nothing
+/// else: only a regular file (checked before opening, so a device node is never opened, and
+/// again on the descriptor), opened O_NONBLOCK (a FIFO swapped in meanwhile cannot block the
+/// caller in open or read), at most `limit` bytes (a file that is larger, or grows past it
+/// while read, is refused rather than cut). `followSymlinks: false` refuses a symlink too.
+public func readRegularFile(_ path: String, limit: Int, followSymlinks: Bool = true) throws(FileReadError) -> [UInt8] {
+    var st = stat()
+    if (followSymlinks ? stat(path, &st) : lstat(path, &st)) != 0 { throw .cannotOpen(path: path, errno: errno) }
+    guard st.st_mode & S_IFMT == S_IFREG else { throw .notRegular(path: path, kind: FileReadError.kind(st.st_mode)) }
+    // /proc files say 0: their size is only known by reading them.
+    guard Int(st.st_size) <= limit else { throw .tooLarge(path: path, size: Int(st.st_size), limit: limit) }
+    let fd = Glibc.open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY | (followSymlinks ? 0 : O_NOFOLLOW))
+    if fd < 0 {
+        let e = errno
+        if e == ELOOP && !followSymlinks { throw .notRegular(path: path, kind: "a symbolic link") }
+        throw .cannotOpen(path: path, errno: e)
+    }
     defer { closeDescriptor(fd) }
-    var out: [UInt8] = []
-    var buf = [UInt8](repeating: 0, count: 4096)
-    while out.count < limit {
-        let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+    guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else { throw .notRegular(path: path, kind: FileReadError.kind(st.st_mode)) }
+    guard Int(st.st_size) <= limit else { throw .tooLarge(path: path, size: Int(st.st_size), limit: limit) }
+    var out = [UInt8](repeating: 0, count: Swift.min(limit + 1, Swift.max(Int(st.st_size) + 1, 4096)))
+    var total = 0
+    while true {
+        if total == out.count {
+            guard out.count <= limit else { throw .tooLarge(path: path, size: nil, limit: limit) }
+            out += [UInt8](repeating: 0, count: Swift.min(out.count, limit + 1 - out.count))
+        }
+        let n = out.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + total, $0.count - total) }
         if n < 0 {
             if errno == EINTR { continue }
-            return nil
+            throw .readFailed(path: path, errno: errno)
         }
         if n == 0 { break }
-        out += buf[0..<n]
+        total += n
     }
+    guard total <= limit else { throw .tooLarge(path: path, size: nil, limit: limit) }
+    out.removeSubrange(total...)
     return out
+}
+
+/// `readRegularFile`, nil when the file cannot be read (whatever the reason).
+public func readSmallFile(_ path: String, limit: Int = 1 << 20, followSymlinks: Bool = true) -> [UInt8]? {
+    try? readRegularFile(path, limit: limit, followSymlinks: followSymlinks)
 }
 
 public func readTextFile(_ path: String) -> String? {
@@ -107,7 +183,8 @@ public func readTextFile(_ path: String) -> String? {
 /// new one, whole, after a power cut at any instant.
 public func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) throws(SystemError) {
     let tmp = path + ".new"
-    let fd = try syscall("open", detail: tmp) { Glibc.open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode) }
+    // A FIFO or a symlink left at the temporary name fails the write: never blocks it or redirects it.
+    let fd = try syscall("open", detail: tmp) { Glibc.open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW, mode) }
     do {
         try writeAll(fd, bytes)
         try syscall("fsync", detail: tmp) { fsync(fd) }
@@ -198,6 +275,13 @@ public func currentEnvironment() -> [String: String] {
         p += 1
     }
     return out
+}
+
+/// This program's own path (/proc/self/exe), to run it again as a child.
+public func currentExecutable() -> String? {
+    var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+    let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+    return n > 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : nil
 }
 
 public func currentDirectory() -> String {

@@ -6,10 +6,12 @@ import FoundationEssentials
 import Glibc
 import Logging
 
-/// Exit codes: 0 success, 1 failure, 2 usage (argument-parser), 3 the daemon is not running.
+/// Exit codes: 0 success, 1 failure, 2 usage (argument-parser), 3 the daemon is not running,
+/// 4 the daemon is there but did not answer in time (stopped or hung).
 enum ExitCodes {
     static let failure: Int32 = 1
     static let daemonNotRunning: Int32 = 3
+    static let daemonNotResponding: Int32 = 4
 }
 
 @main
@@ -20,7 +22,7 @@ struct AIBox: ParsableCommand {
         version: AIBoxVersion.current,
         subcommands: [
             Daemon.self, Status.self, Workers.self, Start.self, Stop.self, Restart.self, Logs.self, Events.self, Reload.self,
-            Hardware.self, Setup.self, FactoryReset.self, BundleCommand.self, Update.self,
+            Hardware.self, Setup.self, FactoryReset.self, BundleCommand.self, Update.self, StickSeedCommand.self,
         ])
 }
 
@@ -76,24 +78,61 @@ struct Envelope<T: Decodable>: Decodable {
 }
 
 enum DaemonClient {
-    /// Sends one request; nil when the daemon is not running.
+    /// How long a command waits for the daemon's answer; `AIBOX_TIMEOUT` changes it.
+    static let defaultTimeout: Duration = .seconds(3)
+
+    /// `AIBOX_TIMEOUT` ("10s", "500ms", or seconds) or the default.
+    static func timeout() throws(CLIError) -> Duration {
+        guard let text = currentEnvironment()["AIBOX_TIMEOUT"] else { return defaultTimeout }
+        if let d = parseDuration(text) ?? Double(text).flatMap({ $0 >= 0 ? Duration.nanoseconds(Int64($0 * 1e9)) : nil }), d > .zero {
+            return d
+        }
+        throw CLIError("AIBOX_TIMEOUT=\"\(text)\" is not a duration; use seconds or a duration such as 10s or 500ms")
+    }
+
+    /// Sends one request; nil when the daemon is not running. A daemon that does not answer
+    /// within the timeout is `notResponding` (exit 4), whatever the command.
     static func request<T: Decodable>(_ paths: Paths, _ req: ControlRequest, as: T.Type) throws -> T? {
+        let timeout = try timeout()
         let connection: ControlConnection?
         do {
-            connection = try ControlConnection(path: paths.controlSocket)
+            connection = try ControlConnection(path: paths.controlSocket, timeout: timeout)
         } catch let e where e.errno == EACCES || e.errno == EPERM {
             throw CLIError(
                 "permission denied on \(paths.controlSocket): run as root or as a member of the socket's group (aibox)")
+        } catch let e where e.errno == ETIMEDOUT {
+            throw notResponding(paths, timeout)
         } catch {
             throw CLIError("cannot reach the daemon: \(error)")
         }
         guard let conn = connection else { return nil }
         let line = String(decoding: try JSONEncoder().encode(req), as: UTF8.self)
-        try conn.send(line: line)
-        guard let answer = conn.readLine() else { throw CLIError("the daemon closed the connection without answering") }
+        let answer: String?
+        do {
+            try conn.send(line: line)
+            answer = try conn.readLine()
+        } catch let e where e.errno == ETIMEDOUT {
+            throw notResponding(paths, timeout)
+        } catch {
+            throw CLIError("the daemon closed the connection without answering (\(error))")
+        }
+        guard let answer else { throw CLIError("the daemon closed the connection without answering") }
         let env = try JSONDecoder().decode(Envelope<T>.self, from: Data(answer.utf8))
         guard env.ok, let data = env.data else { throw CLIError(env.error ?? "the daemon refused the request") }
         return data
+    }
+
+    /// The daemon's pid, from its pid file.
+    static func pid(_ paths: Paths) -> Int32? {
+        readTextFile(paths.pidFile).flatMap { Int32($0.trimmingCharacters(in: " \n")) }
+    }
+
+    static func notResponding(_ paths: Paths, _ timeout: Duration) -> CLIError {
+        let who = pid(paths).map { "the daemon (pid \($0))" } ?? "the daemon"
+        return CLIError(
+            "\(who) did not answer within \(timeout.aiboxText): it is stopped or hung (systemctl status aibox; "
+                + "its watchdog restarts a hung daemon). AIBOX_TIMEOUT=DURATION waits longer",
+            code: ExitCodes.daemonNotResponding)
     }
 }
 

@@ -20,6 +20,7 @@ struct Daemon: ParsableCommand {
 
     func run() throws {
         // Before anything can start a thread: signals are taken through the event loop only.
+        // (Blocked, a signal reaches the signalfd even when a parent left it ignored.)
         EventLoop.blockSignals([SIGCHLD, SIGTERM, SIGINT, SIGHUP])
         signal(SIGPIPE, SIG_IGN)
         try options.requireWritableRoot()

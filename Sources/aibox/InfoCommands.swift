@@ -4,26 +4,41 @@ import ArgumentParser
 import FoundationEssentials
 import Glibc
 
-/// Worker views from the daemon, or from the database when it is down.
-func loadWorkers(_ paths: Paths) throws -> (views: [WorkerView], running: Bool) {
-    if let views = try DaemonClient.request(paths, ControlRequest(command: "workers"), as: [WorkerView].self) {
-        return (views, true)
+/// Whether the daemon answered, is not running, or holds its socket without answering.
+enum DaemonReach {
+    case answered
+    case notRunning
+    case notResponding(CLIError)
+}
+
+/// Worker views from the daemon, or from the database when it is down or does not answer.
+func loadWorkers(_ paths: Paths) throws -> (views: [WorkerView], reach: DaemonReach) {
+    do {
+        if let views = try DaemonClient.request(paths, ControlRequest(command: "workers"), as: [WorkerView].self) {
+            return (views, .answered)
+        }
+        return (try databaseWorkers(paths), .notRunning)
+    } catch let e as CLIError where e.code == ExitCodes.daemonNotResponding {
+        return ((try? databaseWorkers(paths)) ?? [], .notResponding(e))
     }
-    guard let reader = try? StoreReader(path: paths.database) else { return ([], false) }
+}
+
+/// The workers as the database last recorded them.
+func databaseWorkers(_ paths: Paths) throws -> [WorkerView] {
+    guard let reader = try? StoreReader(path: paths.database) else { return [] }
     let records: [WorkerRecord]
     do {
         records = try reader.workers()
     } catch {
         throw CLIError("the daemon is not running, and its database \(paths.database) cannot be read: \(error)")
     }
-    let views = records.map { r in
+    return records.map { r in
         WorkerView(
             name: r.name, state: r.state, pid: nil, restarts: r.restarts,
             lastExit: (r.lastExitCode != nil || r.lastExitSignal != nil)
                 ? .init(code: r.lastExitCode, signal: r.lastExitSignal, at: r.lastExitAt) : nil,
             status: r.status, reason: r.reason, waitingFor: [], critical: false)
     }
-    return (views, false)
 }
 
 struct Status: ParsableCommand {
@@ -33,22 +48,34 @@ struct Status: ParsableCommand {
 
     func run() throws {
         let paths = options.paths
+        var hung: CLIError?
         do {
             if let status = try DaemonClient.request(paths, ControlRequest(command: "status"), as: StatusView.self) {
-                let workers = try loadWorkers(paths).views
-                if json { printJSON(status) } else { printHuman(status, workers) }
-                return
+                let (workers, reach) = try loadWorkers(paths)
+                if case .notResponding(let e) = reach {
+                    hung = e
+                } else {
+                    if json { printJSON(status) } else { printHuman(status, workers) }
+                    return
+                }
             }
+        } catch let e as CLIError where e.code == ExitCodes.daemonNotResponding {
+            hung = e
         } catch let e as CLIError { fail(e) }
-        // The daemon is down: answer from the database, and say so.
-        let (workers, _) = (try? loadWorkers(paths)) ?? ([], false)
+        // The daemon is down or does not answer: the database's view, and say so.
+        let workers = (try? databaseWorkers(paths)) ?? []
         var counts: [String: Int] = [:]
         for w in workers { counts[w.state, default: 0] += 1 }
         let status = StatusView(
-            daemonRunning: false, daemonPid: nil, version: AIBoxVersion.current, workers: counts, workerCount: workers.count,
+            daemonRunning: hung != nil, daemonPid: hung != nil ? DaemonClient.pid(paths) : nil, version: AIBoxVersion.current,
+            workers: counts, workerCount: workers.count,
             databaseProblem: fileExists(paths.database) ? nil : "no database at \(paths.database)", configProblem: nil, logTarget: nil,
-            provisioned: fileExists(paths.boxConfig))
+            provisioned: fileExists(paths.boxConfig), daemonResponding: hung != nil ? false : nil)
         if json { printJSON(status) } else { printHuman(status, workers) }
+        if let hung {
+            writeStandardError("aibox: \(hung.description)\n")
+            throw ExitCode(ExitCodes.daemonNotResponding)
+        }
         throw ExitCode(ExitCodes.daemonNotRunning)
     }
 
@@ -58,13 +85,19 @@ struct Status: ParsableCommand {
         if let p = s.provisioned {
             row("setup", p ? "done" : "WAITING FOR SETUP — run aibox setup, or insert a stick labelled AIBOX")
         }
-        row(
-            "daemon",
-            s.daemonRunning ? "running (pid \(s.daemonPid ?? 0))" : "NOT RUNNING — showing the last state recorded in the database")
+        let pid = s.daemonPid.map { " (pid \($0))" } ?? ""
+        if s.daemonResponding == false {
+            row("daemon", "NOT RESPONDING\(pid) — showing the last state recorded in the database")
+        } else if s.daemonRunning {
+            row("daemon", "running\(pid)")
+        } else {
+            row("daemon", "NOT RUNNING — showing the last state recorded in the database")
+        }
         let counts = s.workers.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
         row("workers", "\(s.workerCount)\(counts.isEmpty ? "" : " (\(counts))")")
         row("database", s.databaseProblem ?? "ok")
         if let c = s.configProblem { row("config", "reload refused: \(c)") }
+        for skipped in s.configSkipped ?? [] { row("config", "skipped \(skipped)") }
         if let l = s.logTarget { row("logs", l) }
         if let h = s.hardware { row("hardware", h) }
         if let h = s.hotplug { row("hotplug", h) }
@@ -84,15 +117,25 @@ struct Workers: ParsableCommand {
     @Flag(help: "A JSON array on stdout.") var json = false
 
     func run() throws {
-        let result: (views: [WorkerView], running: Bool)
+        let result: (views: [WorkerView], reach: DaemonReach)
         do { result = try loadWorkers(options.paths) } catch let e as CLIError { fail(e) }
         if json {
             printJSON(result.views)
         } else {
-            if !result.running { writeStandardOutput("daemon NOT RUNNING — the last state recorded in the database:\n") }
+            switch result.reach {
+            case .answered: break
+            case .notRunning: writeStandardOutput("daemon NOT RUNNING — the last state recorded in the database:\n")
+            case .notResponding: writeStandardOutput("daemon NOT RESPONDING — the last state recorded in the database:\n")
+            }
             printWorkerTable(result.views)
         }
-        if !result.running { throw ExitCode(ExitCodes.daemonNotRunning) }
+        switch result.reach {
+        case .answered: break
+        case .notRunning: throw ExitCode(ExitCodes.daemonNotRunning)
+        case .notResponding(let e):
+            writeStandardError("aibox: \(e.description)\n")
+            throw ExitCode(ExitCodes.daemonNotResponding)
+        }
     }
 }
 

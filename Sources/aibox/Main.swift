@@ -6,6 +6,7 @@ extension AIBox {
     /// argument-parser exits 64 (EX_USAGE) on a usage error; the contract says 2, so that
     /// scripts tell usage errors (2) from failures (1) and a stopped daemon (3).
     static func main() {
+        resetInheritedSignals()
         do {
             var command = try parseAsRoot()
             try command.run()
@@ -18,4 +19,17 @@ extension AIBox {
             exit(withError: error)
         }
     }
+}
+
+/// A parent (a test harness, a script, a service manager) may leave signals blocked or
+/// ignored, and both survive exec: a command that inherits a blocked or ignored SIGTERM
+/// cannot be stopped. Every command starts with an empty mask and the default action for
+/// the signals it relies on (SIGCHLD too: ignored, it would reap our children before
+/// waitpid). SIGHUP stays as inherited (nohup). `aibox daemon` then blocks its own set for
+/// signalfd on purpose.
+func resetInheritedSignals() {
+    for sig in [SIGTERM, SIGINT, SIGCHLD] { signal(sig, SIG_DFL) }
+    var none = sigset_t()
+    sigemptyset(&none)
+    pthread_sigmask(SIG_SETMASK, &none, nil)
 }

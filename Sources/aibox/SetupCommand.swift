@@ -74,10 +74,15 @@ struct Setup: ParsableCommand {
     }
 
     /// Tells a running daemon to look at the box configuration again (leave or enter setup
-    /// mode); without a daemon it learns at its next start.
+    /// mode); without a daemon it learns at its next start. One that does not answer in time
+    /// is named; it looks at box.toml by itself every 2 s once it goes on again.
     static func tellDaemon(_ paths: Paths) {
         struct Ack: Decodable { var provisioned: Bool }
-        _ = try? DaemonClient.request(paths, ControlRequest(command: "setup-changed"), as: Ack.self)
+        do {
+            _ = try DaemonClient.request(paths, ControlRequest(command: "setup-changed"), as: Ack.self)
+        } catch let e as CLIError where e.code == ExitCodes.daemonNotResponding {
+            writeStandardError("aibox: note: \(e.description); it sees the change by itself once it goes on\n")
+        } catch {}
     }
 }
 

@@ -85,6 +85,8 @@ private let defaultWorkerStopTimeout = 10.0
         let stopTimeout = try #require(unit.value("Service", "TimeoutStopSec").flatMap(seconds))
         #expect(stopTimeout > defaultWorkerStopTimeout, "TimeoutStopSec must outlast the workers' stop-timeout")
         #expect(unit.value("Service", "OOMScoreAdjust") == "-900")
+        // The control socket's cap (128 connections) is an eighth of this soft limit.
+        #expect(unit.value("Service", "LimitNOFILE") == "1024:524288")
         #expect(unit.value("Service", "OOMPolicy") == "continue")
 
         #expect(unit.value("Service", "RuntimeDirectory") == "aibox")

@@ -206,7 +206,11 @@ import Testing
         p.standardError = testbed.output
         try p.run()
         defer {
-            kill(p.processIdentifier, SIGKILL)
+            // SIGTERM goes through the test bed's launcher to `aibox hardware --watch`: both end.
+            kill(p.processIdentifier, SIGTERM)
+            let ended = waitUntil(.seconds(10)) { !p.isRunning }
+            #expect(ended, "aibox hardware --watch did not end on SIGTERM")
+            if !ended { kill(p.processIdentifier, SIGKILL) }
             p.waitUntilExit()
         }
         #expect(testbed.reader.next { $0.hasPrefix("watching hotplug (udev source)") } != nil)

@@ -6,6 +6,7 @@ import Testing
 
 /// The directory of the built products (`aibox`, `aibox-example-worker`), beside this test binary.
 let productsDirectory: String = {
+    LeftoverCheck.watching  // every test that runs aibox or the worker comes through here first
     var buf = [CChar](repeating: 0, count: 4096)
     let n = readlink("/proc/self/exe", &buf, buf.count - 1)
     let exe = String(decoding: buf[0..<max(n, 0)].map { UInt8(bitPattern: $0) }, as: UTF8.self)
@@ -27,6 +28,7 @@ struct CommandResult {
 /// Runs a program to completion, capturing its output.
 @discardableResult
 func run(_ path: String, _ args: [String], environment: [String: String]? = nil) throws -> CommandResult {
+    LeftoverCheck.watching
     let p = Process()
     p.executableURL = URL(fileURLWithPath: path)
     p.arguments = args
@@ -72,6 +74,8 @@ final class TestBox {
 
     deinit {
         if let d = daemon, d.isRunning {
+            // The daemon itself too when a launcher runs it: killing only the launcher would orphan it.
+            kill(daemonPID, SIGKILL)
             kill(d.processIdentifier, SIGKILL)
             d.waitUntilExit()
         }

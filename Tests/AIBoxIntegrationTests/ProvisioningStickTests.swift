@@ -135,4 +135,69 @@ import Testing
         }
         #expect(refused.first?.message.contains("updates.channel") == true)
     }
+
+    /// The process taking a stick's seed: the daemon's child running `aibox stick-seed`.
+    static func seedChild(of box: TestBox) -> Int32? {
+        ProcFS.allPIDs().first { pid in
+            guard let info = ProcFS.info(pid), info.ppid == box.daemonPID, info.state != "Z" else { return false }
+            return (readSmallFile("/proc/\(pid)/cmdline") ?? []).split(separator: 0).dropFirst().first.map { Array($0) }
+                == Array("stick-seed".utf8)
+        }
+    }
+
+    /// A seed takes as long as the stick and the tools take (here every mount is held up 4 s
+    /// by a preloaded test double): the daemon's loop goes on meanwhile, answering and
+    /// restarting workers, because the seed is taken by a child it reaps.
+    @Test func theDaemonAnswersAndRestartsWorkersWhileASeedIsTaken() throws {
+        let testbed = try Testbed()
+        let box = try TestBox("[worker.agent]\nexec = [\"@WORKER@\", \"--no-notify\"]\n")
+        try makeDirectories(box.paths.provisioningKeys)
+        _ = try run("/bin/cp", [Self.developmentPublicKey, box.paths.provisioningKeys + "/development.pub"])
+        let image = try Self.stickImage(box, seed: Self.seed, name: "slow", key: Self.developmentKey)
+        let slowMount = try compiledFixture("slow-mount", shared: true)
+        try box.startDaemon(
+            environment: ["TESTBED_EXTRA_PRELOAD": slowMount, "AIBOX_TEST_MOUNT_DELAY_MS": "4000"], launcher: testbed.launcher,
+            input: testbed.input, stdout: testbed.output)
+        defer { box.stopDaemon() }
+        let before = try #require(try box.waitFor("agent", ["running"])?.pid)
+        try testbed.send("stick \(image) ext4")
+        let child = waitUntil(.seconds(5)) { Self.seedChild(of: box) != nil }
+        try #require(child, "no aibox stick-seed child of the daemon; it said:\n\(box.daemonLog())")
+
+        let started = Clock.monotonic()
+        let workers = try box.aibox(["workers"])
+        #expect(workers.code == 0 && Clock.monotonic().since(started) < .seconds(1), "\(Clock.monotonic().since(started))")
+        kill(before, SIGKILL)
+        let restarted = try waitUntil(.seconds(3)) { try box.worker("agent").map { $0.state == "running" && $0.pid != before } ?? false }
+        #expect(restarted, "the worker was not restarted while the seed was taken")
+        #expect(Self.seedChild(of: box) != nil, "the seed was taken before the checks ended: they proved nothing")
+        #expect(try box.events().allSatisfy { !$0.kind.hasPrefix("provisioning.seed-") })
+
+        let applied = try box.waitForEvent("provisioning.seed-applied", timeout: .seconds(20))
+        #expect(applied.first?.message.contains("provisioned \"from-the-stick\"") == true, "\(applied)")
+        #expect(readTextFile(box.paths.boxConfig)?.contains("from-the-stick") == true)
+    }
+
+    /// A seed that crashes its reader (500,000-deep dotted keys, just under 1 MiB; the TOML
+    /// reader's own bound is another matter) crashes at most the child taking it: the
+    /// daemon keeps its pid, answers, says the seed was not applied and lets the stick go.
+    @Test func aSeedThatCrashesItsReaderLeavesTheDaemonRunning() throws {
+        let testbed = try Testbed()
+        let box = try TestBox("[worker.agent]\nexec = [\"@WORKER@\", \"--no-notify\"]\n", provisioned: false)
+        let deep = "name = \"deep\"\n" + String(repeating: "a.", count: 500_000) + "a = 1\n"
+        try #require(deep.utf8.count <= Seed.maxBytes)
+        let image = try Self.stickImage(box, seed: deep, name: "deep")
+        try box.startDaemon(launcher: testbed.launcher, input: testbed.input, stdout: testbed.output)
+        defer { box.stopDaemon() }
+        try box.waitFor("agent", ["waiting"])
+        let pid = box.daemonPID
+        try testbed.send("stick \(image) ext4")
+        let refused = try box.waitForEvent("provisioning.seed-refused", timeout: .seconds(60))
+        #expect(refused.first?.message.hasPrefix("AIBOX volume /dev/sdb1: ") == true, "\(refused)")
+        #expect(box.daemonPID == pid && box.daemon?.isRunning == true, "the daemon did not survive the seed")
+        #expect(try box.aibox(["status"]).code == 0)
+        #expect(try box.worker("agent")?.state == "waiting")
+        #expect(!fileExists(box.paths.boxConfig))
+        #expect(!(readTextFile("/proc/self/mountinfo") ?? "").contains(box.paths.volumeMount), "the stick is still mounted")
+    }
 }

@@ -5,6 +5,7 @@
 # testbed API can. Exits with the command's exit status.
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -21,9 +22,25 @@ gi.require_version("UMockdev", "1.0")
 from gi.repository import UMockdev  # noqa: E402
 
 testbed = UMockdev.Testbed.new()
-env = dict(os.environ, UMOCKDEV_DIR=testbed.get_root_dir(), LD_PRELOAD="libumockdev-preload.so.0")
+# TESTBED_EXTRA_PRELOAD: another library preloaded into the command (a test double).
+preload = " ".join(filter(None, ["libumockdev-preload.so.0", os.environ.get("TESTBED_EXTRA_PRELOAD")]))
+env = dict(os.environ, UMOCKDEV_DIR=testbed.get_root_dir(), LD_PRELOAD=preload)
 child = subprocess.Popen(sys.argv[sys.argv.index("--") + 1:], env=env)
-threading.Thread(target=lambda: os._exit(child.wait()), daemon=True).start()
+
+
+def exit_with_child():
+    """Exits as the command did (128 + N for a signal); never leaves it behind, orphaned."""
+    code = child.wait()
+    shutil.rmtree(testbed.get_root_dir(), ignore_errors=True)  # os._exit skips the testbed's own cleanup
+    os._exit(code if code >= 0 else 128 - code)
+
+
+threading.Thread(target=exit_with_child, daemon=True).start()
+# SIGTERM and SIGINT go on to the command: stopping this launcher stops what it runs. The
+# test runner's threads block signals, and a blocked mask survives exec: unblock them.
+signal.pthread_sigmask(signal.SIG_SETMASK, [])
+for sig in (signal.SIGTERM, signal.SIGINT):
+    signal.signal(sig, lambda signum, frame: child.send_signal(signum))
 
 CORAL_PATH = "pci-0000:00:14.0-usb-0:1"
 devices = {}
@@ -90,3 +107,6 @@ for line in sys.stdin:
     # One write(2): the program under test shares this pipe, and a line split in two writes
     # can be interleaved with its output.
     os.write(1, b"ok\n")
+
+# Input closed: the command goes on until it ends (or is signalled through us).
+exit_with_child()

@@ -71,3 +71,24 @@ func waitUntil(timeoutMilliseconds: Int = 2000, _ condition: () -> Bool) -> Bool
 func waitForExec(_ pid: Int32) -> Bool {
     waitUntil { !(readSmallFile("/proc/\(pid)/cmdline") ?? []).isEmpty }
 }
+
+/// A thread of its own (pthread), for a call that may block: started at once, `join` waits.
+final class Thread: @unchecked Sendable {
+    private var id = pthread_t()
+    private let body: () -> Void
+
+    init(_ body: @escaping @Sendable () -> Void) {
+        self.body = body
+        let context = Unmanaged.passRetained(self).toOpaque()
+        let r = pthread_create(
+            &id, nil,
+            { context in
+                let thread = Unmanaged<Thread>.fromOpaque(context!).takeRetainedValue()
+                thread.body()
+                return nil
+            }, context)
+        precondition(r == 0, "pthread_create: \(r)")
+    }
+
+    func join() { pthread_join(id, nil) }
+}
