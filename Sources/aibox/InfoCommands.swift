@@ -270,7 +270,9 @@ struct Logs: ParsableCommand {
         var names = Set<String>()
         let loaded = try? loadWorkers(paths)
         for w in loaded?.views ?? [] { names.insert(w.name) }
-        if loaded?.running != true, case .success(let definitions) = ConfigFiles.load(paths) {
+        var answered = false
+        if case .answered? = loaded?.reach { answered = true }
+        if !answered, case .success(let definitions) = ConfigFiles.load(paths).result {
             for d in definitions { names.insert(d.name) }
         }
         return names.sorted()
