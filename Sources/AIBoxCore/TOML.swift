@@ -73,7 +73,7 @@ public final class TOMLTable: @unchecked Sendable {
 
     /// How the table came to be; decides what may add to it later (TOML 1.0 "Table").
     enum Kind {
-        /// Created as the prefix of a [header] (or the document): one [header] may still define it.
+        /// Created as the prefix of a [header]: one [header] may still define it.
         case implicit
         /// Defined by a [header], an [[array-of-tables]] entry, or the document itself.
         case header
@@ -179,7 +179,7 @@ struct TOMLParser {
         let lineStart: Int
     }
 
-    /// A key as written: its parts, where each part starts, and where it starts.
+    /// A key as written: its parts, and where each part starts.
     struct Key {
         var parts: [String] = []
         var marks: [Mark] = []
