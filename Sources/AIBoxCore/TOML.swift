@@ -320,16 +320,16 @@ struct TOMLParser {
                 table = fresh
             case .table(let t):
                 guard t.kind != .inline else {
-                    throw fail("\(path) is an inline table, complete as written; a header cannot add to it", at: key.marks[n])
+                    throw fail("\"\(path)\" is an inline table, complete as written; a header cannot add to it", at: key.marks[n])
                 }
                 table = t
             case .array(let items):
                 guard table.tableArrays.contains(part), case .table(let t)? = items.last else {
-                    throw fail("\(path) is an array written as a value; a header cannot add to it", at: key.marks[n])
+                    throw fail("\"\(path)\" is an array written as a value; a header cannot add to it", at: key.marks[n])
                 }
                 table = t
             case let v?:
-                throw fail("\(path) is already \(article(v.type)), not a table (line \(table.line(of: part) ?? 0))", at: key.marks[n])
+                throw fail("\"\(path)\" is already \(article(v.type)), not a table (line \(table.line(of: part) ?? 0))", at: key.marks[n])
             }
         }
         let name = key.parts[last]
@@ -349,11 +349,11 @@ struct TOMLParser {
                 table.tableArrays.insert(name)
             case .array:
                 throw fail(
-                    "\(key.text) is an array written as a value (line \(table.line(of: name) ?? 0)); [[\(key.text)]] cannot add tables to it",
+                    "\"\(key.text)\" is an array written as a value (line \(table.line(of: name) ?? 0)); [[\(key.text)]] cannot add tables to it",
                     at: at)
             case let v?:
                 throw fail(
-                    "\(key.text) is already \(article(v.type)) (line \(table.line(of: name) ?? 0)), not an array of tables", at: at)
+                    "\"\(key.text)\" is already \(article(v.type)) (line \(table.line(of: name) ?? 0)), not an array of tables", at: at)
             }
             current = fresh
             return
@@ -374,14 +374,14 @@ struct TOMLParser {
             case .header: throw fail("the table [\(key.text)] is defined twice; first on line \(first)", at: at)
             case .dotted:
                 throw fail(
-                    "the table \(key.text) is already defined by dotted keys (line \(first)); a header cannot define it again", at: at)
+                    "the table \"\(key.text)\" is already defined by dotted keys (line \(first)); a header cannot define it again", at: at)
             case .inline:
-                throw fail("\(key.text) is an inline table (line \(first)), complete as written; a header cannot add to it", at: at)
+                throw fail("\"\(key.text)\" is an inline table (line \(first)), complete as written; a header cannot add to it", at: at)
             }
         case .array where table.tableArrays.contains(name):
-            throw fail("\(key.text) is an array of tables; write [[\(key.text)]] to add a table to it", at: at)
+            throw fail("\"\(key.text)\" is an array of tables; write [[\(key.text)]] to add a table to it", at: at)
         case let v?:
-            throw fail("\(key.text) is already \(article(v.type)) (line \(table.line(of: name) ?? 0)), not a table", at: at)
+            throw fail("\"\(key.text)\" is already \(article(v.type)) (line \(table.line(of: name) ?? 0)), not a table", at: at)
         }
     }
 
@@ -390,7 +390,7 @@ struct TOMLParser {
         let keyLine = line
         let key = try parseKey(base: base.depth)
         skipSpaces()
-        guard peek == ASCII.equals else { throw fail("expected '=' after the key \(key.text)") }
+        guard peek == ASCII.equals else { throw fail("expected '=' after the key \"\(key.text)\"") }
         i += 1
         skipSpaces()
         var table = base
@@ -410,21 +410,21 @@ struct TOMLParser {
                 case .dotted: break
                 case .header:
                     throw fail(
-                        "\(path) is a table defined by a header (line \(table.line(of: part) ?? 0)); dotted keys cannot add to it from here",
+                        "\"\(path)\" is a table defined by a header (line \(table.line(of: part) ?? 0)); dotted keys cannot add to it from here",
                         at: key.marks[n])
                 case .inline:
                     throw fail(
-                        "\(path) is an inline table (line \(table.line(of: part) ?? 0)), complete as written; dotted keys cannot add to it",
+                        "\"\(path)\" is an inline table (line \(table.line(of: part) ?? 0)), complete as written; dotted keys cannot add to it",
                         at: key.marks[n])
                 }
                 table = t
             case let v?:
-                throw fail("\(path) is already \(article(v.type)) (line \(table.line(of: part) ?? 0)), not a table", at: key.marks[n])
+                throw fail("\"\(path)\" is already \(article(v.type)) (line \(table.line(of: part) ?? 0)), not a table", at: key.marks[n])
             }
         }
         let name = key.parts[last]
         if let first = table.line(of: name) {
-            throw fail("the key \(key.text) is defined twice; first on line \(first)", at: key.marks[0])
+            throw fail("the key \"\(key.text)\" is defined twice; first on line \(first)", at: key.marks[0])
         }
         let value = try parseValue(depth: table.depth + 1)
         table.add(name, value, line: keyLine)

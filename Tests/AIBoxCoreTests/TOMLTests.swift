@@ -180,7 +180,7 @@ import Testing
             Issue.record("accepted")
         } catch {
             #expect(error.position == TOMLSourcePosition(line: 2, column: 3))
-            #expect(error.description == "the key a is defined twice; first on line 1")
+            #expect(error.description == "the key \"a\" is defined twice; first on line 1")
         }
         do {
             _ = try TOMLTable(string: "[t]\nx.y = 1\n x . y = [\n1]\n")
