@@ -65,7 +65,7 @@ let package = Package(
             dependencies: ["AIBoxCore", "AIBoxSystem"],
             path: "Benchmarks/hardware"),
 
-        .testTarget(name: "AIBoxCoreTests", dependencies: ["AIBoxCore"]),
+        .testTarget(name: "AIBoxCoreTests", dependencies: ["AIBoxCore"], exclude: ["TOMLCorpus"]),
         .testTarget(name: "AIBoxSystemTests", dependencies: ["AIBoxSystem"]),
         .testTarget(name: "AIBoxImageTests"),
         // Runs the built `aibox` and example worker as real processes.

@@ -56,10 +56,9 @@ public enum WorkerConfig {
                         message: "not valid TOML: \(error.description) (column \(error.position.column))")
                 ]))
         }
-        let locator = KeyLocator(text: file.text)
         var errors: [ConfigError] = []
         func fail(_ path: [String], _ message: String) {
-            errors.append(ConfigError(file: file.path, line: locator.line(of: path), key: path.joined(separator: "."), message: message))
+            errors.append(ConfigError(file: file.path, line: table.line(of: path), key: keyPath(path), message: message))
         }
         var workers: [WorkerDefinition] = []
         for key in table.keys where key != "worker" {
@@ -73,10 +72,10 @@ public enum WorkerConfig {
             fail(["worker"], "must be a table of workers, such as [worker.chat-agent]")
             return .failure(ConfigErrors(errors))
         }
-        for name in workerTable.keys.sorted(by: { locator.line(of: ["worker", $0]) ?? 0 < locator.line(of: ["worker", $1]) ?? 0 }) {
+        for name in workerTable.keys.sorted(by: { workerTable.line(of: $0) ?? 0 < workerTable.line(of: $1) ?? 0 }) {
             let base = ["worker", name]
             guard WorkerDefinition.isValidName(name) else {
-                fail(base, "\"\(name)\" is not a valid worker name; use 1-63 of a-z, 0-9 and '-', starting with a letter or digit")
+                fail(base, "\(quoted(name)) is not a valid worker name; use 1-63 of a-z, 0-9 and '-', starting with a letter or digit")
                 continue
             }
             guard let w = workerTable[name]?.table else {
@@ -84,18 +83,18 @@ public enum WorkerConfig {
                 continue
             }
             var def = WorkerDefinition(name: name, exec: [])
-            def.source = SourceLocation(file: file.path, line: locator.line(of: base))
+            def.source = SourceLocation(file: file.path, line: table.line(of: base))
             var reader = FieldReader(table: w, base: base, fail: fail)
             for key in w.keys where !allowedKeys.contains(key) {
                 let nearest = allowedKeys.min { editDistance($0, key) < editDistance($1, key) }
                 let hint = nearest.flatMap { editDistance($0, key) <= 3 ? " (did you mean \"\($0)\"?)" : nil } ?? ""
                 fail(base + [key], "unknown key\(hint); allowed keys are \(allowedKeys.joined(separator: ", "))")
             }
-            if let exec = reader.stringArray("exec") {
+            if let exec = reader.stringArray("exec", entry: "argument") {
                 if exec.isEmpty {
                     fail(base + ["exec"], "must name a program: exec = [\"/path/to/program\", \"arg\", …]")
                 } else if !exec[0].hasPrefix("/") {
-                    fail(base + ["exec"], "\"\(exec[0])\" is not an absolute path; exec is argv, run without a shell or $PATH search")
+                    fail(base + ["exec"], "\(quoted(exec[0])) is not an absolute path; exec is argv, run without a shell or $PATH search")
                 } else {
                     def.exec = exec
                 }
@@ -106,12 +105,12 @@ public enum WorkerConfig {
                 if workdir.hasPrefix("/") {
                     def.workdir = workdir
                 } else {
-                    fail(base + ["workdir"], "\"\(workdir)\" must be an absolute path")
+                    fail(base + ["workdir"], "\(quoted(workdir)) must be an absolute path")
                 }
             }
             if let user = reader.string("user") {
                 if user.isEmpty || user.contains(":") || user.contains("/") {
-                    fail(base + ["user"], "\"\(user)\" is not a user name")
+                    fail(base + ["user"], "\(quoted(user)) is not a user name")
                 } else {
                     def.user = user
                 }
@@ -124,8 +123,16 @@ public enum WorkerConfig {
                             "not a valid environment variable name; use letters, digits and '_', not starting with a digit")
                         continue
                     }
+                    if let why = reservedEnvironment(k) {
+                        fail(base + ["env", k], "is set by the supervisor and may not be overridden: \(why)")
+                        continue
+                    }
                     guard let v = envTable[k]?.string else {
                         fail(base + ["env", k], "must be a string")
+                        continue
+                    }
+                    guard !v.contains("\0") else {
+                        fail(base + ["env", k], FieldReader.nulMessage("the value"))
                         continue
                     }
                     def.env[k] = v
@@ -133,7 +140,7 @@ public enum WorkerConfig {
             }
             if let secrets = reader.stringArray("secrets") {
                 for s in secrets where !isValidSecretName(s) {
-                    fail(base + ["secrets"], "\"\(s)\" is not a secret name; use a-z, 0-9, '.', '_' and '-'")
+                    fail(base + ["secrets"], "\(quoted(s)) is not a secret name; use a-z, 0-9, '.', '_' and '-'")
                 }
                 def.secrets = secrets
             }
@@ -141,7 +148,7 @@ public enum WorkerConfig {
                 if let mode = RestartMode(rawValue: r) {
                     def.restart = mode
                 } else {
-                    fail(base + ["restart"], "\"\(r)\" is not allowed; use always, on-failure or never")
+                    fail(base + ["restart"], "\(quoted(r)) is not allowed; use always, on-failure or never")
                 }
             }
             def.restartDelay = reader.duration("restart-delay") ?? def.restartDelay
@@ -176,12 +183,12 @@ public enum WorkerConfig {
                 } else {
                     fail(
                         base + ["stop-signal"],
-                        "\"\(sig)\" is not a signal name; use one of \(Signals.byName.keys.sorted().joined(separator: ", "))")
+                        "\(quoted(sig)) is not a signal name; use one of \(Signals.byName.keys.sorted().joined(separator: ", "))")
                 }
             }
             def.stopTimeout = reader.duration("stop-timeout", allowZero: false) ?? def.stopTimeout
             if let after = reader.stringArray("after") {
-                for a in after where !WorkerDefinition.isValidName(a) { fail(base + ["after"], "\"\(a)\" is not a worker name") }
+                for a in after where !WorkerDefinition.isValidName(a) { fail(base + ["after"], "\(quoted(a)) is not a worker name") }
                 def.after = after
             }
             if let hw = reader.stringArray("requires-hardware") { def.requiresHardware = hw }
@@ -224,16 +231,14 @@ public enum WorkerConfig {
                 }
             }
         }
-        var locators: [String: KeyLocator] = [:]
         for d in workers where d.after.contains(where: { byName[$0] == nil }) {
-            if locators[d.source.file] == nil {
-                locators[d.source.file] = KeyLocator(text: files.first { $0.path == d.source.file }?.text ?? "")
-            }
-            let locator = locators[d.source.file]!
+            // Read again for the line: only when there is something to report.
+            let text = files.first { $0.path == d.source.file }?.text ?? ""
+            let line = (try? TOMLTable(string: text))?.line(of: ["worker", d.name, "after"]) ?? d.source.line
             for dep in d.after where byName[dep] == nil && WorkerDefinition.isValidName(dep) {
                 errors.append(
                     ConfigError(
-                        file: d.source.file, line: locator.line(of: ["worker", d.name, "after"]) ?? d.source.line,
+                        file: d.source.file, line: line,
                         key: "worker.\(d.name).after",
                         message: "\"\(dep)\" is not a defined worker; defined workers are \(byName.keys.sorted().joined(separator: ", "))"))
             }
@@ -246,6 +251,29 @@ public enum WorkerConfig {
                     message: "\"after\" forms a cycle: \(cycle.joined(separator: " -> ")); remove one of these dependencies"))
         }
         return errors.isEmpty ? .success(workers) : .failure(ConfigErrors(errors))
+    }
+
+    /// Why the supervisor keeps `name` for itself (see `Supervisor.spawn`), or nil when a
+    /// worker may set it. PATH, HOME, USER, LOGNAME, LANG and TZ are defaults a worker may change.
+    public static func reservedEnvironment(_ name: String) -> String? {
+        switch name {
+        case "NOTIFY_SOCKET":
+            return "it is the supervisor's notification socket, where READY=1 and WATCHDOG=1 go"
+        case "WATCHDOG_USEC":
+            return "it is set from watchdog = \"…\" (absent when the worker has no watchdog)"
+        case "WATCHDOG_PID":
+            return "with another process's pid, sd_notify's library ignores its watchdog"
+        case "CREDENTIALS_DIRECTORY":
+            return "it is where the supervisor puts the worker's secrets = [\"…\"]"
+        default:
+            if name.hasPrefix("LISTEN_") {
+                return "LISTEN_* belong to systemd's socket activation; the supervisor passes no sockets and a library would take them"
+            }
+            if name.hasPrefix("AIBOX_") {
+                return "AIBOX_* are the supervisor's own (AIBOX_WORKER, AIBOX_ROOT: what the worker is and where)"
+            }
+            return nil
+        }
     }
 
     static func isValidEnvName(_ s: String) -> Bool {
@@ -267,10 +295,19 @@ struct FieldReader {
 
     func value(_ key: String) -> TOMLValue? { table[key] }
 
+    /// A NUL byte would end the C string a program, path or name becomes, cutting it silently.
+    static func nulMessage(_ what: String) -> String {
+        "\(what) holds a NUL byte (\\u0000), which cannot be passed to a program, a path or a name; remove it"
+    }
+
     mutating func string(_ key: String) -> String? {
         guard let v = table[key] else { return nil }
         guard let s = v.string else {
             fail(base + [key], "must be a string, not \(describe(v))")
+            return nil
+        }
+        guard !s.contains("\0") else {
+            fail(base + [key], FieldReader.nulMessage("the string"))
             return nil
         }
         return s
@@ -303,16 +340,20 @@ struct FieldReader {
         return t
     }
 
-    mutating func stringArray(_ key: String) -> [String]? {
+    mutating func stringArray(_ key: String, entry: String = "entry") -> [String]? {
         guard let v = table[key] else { return nil }
         guard let a = v.array else {
             fail(base + [key], "must be an array of strings such as [\"a\", \"b\"], not \(describe(v))")
             return nil
         }
         var out: [String] = []
-        for item in a {
+        for (n, item) in a.enumerated() {
             guard let s = item.string else {
                 fail(base + [key], "must hold only strings; found \(describe(item))")
+                return nil
+            }
+            guard !s.contains("\0") else {
+                fail(base + [key], FieldReader.nulMessage("\(entry) \(n + 1)"))
                 return nil
             }
             out.append(s)
@@ -333,7 +374,7 @@ struct FieldReader {
 
     private func describe(_ v: TOMLValue) -> String {
         switch v.type {
-        case .string: return "the string \"\(v.string ?? "")\""
+        case .string: return "the string \(quoted(v.string ?? ""))"
         case .int: return "the integer \(v.int ?? 0)"
         case .bool: return "\(v.bool ?? false)"
         case .double: return "the number \(v.double ?? 0)"
@@ -341,50 +382,6 @@ struct FieldReader {
         case .table: return "a table"
         default: return "a \(v.type)"
         }
-    }
-}
-
-/// Finds the line of a key path in TOML text. TOMLKit reports positions only for syntax
-/// errors, so this follows table headers and `key =` lines; it is used only to point error
-/// messages at the right line.
-struct KeyLocator {
-    private var lines: [(full: [String], line: Int, text: Substring)] = []
-    /// Table headers and `key =` lines by their full key path: one lookup per question, so
-    /// a file with many workers is located in linear time.
-    private var index: [[String]: Int] = [:]
-
-    init(text: String) {
-        var current: [String] = []
-        for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = raw.drop { $0 == " " || $0 == "\t" }
-            if line.hasPrefix("[") {
-                let inner = line.drop { $0 == "[" }.prefix { $0 != "]" }
-                current = KeyLocator.splitKey(inner)
-                if index[current] == nil { index[current] = i + 1 }
-                continue
-            }
-            if let eq = line.firstIndex(of: "="), !line.hasPrefix("#") {
-                let key = KeyLocator.splitKey(line[..<eq])
-                guard !key.isEmpty else { continue }
-                let full = current + key
-                if index[full] == nil { index[full] = i + 1 }
-                lines.append((full, i + 1, line[eq...]))
-            }
-        }
-    }
-
-    static func splitKey(_ s: Substring) -> [String] {
-        s.split(separator: ".").map { $0.trimmingSpaces().trimmingCharacters(in: "\"'") }.filter { !$0.isEmpty }
-    }
-
-    func line(of path: [String]) -> Int? {
-        if let l = index[path] { return l }
-        // A key inside an inline table: the line whose key is a prefix and whose value names the rest.
-        for l in lines where path.count > l.full.count && Array(path.prefix(l.full.count)) == l.full {
-            if l.text.contains(path[l.full.count]) { return l.line }
-        }
-        if path.count > 1 { return line(of: Array(path.dropLast())) }
-        return nil
     }
 }
 
@@ -397,6 +394,14 @@ extension StringProtocol {
         return String(s)
     }
 }
+
+/// A string from a file for a message: quoted and escaped as TOML writes it (no control
+/// character reaches a terminal), at most 60 characters of it.
+private func quoted(_ s: String) -> String { tomlBasicString(s.count <= 60 ? s : String(s.prefix(57)) + "…") }
+
+/// A key path as TOML writes it: parts that are not bare keys quoted and escaped (a NUL or a
+/// dot in a key shows as such).
+private func keyPath(_ path: [String]) -> String { path.map(TOMLLines.key).joined(separator: ".") }
 
 /// Levenshtein distance, for "did you mean" hints.
 func editDistance(_ a: String, _ b: String) -> Int {

@@ -261,6 +261,51 @@ struct WorkerConfigTests {
         Bad(
             what: "a worker that is not a table", toml: "[worker]\nchat = 1\n", line: 2, key: "worker.chat",
             says: ["must be a table, such as [worker.chat]"]),
+        // A NUL byte would cut the C string the program receives: refused, never cut.
+        Bad(
+            what: "NUL in an exec argument", toml: "[worker.chat-agent]\nexec = [\"/bin/chat\", \"--name=a\\u0000b\"]\n", line: 2,
+            key: "worker.chat-agent.exec", says: ["argument 2 holds a NUL byte (\\u0000)", "cannot be passed to a program"]),
+        Bad(
+            what: "NUL in the program path", toml: "[worker.chat-agent]\nexec = [\"/bin/chat\\u0000x\"]\n", line: 2,
+            key: "worker.chat-agent.exec", says: ["argument 1 holds a NUL byte"]),
+        Bad(
+            what: "NUL in workdir", toml: header + "workdir = \"/var/lib/chat\\u0000/x\"\n", line: 3, key: "worker.chat-agent.workdir",
+            says: ["holds a NUL byte"]),
+        Bad(
+            what: "NUL in user", toml: header + "user = \"aibox\\u0000root\"\n", line: 3, key: "worker.chat-agent.user",
+            says: ["holds a NUL byte"]),
+        Bad(
+            what: "NUL in an env value", toml: header + "\n[worker.chat-agent.env]\nMODE = \"fast\\u0000slow\"\n", line: 5,
+            key: "worker.chat-agent.env.MODE", says: ["holds a NUL byte"]),
+        Bad(
+            what: "NUL in an env name", toml: header + "env = { \"A\\u0000B\" = \"x\" }\n", line: 3,
+            key: "worker.chat-agent.env.\"A\\u0000B\"", says: ["not a valid environment variable name"]),
+        Bad(
+            what: "NUL in a secret name", toml: header + "secrets = [\"api\\u0000key\"]\n", line: 3, key: "worker.chat-agent.secrets",
+            says: ["entry 1 holds a NUL byte"]),
+        // What the supervisor sets itself may not be overridden.
+        Bad(
+            what: "env overrides NOTIFY_SOCKET", toml: header + "env = { NOTIFY_SOCKET = \"/tmp/x\" }\n", line: 3,
+            key: "worker.chat-agent.env.NOTIFY_SOCKET", says: ["set by the supervisor", "READY=1"]),
+        Bad(
+            what: "env overrides WATCHDOG_USEC", toml: header + "env.WATCHDOG_USEC = \"1\"\n", line: 3,
+            key: "worker.chat-agent.env.WATCHDOG_USEC", says: ["set by the supervisor", "watchdog = "]),
+        Bad(
+            what: "env sets WATCHDOG_PID", toml: header + "env = { WATCHDOG_PID = \"1\" }\n", line: 3,
+            key: "worker.chat-agent.env.WATCHDOG_PID", says: ["set by the supervisor", "ignores its watchdog"]),
+        Bad(
+            what: "env overrides CREDENTIALS_DIRECTORY", toml: header + "env = { CREDENTIALS_DIRECTORY = \"/etc\" }\n", line: 3,
+            key: "worker.chat-agent.env.CREDENTIALS_DIRECTORY", says: ["set by the supervisor", "secrets = ["]),
+        Bad(
+            what: "env sets LISTEN_FDS", toml: header + "env = { LISTEN_FDS = \"3\" }\n", line: 3,
+            key: "worker.chat-agent.env.LISTEN_FDS", says: ["set by the supervisor", "socket activation"]),
+        Bad(
+            what: "env sets AIBOX_ROOT", toml: header + "env = { AIBOX_ROOT = \"/\" }\n", line: 3,
+            key: "worker.chat-agent.env.AIBOX_ROOT", says: ["set by the supervisor", "AIBOX_"]),
+        // Lines are the file's lines whatever its line ends.
+        Bad(
+            what: "CRLF line ends", toml: "# chat\r\n[worker.chat-agent]\r\nexec = [\"/bin/chat\"]\r\n\r\nrestart = \"sometimes\" # no\r\n",
+            line: 5, key: "worker.chat-agent.restart", says: ["\"sometimes\" is not allowed"]),
     ]
 
     @Test("a bad definition is reported with file, line, key and what is allowed", arguments: badDefinitions)
@@ -333,6 +378,89 @@ struct WorkerConfigTests {
         #expect(hint?.message.contains("did you mean \"notify\"?") == true)
         // ConfigErrors prints one line per problem.
         #expect(ConfigErrors(errors).description.split(separator: "\n").count == 6)
+    }
+
+    // MARK: What a reload compares
+
+    /// A key of a worker file changed, and the field of WorkerDefinition it sets.
+    struct Change: Sendable, CustomTestStringConvertible {
+        var key: String
+        var field: String
+        var line: String
+        var testDescription: String { key }
+    }
+
+    static let changes: [Change] = [
+        Change(key: "[worker.NAME]", field: "name", line: "[worker.w2]"),
+        Change(key: "exec", field: "exec", line: "exec = [\"/usr/bin/w\", \"--flag\"]"),
+        Change(key: "workdir", field: "workdir", line: "workdir = \"/var/lib/w\""),
+        Change(key: "user", field: "user", line: "user = \"nobody\""),
+        Change(key: "env", field: "env", line: "env = { A = \"1\" }"),
+        Change(key: "secrets", field: "secrets", line: "secrets = [\"api-key\"]"),
+        Change(key: "restart", field: "restart", line: "restart = \"never\""),
+        Change(key: "restart-delay", field: "restartDelay", line: "restart-delay = \"1s\""),
+        Change(key: "restart-max-delay", field: "restartMaxDelay", line: "restart-max-delay = \"10m\""),
+        Change(key: "stable-after", field: "stableAfter", line: "stable-after = \"1m\""),
+        Change(key: "crash-loop.burst", field: "crashLoop", line: "crash-loop = { burst = 9 }"),
+        Change(key: "crash-loop.window", field: "crashLoop", line: "crash-loop = { window = \"5m\" }"),
+        Change(key: "crash-loop.quarantine", field: "crashLoop", line: "crash-loop = { quarantine = \"1h\" }"),
+        Change(key: "notify", field: "notify", line: "notify = true"),
+        Change(key: "ready-timeout", field: "readyTimeout", line: "ready-timeout = \"5s\""),
+        Change(key: "watchdog", field: "watchdog", line: "watchdog = \"5s\""),
+        Change(key: "stop-signal", field: "stopSignal", line: "stop-signal = \"INT\""),
+        Change(key: "stop-timeout", field: "stopTimeout", line: "stop-timeout = \"3s\""),
+        Change(key: "after", field: "after", line: "after = [\"x\"]"),
+        Change(key: "requires-hardware", field: "requiresHardware", line: "requires-hardware = [\"gpu\"]"),
+        Change(key: "memory-max", field: "memoryMax", line: "memory-max = \"1G\""),
+        Change(key: "critical", field: "critical", line: "critical = true"),
+    ]
+
+    static func file(_ change: Change?) -> String {
+        guard let change else { return "[worker.w]\nexec = [\"/usr/bin/w\"]\n" }
+        switch change.field {
+        case "name": return change.line + "\nexec = [\"/usr/bin/w\"]\n"
+        case "exec": return "[worker.w]\n" + change.line + "\n"
+        default: return "[worker.w]\nexec = [\"/usr/bin/w\"]\n" + change.line + "\n"
+        }
+    }
+
+    /// Every stored field of a definition but its source, by name, as text.
+    static func fields(_ d: WorkerDefinition) -> [String: String] {
+        var out: [String: String] = [:]
+        for child in Mirror(reflecting: d).children {
+            if let label = child.label, label != "_source" { out[label] = String(describing: child.value) }
+        }
+        return out
+    }
+
+    @Test("a reload restarts a worker whose definition changed in any field", arguments: changes)
+    func everyFieldChangesTheReloadPlan(_ change: Change) throws {
+        let base = try #require(try parse(Self.file(nil)).get().first)
+        let changed = try #require(try parse(Self.file(change)).get().first)
+        // The line changes the field it is meant to, and only that one.
+        let before = Self.fields(base), after = Self.fields(changed)
+        #expect(before.keys.filter { before[$0] != after[$0] } == [change.field], "\(before) -> \(after)")
+        #expect(base != changed)
+        let plan = ReloadPlan(old: [base], new: [changed])
+        if change.field == "name" {
+            #expect(plan.removed == ["w"] && plan.added == ["w2"] && plan.changed.isEmpty)
+        } else {
+            #expect(plan.changed == ["w"] && plan.unchanged.isEmpty)
+        }
+    }
+
+    @Test("the changes cover every field of a definition and every key of a file; only the source is no change")
+    func changesCoverEveryField() throws {
+        let base = try #require(try parse(Self.file(nil)).get().first)
+        // A field added to WorkerDefinition without a change above fails here.
+        #expect(Set(Self.fields(base).keys) == Set(Self.changes.map(\.field)))
+        for key in WorkerConfig.allowedKeys {
+            #expect(Self.changes.contains { $0.key == key || $0.key.hasPrefix(key + ".") }, "no change of \(key)")
+        }
+        var moved = base
+        moved.source = SourceLocation(file: "/etc/aibox/workers.d/other.toml", line: 40)
+        #expect(moved == base)
+        #expect(ReloadPlan(old: [base], new: [moved]).unchanged == ["w"])
     }
 
     // MARK: Across files (WorkerConfig.load)
