@@ -396,8 +396,8 @@ extension StringProtocol {
 }
 
 /// A string from a file for a message: quoted and escaped as TOML writes it (no control
-/// character reaches a terminal), at most 60 characters of it.
-private func quoted(_ s: String) -> String { tomlBasicString(s.count <= 60 ? s : String(s.prefix(57)) + "…") }
+/// character reaches a terminal), at most 60 characters of it. One for every message of the module.
+func quoted(_ s: String) -> String { tomlBasicString(s.count <= 60 ? s : String(s.prefix(57)) + "…") }
 
 /// A key path as TOML writes it: parts that are not bare keys quoted and escaped (a NUL or a
 /// dot in a key shows as such).

@@ -483,6 +483,3 @@ private func article(_ type: TOMLType) -> String {
     default: return "a \(type)"
     }
 }
-
-/// A string in double quotes for a message.
-func quoted(_ s: String) -> String { "\"" + s + "\"" }
