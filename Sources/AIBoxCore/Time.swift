@@ -23,6 +23,31 @@ public struct Instant: Comparable, Hashable, Sendable, CustomStringConvertible {
     public var description: String { "\(Double(nanoseconds) / 1e9)s" }
 }
 
+/// The one backoff rule of AIBox (worker restarts, the hotplug monitor, downloads, the update
+/// feed): `base · 2^(attempt-1)`, spread by ±`jitter` (a fraction: 0.2 is ±20 %), never above
+/// `max`. Jitter keeps a fleet of boxes, or workers sharing a dependency, from retrying in
+/// lockstep; `random` is a number in 0…1 the caller draws (clamped), so the rule stays pure.
+public struct Backoff: Sendable, Equatable {
+    public var base: Duration
+    public var max: Duration
+    public var jitter: Double
+
+    public init(base: Duration, max: Duration, jitter: Double = 0.2) {
+        self.base = base
+        self.max = max
+        self.jitter = jitter
+    }
+
+    /// The delay before retry number `attempt` (1 for the first; 0 counts as 1).
+    public func delay(attempt: Int, random: Double) -> Duration {
+        var factor = 1.0
+        for _ in 0..<Swift.min(Swift.max(attempt - 1, 0), 62) { factor *= 2 }
+        let spread = 1 - jitter + 2 * jitter * Swift.min(Swift.max(random, 0), 1)
+        let d = base.scaled(by: factor).scaled(by: spread)
+        return d > max ? max : d
+    }
+}
+
 extension Duration {
     /// The whole duration in nanoseconds, saturating at Int64's range.
     public var nanoseconds: Int64 {

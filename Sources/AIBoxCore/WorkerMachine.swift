@@ -443,26 +443,11 @@ public struct WorkerMachine: Sendable {
             return [.record(.quarantined(deaths: n, window: window, retryIn: definition.crashLoop.quarantine))]
         }
         consecutiveFailures += 1
-        let delay = WorkerMachine.backoffDelay(
-            failures: consecutiveFailures, base: definition.restartDelay, max: definition.restartMaxDelay, random: random)
+        let delay = Backoff(base: definition.restartDelay, max: definition.restartMaxDelay)
+            .delay(attempt: consecutiveFailures, random: random)
         state = .backoff
         deadline = now + delay
         lastReason = failure ? "failed" : "exited"
         return [.record(.backoff(delay: delay, failures: consecutiveFailures))]
-    }
-
-    /// `base · 2^(failures-1)` with ±20 % jitter, capped at `max`. Jitter keeps a fleet of
-    /// boxes (or of workers sharing a dependency) from retrying in lockstep.
-    public static func backoffDelay(failures: Int, base: Duration, max: Duration, random: Double) -> Duration {
-        let exponent = Double(Swift.min(Swift.max(failures - 1, 0), 62))
-        let raw = base.scaled(by: pow2(exponent))
-        let jittered = raw.scaled(by: 0.8 + 0.4 * Swift.min(Swift.max(random, 0), 1))
-        return jittered > max ? max : jittered
-    }
-
-    private static func pow2(_ e: Double) -> Double {
-        var r = 1.0
-        for _ in 0..<Int(e) { r *= 2 }
-        return r
     }
 }

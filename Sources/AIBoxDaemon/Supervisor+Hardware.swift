@@ -27,7 +27,10 @@ struct HardwareState {
     weak var hook: ProvisioningHook?
 
     /// Monitor retries: 1 s, doubling, at most a minute apart.
-    static func retryDelay(failures: Int) -> Duration { min(.seconds(1 << min(max(failures - 1, 0), 6)), .seconds(60)) }
+    /// 1, 2, 4 … 60 s: no jitter, a box's own kernel is not a shared server.
+    static func retryDelay(failures: Int) -> Duration {
+        Backoff(base: .seconds(1), max: .seconds(60), jitter: 0).delay(attempt: failures, random: 0)
+    }
 }
 
 extension Supervisor {

@@ -244,7 +244,8 @@ public enum Installer {
             guard failures <= retries else {
                 throw UpdateError("\(url): the download failed \(failures) times; the last: \(message)")
             }
-            let delay = min(30.0, Double(1 << (failures - 1))) * Double.random(in: 0.8...1.2)
+            let delay = Double(
+                Backoff(base: .seconds(1), max: .seconds(30)).delay(attempt: failures, random: Double.random(in: 0...1)).milliseconds) / 1000
             let retry = DownloadRetry(attempt: failures, of: retries, position: cutAt, reason: message, delaySeconds: delay)
             session.agent.journal.record("update.download-retry", retry.description)
             report(.retry(retry))

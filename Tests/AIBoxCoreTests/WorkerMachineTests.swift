@@ -307,17 +307,17 @@ struct WorkerMachineTests {
     func backoffJitter(random: Double, factor: Double) {
         for failures in 1...6 {
             let expected = Double(100_000_000 << (failures - 1)) * factor
-            let d = WorkerMachine.backoffDelay(failures: failures, base: .milliseconds(100), max: .seconds(300), random: random)
+            let d = Backoff(base: .milliseconds(100), max: .seconds(300)).delay(attempt: failures, random: random)
             #expect(abs(Double(d.nanoseconds) - expected) <= 1, "failures \(failures), random \(random): \(d)")
         }
     }
 
     @Test("backoff is capped at restart-max-delay, jitter included", arguments: [0.0, 0.5, 1.0])
     func backoffCap(random: Double) {
-        #expect(WorkerMachine.backoffDelay(failures: 20, base: .milliseconds(100), max: .seconds(300), random: random) == .seconds(300))
-        #expect(WorkerMachine.backoffDelay(failures: 1_000, base: .milliseconds(100), max: .seconds(300), random: random) == .seconds(300))
+        #expect(Backoff(base: .milliseconds(100), max: .seconds(300)).delay(attempt: 20, random: random) == .seconds(300))
+        #expect(Backoff(base: .milliseconds(100), max: .seconds(300)).delay(attempt: 1_000, random: random) == .seconds(300))
         // 1s·2^3 = 8s, ×1.2 = 9.6s: capped at 9s only with the top jitter.
-        let d = WorkerMachine.backoffDelay(failures: 4, base: .seconds(1), max: .seconds(9), random: random)
+        let d = Backoff(base: .seconds(1), max: .seconds(9)).delay(attempt: 4, random: random)
         if random == 1.0 {
             #expect(d == .seconds(9))
         } else {
@@ -325,11 +325,18 @@ struct WorkerMachineTests {
         }
     }
 
+    @Test("without jitter the rule is plain doubling to the cap (the hotplug monitor's 1, 2, 4 … 60 s)")
+    func backoffWithoutJitter() {
+        let rule = Backoff(base: .seconds(1), max: .seconds(60), jitter: 0)
+        let seconds = (1...9).map { rule.delay(attempt: $0, random: 0.9).milliseconds / 1000 }
+        #expect(seconds == [1, 2, 4, 8, 16, 32, 60, 60, 60])
+    }
+
     @Test("random outside [0, 1] is clamped")
     func backoffClamp() {
-        #expect(WorkerMachine.backoffDelay(failures: 1, base: .seconds(1), max: .seconds(60), random: -3) == .milliseconds(800))
-        #expect(WorkerMachine.backoffDelay(failures: 1, base: .seconds(1), max: .seconds(60), random: 7) == .milliseconds(1200))
-        #expect(WorkerMachine.backoffDelay(failures: 0, base: .seconds(1), max: .seconds(60), random: 0.5) == .seconds(1))
+        #expect(Backoff(base: .seconds(1), max: .seconds(60)).delay(attempt: 1, random: -3) == .milliseconds(800))
+        #expect(Backoff(base: .seconds(1), max: .seconds(60)).delay(attempt: 1, random: 7) == .milliseconds(1200))
+        #expect(Backoff(base: .seconds(1), max: .seconds(60)).delay(attempt: 0, random: 0.5) == .seconds(1))
     }
 
     /// Crashes a running machine at `now` and restarts it when the backoff is over; returns the delay.

@@ -59,11 +59,10 @@ public enum UpdatePlanner {
     }
 
     /// When to look at the feed again: every `interval` ± 10 % after a good look; after
-    /// `failures` failed looks, 1 min doubling up to `interval` (± 20 %), so that a fleet of
-    /// boxes neither hammers a server that is down nor comes back all at once.
+    /// `failures` failed looks, 1 min doubling up to `interval` (± 20 %, `Backoff`), so that a
+    /// fleet of boxes neither hammers a server that is down nor comes back all at once.
     public static func nextPoll(after failures: Int, interval: Duration, random: Double) -> Duration {
         if failures == 0 { return interval.scaled(by: 0.9 + 0.2 * random) }
-        let base = Duration.seconds(60).scaled(by: Double(1 << min(failures - 1, 20)))
-        return min(base, interval).scaled(by: 0.8 + 0.4 * random)
+        return Backoff(base: .seconds(60), max: interval).delay(attempt: failures, random: random)
     }
 }
