@@ -184,38 +184,30 @@ public enum BundleWriter {
         let header = BundleLayout.encodeHeader(
             manifest: manifestBytes, signatures: [BundleSignature(fingerprint: fingerprint, signature: signature)])
 
-        let tmp = output + ".tmp-\(getpid())"
-        _ = unlink(tmp)
-        let out = Glibc.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o644)
-        if out < 0 { throw BundleError(.io, "cannot create \(tmp): \(String(cString: strerror(errno)))") }
-        var isOpen = true
+        let out: AtomicFile
+        do throws(SystemError) { out = try AtomicFile(output, mode: 0o644) } catch {
+            throw BundleError(.io, "cannot create \(output): \(error)")
+        }
         do throws(BundleError) {
-            do throws(SystemError) { try writeAll(out, header) } catch { throw BundleError(.io, "cannot write \(tmp): \(error)") }
+            do throws(SystemError) { try out.write(header) } catch { throw BundleError(.io, "cannot write \(output): \(error)") }
             for (n, fd) in files.enumerated() {
                 let image = manifest.images[n]
                 guard lseek(fd, 0, SEEK_SET) == 0 else {
                     throw BundleError(.io, "cannot read \(images[n].path): \(String(cString: strerror(errno)))")
                 }
                 let (count, digest) = try stream(fd, path: images[n].path, buffer: buffer, limit: image.size) { chunk throws(BundleError) in
-                    do throws(SystemError) { try writeAll(out, chunk) } catch { throw BundleError(.io, "cannot write \(tmp): \(error)") }
+                    do throws(SystemError) { try out.write(chunk) } catch { throw BundleError(.io, "cannot write \(output): \(error)") }
                 }
                 guard count == image.size, digest == image.sha256 else {
                     throw BundleError(
                         .image, "the image \(images[n].path) changed while the bundle was written; nothing was written to \(output)")
                 }
             }
-            guard fsync(out) == 0 else { throw BundleError(.io, "cannot write \(tmp): fsync: \(String(cString: strerror(errno)))") }
-            closeDescriptor(out)
-            isOpen = false
-            guard rename(tmp, output) == 0 else {
-                throw BundleError(.io, "cannot rename \(tmp) to \(output): \(String(cString: strerror(errno)))")
-            }
         } catch {
-            if isOpen { closeDescriptor(out) }
-            _ = unlink(tmp)
+            out.abandon()
             throw error
         }
-        syncDirectory(of: output)
+        do throws(SystemError) { try out.commit() } catch { throw BundleError(.io, "cannot write \(output): \(error)") }
         guard case .header(let parsed) = BundleLayout.parseHeader(header) else { preconditionFailure("our own header does not parse") }
         return BundleInfo(header: parsed, manifest: manifest, signers: [BundleInfo.Signer(name: "", fingerprint: fingerprint)])
     }

@@ -210,42 +210,15 @@ public enum BundleKeys {
 
     /// Creates `path` with `bytes` and exactly `mode`, or fails with nothing left behind.
     static func writeNewFile(_ path: String, _ bytes: [UInt8], mode: mode_t) throws(BundleError) {
-        let tmp = path + ".tmp-\(getpid())"
-        _ = unlink(tmp)
-        let fd = Glibc.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
-        if fd < 0 { throw BundleError(.io, "cannot create \(tmp): \(String(cString: strerror(errno)))") }
         do throws(SystemError) {
-            try syscall("fchmod", detail: tmp) { fchmod(fd, mode) }
-            try writeAll(fd, bytes)
-            try syscall("fsync", detail: tmp) { fsync(fd) }
+            let file = try AtomicFile(path, mode: mode, placement: .createNew)
+            try file.write(bytes)
+            try file.commit()
         } catch {
-            closeDescriptor(fd)
-            _ = unlink(tmp)
-            throw BundleError(.io, "cannot write \(path): \(error)")
-        }
-        closeDescriptor(fd)
-        if link(tmp, path) != 0 {
-            let e = errno
-            // File systems without hard links (vfat): the name was checked free just before.
-            if e == EPERM || e == EOPNOTSUPP || e == ENOSYS, rename(tmp, path) == 0 {
-                syncDirectory(of: path)
-                return
-            }
-            _ = unlink(tmp)
-            if e == EEXIST {
+            if error.function == "link" && error.errno == EEXIST {
                 throw BundleError(.key, "\(path) already exists; keygen never overwrites a key: remove it first or choose another name")
             }
-            throw BundleError(.io, "cannot create \(path): \(String(cString: strerror(e)))")
+            throw BundleError(.io, "cannot write \(path): \(error)")
         }
-        _ = unlink(tmp)
-        syncDirectory(of: path)
-    }
-}
-
-func syncDirectory(of path: String) {
-    let dfd = Glibc.open(parentDirectory(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-    if dfd >= 0 {
-        _ = fsync(dfd)
-        closeDescriptor(dfd)
     }
 }

@@ -151,13 +151,16 @@ public func removeCredentialsDirectory(_ dir: String) {
     _ = rmdir(dir)
 }
 
-/// Files replaced together: each is written under a temporary name first (write, fsync);
-/// `commit` renames them into place in the order they were staged, then makes the removals.
-/// `abandon` deletes what was staged: nothing was replaced.
+/// Files replaced together: each is written under a temporary name first (`AtomicFile`:
+/// write, fsync); `commit` puts them in place in the order they were staged, then makes the
+/// removals. `abandon` deletes what was staged: nothing was replaced.
 final class FileTransaction {
-    private var staged: [(temporary: String, path: String)] = []
+    private enum Staged {
+        case file(AtomicFile)
+        case symlink(temporary: String, path: String)
+    }
+    private var staged: [Staged] = []
     private var removals: [String] = []
-    static let suffix = ".aibox-new"
 
     func write(_ path: String, _ text: String, mode: mode_t = 0o644) throws(SystemError) {
         try write(path, Array(text.utf8), mode: mode)
@@ -165,27 +168,29 @@ final class FileTransaction {
 
     func write(_ path: String, _ bytes: [UInt8], mode: mode_t) throws(SystemError) {
         try makeDirectories(parentDirectory(path))
-        let tmp = path + FileTransaction.suffix
-        staged.append((tmp, path))
-        let fd = try syscall("open", detail: tmp) { open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode) }
-        defer { closeDescriptor(fd) }
-        _ = fchmod(fd, mode)  // O_CREAT's mode does not apply to a file left by an earlier attempt
-        try writeAll(fd, bytes)
-        _ = try syscall("fsync", detail: tmp) { fsync(fd) }
+        let file = try AtomicFile(path, mode: mode)
+        try file.write(bytes)
+        try file.finish()
+        staged.append(.file(file))
     }
 
     func symlink(_ path: String, target: String) throws(SystemError) {
         try makeDirectories(parentDirectory(path))
-        let tmp = path + FileTransaction.suffix
-        staged.append((tmp, path))
+        let tmp = path + AtomicFile.suffix
         _ = unlink(tmp)
         _ = try syscall("symlink", detail: tmp) { Glibc.symlink(target, tmp) }
+        staged.append(.symlink(temporary: tmp, path: path))
     }
 
     func remove(_ path: String) { removals.append(path) }
 
     func abandon() {
-        for s in staged { _ = unlink(s.temporary) }
+        for s in staged {
+            switch s {
+            case .file(let f): f.abandon()
+            case .symlink(let tmp, _): _ = unlink(tmp)
+            }
+        }
         staged = []
         removals = []
     }
@@ -193,12 +198,23 @@ final class FileTransaction {
     func commit() throws(SystemError) {
         var directories: [String] = []
         for (i, s) in staged.enumerated() {
-            guard rename(s.temporary, s.path) == 0 else {
-                let e = errno
-                for rest in staged[i...] { _ = unlink(rest.temporary) }
-                throw SystemError("rename", errno: e, detail: "\(s.path) (the files before it were replaced; run the same setup again)")
+            let path: String
+            do {
+                switch s {
+                case .file(let f):
+                    path = f.path
+                    try f.place()
+                case .symlink(let tmp, let p):
+                    path = p
+                    try syscall("rename", detail: p) { rename(tmp, p) }
+                }
+            } catch {
+                staged = Array(staged[i...])
+                abandon()
+                throw SystemError(
+                    error.function, errno: error.errno, detail: "\(error.detail ?? "") (the files before it were replaced; run the same setup again)")
             }
-            let dir = parentDirectory(s.path)
+            let dir = parentDirectory(path)
             if !directories.contains(dir) { directories.append(dir) }
         }
         for r in removals {

@@ -56,10 +56,3 @@ public struct SecretStore {
         syncDirectory(directory)
     }
 }
-
-func syncDirectory(_ path: String) {
-    let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-    guard fd >= 0 else { return }
-    _ = fsync(fd)
-    closeDescriptor(fd)
-}

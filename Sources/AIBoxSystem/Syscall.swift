@@ -179,30 +179,6 @@ public func readTextFile(_ path: String) -> String? {
     readSmallFile(path, limit: 16 << 20).map { String(decoding: $0, as: UTF8.self) }
 }
 
-/// Write, fsync, rename, fsync the directory: a persisted file is either the old one or the
-/// new one, whole, after a power cut at any instant.
-public func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) throws(SystemError) {
-    let tmp = path + ".new"
-    // A FIFO or a symlink left at the temporary name fails the write: never blocks it or redirects it.
-    let fd = try syscall("open", detail: tmp) { Glibc.open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW, mode) }
-    do {
-        try writeAll(fd, bytes)
-        try syscall("fsync", detail: tmp) { fsync(fd) }
-    } catch {
-        closeDescriptor(fd)
-        _ = unlink(tmp)
-        throw error
-    }
-    closeDescriptor(fd)
-    try syscall("rename", detail: path) { rename(tmp, path) }
-    let dir = parentDirectory(path)
-    let dfd = Glibc.open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-    if dfd >= 0 {
-        _ = fsync(dfd)
-        closeDescriptor(dfd)
-    }
-}
-
 public func parentDirectory(_ path: String) -> String {
     guard let slash = path.lastIndex(of: "/") else { return "." }
     return slash == path.startIndex ? "/" : String(path[..<slash])

@@ -111,7 +111,7 @@ final class BundleWorkspace {
 
         let created = try w.create()
         #expect(created.stdout.contains("wrote \(w.bundle): aibox-x86-64 1.4.0"))
-        #expect(!fileExists(w.bundle + ".tmp-\(getpid())"))
+        #expect(!fileExists(w.bundle + AtomicFile.suffix))
         let h = try w.header()
         let total = h.length + w.rootfsBytes.count + w.dataBytes.count
         #expect(try w.read(w.bundle).count == total)
@@ -437,7 +437,7 @@ final class BundleWorkspace {
         r = try run(aiboxBinary, ["bundle", "keygen", "--private", w.dir + "/new.pem", "--public", w.publicKey])
         #expect(r.code == 1 && !fileExists(w.dir + "/new.pem"))
         r = try run(aiboxBinary, ["bundle", "keygen", "--private", w.dir + "/nodir/k.pem", "--public", w.dir + "/k.pub"])
-        #expect(r.code == 1 && r.stderr.contains("nodir/k.pem.tmp-"), "\(r.stderr)")
+        #expect(r.code == 1 && r.stderr.contains("nodir/k.pem.aibox-new"), "\(r.stderr)")
         #expect(!fileExists(w.dir + "/k.pub"))
     }
 

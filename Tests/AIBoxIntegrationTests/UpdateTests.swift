@@ -866,7 +866,7 @@ extension UpdateTests {
         #expect(try u.update(["install", bundle]).code == 0)
         try u.reboot()
         // writeFileAtomically's temporary file cannot be created where a directory is.
-        try makeDirectories(u.floorFile + ".new")
+        try makeDirectories(u.floorFile + AtomicFile.suffix)
         let good = try u.update(["mark-good"])
         #expect(good.code == 1, "a floor not written is not success")
         #expect(good.stdout.contains("slot B marked good."), "\(good.stdout)")
@@ -877,7 +877,7 @@ extension UpdateTests {
         #expect(s.state == "committed")
         #expect(s.problems.contains { $0.contains("could not be written") }, "\(s.problems)")
         #expect(s.floor == "1.5.0", "the database's copy holds meanwhile")
-        _ = rmdir(u.floorFile + ".new")
+        _ = rmdir(u.floorFile + AtomicFile.suffix)
         s = try u.status()
         #expect(s.problems.isEmpty, "\(s.problems)")
         #expect(VersionFloorStore.read(u.floorFile) == .version(SemanticVersion("1.5.0")!), "written at the next look")
