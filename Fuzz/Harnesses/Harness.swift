@@ -20,6 +20,7 @@ public struct Harness: Sendable {
         Harness(name: "system", summary: "SystemDescription.parse: usr/lib/aibox/system.toml", run: fuzzSystem),
         Harness(name: "bootenv", summary: "BootEnvironment.parse, BootEnvironmentFile.decode", run: fuzzBootEnvironment),
         Harness(name: "bundle-header", summary: "BundleLayout.parseHeader + manifest (bundle inspect)", run: fuzzBundleHeader),
+        Harness(name: "manifest", summary: "BundleManifest.parse: a bundle's signed manifest", run: fuzzManifest),
         Harness(name: "bundle-stream", summary: "BundleStreamVerifier with a test keyring", run: fuzzBundleStream),
         Harness(name: "feed", summary: "UpdateFeed.parse: the update feed (JSON)", run: fuzzFeed),
         Harness(name: "control", summary: "ControlRequest.parse: a control socket request line (JSON)", run: fuzzControl),

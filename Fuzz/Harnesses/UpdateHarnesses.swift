@@ -27,6 +27,20 @@ func fuzzBundleHeader(_ bytes: [UInt8]) -> Verdict {
     }
 }
 
+/// The manifest alone (in a bundle it sits behind the header's lengths): strictly canonical.
+func fuzzManifest(_ bytes: [UInt8]) -> Verdict {
+    guard case .success(let manifest) = BundleManifest.parse(bytes) else { return Verdict(accepted: false) }
+    var problems: [String] = []
+    if manifest.serialized() != bytes { problems.append("manifest: accepted bytes that are not its canonical text") }
+    var end: UInt64 = 0
+    for image in manifest.images {
+        if image.offset != end { problems.append("manifest: image \(image.name) at \(image.offset), the previous ends at \(end)") }
+        end = image.offset + image.size
+    }
+    if manifest.payloadLength != end { problems.append("manifest: payload length \(manifest.payloadLength), images end at \(end)") }
+    return Verdict(accepted: true, problems: problems)
+}
+
 /// The keyring of `Fuzz/keys/fuzz-test.pub`: the corpus holds bundles signed with its
 /// private key (`Fuzz/make-corpus`), so the fuzzer starts beyond the signature check.
 let fuzzKeyring: Keyring = {
