@@ -36,7 +36,7 @@ struct ShortFuzzRunTests {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/nice")
         // Niced: the sanitizer build and the fuzzer take the cores other tests leave idle.
-        p.arguments = ["-n", "19", repository + "/Fuzz/run", "--seconds", String(Self.seconds)]
+        p.arguments = ["-n", "19", repository + "/Fuzz/run", "--seconds", String(Self.seconds), "--jobs", "2"]
         p.currentDirectoryURL = URL(fileURLWithPath: repository)
         let out = Pipe()
         p.standardOutput = out
@@ -45,7 +45,11 @@ struct ShortFuzzRunTests {
         let output = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         p.waitUntilExit()
         // On a finding the output holds libFuzzer's report, the saved input and how to replay it.
-        #expect(p.terminationStatus == 0, "Fuzz/run --seconds \(Self.seconds) exited \(p.terminationStatus):\n\(output)")
+        #expect(p.terminationStatus == 0, "Fuzz/run --seconds \(Self.seconds) --jobs 2 exited \(p.terminationStatus):\n\(output)")
+        // The figures, for CI's log.
+        print(
+            output.split(separator: "\n").filter { $0.hasPrefix("harness ") || Harness.named(String($0.prefix { $0 != " " })) != nil }
+                .joined(separator: "\n"))
         for h in Harness.all {
             let line = output.split(separator: "\n").first { $0.hasPrefix(h.name + " ") }
             let runs = line.flatMap { $0.split(separator: " ").dropFirst().first }.flatMap { Int($0) } ?? 0
