@@ -64,10 +64,20 @@ let package = Package(
             name: "aibox-bench-hardware",
             dependencies: ["AIBoxCore", "AIBoxSystem"],
             path: "Benchmarks/hardware"),
+        // Fuzzing (docs/FUZZING.md): one harness per parser; `aibox-fuzz HARNESS` replays
+        // inputs, or is libFuzzer when built by Fuzz/run (-sanitize=fuzzer,address -D FUZZING).
+        .target(
+            name: "AIBoxFuzzHarnesses",
+            dependencies: ["AIBoxCore", "AIBoxSystem"],
+            path: "Fuzz/Harnesses"),
+        .target(name: "CLibFuzzer", path: "Fuzz/CLibFuzzer"),
+        .executableTarget(name: "aibox-fuzz", dependencies: ["AIBoxFuzzHarnesses", "AIBoxSystem", "CLibFuzzer"], path: "Fuzz/Driver"),
 
         .testTarget(name: "AIBoxCoreTests", dependencies: ["AIBoxCore"], exclude: ["TOMLCorpus"]),
         .testTarget(name: "AIBoxSystemTests", dependencies: ["AIBoxSystem"]),
         .testTarget(name: "AIBoxImageTests"),
+        // Replays the fuzz corpora; runs every harness briefly under libFuzzer (Fuzz/run).
+        .testTarget(name: "AIBoxFuzzTests", dependencies: ["AIBoxFuzzHarnesses"]),
         // Runs the built `aibox` and example worker as real processes.
         .testTarget(
             name: "AIBoxIntegrationTests",

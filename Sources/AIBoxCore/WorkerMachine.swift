@@ -113,6 +113,11 @@ public struct NotifyMessage: Equatable, Sendable {
 
     public init() {}
 
+    /// One datagram from `$NOTIFY_SOCKET`, as received: any bytes (bad UTF-8 is replaced).
+    public init(datagram: some Collection<UInt8>) {
+        self.init(Substring(String(decoding: datagram, as: UTF8.self)))
+    }
+
     public init(_ text: Substring) {
         for line in text.split(separator: "\n") {
             guard let eq = line.firstIndex(of: "=") else { continue }

@@ -203,7 +203,7 @@ extension Supervisor {
     }
 
     private func handle(_ bytes: [UInt8], peer: PeerCredentials) -> [UInt8] {
-        guard let request = try? JSONDecoder().decode(ControlRequest.self, from: Data(bytes)) else {
+        guard let request = ControlRequest.parse(line: bytes) else {
             return error("not a valid request; expected one JSON line such as {\"command\":\"status\"}")
         }
         let changing = ["start", "stop", "restart", "reload", "setup-changed"].contains(request.command)

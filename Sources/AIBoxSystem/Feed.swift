@@ -29,12 +29,14 @@ public struct UpdateFeed: Sendable {
     }
 
     public static let maxBytes = 1 << 20
+    /// The document nests 3 deep (object, channels, entry).
+    public static let maxNesting = 8
 
     /// Parses and checks a feed whose signature was verified.
     public static func parse(_ bytes: [UInt8], signer: String) throws(UpdateError) -> UpdateFeed {
         let doc: Document
         do {
-            doc = try JSONDecoder().decode(Document.self, from: Data(bytes))
+            doc = try decodeJSONInput(Document.self, from: bytes, maxNesting: maxNesting)
         } catch {
             throw UpdateError("the feed is not the expected JSON (format, compatible, channels): \(error)")
         }

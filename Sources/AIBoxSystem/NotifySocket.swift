@@ -52,8 +52,7 @@ public final class NotifySocket {
                 return
             }
             guard pid > 0, n <= buffer.count else { continue }
-            let text = String(decoding: buffer[0..<n], as: UTF8.self)
-            body(pid, NotifyMessage(Substring(text)))
+            body(pid, NotifyMessage(datagram: buffer[0..<n]))
         }
     }
 }

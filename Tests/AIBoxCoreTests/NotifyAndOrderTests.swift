@@ -54,6 +54,15 @@ struct NotifyMessageTests {
         #expect(NotifyMessage("STATUS=one\nSTATUS=two").status == "two")
         #expect(NotifyMessage("STATUS=").status == "")
     }
+
+    @Test("a datagram's bytes as received: bad UTF-8 is replaced, the lines around it still count")
+    func datagramBytes() {
+        let bytes: [UInt8] = Array("READY=1\nSTATUS=a".utf8) + [0xFF, 0xC0] + Array("b\nWATCHDOG=1".utf8)
+        let m = NotifyMessage(datagram: bytes[...])
+        #expect(m.ready && m.watchdog)
+        #expect(m.status == "a\u{FFFD}\u{FFFD}b")
+        #expect(NotifyMessage(datagram: [UInt8]()) == NotifyMessage())
+    }
 }
 
 func def(_ name: String, after: [String] = [], file: String = "/a.toml", exec: String? = nil) -> WorkerDefinition {

@@ -198,6 +198,29 @@ import Testing
         #expect(try box.worker("guarded")?.state == "running")
     }
 
+    @Test func aRequestLineNestedToCrashTheJSONDecoderIsRefusedAndTheDaemonKeepsRunning() throws {
+        let box = try TestBox(
+            """
+            [worker.steady]
+            exec = ["@WORKER@", "--no-notify"]
+            """)
+        try box.startDaemon()
+        defer { box.stopDaemon() }
+        let pid = try #require(try box.waitFor("steady", ["running"])?.pid)
+        // 513 `[` and the newline: FoundationEssentials' JSONDecoder traps on exactly this.
+        // 60,000 levels still fit in a request (64 KiB).
+        for depth in [513, 60_000] {
+            let connection = try #require(try ControlConnection(path: box.paths.controlSocket))
+            try connection.send(line: String(repeating: "[", count: depth))
+            let answer = try #require(connection.readLine())
+            #expect(answer.contains(#""ok":false"#) && answer.contains("not a valid request"), "\(answer)")
+        }
+        // Still the same daemon answering, with its worker untouched.
+        let status = try box.aibox(["status", "--json"])
+        #expect(status.code == 0 && status.stdout.contains(#""daemonRunning" : true"#), "\(status.stdout)\(status.stderr)")
+        #expect(try box.worker("steady")?.pid == pid)
+    }
+
     @Test func usageErrorsExitTwo() throws {
         let r = try run(aiboxBinary, ["workers", "--bogus"])
         #expect(r.code == 2)
