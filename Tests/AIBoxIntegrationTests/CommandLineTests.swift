@@ -210,9 +210,9 @@ import Testing
         // 513 `[` and the newline: FoundationEssentials' JSONDecoder traps on exactly this.
         // 60,000 levels still fit in a request (64 KiB).
         for depth in [513, 60_000] {
-            let connection = try #require(try ControlConnection(path: box.paths.controlSocket))
+            let connection = try #require(try ControlConnection(path: box.paths.controlSocket, timeout: .seconds(5)))
             try connection.send(line: String(repeating: "[", count: depth))
-            let answer = try #require(connection.readLine())
+            let answer = try #require(try connection.readLine())
             #expect(answer.contains(#""ok":false"#) && answer.contains("not a valid request"), "\(answer)")
         }
         // Still the same daemon answering, with its worker untouched.
