@@ -82,3 +82,22 @@ import Testing
         #expect(kernelCommandLineSlot("aibox.slot=../x") == nil)
     }
 }
+
+/// captureProgram's exit status is what the program said, or nil when it cannot be known.
+@Suite struct CaptureProgramTests {
+    @Test func theExitStatusAndOutputAreThePrograms() {
+        let r = captureProgram(["/bin/sh", "-c", "echo out; exit 3"])
+        #expect(r.status == 3 && r.output == "out\n")
+        #expect(captureProgram(["/nonexistent/program"]).status == nil)
+    }
+
+    /// With SIGCHLD ignored (a parent's choice that survives exec) the kernel reaps the child
+    /// itself and waitpid fails: a failed program must not read as one that succeeded.
+    @Test func aStatusThatCannotBeWaitedForIsUnknownNotSuccess() async {
+        await #expect(processExitsWith: .exitCode(0)) {
+            signal(SIGCHLD, SIG_IGN)
+            let r = captureProgram(["/bin/false"])
+            exit(r.status == nil ? 0 : 10 + (r.status ?? 0))
+        }
+    }
+}
