@@ -28,9 +28,11 @@ public final class AtomicFile {
         self.temporary = path + AtomicFile.suffix
         self.placement = placement
         let tmp = temporary
-        var st = stat()
-        // Left by a power cut or a failed writer: only a regular file or a link is removed.
-        if lstat(tmp, &st) == 0, st.st_mode & S_IFMT == S_IFREG || st.st_mode & S_IFMT == S_IFLNK { _ = unlink(tmp) }
+        // Left by a power cut or a failed writer: only a regular file or a link is removed
+        // (anything else, or a failed removal, makes the O_EXCL open below fail and say so).
+        if let st = try? fileStatus(tmp, followSymlinks: false), st.st_mode & S_IFMT == S_IFREG || st.st_mode & S_IFMT == S_IFLNK {
+            removeFileBestEffort(tmp)
+        }
         fd = try syscall("open", detail: tmp) {
             Glibc.open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, mode)
         }
@@ -90,15 +92,20 @@ public final class AtomicFile {
                 throw error
             }
         case .createNew:
-            if link(temporary, path) != 0 {
-                let e = errno
+            do {
+                try syscall("link", detail: path) { link(temporary, path) }
+                // Placed under both names: the temporary one goes; one left by a power cut here
+                // is replaced by the next write.
+                removeFileBestEffort(temporary)
+            } catch {
                 // File systems without hard links (vfat): the caller checked the name was free.
-                guard e == EPERM || e == EOPNOTSUPP || e == ENOSYS, rename(temporary, path) == 0 else {
+                let e = error.errno
+                guard e == EPERM || e == EOPNOTSUPP || e == ENOSYS,
+                    (try? syscall("rename", detail: path) { rename(temporary, path) }) != nil
+                else {
                     abandon()
-                    throw SystemError("link", errno: e, detail: path)
+                    throw error
                 }
-            } else {
-                _ = unlink(temporary)
             }
         }
         placed = true
@@ -116,7 +123,7 @@ public final class AtomicFile {
             closeDescriptor(fd)
             fd = -1
         }
-        if !placed && !abandoned { _ = unlink(temporary) }
+        if !placed && !abandoned { removeFileBestEffort(temporary) }
         abandoned = true
     }
 }
@@ -128,10 +135,10 @@ public func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t =
     try file.commit()
 }
 
-/// fsync of a directory, so that a rename or unlink in it survives a power cut.
+/// fsync of a directory, so that a rename or unlink in it survives a power cut. A failure is
+/// not reported: the change is made and seen, and a power cut can at worst undo it whole.
 public func syncDirectory(_ path: String) {
-    let fd = Glibc.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-    guard fd >= 0 else { return }
-    _ = fsync(fd)
+    guard let fd = try? syscall("open", detail: path, { open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }) else { return }
+    _ = try? syscall("fsync", detail: path) { fsync(fd) }
     closeDescriptor(fd)
 }

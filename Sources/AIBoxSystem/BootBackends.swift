@@ -113,23 +113,25 @@ public func captureProgram(_ argv: [String], input: String? = nil) -> (status: I
     var cargs = argv.map { strdup($0) } + [nil]
     defer { for p in cargs { free(p) } }
     var pid: pid_t = 0
-    let r = posix_spawn(&pid, argv[0], &actions, nil, &cargs, environ)
+    let spawned =
+        (try? syscallReturningError("posix_spawn", detail: argv[0]) { posix_spawn(&pid, argv[0], &actions, nil, &cargs, environ) }) != nil
     closeDescriptor(inPipe.read)
     closeDescriptor(outPipe.write)
-    if r == 0, let input { try? writeAll(inPipe.write, Array(input.utf8)) }
+    if spawned, let input { try? writeAll(inPipe.write, Array(input.utf8)) }
     closeDescriptor(inPipe.write)
     var output: [UInt8] = []
     var buffer = [UInt8](repeating: 0, count: 4096)
-    while r == 0 {
-        let n = read(outPipe.read, &buffer, buffer.count)
-        if n < 0 && errno == EINTR { continue }
-        if n <= 0 || output.count > 1 << 20 { break }
+    while spawned, output.count <= 1 << 20 {
+        guard let n = try? syscall("read", detail: argv[0], { read(outPipe.read, &buffer, buffer.count) }), n > 0 else { break }
         output += buffer[0..<n]
     }
     closeDescriptor(outPipe.read)
-    guard r == 0 else { return (nil, "") }
+    guard spawned else { return (nil, "") }
     var status: Int32 = 0
-    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    // Fails only when the child is not ours to wait for (SIGCHLD ignored): its status is unknown, not 0.
+    guard (try? syscall("waitpid", detail: argv[0]) { waitpid(pid, &status, 0) }) != nil else {
+        return (nil, String(decoding: output, as: UTF8.self))
+    }
     return (aibox_wifexited(status) != 0 ? aibox_wexitstatus(status) : -1, String(decoding: output, as: UTF8.self))
 }
 
@@ -183,10 +185,9 @@ public struct UBootControl: BootControl {
 
     public func store(_ env: BootEnvironment) throws(SystemError) {
         var template = Array("/tmp/aibox-ubootenv-XXXXXX".utf8CString)
-        let fd = mkstemp(&template)
-        guard fd >= 0 else { throw SystemError("mkstemp", errno: errno) }
+        let fd = try syscall("mkstemp", detail: "/tmp") { mkstemp(&template) }
         let script = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        defer { _ = unlink(script) }
+        defer { removeFileBestEffort(script) }
         let text = env.variables.filter { $0.0 != "AIBOX_BOOTED" }.map { "\($0.0)=\($0.1)\n" }.joined()
         do {
             try writeAll(fd, Array(text.utf8))

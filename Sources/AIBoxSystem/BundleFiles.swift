@@ -15,13 +15,18 @@ public final class BundleReader {
     private let fd: Int32
 
     public init(path: String) throws(BundleError) {
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { throw BundleError(.io, "cannot open \(path): \(String(cString: strerror(errno)))") }
+        let fd: Int32
+        do {
+            fd = try syscall("open", detail: path) { open(path, O_RDONLY | O_CLOEXEC) }
+        } catch {
+            throw BundleError(.io, "cannot open \(path): \(error.reason)")
+        }
         var st = stat()
-        guard fstat(fd, &st) == 0 else {
-            let e = errno
+        do {
+            try syscall("fstat", detail: path) { fstat(fd, &st) }
+        } catch {
             closeDescriptor(fd)
-            throw BundleError(.io, "cannot stat \(path): \(String(cString: strerror(e)))")
+            throw BundleError(.io, "cannot stat \(path): \(error.reason)")
         }
         guard st.st_mode & S_IFMT == S_IFREG else {
             closeDescriptor(fd)
@@ -40,10 +45,13 @@ public final class BundleReader {
         var prefix = [UInt8](repeating: 0, count: want)
         var got = 0
         while got < want {
-            let n = prefix.withUnsafeMutableBytes { Glibc.pread(fd, $0.baseAddress! + got, want - got, off_t(got)) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw BundleError(.io, "cannot read \(path): \(String(cString: strerror(errno)))")
+            let n: Int
+            do {
+                n = try syscall("pread", detail: path) {
+                    prefix.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + got, want - got, off_t(got)) }
+                }
+            } catch {
+                throw BundleError(.io, "cannot read \(path): \(error.reason)")
             }
             if n == 0 { break }
             got += n
@@ -73,12 +81,17 @@ public final class BundleReader {
         let size = fileSize
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bundleChunkSize, alignment: 16)
         defer { buffer.deallocate() }
-        guard lseek(fd, 0, SEEK_SET) == 0 else { throw BundleError(.io, "cannot read \(path): \(String(cString: strerror(errno)))") }
+        do throws(SystemError) {
+            try syscall("lseek", detail: path) { lseek(fd, 0, SEEK_SET) }
+        } catch {
+            throw BundleError(.io, "cannot read \(path): \(error.reason)")
+        }
         while true {
-            let n = Glibc.read(fd, buffer.baseAddress, buffer.count)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw BundleError(.io, "cannot read \(path) at byte \(verifier.position): \(String(cString: strerror(errno)))")
+            let n: Int
+            do throws(SystemError) {
+                n = try syscall("read", detail: path) { read(fd, buffer.baseAddress, buffer.count) }
+            } catch {
+                throw BundleError(.io, "cannot read \(path) at byte \(verifier.position): \(error.reason)")
             }
             if n == 0 { break }
             try verifier.consume(UnsafeRawBufferPointer(rebasing: buffer[0..<n])) { event in
@@ -144,11 +157,15 @@ public enum BundleWriter {
 
         var described: [(slotClass: String, name: String, size: UInt64, sha256: String)] = []
         for image in images {
-            let fd = Glibc.open(image.path, O_RDONLY | O_CLOEXEC)
-            if fd < 0 { throw BundleError(.image, "cannot open the image \(image.path): \(String(cString: strerror(errno)))") }
+            let fd: Int32
+            do {
+                fd = try syscall("open", detail: image.path) { open(image.path, O_RDONLY | O_CLOEXEC) }
+            } catch {
+                throw BundleError(.image, "cannot open the image \(image.path): \(error.reason)")
+            }
             files.append(fd)
             var st = stat()
-            guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
+            guard (try? syscall("fstat", detail: image.path) { fstat(fd, &st) }) != nil, st.st_mode & S_IFMT == S_IFREG else {
                 throw BundleError(.image, "the image \(image.path) is not a regular file")
             }
             let size = UInt64(max(st.st_size, 0))
@@ -192,8 +209,10 @@ public enum BundleWriter {
             do throws(SystemError) { try out.write(header) } catch { throw BundleError(.io, "cannot write \(output): \(error)") }
             for (n, fd) in files.enumerated() {
                 let image = manifest.images[n]
-                guard lseek(fd, 0, SEEK_SET) == 0 else {
-                    throw BundleError(.io, "cannot read \(images[n].path): \(String(cString: strerror(errno)))")
+                do throws(SystemError) {
+                    try syscall("lseek", detail: images[n].path) { lseek(fd, 0, SEEK_SET) }
+                } catch {
+                    throw BundleError(.io, "cannot read \(images[n].path): \(error.reason)")
                 }
                 let (count, digest) = try stream(fd, path: images[n].path, buffer: buffer, limit: image.size) { chunk throws(BundleError) in
                     do throws(SystemError) { try out.write(chunk) } catch { throw BundleError(.io, "cannot write \(output): \(error)") }
@@ -222,10 +241,11 @@ public enum BundleWriter {
         var count: UInt64 = 0
         while count <= limit {
             let want = Int(min(UInt64(buffer.count), limit + 1 - count))
-            let n = Glibc.read(fd, buffer.baseAddress, want)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw BundleError(.io, "cannot read \(path) at byte \(count): \(String(cString: strerror(errno)))")
+            let n: Int
+            do {
+                n = try syscall("read", detail: path) { read(fd, buffer.baseAddress, want) }
+            } catch {
+                throw BundleError(.io, "cannot read \(path) at byte \(count): \(error.reason)")
             }
             if n == 0 { break }
             count += UInt64(n)

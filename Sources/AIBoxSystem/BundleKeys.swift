@@ -140,21 +140,28 @@ public enum BundleKeys {
     }
 
     static func readKeyFile(_ path: String) throws(BundleError) -> String {
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { throw BundleError(.key, "cannot read the key \(path): \(String(cString: strerror(errno)))") }
+        let fd: Int32
+        do throws(SystemError) {
+            fd = try syscall("open", detail: path) { open(path, O_RDONLY | O_CLOEXEC) }
+        } catch {
+            throw BundleError(.key, "cannot read the key \(path): \(error.reason)")
+        }
         defer { closeDescriptor(fd) }
         var st = stat()
-        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else { throw BundleError(.key, "\(path) is not a key file") }
+        guard (try? syscall("fstat", detail: path) { fstat(fd, &st) }) != nil, st.st_mode & S_IFMT == S_IFREG else {
+            throw BundleError(.key, "\(path) is not a key file")
+        }
         guard st.st_size <= maxKeyFileBytes else {
             throw BundleError(.key, "\(path) has \(st.st_size) bytes; a key file has a few hundred: is this the right file?")
         }
         var bytes: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 4096)
         while bytes.count <= maxKeyFileBytes {
-            let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw BundleError(.key, "cannot read the key \(path): \(String(cString: strerror(errno)))")
+            let n: Int
+            do throws(SystemError) {
+                n = try syscall("read", detail: path) { buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) } }
+            } catch {
+                throw BundleError(.key, "cannot read the key \(path): \(error.reason)")
             }
             if n == 0 { break }
             bytes += buf[0..<n]
@@ -192,8 +199,8 @@ public enum BundleKeys {
     public static func write(_ key: Curve25519.Signing.PrivateKey, privatePath: String, publicPath: String) throws(BundleError) {
         guard privatePath != publicPath else { throw BundleError(.key, "--private and --public name the same file \(privatePath)") }
         for path in [privatePath, publicPath] {
-            var st = stat()
-            if lstat(path, &st) == 0 {
+            // A name that cannot even be looked at is left to the write to refuse.
+            if (try? fileStatus(path, followSymlinks: false)) != nil {
                 throw BundleError(.key, "\(path) already exists; keygen never overwrites a key: remove it first or choose another name")
             }
         }
@@ -203,7 +210,8 @@ public enum BundleKeys {
         do {
             try writeNewFile(publicPath, Array(publicKeyPEM(key.publicKey).utf8), mode: 0o644)
         } catch {
-            _ = unlink(privatePath)
+            // Just created by us: only a change under our feet (a read-only remount) could keep it.
+            removeFileBestEffort(privatePath)
             throw error
         }
     }

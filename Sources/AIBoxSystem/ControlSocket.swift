@@ -20,37 +20,51 @@ public final class ControlListener {
     private var reserve: Int32 = -1
 
     public init(path: String, group: gid_t? = nil) throws(SystemError) {
-        self.path = path
-        fd = try syscall("socket(AF_UNIX, SOCK_STREAM)") {
+        // Kept in locals until nothing can fail: a throw after every property is set would run
+        // deinit, which would close them a second time.
+        let fd = try syscall("socket(AF_UNIX, SOCK_STREAM)") {
             socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         }
+        var bound = false
         do throws(SystemError) {
-            _ = unlink(path)
+            // An earlier run's socket (the daemon's lock says it is nobody's now); one that
+            // cannot be removed makes bind fail with EADDRINUSE.
+            removeFileBestEffort(path)
             var addr = sockaddr_un()
             let len = aibox_sockaddr_un(&addr, path)
             guard len != socklen_t.max else { throw SystemError("bind", errno: ENAMETOOLONG, detail: path) }
             // Created with 0660 from the start: no window where others could connect.
             let old = umask(0o117)
-            let r = withUnsafePointer(to: &addr) { p in
-                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) }
+            do {
+                try syscall("bind", detail: path) {
+                    withUnsafePointer(to: &addr) { p in p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+                }
+            } catch {
+                umask(old)
+                throw error
             }
             umask(old)
-            if r < 0 { throw SystemError("bind", errno: errno, detail: path) }
-            if let group { _ = chown(path, uid_t.max, group) }
-            _ = chmod(path, 0o660)
+            bound = true
+            // Not fatal: without the group, root and our own user still may use the socket,
+            // and anyone else's CLI says it is not permitted.
+            if let group { _ = try? syscall("chown", detail: path) { chown(path, uid_t.max, group) } }
+            try syscall("chmod", detail: path) { chmod(path, 0o660) }
             // A deep queue: a burst of connections waits in it rather than blocking clients in connect.
             try syscall("listen") { listen(fd, SOMAXCONN) }
             reserve = try syscall("open", detail: "/dev/null") { open("/dev/null", O_RDONLY | O_CLOEXEC) }
         } catch {
             closeDescriptor(fd)
+            if bound { removeFileBestEffort(path) }
             throw error
         }
+        self.path = path
+        self.fd = fd
     }
 
     deinit {
         closeDescriptor(fd)
         closeDescriptor(reserve)
-        _ = unlink(path)
+        removeFileBestEffort(path)
     }
 
     /// What one `accept` gave.
@@ -67,19 +81,22 @@ public final class ControlListener {
 
     /// The next waiting connection, non-blocking, with its peer's credentials.
     public func accept() -> Accepted {
-        let c = aibox_accept(fd)
-        if c < 0 {
-            switch errno {
-            case EAGAIN: return .none
+        let c: Int32
+        do {
+            guard let accepted = try nonBlockingSyscall("accept4", detail: path, { aibox_accept(fd) }) else { return .none }
+            c = accepted
+        } catch {
+            switch error.errno {
             case EMFILE, ENFILE, ENOBUFS, ENOMEM: return .outOfDescriptors
-            default: return .failed(errno: errno)
+            default: return .failed(errno: error.errno)
             }
         }
         var pid: pid_t = 0, uid: uid_t = 0, gid: gid_t = 0
-        if aibox_peer_credentials(c, &pid, &uid, &gid) < 0 {
-            let e = errno
+        do {
+            try syscall("getsockopt(SO_PEERCRED)") { aibox_peer_credentials(c, &pid, &uid, &gid) }
+        } catch {
             closeDescriptor(c)
-            return .failed(errno: e)
+            return .failed(errno: error.errno)
         }
         return .connection(fd: c, peer: PeerCredentials(pid: pid, uid: uid, gid: gid))
     }
@@ -89,21 +106,25 @@ public final class ControlListener {
     /// could not be taken again: the caller stops accepting for a while).
     public func shedOne() -> Bool {
         guard reserve >= 0 else {
-            reserve = open("/dev/null", O_RDONLY | O_CLOEXEC)
+            reserve = ControlListener.openReserve()
             return false
         }
         closeDescriptor(reserve)
-        let c = aibox_accept(fd)
-        if c >= 0 { closeDescriptor(c) }
-        reserve = open("/dev/null", O_RDONLY | O_CLOEXEC)
-        return c >= 0
+        let c = try? syscall("accept4", detail: path) { aibox_accept(fd) }
+        if let c { closeDescriptor(c) }
+        reserve = ControlListener.openReserve()
+        return c != nil
+    }
+
+    /// The reserve descriptor; -1 when even that cannot be had now (out of descriptors).
+    private static func openReserve() -> Int32 {
+        (try? syscall("open", detail: "/dev/null") { open("/dev/null", O_RDONLY | O_CLOEXEC) }) ?? -1
     }
 
     /// Whether a peer may change things: root, our own user, or a member of the socket's group.
     public func mayChange(_ peer: PeerCredentials) -> Bool {
         if peer.uid == 0 || peer.uid == geteuid() { return true }
-        var st = stat()
-        guard stat(path, &st) == 0 else { return false }
+        guard let st = try? fileStatus(path) else { return false }
         if peer.gid == st.st_gid { return true }
         // Supplementary groups of the peer, from /proc/PID/status.
         guard let status = readTextFile("/proc/\(peer.pid)/status"),
@@ -126,7 +147,8 @@ public final class ControlConnection {
     /// socket is there but may not be used (EACCES), so that is never taken for "not running",
     /// and ETIMEDOUT when the daemon's queue of connections stays full until `timeout`.
     public init?(path: String, timeout: Duration) throws(SystemError) {
-        deadline = Clock.monotonic() + timeout
+        let deadline = Clock.monotonic() + timeout
+        self.deadline = deadline
         let s = try syscall("socket(AF_UNIX)") { socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
         var addr = sockaddr_un()
         let len = aibox_sockaddr_un(&addr, path)
@@ -137,20 +159,31 @@ public final class ControlConnection {
         // A Unix socket's connect waits while the listener's backlog is full, for at most
         // SO_SNDTIMEO (then EAGAIN).
         var tv = timeval(tv_sec: Int(timeout.milliseconds / 1000), tv_usec: Int(timeout.milliseconds % 1000) * 1000)
-        _ = setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        var r: Int32
-        repeat {
-            r = withUnsafePointer(to: &addr) { p in
-                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(s, $0, len) }
+        do throws(SystemError) {
+            try syscall("setsockopt(SO_SNDTIMEO)") { setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size)) }
+            var tried = false
+            do {
+                try syscall("connect", detail: path) { () -> Int32 in
+                    // Retried after a signal only until the deadline; then as if the wait had timed out.
+                    if tried && Clock.monotonic() >= deadline {
+                        Glibc.errno = EAGAIN
+                        return -1
+                    }
+                    tried = true
+                    return withUnsafePointer(to: &addr) { p in
+                        p.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(s, $0, len) }
+                    }
+                }
+            } catch {
+                throw SystemError("connect", errno: error.errno == EAGAIN ? ETIMEDOUT : error.errno, detail: path)
             }
-        } while r < 0 && errno == EINTR && Clock.monotonic() < deadline
-        if r < 0 {
-            let e = errno
+            try syscall("fcntl(O_NONBLOCK)") { aibox_set_nonblocking(s) }
+        } catch {
             closeDescriptor(s)
-            if e == ENOENT || e == ECONNREFUSED || e == ENOTDIR { return nil }
-            throw SystemError("connect", errno: e == EAGAIN || e == EINTR ? ETIMEDOUT : e, detail: path)
+            let e = error.errno
+            if error.function == "connect" && (e == ENOENT || e == ECONNREFUSED || e == ENOTDIR) { return nil }
+            throw error
         }
-        _ = aibox_set_nonblocking(s)
         fd = s
     }
 
@@ -162,10 +195,15 @@ public final class ControlConnection {
             let left = deadline.since(Clock.monotonic())
             guard left > .zero else { throw SystemError(call, errno: ETIMEDOUT) }
             var p = pollfd(fd: fd, events: events, revents: 0)
-            let n = poll(&p, 1, Int32(min(max(1, (left.nanoseconds + 999_999) / 1_000_000), Int64(Int32.max))))
+            // After a signal, the retry waits for what is left then.
+            let n = try syscall("poll") { poll(&p, 1, millisecondsLeft()) }
             if n > 0 { return }
-            if n < 0 && errno != EINTR { throw SystemError("poll", errno: errno) }
         }
+    }
+
+    /// Until the deadline, rounded up (at least 1).
+    private func millisecondsLeft() -> Int32 {
+        Int32(min(max(1, (deadline.since(Clock.monotonic()).nanoseconds + 999_999) / 1_000_000), Int64(Int32.max)))
     }
 
     public func send(line: String) throws(SystemError) {
@@ -173,13 +211,13 @@ public final class ControlConnection {
         var offset = 0
         while offset < bytes.count {
             // MSG_NOSIGNAL: a daemon that closed the connection is an error here, not SIGPIPE.
-            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
-            if n >= 0 {
+            let sent = try nonBlockingSyscall("send") {
+                bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
+            }
+            if let n = sent {
                 offset += n
-            } else if errno == EAGAIN {
+            } else {
                 try wait(Int16(POLLOUT), "send")
-            } else if errno != EINTR {
-                throw SystemError("send", errno: errno)
             }
         }
     }
@@ -193,13 +231,17 @@ public final class ControlConnection {
                 return line
             }
             var chunk = [UInt8](repeating: 0, count: 65536)
-            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 && errno == EAGAIN {
+            let got: Int?
+            do {
+                got = try nonBlockingSyscall("read") { chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) } }
+            } catch {
+                got = 0  // a failed read (a connection reset) ends the stream as its end does
+            }
+            guard let n = got else {
                 try wait(Int16(POLLIN), "read")
                 continue
             }
-            if n <= 0 {
+            if n == 0 {
                 if buffer.isEmpty { return nil }
                 let line = String(decoding: buffer, as: UTF8.self)
                 buffer = []

@@ -42,7 +42,9 @@ public final class EventLoop {
         signalHandler = handler
         try add(signalFD, events: EPOLLIN.rawValue) { [unowned self] _ in
             var info = signalfd_siginfo()
-            while Glibc.read(self.signalFD, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size {
+            let size = MemoryLayout<signalfd_siginfo>.size
+            // Until EAGAIN: every pending signal, each read whole.
+            while (try? nonBlockingSyscall("read", detail: "signalfd") { Glibc.read(self.signalFD, &info, size) }) == size {
                 self.signalHandler?(Int32(info.ssi_signo))
             }
         }
@@ -74,12 +76,16 @@ public final class EventLoop {
         var ev = epoll_event()
         ev.events = events
         ev.data.fd = fd
-        _ = epoll_ctl(epollFD, EPOLL_CTL_MOD, fd, &ev)
+        // Fails only for a descriptor never added (ENOENT), a caller's bug that shows as a
+        // connection that stalls until its deadline; EBADF stops the program.
+        _ = try? syscall("epoll_ctl(MOD)") { epoll_ctl(epollFD, EPOLL_CTL_MOD, fd, &ev) }
     }
 
     /// Stops watching `fd` (the caller closes it).
     public func remove(_ fd: Int32) {
-        _ = epoll_ctl(epollFD, EPOLL_CTL_DEL, fd, nil)
+        // ENOENT: it was not watched, so there is nothing to stop. EBADF (closed before it was
+        // removed: the loop could be watching another file by that number) stops the program.
+        _ = try? syscall("epoll_ctl(DEL)") { epoll_ctl(epollFD, EPOLL_CTL_DEL, fd, nil) }
         handlers[fd] = nil
     }
 
@@ -88,11 +94,14 @@ public final class EventLoop {
         running = true
         var events = [epoll_event](repeating: epoll_event(), count: 64)
         while running {
-            let timeout = timeoutMilliseconds()
-            let n = events.withUnsafeMutableBufferPointer { epoll_wait(epollFD, $0.baseAddress, 64, timeout) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                preconditionFailure("epoll_wait: \(errno)")
+            // The timeout is taken again on a retry after a signal: the deadline does not move.
+            let n: Int32
+            do {
+                n = try syscall("epoll_wait") {
+                    events.withUnsafeMutableBufferPointer { epoll_wait(epollFD, $0.baseAddress, 64, timeoutMilliseconds()) }
+                }
+            } catch {
+                preconditionFailure("\(error)")  // EINVAL only: not an epoll descriptor, a bug
             }
             for i in 0..<Int(n) {
                 let fd = events[i].data.fd

@@ -37,10 +37,11 @@ public struct Keyring: Sendable {
     /// Reads `directory/*.pub` (sorted by name). A missing directory is an error; files that
     /// are not keys are skipped and listed in `problems`.
     public static func load(directory: String) throws(BundleError) -> Keyring {
-        var st = stat()
-        guard stat(directory, &st) == 0 else {
-            throw BundleError(.key, "cannot read the keyring \(directory): \(String(cString: strerror(errno)))")
+        let found: stat?
+        do throws(SystemError) { found = try fileStatus(directory) } catch {
+            throw BundleError(.key, "cannot read the keyring \(directory): \(error.reason)")
         }
+        guard let st = found else { throw BundleError(.key, "cannot read the keyring \(directory): \(String(cString: strerror(ENOENT)))") }
         guard st.st_mode & S_IFMT == S_IFDIR else { throw BundleError(.key, "the keyring \(directory) is not a directory") }
         var keys: [Key] = []
         var problems: [String] = []

@@ -38,18 +38,23 @@ public final class RotatingLog {
     private func openIfNeeded() -> Bool {
         if fd >= 0 { return true }
         // O_NONBLOCK: a FIFO put in the log's place fails the open (ENXIO) instead of blocking the loop in it.
-        fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NONBLOCK, 0o640)
-        if fd < 0 { return false }
+        guard let opened = try? syscall("open", detail: path, { open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NONBLOCK, 0o640) })
+        else { return false }
+        fd = opened
         var st = stat()
-        size = fstat(fd, &st) == 0 ? Int(st.st_size) : 0
+        size = (try? syscall("fstat", detail: path) { fstat(fd, &st) }) != nil ? Int(st.st_size) : 0
         return true
     }
 
     private func rotate() {
         closeDescriptor(fd)
         fd = -1
-        for i in stride(from: keep, to: 1, by: -1) { _ = rename("\(path).\(i - 1)", "\(path).\(i)") }
-        if keep >= 1 { _ = rename(path, "\(path).1") } else { _ = unlink(path) }
+        // Like the output itself, best effort: a rotation that fails (the older files missing, a
+        // full or read-only disk) leaves the file to grow or to take no more, never the worker blocked.
+        for i in stride(from: keep, to: 1, by: -1) {
+            _ = try? syscall("rename", detail: "\(path).\(i - 1)") { rename("\(path).\(i - 1)", "\(path).\(i)") }
+        }
+        if keep >= 1 { _ = try? syscall("rename", detail: path) { rename(path, "\(path).1") } } else { removeFileBestEffort(path) }
         size = 0
     }
 

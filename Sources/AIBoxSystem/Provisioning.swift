@@ -53,9 +53,11 @@ public struct Provisioner {
         }
         try tx.commit()
         applier.tellRunningSystem(config)
+        // Tidying after the box is provisioned, so not a failure of it: a secret no longer named
+        // stays unused (given to no worker), and factory-reset reports one it cannot remove.
         let kept = Set(config.secretNames)
-        for name in store.names() where Provisioner.isSetupSecret(name) && !kept.contains(name) { store.remove(name) }
-        SecretStore(directory: paths.setupStaging).removeAll()
+        for name in store.names() where Provisioner.isSetupSecret(name) && !kept.contains(name) { try? store.remove(name) }
+        try? SecretStore(directory: paths.setupStaging).removeAll()
     }
 
     /// Secrets setup owns (others may be placed by the image or by hand, and stay).
@@ -68,17 +70,23 @@ public struct Provisioner {
     /// overrides and the applied settings. The database's history and the update version
     /// floor stay; the journal is cleared by the caller (it owns the connection).
     public func factoryReset() throws(SystemError) {
-        if fileExists(paths.boxConfig) {
-            _ = try syscall("unlink", detail: paths.boxConfig) { unlink(paths.boxConfig) }
-            syncDirectory(parentDirectory(paths.boxConfig))
+        if try removeFile(paths.boxConfig) { syncDirectory(parentDirectory(paths.boxConfig)) }
+        // From here, what cannot be removed does not keep the rest: the first failure is thrown
+        // after, so a secret left behind is never reported as reset.
+        var failure: SystemError?
+        for directory in [paths.secrets, paths.setupStaging] {
+            do { try SecretStore(directory: directory).removeAll() } catch { failure = failure ?? error }
         }
-        SecretStore(directory: paths.secrets).removeAll()
-        SecretStore(directory: paths.setupStaging).removeAll()
         // The workers' copies too (the daemon stops them; a copy must not outlive the reset).
-        for w in listDirectory(paths.credentials) { removeCredentialsDirectory(paths.credentials + "/" + w) }
-        for f in listDirectory(paths.localWorkers) { _ = unlink(paths.localWorkers + "/" + f) }
+        for w in listDirectory(paths.credentials) {
+            do { try removeCredentials(directory: paths.credentials + "/" + w) } catch { failure = failure ?? error }
+        }
+        for f in listDirectory(paths.localWorkers) {
+            do { try removeFile(paths.localWorkers + "/" + f) } catch { failure = failure ?? error }
+        }
         syncDirectory(paths.localWorkers)
-        try applier.reset()
+        do { try applier.reset() } catch { failure = failure ?? error }
+        if let failure { throw failure }
     }
 }
 
@@ -144,16 +152,34 @@ extension Provisioner {
     }
 }
 
-/// Removes a worker's credentials directory (mode 0500 while in use: made writable first).
-public func removeCredentialsDirectory(_ dir: String) {
-    _ = chmod(dir, 0o700)
-    for f in listDirectory(dir) { _ = unlink(dir + "/" + f) }
-    _ = rmdir(dir)
+/// Removes a worker's credentials directory (mode 0500 while in use: made writable first):
+/// every file, then the directory; the first failure is thrown after trying them all.
+public func removeCredentials(directory dir: String) throws(SystemError) {
+    do {
+        try syscall("chmod", detail: dir) { chmod(dir, 0o700) }
+    } catch {
+        if error.errno == ENOENT { return }
+        throw error
+    }
+    var failure: SystemError?
+    for f in listDirectory(dir) {
+        do { try removeFile(dir + "/" + f) } catch { failure = failure ?? error }
+    }
+    if let failure { throw failure }
+    do {
+        try syscall("rmdir", detail: dir) { rmdir(dir) }
+    } catch {
+        if error.errno != ENOENT { throw error }
+    }
 }
 
+/// `removeCredentials(directory:)` with its failure dropped: what the daemon calls when a
+/// worker stops (Supervisor.swift), until it reports the failure itself.
+public func removeCredentialsDirectory(_ dir: String) { _ = try? removeCredentials(directory: dir) }
+
 /// Files replaced together: each is written under a temporary name first (`AtomicFile`:
-/// write, fsync); `commit` puts them in place in the order they were staged, then makes the
-/// removals. `abandon` deletes what was staged: nothing was replaced.
+/// write, fsync); `commit` makes the removals, then puts the files in place in the order they
+/// were staged. `abandon` deletes what was staged: nothing was replaced.
 final class FileTransaction {
     private enum Staged {
         case file(AtomicFile)
@@ -177,7 +203,7 @@ final class FileTransaction {
     func symlink(_ path: String, target: String) throws(SystemError) {
         try makeDirectories(parentDirectory(path))
         let tmp = path + AtomicFile.suffix
-        _ = unlink(tmp)
+        removeFileBestEffort(tmp)  // left by a power cut; one that stays makes symlink fail with EEXIST
         _ = try syscall("symlink", detail: tmp) { Glibc.symlink(target, tmp) }
         staged.append(.symlink(temporary: tmp, path: path))
     }
@@ -188,7 +214,7 @@ final class FileTransaction {
         for s in staged {
             switch s {
             case .file(let f): f.abandon()
-            case .symlink(let tmp, _): _ = unlink(tmp)
+            case .symlink(let tmp, _): removeFileBestEffort(tmp)
             }
         }
         staged = []
@@ -197,6 +223,20 @@ final class FileTransaction {
 
     func commit() throws(SystemError) {
         var directories: [String] = []
+        // Removals first: one that fails (a directory where a file should go) stops the commit
+        // before anything is replaced, and no power cut can leave a file that was to go (an SSH
+        // key, a Wi-Fi password) beside the configuration placed last.
+        for r in removals {
+            do {
+                try removeFile(r)
+            } catch {
+                abandon()
+                throw SystemError(
+                    error.function, errno: error.errno, detail: "\(error.detail ?? "") (no file was replaced; run the same setup again)")
+            }
+            let dir = parentDirectory(r)
+            if !directories.contains(dir) { directories.append(dir) }
+        }
         for (i, s) in staged.enumerated() {
             let path: String
             do {
@@ -212,14 +252,10 @@ final class FileTransaction {
                 staged = Array(staged[i...])
                 abandon()
                 throw SystemError(
-                    error.function, errno: error.errno, detail: "\(error.detail ?? "") (the files before it were replaced; run the same setup again)")
+                    error.function, errno: error.errno,
+                    detail: "\(error.detail ?? "") (the files before it were replaced; run the same setup again)")
             }
             let dir = parentDirectory(path)
-            if !directories.contains(dir) { directories.append(dir) }
-        }
-        for r in removals {
-            _ = unlink(r)
-            let dir = parentDirectory(r)
             if !directories.contains(dir) { directories.append(dir) }
         }
         for d in directories { syncDirectory(d) }

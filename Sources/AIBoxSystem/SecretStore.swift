@@ -46,13 +46,19 @@ public struct SecretStore {
         return out
     }
 
-    public func remove(_ name: String) {
+    public func remove(_ name: String) throws(SystemError) {
         guard SecretStore.isValidName(name) else { return }
-        _ = unlink(directory + "/" + name)
+        try removeFile(directory + "/" + name)
     }
 
-    public func removeAll() {
-        for n in listDirectory(directory) { _ = unlink(directory + "/" + n) }
+    /// Every file of the directory; one that cannot be removed does not keep the others, and
+    /// the first failure is thrown after: a secret left behind is reported, never passed over.
+    public func removeAll() throws(SystemError) {
+        var failure: SystemError?
+        for n in listDirectory(directory) {
+            do { try removeFile(directory + "/" + n) } catch { failure = failure ?? error }
+        }
         syncDirectory(directory)
+        if let failure { throw failure }
     }
 }

@@ -28,22 +28,27 @@ public final class MountedVolume {
         defer { if loopFD >= 0 { closeDescriptor(loopFD) } }
         let fsType = volume.fsType ?? "vfat"
         let flags = UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC)
-        if mount(source, mountPoint, fsType, flags, nil) == 0 {
+        do {
+            try syscall("mount", detail: "\(source) (\(fsType)) on \(mountPoint)") { mount(source, mountPoint, fsType, flags, nil) }
             writable = true
-        } else if errno == EROFS || errno == EACCES {
+        } catch {
+            guard error.errno == EROFS || error.errno == EACCES else { throw error }
             _ = try syscall("mount", detail: "\(source) (\(fsType), read-only) on \(mountPoint)") {
                 mount(source, mountPoint, fsType, flags | UInt(MS_RDONLY), nil)
             }
             writable = false
-        } else {
-            throw SystemError("mount", errno: errno, detail: "\(source) (\(fsType)) on \(mountPoint)")
         }
         self.mountPoint = mountPoint
     }
 
-    /// Unmounts (lazily if something still holds it).
+    /// Unmounts (lazily if something still holds it). The report was fsynced before: a volume
+    /// that cannot be unmounted even lazily loses nothing, and the kernel lets it go with the stick.
     public func unmount() {
-        if umount2(mountPoint, 0) != 0 { _ = umount2(mountPoint, Int32(MNT_DETACH)) }
+        do {
+            try syscall("umount2", detail: mountPoint) { umount2(mountPoint, 0) }
+        } catch {
+            _ = try? syscall("umount2(MNT_DETACH)", detail: mountPoint) { umount2(mountPoint, Int32(MNT_DETACH)) }
+        }
     }
 
     /// Writes a file on the volume: a temporary name, fsync, rename — a stick pulled out
@@ -134,8 +139,7 @@ public struct StickSeed {
         }
         defer { mounted.unmount() }
         let seedPath = mounted.mountPoint + "/" + Seed.fileName
-        var st = stat()
-        guard lstat(seedPath, &st) == 0 else {
+        guard (try? fileStatus(seedPath, followSymlinks: false)) != nil else {
             return Outcome(applied: false, message: "no \(Seed.fileName) on it; nothing to do")
         }
         let outcome = apply(seedPath, volume: volume, mounted: mounted)

@@ -92,7 +92,8 @@ public struct SettingsApplier {
     /// On the box itself (root `/`): the running system learns the new settings.
     func tellRunningSystem(_ c: BoxConfig) {
         guard live else { return }
-        _ = c.name.withCString { sethostname($0, strlen($0)) }
+        // Best effort, like the programs below: etc/hostname is written, and names the box from the next boot.
+        _ = try? syscall("sethostname", detail: c.name) { c.name.withCString { sethostname($0, strlen($0)) } }
         if let hash = c.admin.passwordHash { _ = runProgram(["/usr/sbin/chpasswd", "-e"], input: "admin:\(hash)\n") }
         if fileExists("/usr/bin/networkctl") { _ = runProgram(["/usr/bin/networkctl", "reload"], input: nil) }
     }

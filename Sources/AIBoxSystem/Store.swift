@@ -203,9 +203,11 @@ public final class Store {
     private func rebuild(because error: SQLiteError) {
         db = nil
         let aside = "\(path).corrupt-\(Clock.wallMilliseconds())"
-        _ = rename(path, aside)
-        _ = rename(path + "-wal", aside + "-wal")
-        _ = unlink(path + "-shm")
+        // Unchecked: a database that could not be moved is still there, and the connect below
+        // fails on it and says so. (A WAL that stays would be replayed into the new file.)
+        _ = try? syscall("rename", detail: path) { rename(path, aside) }
+        _ = try? syscall("rename", detail: path + "-wal") { rename(path + "-wal", aside + "-wal") }
+        removeFileBestEffort(path + "-shm")
         movedAside = aside
         do {
             let connection = try Store.connect(path)

@@ -17,8 +17,11 @@ public struct SystemError: Error, CustomStringConvertible, Sendable {
     public var description: String {
         var s = "\(function)"
         if let detail { s += " \(detail)" }
-        return s + ": " + String(cString: strerror(errno))
+        return s + ": " + reason
     }
+
+    /// errno in words ("No such file or directory").
+    public var reason: String { String(cString: strerror(errno)) }
 }
 
 /// Every system call goes through here: EINTR is retried, the error names the function,
@@ -33,6 +36,28 @@ public func syscall<T: BinaryInteger>(_ function: String, detail: String? = nil,
         if e == EINTR { continue }
         precondition(e != EBADF && e != EFAULT, "\(function) failed with \(e == EBADF ? "EBADF" : "EFAULT"): a bug")
         throw SystemError(function, errno: e, detail: detail)
+    }
+}
+
+/// `syscall` on a non-blocking descriptor: nil when the call would block (EAGAIN).
+@inline(__always)
+public func nonBlockingSyscall<T: BinaryInteger>(_ function: String, detail: String? = nil, _ body: () -> T) throws(SystemError) -> T? {
+    do {
+        return try syscall(function, detail: detail, body)
+    } catch {
+        if error.errno == EAGAIN || error.errno == EWOULDBLOCK { return nil }
+        throw error
+    }
+}
+
+/// `syscall` for the calls that return an error number instead of setting errno
+/// (posix_fallocate, posix_fadvise): the same retry, the same errors.
+public func syscallReturningError(_ function: String, detail: String? = nil, _ body: () -> Int32) throws(SystemError) {
+    try syscall(function, detail: detail) { () -> Int32 in
+        let r = body()
+        if r == 0 { return 0 }
+        Glibc.errno = r
+        return -1
     }
 }
 
@@ -65,9 +90,28 @@ public func descriptorLimit() -> Int {
     return Int(clamping: limit.rlim_cur)
 }
 
-/// Closes a descriptor, ignoring EINTR as Linux requires (the descriptor is gone either way).
+/// Closes a descriptor: the one raw `close`, outside `syscall` because it must not be retried
+/// (Linux has released the number even when close says EINTR, and it may be another's by
+/// the retry). Its errors are not reported: EIO of a last write back is for `fsync` to say
+/// (whoever needs the bytes on the disk calls it first). EBADF, a descriptor closed twice
+/// (which may have closed another's in between), is a bug; it is to stop the program as in
+/// `syscall` once no caller closes twice any more.
 public func closeDescriptor(_ fd: Int32) {
     if fd >= 0 { _ = Glibc.close(fd) }
+}
+
+/// Sleeps for `duration` (nanosleep: the monotonic clock); a signal handler that interrupts
+/// it does not cut it short: the retry sleeps what was left.
+public func sleep(for duration: Duration) {
+    let ns = max(duration.nanoseconds, 0)
+    var request = timespec(tv_sec: Int(ns / 1_000_000_000), tv_nsec: Int(ns % 1_000_000_000))
+    var left = timespec()
+    // nanosleep fails only with EINTR (retried) and EINVAL/EFAULT, impossible here.
+    _ = try? syscall("nanosleep") { () -> Int32 in
+        let r = nanosleep(&request, &left)
+        request = left
+        return r
+    }
 }
 
 /// Writes all of `bytes`, retrying short writes and EINTR.
@@ -136,19 +180,32 @@ public enum FileReadError: Error, CustomStringConvertible, Sendable {
 /// caller in open or read), at most `limit` bytes (a file that is larger, or grows past it
 /// while read, is refused rather than cut). `followSymlinks: false` refuses a symlink too.
 public func readRegularFile(_ path: String, limit: Int, followSymlinks: Bool = true) throws(FileReadError) -> [UInt8] {
-    var st = stat()
-    if (followSymlinks ? stat(path, &st) : lstat(path, &st)) != 0 { throw .cannotOpen(path: path, errno: errno) }
+    let found: stat?
+    do {
+        found = try fileStatus(path, followSymlinks: followSymlinks)
+    } catch {
+        throw .cannotOpen(path: path, errno: error.errno)
+    }
+    guard var st = found else { throw .cannotOpen(path: path, errno: ENOENT) }
     guard st.st_mode & S_IFMT == S_IFREG else { throw .notRegular(path: path, kind: FileReadError.kind(st.st_mode)) }
     // /proc files say 0: their size is only known by reading them.
     guard Int(st.st_size) <= limit else { throw .tooLarge(path: path, size: Int(st.st_size), limit: limit) }
-    let fd = Glibc.open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY | (followSymlinks ? 0 : O_NOFOLLOW))
-    if fd < 0 {
-        let e = errno
-        if e == ELOOP && !followSymlinks { throw .notRegular(path: path, kind: "a symbolic link") }
-        throw .cannotOpen(path: path, errno: e)
+    let fd: Int32
+    do {
+        fd = try syscall("open", detail: path) {
+            open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY | (followSymlinks ? 0 : O_NOFOLLOW))
+        }
+    } catch {
+        if error.errno == ELOOP && !followSymlinks { throw .notRegular(path: path, kind: "a symbolic link") }
+        throw .cannotOpen(path: path, errno: error.errno)
     }
     defer { closeDescriptor(fd) }
-    guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else { throw .notRegular(path: path, kind: FileReadError.kind(st.st_mode)) }
+    do {
+        try syscall("fstat", detail: path) { fstat(fd, &st) }
+    } catch {
+        throw .readFailed(path: path, errno: error.errno)
+    }
+    guard st.st_mode & S_IFMT == S_IFREG else { throw .notRegular(path: path, kind: FileReadError.kind(st.st_mode)) }
     guard Int(st.st_size) <= limit else { throw .tooLarge(path: path, size: Int(st.st_size), limit: limit) }
     var out = [UInt8](repeating: 0, count: Swift.min(limit + 1, Swift.max(Int(st.st_size) + 1, 4096)))
     var total = 0
@@ -157,10 +214,13 @@ public func readRegularFile(_ path: String, limit: Int, followSymlinks: Bool = t
             guard out.count <= limit else { throw .tooLarge(path: path, size: nil, limit: limit) }
             out += [UInt8](repeating: 0, count: Swift.min(out.count, limit + 1 - out.count))
         }
-        let n = out.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + total, $0.count - total) }
-        if n < 0 {
-            if errno == EINTR { continue }
-            throw .readFailed(path: path, errno: errno)
+        let n: Int
+        do {
+            n = try syscall("read", detail: path) {
+                out.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + total, $0.count - total) }
+            }
+        } catch {
+            throw .readFailed(path: path, errno: error.errno)
         }
         if n == 0 { break }
         total += n
@@ -189,13 +249,51 @@ public func makeDirectories(_ path: String, mode: mode_t = 0o755) throws(SystemE
     var current = path.hasPrefix("/") ? "" : "."
     for part in path.split(separator: "/") {
         current += "/" + part
-        if mkdir(current, mode) < 0 && errno != EEXIST {
-            throw SystemError("mkdir", errno: errno, detail: current)
+        do {
+            try syscall("mkdir", detail: current) { mkdir(current, mode) }
+        } catch {
+            if error.errno != EEXIST { throw error }
         }
     }
 }
 
-public func fileExists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+/// What is at `path` (lstat when `followSymlinks` is false, so a link is itself): nil when
+/// there is nothing (ENOENT). Any other failure (EACCES, ELOOP, ENOTDIR, EIO) is thrown, so
+/// that it is never taken for absence unless the caller says so (`try?`).
+public func fileStatus(_ path: String, followSymlinks: Bool = true) throws(SystemError) -> stat? {
+    var st = stat()
+    do {
+        if followSymlinks {
+            try syscall("stat", detail: path) { stat(path, &st) }
+        } else {
+            try syscall("lstat", detail: path) { lstat(path, &st) }
+        }
+    } catch {
+        if error.errno == ENOENT { return nil }
+        throw error
+    }
+    return st
+}
+
+/// Whether there is something at `path` (symlinks followed); false also when it cannot be looked at.
+public func fileExists(_ path: String) -> Bool { (try? fileStatus(path)) != nil }
+
+/// Removes a file (unlink); false when there was none (ENOENT: what should be gone is gone).
+@discardableResult
+public func removeFile(_ path: String) throws(SystemError) -> Bool {
+    do {
+        try syscall("unlink", detail: path) { unlink(path) }
+        return true
+    } catch {
+        if error.errno == ENOENT { return false }
+        throw error
+    }
+}
+
+/// Removes a file whose removal is only tidying — a temporary file, an abandoned copy, a
+/// stale socket — where nothing depends on it being gone and a failure could change nothing
+/// the caller does: the one place where such a failure is dropped, on purpose.
+public func removeFileBestEffort(_ path: String) { _ = try? removeFile(path) }
 
 /// Names in a directory (no "." or ".."); empty when it cannot be read.
 public func listDirectory(_ path: String) -> [String] {
@@ -225,16 +323,31 @@ public final class ProcessLock {
     /// nil when another process holds it.
     public init?(path: String) throws(SystemError) {
         let fd = try syscall("open", detail: path) { open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644) }
-        if flock(fd, LOCK_EX | LOCK_NB) < 0 {
-            let e = errno
+        do {
+            try syscall("flock", detail: path) { flock(fd, LOCK_EX | LOCK_NB) }
+        } catch {
             closeDescriptor(fd)
-            if e == EWOULDBLOCK { return nil }
-            throw SystemError("flock", errno: e, detail: path)
+            if error.errno == EWOULDBLOCK { return nil }
+            throw error
         }
         self.fd = fd
     }
 
     deinit { closeDescriptor(fd) }
+}
+
+/// Descriptors 0, 1 and 2 as every program expects them: one a parent left closed is opened
+/// on /dev/null. Left closed, the next file opened would take its number and get what is
+/// meant for standard output (a database, a log), and a write to it would be EBADF, which
+/// `syscall` takes for a bug of ours. open gives the lowest free number: once it gives one
+/// above 2, the three are open.
+public func openStandardDescriptors() {
+    while let fd = try? syscall("open", detail: "/dev/null", { open("/dev/null", O_RDWR) }) {
+        if fd > 2 {
+            closeDescriptor(fd)
+            return
+        }
+    }
 }
 
 /// Writes to standard output / standard error, unbuffered (nothing else of ours buffers them).
@@ -256,7 +369,9 @@ public func currentEnvironment() -> [String: String] {
 /// This program's own path (/proc/self/exe), to run it again as a child.
 public func currentExecutable() -> String? {
     var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-    let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+    guard let n = try? syscall("readlink", detail: "/proc/self/exe", { readlink("/proc/self/exe", &buf, buf.count - 1) }) else {
+        return nil
+    }
     return n > 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : nil
 }
 

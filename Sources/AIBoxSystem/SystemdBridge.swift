@@ -10,7 +10,7 @@ func sdNotify(_ text: String) -> Int32 {
 public enum Journal {
     /// True when journald's socket is there to write to.
     public static var isAvailable: Bool {
-        access("/run/systemd/journal/stdout", F_OK) == 0
+        fileExists("/run/systemd/journal/stdout")
     }
 
     /// A stream descriptor connected to journald (sd_journal_stream_fd): what the worker

@@ -122,7 +122,7 @@ public final class UdevMonitor {
 
     /// Which source to listen to: "udev" when udevd runs (its control socket exists), else "kernel".
     public static func preferredSource() -> String {
-        access("/run/udev/control", F_OK) == 0 || getenv("UMOCKDEV_DIR") != nil ? "udev" : "kernel"
+        fileExists("/run/udev/control") || getenv("UMOCKDEV_DIR") != nil ? "udev" : "kernel"
     }
 
     public init(subsystems: [String] = UdevInventory.subsystems) throws(SystemError) {
@@ -143,11 +143,18 @@ public final class UdevMonitor {
         }
         // Room for a burst (a hub with many devices) before the kernel drops events.
         _ = udev_monitor_set_receive_buffer_size(monitor, 4 << 20)
+        let fd = udev_monitor_get_fd(monitor)
+        do {
+            try syscall("fcntl(O_NONBLOCK)", detail: "(\(source) source)") { aibox_set_nonblocking(fd) }
+        } catch {
+            udev_monitor_unref(monitor)
+            udev_unref(udev)
+            throw error
+        }
         self.udev = udev
         self.monitor = monitor
         self.source = source
-        fd = udev_monitor_get_fd(monitor)
-        _ = aibox_set_nonblocking(fd)
+        self.fd = fd
     }
 
     deinit {
@@ -192,7 +199,7 @@ public final class UdevMonitor {
 
     private func hasData() -> Bool {
         var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        return poll(&p, 1, 0) > 0 && p.revents & Int16(POLLIN) != 0
+        return (try? syscall("poll") { poll(&p, 1, 0) }) ?? 0 > 0 && p.revents & Int16(POLLIN) != 0
     }
 }
 

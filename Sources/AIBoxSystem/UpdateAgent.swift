@@ -129,12 +129,13 @@ public final class UpdateAgent {
 /// The floor file (var/lib/aibox/update-floor): read strictly, written atomically with fsync.
 public enum VersionFloorStore {
     public static func read(_ path: String) -> VersionFloor.File {
-        var st = stat()
+        let found: stat?
         do {
-            try syscall("lstat", detail: path) { lstat(path, &st) }
+            found = try fileStatus(path, followSymlinks: false)
         } catch {
-            return error.errno == ENOENT ? .absent : .unreadable("\(error)")
+            return .unreadable("\(error)")
         }
+        guard let st = found else { return .absent }
         guard st.st_mode & S_IFMT == S_IFREG else { return .unreadable("\(path) is not a regular file") }
         guard let bytes = readSmallFile(path, limit: 4096) else { return .unreadable("\(path) cannot be read") }
         switch VersionFloorFile.decode(bytes) {

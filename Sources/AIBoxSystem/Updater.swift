@@ -177,15 +177,22 @@ public enum Installer {
     }
 
     static func readFile(_ path: String, session: InstallSession) throws -> SemanticVersion {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw UpdateError("cannot open \(path): \(String(cString: strerror(errno)))") }
+        let fd: Int32
+        do throws(SystemError) {
+            fd = try syscall("open", detail: path) { open(path, O_RDONLY | O_CLOEXEC) }
+        } catch {
+            throw UpdateError("cannot open \(path): \(error.reason)")
+        }
         defer { closeDescriptor(fd) }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
         defer { buffer.deallocate() }
         while true {
-            let n = read(fd, buffer.baseAddress, buffer.count)
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 { throw UpdateError("reading the bundle: \(String(cString: strerror(errno)))") }
+            let n: Int
+            do throws(SystemError) {
+                n = try syscall("read", detail: path) { read(fd, buffer.baseAddress, buffer.count) }
+            } catch {
+                throw UpdateError("reading the bundle: \(error.reason)")
+            }
             if n == 0 { break }
             try session.consume(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
         }
@@ -244,12 +251,14 @@ public enum Installer {
             guard failures <= retries else {
                 throw UpdateError("\(url): the download failed \(failures) times; the last: \(message)")
             }
-            let delay = Double(
-                Backoff(base: .seconds(1), max: .seconds(30)).delay(attempt: failures, random: Double.random(in: 0...1)).milliseconds) / 1000
+            let delay =
+                Double(
+                    Backoff(base: .seconds(1), max: .seconds(30)).delay(attempt: failures, random: Double.random(in: 0...1)).milliseconds)
+                / 1000
             let retry = DownloadRetry(attempt: failures, of: retries, position: cutAt, reason: message, delaySeconds: delay)
             session.agent.journal.record("update.download-retry", retry.description)
             report(.retry(retry))
-            usleep(UInt32(delay * 1_000_000))
+            sleep(for: .nanoseconds(Int64(delay * 1e9)))
         }
     }
 }
@@ -344,33 +353,40 @@ final class SlotWriter {
     init(device: String, size: UInt64) throws(UpdateError) {
         self.device = device
         self.size = size
-        var st = stat()
-        let exists = stat(device, &st) == 0
-        let isBlock = exists && st.st_mode & S_IFMT == S_IFBLK
+        // Not there yet (or not to be looked at): an image file, created.
+        let isBlock = (try? fileStatus(device)).map { $0.st_mode & S_IFMT == S_IFBLK } ?? false
         let flags = O_WRONLY | O_CLOEXEC | (isBlock ? 0 : O_CREAT | O_NOFOLLOW)
-        let fd = open(device, flags, 0o600)
-        guard fd >= 0 else { throw UpdateError("cannot open the slot \(device): \(String(cString: strerror(errno)))") }
-        self.fd = fd
+        let fd: Int32
+        do throws(SystemError) {
+            fd = try syscall("open", detail: device) { open(device, flags, 0o600) }
+        } catch {
+            throw UpdateError("cannot open the slot \(device): \(error.reason)")
+        }
         if isBlock {
             var capacity: UInt64 = 0
-            if aibox_block_device_size(fd, &capacity) == 0, capacity < size {
+            // A size that cannot be read is not checked here: a write past the end fails with ENOSPC.
+            if (try? syscall("ioctl(BLKGETSIZE64)", detail: device) { aibox_block_device_size(fd, &capacity) }) != nil, capacity < size {
                 closeDescriptor(fd)
                 throw UpdateError("the image is \(size) bytes; the slot \(device) holds \(capacity)")
             }
         } else {
             // An image file: as long as the image, with the space taken now (a full disk fails here, not half-way).
-            guard ftruncate(fd, 0) == 0 else {
-                let e = errno
+            do throws(SystemError) {
+                try syscall("ftruncate", detail: device) { ftruncate(fd, 0) }
+            } catch {
                 closeDescriptor(fd)
-                throw UpdateError("cannot write the slot \(device): \(String(cString: strerror(e)))")
+                throw UpdateError("cannot write the slot \(device): \(error.reason)")
             }
-            let r = posix_fallocate(fd, 0, off_t(size))
-            if r != 0 {
+            do throws(SystemError) {
+                try syscallReturningError("posix_fallocate", detail: device) { posix_fallocate(fd, 0, off_t(size)) }
+            } catch {
                 closeDescriptor(fd)
-                throw UpdateError(
-                    "no room for the image in \(device): \(size) bytes needed (\(String(cString: strerror(r)))); nothing was installed")
+                throw UpdateError("no room for the image in \(device): \(size) bytes needed (\(error.reason)); nothing was installed")
             }
         }
+        // Set only now: a throw after every property is set would run deinit, which would
+        // close it a second time.
+        self.fd = fd
     }
 
     deinit { closeDescriptor(fd) }
@@ -378,10 +394,17 @@ final class SlotWriter {
     func write(_ bytes: UnsafeRawBufferPointer, at offset: UInt64) throws(UpdateError) {
         var done = 0
         while done < bytes.count {
-            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
-            if n < 0 && errno == EINTR { continue }
+            let n: Int
+            do throws(SystemError) {
+                n = try syscall("pwrite", detail: device) {
+                    pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
+                }
+            } catch {
+                throw UpdateError("writing the slot \(device) at byte \(offset + UInt64(done)): \(error.reason)")
+            }
+            // A device that takes nothing more is full.
             guard n > 0 else {
-                throw UpdateError("writing the slot \(device) at byte \(offset + UInt64(done)): \(String(cString: strerror(errno)))")
+                throw UpdateError("writing the slot \(device) at byte \(offset + UInt64(done)): \(String(cString: strerror(ENOSPC)))")
             }
             done += n
         }
@@ -389,18 +412,31 @@ final class SlotWriter {
 
     /// fsync, then the slot read back from the device and hashed again.
     func finishAndVerify(sha256 expected: String) throws(UpdateError) {
-        guard fsync(fd) == 0 else { throw UpdateError("fsync of the slot \(device): \(String(cString: strerror(errno)))") }
-        let r = open(device, O_RDONLY | O_CLOEXEC)
-        guard r >= 0 else { throw UpdateError("cannot read the slot \(device) back: \(String(cString: strerror(errno)))") }
+        do throws(SystemError) {
+            try syscall("fsync", detail: device) { fsync(fd) }
+        } catch {
+            throw UpdateError("fsync of the slot \(device): \(error.reason)")
+        }
+        let r: Int32
+        do throws(SystemError) {
+            r = try syscall("open", detail: device) { open(device, O_RDONLY | O_CLOEXEC) }
+        } catch {
+            throw UpdateError("cannot read the slot \(device) back: \(error.reason)")
+        }
         defer { closeDescriptor(r) }
         // Not from the page cache where the device allows: what the boot loader will read.
-        _ = posix_fadvise(r, 0, 0, POSIX_FADV_DONTNEED)
+        // Advice only: where it is not taken, the page cache is read.
+        _ = try? syscallReturningError("posix_fadvise", detail: device) { posix_fadvise(r, 0, 0, POSIX_FADV_DONTNEED) }
         var hasher = SHA256()
         var left = size
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
         while left > 0 {
-            let n = read(r, &buffer, Int(min(UInt64(buffer.count), left)))
-            if n < 0 && errno == EINTR { continue }
+            let n: Int
+            do throws(SystemError) {
+                n = try syscall("read", detail: device) { read(r, &buffer, Int(min(UInt64(buffer.count), left))) }
+            } catch {
+                throw UpdateError("reading the slot \(device) back: \(error.reason)")
+            }
             guard n > 0 else { throw UpdateError("reading the slot \(device) back: it ended \(left) bytes early") }
             buffer.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
             left -= UInt64(n)

@@ -115,8 +115,7 @@ extension BundleCommand {
 
         /// A private key others can read is said (not refused: CI systems differ).
         private func warnIfExposed(_ path: String) {
-            var st = stat()
-            if stat(path, &st) == 0, st.st_mode & 0o077 != 0 {
+            if let st = try? fileStatus(path), st.st_mode & 0o077 != 0 {
                 writeStandardError(
                     "aibox: warning: the private key \(path) can be read by others (mode \(String(st.st_mode & 0o777, radix: 8))); chmod 600 \(path)\n"
                 )

@@ -121,7 +121,7 @@ struct Hardware: ParsableCommand {
         }
         while true {
             var p = pollfd(fd: monitor.fd, events: Int16(POLLIN), revents: 0)
-            guard poll(&p, 1, -1) >= 0 || errno == EINTR else { throw ExitCode(1) }
+            guard (try? syscall("poll") { poll(&p, 1, -1) }) != nil else { throw ExitCode(1) }
             let batch = monitor.receiveAll()
             if batch.overflowed { writeStandardError("aibox: the kernel dropped hotplug events (buffer full)\n") }
             if let e = batch.error {

@@ -231,16 +231,18 @@ struct Logs: ParsableCommand {
             }
             let size = fileSize(file)
             if size > offset {
-                let fd = open(file, O_RDONLY | O_CLOEXEC)
-                if fd >= 0 {
+                // Gone or failing meanwhile (rotated): the next turn looks again.
+                if let fd = try? syscall("open", detail: file, { open(file, O_RDONLY | O_CLOEXEC) }) {
                     var buf = [UInt8](repeating: 0, count: 65536)
                     while true {
-                        let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(offset)) }
-                        if n <= 0 { break }
+                        let got = try? syscall("pread", detail: file) {
+                            buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(offset)) }
+                        }
+                        guard let n = got, n > 0 else { break }
                         pending += buf[0..<n]
                         offset += n
                     }
-                    close(fd)
+                    closeDescriptor(fd)
                 }
                 // Whole lines only: their stamps are shown in local time.
                 if let last = pending.lastIndex(of: UInt8(ascii: "\n")) {
@@ -252,7 +254,7 @@ struct Logs: ParsableCommand {
                     pending = []
                 }
             }
-            usleep(200_000)
+            sleep(for: .milliseconds(200))
         }
     }
 
@@ -278,15 +280,10 @@ struct Logs: ParsableCommand {
         return names.sorted()
     }
 
-    func fileSize(_ path: String) -> Int {
-        var st = stat()
-        return stat(path, &st) == 0 ? Int(st.st_size) : 0
-    }
+    /// 0 when there is no file (not yet, or between a rotation's rename and the new file).
+    func fileSize(_ path: String) -> Int { (try? fileStatus(path)).map { Int($0.st_size) } ?? 0 }
 
-    func fileInode(_ path: String) -> UInt {
-        var st = stat()
-        return stat(path, &st) == 0 ? UInt(st.st_ino) : 0
-    }
+    func fileInode(_ path: String) -> UInt { (try? fileStatus(path)).map { UInt($0.st_ino) } ?? 0 }
 }
 
 extension String {

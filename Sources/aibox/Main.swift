@@ -6,6 +6,7 @@ extension AIBox {
     /// argument-parser exits 64 (EX_USAGE) on a usage error; the contract says 2, so that
     /// scripts tell usage errors (2) from failures (1) and a stopped daemon (3).
     static func main() {
+        openStandardDescriptors()
         resetInheritedSignals()
         do {
             var command = try parseAsRoot()

@@ -185,11 +185,12 @@ struct SetupSession {
             action.__sigaction_handler.sa_handler = onInterrupt
             sigemptyset(&action.sa_mask)
             action.sa_flags = 0  // no SA_RESTART: the read returns EINTR
-            sigaction(sig, &action, nil)
+            // Valid signals and structures: these cannot fail.
+            _ = try? syscall("sigaction") { sigaction(sig, &action, nil) }
             var set = sigset_t()
             sigemptyset(&set)
             sigaddset(&set, sig)
-            sigprocmask(SIG_UNBLOCK, &set, nil)
+            _ = try? syscall("sigprocmask") { sigprocmask(SIG_UNBLOCK, &set, nil) }
         }
     }
 }
@@ -203,11 +204,12 @@ final class Terminal {
 
     init() {
         var t = termios()
-        if isatty(0) != 0 && tcgetattr(0, &t) == 0 { saved = t }
+        if isatty(0) != 0, (try? syscall("tcgetattr") { tcgetattr(0, &t) }) != nil { saved = t }
     }
 
+    /// The terminal as it was (echo back on).
     func restore() {
-        if var t = saved { tcsetattr(0, TCSANOW, &t) }
+        if var t = saved { _ = try? syscall("tcsetattr") { tcsetattr(0, TCSANOW, &t) } }
     }
 
     /// Shows `prompt`, then reads one line without its end; nil at end of input or when
@@ -216,7 +218,7 @@ final class Terminal {
     func readLine(prompt: String, secret: Bool) -> String? {
         if secret, var t = saved {
             t.c_lflag &= ~tcflag_t(ECHO)
-            tcsetattr(0, TCSANOW, &t)
+            _ = try? syscall("tcsetattr") { tcsetattr(0, TCSANOW, &t) }
         }
         writeStandardOutput(prompt)
         defer {
@@ -228,10 +230,11 @@ final class Terminal {
         var bytes: [UInt8] = []
         var c: UInt8 = 0
         while true {
+            // A read that Ctrl-C interrupts is retried only after the flag is looked at: the
+            // handler set it, so the retry reads nothing.
+            let n = (try? syscall("read", detail: "standard input") { interrupted != 0 ? 0 : read(0, &c, 1) }) ?? 0
             if interrupted != 0 { return nil }
-            let n = read(0, &c, 1)
-            if n < 0 && errno == EINTR { if interrupted != 0 { return nil } else { continue } }
-            if n <= 0 { return bytes.isEmpty ? nil : String(decoding: bytes, as: UTF8.self) }
+            if n == 0 { return bytes.isEmpty ? nil : String(decoding: bytes, as: UTF8.self) }
             defer { afterCR = c == UInt8(ascii: "\r") }
             if c == UInt8(ascii: "\n") && afterCR && bytes.isEmpty { continue }
             if c == UInt8(ascii: "\n") || c == UInt8(ascii: "\r") { break }

@@ -154,6 +154,26 @@ import Testing
         #expect(reload.stderr.contains("not running"))
     }
 
+    /// A parent may leave 0, 1 or 2 closed (`>&-` in a script, a careless service manager):
+    /// each command runs as with /dev/null there, never stopping on EBADF.
+    @Test func aCommandStartedWithStandardDescriptorsClosedRunsAsWithDevNull() throws {
+        let box = try TestBox(provisioned: false)
+        func shell(_ command: String) throws -> CommandResult {
+            try run("/bin/sh", ["-c", "exec \"$0\" \(command) --root \"$1\"", aiboxBinary, box.root])
+        }
+        let status = try shell("status </dev/null")
+        #expect(status.code == 3 && status.stdout.contains("NOT RUNNING"), "\(status)")
+        for closed in ["status >&-", "status <&- >&-", "status 2>&-"] {
+            let r = try shell(closed)
+            #expect(r.code == status.code, "\(closed): \(r.stderr)")
+        }
+        // Setup reading answers from a closed standard input ends as at the end of input.
+        let atEnd = try shell("setup </dev/null")
+        #expect(atEnd.code == 1 && atEnd.stdout.contains("end of input"), "\(atEnd)")
+        let closed = try shell("setup <&-")
+        #expect(closed.code == atEnd.code && closed.stdout == atEnd.stdout, "\(closed.stdout)\n\(closed.stderr)")
+    }
+
     @Test func aSecondDaemonOnTheSameRootRefusesToStart() throws {
         let box = try TestBox(
             """

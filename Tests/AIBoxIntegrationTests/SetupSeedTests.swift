@@ -818,6 +818,26 @@ struct BadSeed: Sendable, CustomTestStringConvertible {
         #expect(!fileExists(box.paths.boxConfig))
     }
 
+    /// A secret that cannot be removed (here a directory in its place) is reported, never
+    /// passed over as reset; everything else goes all the same.
+    @Test func factoryResetSaysWhatItCouldNotRemove() throws {
+        let box = try S.provisionedBox()
+        let secrets = listDirectory(box.paths.secrets)
+        #expect(!secrets.isEmpty, "the full seed leaves secrets to remove")
+        try makeDirectories(box.paths.secrets + "/wifi.stuck/inside")
+        let r = try box.aibox(["factory-reset", "--yes"])
+        #expect(r.code == 1)
+        #expect(r.stderr.contains("unlink \(box.paths.secrets)/wifi.stuck: Is a directory"), "\(r.stderr)")
+        #expect(r.stderr.contains("run factory-reset again"), "\(r.stderr)")
+        #expect(!fileExists(box.paths.boxConfig))
+        #expect(listDirectory(box.paths.secrets) == ["wifi.stuck"], "the others are removed all the same")
+        // Once it is out of the way, the reset completes.
+        _ = try run("/bin/rm", ["-r", box.paths.secrets + "/wifi.stuck"])
+        let again = try box.aibox(["factory-reset", "--yes"])
+        #expect(again.code == 0, "\(again.stderr)")
+        #expect(listDirectory(box.paths.secrets).isEmpty)
+    }
+
     @Test func factoryResetIsRefusedWhileAnUpdateHoldsItsLock() throws {
         let box = try S.provisionedBox()
         let holder = Process()

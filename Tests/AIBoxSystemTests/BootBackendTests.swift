@@ -1,4 +1,6 @@
+import CAIBoxOS
 import Glibc
+import Synchronization
 import Testing
 
 @testable import AIBoxCore
@@ -80,5 +82,50 @@ import Testing
         #expect(kernelCommandLineSlot("BOOT_IMAGE=/vmlinuz-B root=PARTLABEL=root-b ro aibox.slot=B quiet\n") == "B")
         #expect(kernelCommandLineSlot("root=/dev/sda1 quiet") == nil)
         #expect(kernelCommandLineSlot("aibox.slot=../x") == nil)
+    }
+}
+
+/// captureProgram's exit status is what the program said, or nil when it cannot be known.
+@Suite struct CaptureProgramTests {
+    @Test func theExitStatusAndOutputAreThePrograms() {
+        let r = captureProgram(["/bin/sh", "-c", "echo out; exit 3"])
+        #expect(r.status == 3 && r.output == "out\n")
+        #expect(captureProgram(["/nonexistent/program"]).status == nil)
+    }
+
+    /// When the child is not there to be waited for (SIGCHLD ignored by a parent and kept
+    /// across exec, or another waiter took it first) its status is unknown: a failed program
+    /// must not read as one that succeeded. Here the test takes the child first: the program
+    /// exits 7 when told (FIFO `exit`), and a process it leaves behind holds its output open
+    /// until the test has reaped it (FIFO `release`).
+    @Test func aStatusThatCannotBeWaitedForIsUnknownNotSuccess() throws {
+        try withTemporaryDirectory { dir in
+            let release = dir + "/release", exit = dir + "/exit"
+            #expect(mkfifo(release, 0o600) == 0 && mkfifo(exit, 0o600) == 0)
+            let result = Mutex<(status: Int32?, output: String)?>(nil)
+            let thread = Thread {
+                let r = captureProgram(["/bin/sh", "-c", "(read x < \"$0\") & read y < \"$1\"; exit 7", release, exit])
+                result.withLock { $0 = r }
+            }
+            defer { thread.join() }
+            // The program: our child, its command line naming the FIFOs (its own child has it too).
+            var child: Int32?
+            #expect(
+                waitUntil {
+                    child = listDirectory("/proc").compactMap { Int32($0) }.first { pid in
+                        ProcFS.info(pid)?.ppid == getpid()
+                            && String(decoding: readSmallFile("/proc/\(pid)/cmdline") ?? [], as: UTF8.self).contains(exit)
+                    }
+                    return child != nil
+                })
+            closeDescriptor(open(exit, O_WRONLY | O_CLOEXEC))  // read y ends: it exits 7
+            var status: Int32 = 0
+            if let child { #expect(waitpid(child, &status, 0) == child && aibox_wexitstatus(status) == 7) }
+            let writer = open(release, O_WRONLY | O_CLOEXEC)
+            _ = write(writer, "\n", 1)
+            closeDescriptor(writer)
+            #expect(waitUntil { result.withLock { $0 != nil } })
+            #expect(result.withLock { $0 }?.status == nil, "the status of a child taken by another is unknown, not 0")
+        }
     }
 }

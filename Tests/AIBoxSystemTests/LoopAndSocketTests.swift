@@ -74,6 +74,18 @@ struct NotifySocketTests {
     }
 }
 
+@Suite("Control socket")
+struct ControlListenerTests {
+    /// The failure path closes the socket once (a second close, from deinit, used to follow).
+    @Test("a path too long for sockaddr_un is an error naming it")
+    func tooLong() {
+        let path = "/tmp/" + String(repeating: "c", count: 200)
+        let error = #expect(throws: SystemError.self) { _ = try ControlListener(path: path) }
+        #expect(error?.function == "bind" && error?.errno == ENAMETOOLONG)
+        #expect(error?.description.contains(path) == true)
+    }
+}
+
 /// A second timer, outside the loop's own, that ends `loop.run()` after `milliseconds`
 /// whatever happens: every wait in these tests is bounded.
 final class Deadline {

@@ -74,7 +74,7 @@ func waitForExec(_ pid: Int32) -> Bool {
 
 /// A thread of its own (pthread), for a call that may block: started at once, `join` waits.
 final class Thread: @unchecked Sendable {
-    private var id = pthread_t()
+    private(set) var id = pthread_t()
     private let body: () -> Void
 
     init(_ body: @escaping @Sendable () -> Void) {
