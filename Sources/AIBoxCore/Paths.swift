@@ -65,10 +65,13 @@ public struct WorkerView: Codable, Sendable, Equatable {
     public var reason: String?
     public var waitingFor: [String]
     public var critical: Bool
+    /// What the worker's cgroup says (processes, memory, pressure); nil under the
+    /// process-group rule or before its first start.
+    public var resources: ResourceView?
 
     public init(
         name: String, state: String, pid: Int32?, restarts: Int, lastExit: LastExit?, status: String?, reason: String?,
-        waitingFor: [String], critical: Bool
+        waitingFor: [String], critical: Bool, resources: ResourceView? = nil
     ) {
         self.name = name
         self.state = state
@@ -79,6 +82,7 @@ public struct WorkerView: Codable, Sendable, Equatable {
         self.reason = reason
         self.waitingFor = waitingFor
         self.critical = critical
+        self.resources = resources
     }
 
     // Explicit nulls: a script can rely on every field being present.
@@ -93,6 +97,7 @@ public struct WorkerView: Codable, Sendable, Equatable {
         try c.encode(reason, forKey: .reason)
         try c.encode(waitingFor, forKey: .waitingFor)
         try c.encode(critical, forKey: .critical)
+        try c.encode(resources, forKey: .resources)
     }
 }
 
@@ -116,11 +121,13 @@ public struct StatusView: Codable, Sendable, Equatable {
     /// The booted slot and the update state ("slot A; update committed"), when the image
     /// describes its slots (usr/lib/aibox/system.toml).
     public var update: String?
+    /// How workers are contained: "cgroup v2 (/sys/fs/cgroup/...)" or "process groups (...: why)".
+    public var containment: String?
 
     public init(
         daemonRunning: Bool, daemonPid: Int32?, version: String, workers: [String: Int], workerCount: Int,
         databaseProblem: String?, configProblem: String?, logTarget: String?, hardware: String? = nil, hotplug: String? = nil,
-        provisioned: Bool? = nil, update: String? = nil
+        provisioned: Bool? = nil, update: String? = nil, containment: String? = nil
     ) {
         self.daemonRunning = daemonRunning
         self.daemonPid = daemonPid
@@ -134,6 +141,7 @@ public struct StatusView: Codable, Sendable, Equatable {
         self.hotplug = hotplug
         self.provisioned = provisioned
         self.update = update
+        self.containment = containment
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -150,6 +158,7 @@ public struct StatusView: Codable, Sendable, Equatable {
         try c.encode(hotplug, forKey: .hotplug)
         try c.encode(provisioned, forKey: .provisioned)
         try c.encode(update, forKey: .update)
+        try c.encode(containment, forKey: .containment)
     }
 }
 

@@ -30,6 +30,16 @@ final class WorkerSlot {
     var logFD: Int32 = -1
     var log: RotatingLog?
     var removeWhenStopped = false
+    /// cgroup v2: the cgroup is made (at the first start) and these limits are written in it.
+    var cgroupMade = false
+    var appliedLimits: [String: String] = [:]
+    /// cgroup.kill was written to it: it is made anew before the next start (see `SpawnRequest.cgroupByWrite`).
+    var cgroupKilled = false
+    /// cgroup v2: the main process has exited but processes are left in the cgroup; the exit
+    /// reaches the machine once the cgroup is empty (or at `emptyDeadline`, whatever is left).
+    var pendingExit: (status: ExitStatus, at: Instant)?
+    var emptyDeadline: Instant?
+    var pressure = PressureWatch()
 
     init(machine: WorkerMachine) { self.machine = machine }
 }
@@ -52,6 +62,11 @@ public final class Supervisor {
     var byPID: [Int32: String] = [:]
     /// Process groups whose leader exited but whose members may linger.
     var lingeringGroups: Set<Int32> = []
+    /// Which containment is in force; `cgroups` is the tree when it is cgroup v2.
+    var containment = Containment.processGroups(reason: "not set up yet")
+    var cgroups: CgroupTree?
+    var nextOrphanCheck: Instant?
+    var nextPressureCheck: Instant?
     var shuttingDown = false
     var shutdownGiveUp: Instant?
     var nextManagerPing: Instant?
@@ -115,6 +130,7 @@ public final class Supervisor {
         case .success(let defs):
             definitions = defs
         }
+        setUpContainment()
         try makeDirectories(paths.logs, mode: 0o750)
         notifySocket = try NotifySocket(path: paths.notifySocket)
         try loop.add(notifySocket!.fd, events: EventLoop.readable) { [unowned self] _ in self.onNotify() }
@@ -148,6 +164,7 @@ public final class Supervisor {
         rearm()
         loop.run()
         // Stopped: everything is down.
+        cgroups?.tearDown()
         store.record(event(kind: "daemon.stopped", worker: nil, message: "stopped; every worker is down"))
         for name in order { persist(name) }
         store.setMeta("daemonPid", "0")
@@ -185,7 +202,21 @@ public final class Supervisor {
     /// process group is killed if it is still ours: the leader must be the same process
     /// (pid and start time) or gone with members left — a reused pid is never touched.
     private func recoverFromPreviousRun() {
-        for record in store.loadWorkers() {
+        // cgroup v2: whatever is in a worker's cgroup is that worker's, whatever its pid.
+        var killed: Set<String> = []
+        if let cg = cgroups {
+            for name in cg.populatedWorkers() {
+                let count = cg.processes(name).count
+                cg.kill(name)
+                killed.insert(name)
+                store.record(
+                    event(
+                        kind: "worker.recovered", worker: name,
+                        message: "killed \(count) process(es) left by the previous daemon run (cgroup.kill)"))
+                logger.warning("worker \(name): killed \(count) leftover process(es) of its cgroup")
+            }
+        }
+        for record in store.loadWorkers() where !killed.contains(record.name) {
             guard let pgid = record.pgid, pgid > 1, let start = record.startTime, record.bootID == bootID else { continue }
             let members = ProcFS.members(ofGroup: pgid)
             guard !members.isEmpty else { continue }
@@ -224,12 +255,15 @@ public final class Supervisor {
                 continue
             }
             lastExitAt[name] = Clock.wallMilliseconds()
-            // Whatever is left of its process group goes with it.
-            if let pgid = slot.pgid {
-                if kill(-pgid, SIGKILL) == 0 { lingeringGroups.insert(pgid) }
-            }
+            let pgid = slot.pgid
             slot.pgid = nil
             slot.startTime = nil
+            // Whatever is left of it goes with it: its whole cgroup, or its process group.
+            if let cg = cgroups {
+                if cg.isPopulated(name) && !awaitEmpty(name, slot, cg, status, now: now) { continue }
+            } else if let pgid, kill(-pgid, SIGKILL) == 0 {
+                lingeringGroups.insert(pgid)
+            }
             apply(name, slot.machine.exited(status, now: now, random: Double.random(in: 0..<1)))
         }
         if shuttingDown && noneLeft && allStopped { loop.stop() }
@@ -247,6 +281,9 @@ public final class Supervisor {
     /// The worker a notifying pid belongs to: its main process, or any process of its group.
     private func worker(forPID pid: Int32) -> String? {
         if let n = byPID[pid] { return n }
+        if let cg = cgroups {
+            return ProcFS.cgroupPath(pid).flatMap { cg.layout.workerName(ofCgroup: $0) }.flatMap { slots[$0] != nil ? $0 : nil }
+        }
         guard let info = ProcFS.info(pid) else { return nil }
         return byPID[info.pgrp]
     }
@@ -261,6 +298,7 @@ public final class Supervisor {
         if let check = nextMemoryCheck, check <= now {
             checkMemory(now: now)
         }
+        containmentTimer(now: now)
         hardwareTimer(now: now)
         setupTimer(now: now)
         feedTimer(now: now)
@@ -272,6 +310,14 @@ public final class Supervisor {
     }
 
     private func checkMemory(now: Instant) {
+        if let cg = cgroups {
+            for name in order {
+                guard let slot = slots[name], slot.machine.definition.memoryMax != nil, slot.pgid != nil else { continue }
+                apply(name, slot.machine.memoryMeasured(rss: cg.memoryBytes(name), now: now))
+            }
+            nextMemoryCheck = now + options.memoryCheckInterval
+            return
+        }
         var groups: [Int32: String] = [:]
         for name in order {
             if let slot = slots[name], slot.machine.definition.memoryMax != nil, let g = slot.pgid { groups[g] = name }
@@ -341,6 +387,9 @@ public final class Supervisor {
             nextMemoryCheck = Clock.monotonic() + options.memoryCheckInterval
         }
         consider(nextMemoryCheck)
+        consider(nextOrphanCheck)
+        consider(nextPressureCheck)
+        for slot in slots.values { consider(slot.emptyDeadline) }
         consider(hardwareDeadline)
         consider(setup.nextCheck)
         consider(trial.next)
@@ -361,9 +410,16 @@ public final class Supervisor {
                 spawn(name, slot)
                 changed = true
             case .signalGroup(let sig):
-                if let g = slot.pgid { _ = kill(-g, sig) }
+                // The final SIGKILL takes the whole cgroup: nothing escapes by setsid or a double fork.
+                if sig == Signals.kill, let cg = cgroups {
+                    cg.kill(name)
+                    slot.cgroupKilled = true
+                } else if let g = slot.pgid {
+                    _ = kill(-g, sig)
+                }
             case .signalMain(let sig):
-                if let pid = slot.machine.pid { _ = kill(pid, sig) }
+                // Only a pid not reaped yet: a reaped one may already name another process.
+                if let pid = slot.machine.pid, byPID[pid] == name { _ = kill(pid, sig) }
             case .record(let e):
                 changed = true
                 store.record(event(kind: e.kind, worker: name, message: e.message))
@@ -387,6 +443,7 @@ public final class Supervisor {
             slots[name] = nil
             order.removeAll { $0 == name }
             store.remove(worker: name)
+            if slot.cgroupMade { cgroups?.remove(name) }
         }
     }
 
@@ -446,8 +503,15 @@ public final class Supervisor {
             closeDescriptor(outFD)
             if errFD != outFD { closeDescriptor(errFD) }
         }
-        let request = SpawnRequest(argv: d.exec, environment: env, workdir: d.workdir, user: d.user, stdoutFD: outFD, stderrFD: errFD)
+        var request = SpawnRequest(argv: d.exec, environment: env, workdir: d.workdir, user: d.user, stdoutFD: outFD, stderrFD: errFD)
+        var cgroupFD: Int32 = -1
+        defer { closeDescriptor(cgroupFD) }
         do {
+            if let cg = cgroups {
+                cgroupFD = try prepareCgroup(name, slot, cg)
+                request.cgroupFD = cgroupFD
+                request.cgroupByWrite = slot.cgroupKilled
+            }
             let pid = try Spawner.spawn(request)
             slot.pgid = pid
             slot.startTime = ProcFS.info(pid)?.startTime
@@ -458,6 +522,28 @@ public final class Supervisor {
             closeDescriptor(readFD)
             apply(name, slot.machine.spawnFailed(error.description, now: now, random: Double.random(in: 0..<1)))
         }
+    }
+
+    /// The worker's cgroup, made at its first start and kept; its limits written when they
+    /// differ from what is there (a reload changed memory-max). Returns its directory.
+    private func prepareCgroup(_ name: String, _ slot: WorkerSlot, _ cg: CgroupTree) throws(SystemError) -> Int32 {
+        if !slot.cgroupMade || slot.cgroupKilled {
+            // A fresh one at the first start (not a previous run's) and after a cgroup.kill;
+            // one that still holds a dying process stays, entered the slower way.
+            let fresh = cg.remove(name)
+            try cg.prepare(name)
+            slot.cgroupMade = true
+            slot.cgroupKilled = !fresh
+            if fresh { slot.appliedLimits = [:] }
+        }
+        let writes = CgroupLimits.writes(
+            memoryMax: slot.machine.definition.memoryMax, tasksMax: cg.tasksPerWorker, controllers: cg.controllers)
+        if !writes.isEmpty {
+            let (applied, failures) = cg.applyLimits(writes, to: name, applied: slot.appliedLimits)
+            slot.appliedLimits = applied
+            for f in failures { pendingLog.append((.warning, "worker \(name): cannot set \(f)")) }
+        }
+        return try cg.openDirectory(name)
     }
 
     func removeCredentials(_ name: String) {
@@ -555,6 +641,7 @@ public final class Supervisor {
             if shutdownGiveUp == nil {
                 // Anything left in the workers' groups goes now; we reap it as subreaper.
                 for g in lingeringGroups { _ = kill(-g, SIGKILL) }
+                if let cg = cgroups { for name in cg.populatedWorkers() { cg.kill(name) } }
                 shutdownGiveUp = now + .seconds(5)
             }
             let (_, noneLeft) = Reaper.reapAll()
@@ -642,7 +729,8 @@ public final class Supervisor {
             }
             return WorkerView(
                 name: name, state: m.state.rawValue, pid: m.pid, restarts: m.restarts, lastExit: last, status: m.statusText,
-                reason: reason(m), waitingFor: m.waitingFor, critical: m.definition.critical)
+                reason: reason(m), waitingFor: m.waitingFor, critical: m.definition.critical,
+                resources: slot.cgroupMade ? cgroups?.resources(name) : nil)
         }
     }
 
@@ -653,7 +741,7 @@ public final class Supervisor {
             daemonRunning: true, daemonPid: getpid(), version: AIBoxVersion.current, workers: counts, workerCount: slots.count,
             databaseProblem: store.problem, configProblem: configProblem, logTarget: options.logTarget.rawValue,
             hardware: hardware?.summary, hotplug: hotplugDescription, provisioned: setup.provisioned,
-            update: updateSummary)
+            update: updateSummary, containment: containment.summary)
     }
 
     func summary() -> String {

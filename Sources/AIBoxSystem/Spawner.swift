@@ -10,14 +10,25 @@ public struct SpawnRequest {
     public var user: String?
     public var stdoutFD: Int32
     public var stderrFD: Int32
+    /// A cgroup v2 directory (open, O_DIRECTORY) to start the process in; nil: ours.
+    public var cgroupFD: Int32?
+    /// Enter that cgroup by writing cgroup.procs in the child, not with CLONE_INTO_CGROUP:
+    /// Linux 6.x kernels kill every child cloned into a cgroup that was ever cgroup.kill'ed
+    /// (cgroup_css_set_fork reads the kill sequence of our cgroup, not the target's), so a
+    /// killed worker's cgroup is made anew, and this is for when the old one cannot go yet.
+    public var cgroupByWrite = false
 
-    public init(argv: [String], environment: [String: String], workdir: String?, user: String?, stdoutFD: Int32, stderrFD: Int32) {
+    public init(
+        argv: [String], environment: [String: String], workdir: String?, user: String?, stdoutFD: Int32, stderrFD: Int32,
+        cgroupFD: Int32? = nil
+    ) {
         self.argv = argv
         self.environment = environment
         self.workdir = workdir
         self.user = user
         self.stdoutFD = stdoutFD
         self.stderrFD = stderrFD
+        self.cgroupFD = cgroupFD
     }
 }
 
@@ -47,6 +58,12 @@ public struct UserIdentity: Equatable, Sendable {
 }
 
 public enum Spawner {
+    /// Children started through `spawn` and not reaped yet: what this process started
+    /// itself, as opposed to orphans reparented to it as a subreaper.
+    private static let started = PIDSet()
+
+    public static func isOwnChild(_ pid: Int32) -> Bool { started.contains(pid) }
+
     /// The unit gives the supervisor OOMScoreAdjust=-900; workers go back to 0 so that a
     /// leaking agent, not the supervisor, is what the kernel kills.
     static let supervisorIsShieldedFromOOM: Bool = {
@@ -54,9 +71,10 @@ public enum Spawner {
         return v < 0
     }()
 
-    /// Starts a process in its own session and process group (pgid == pid), with no
-    /// descriptor but 0 (/dev/null), 1 and 2, default signal handling, and the user dropped
-    /// when we are root and one is named. Errors say which step failed.
+    /// Starts a process in its own session and process group (pgid == pid) — and in the cgroup
+    /// `cgroupFD` when one is given — with no descriptor but 0 (/dev/null), 1 and 2, default
+    /// signal handling, and the user dropped when we are root and one is named. Errors say
+    /// which step failed.
     public static func spawn(_ request: SpawnRequest) throws(SystemError) -> Int32 {
         precondition(!request.argv.isEmpty)
         var identity: UserIdentity?
@@ -89,6 +107,11 @@ public enum Spawner {
                     attr.stdout_fd = request.stdoutFD
                     attr.stderr_fd = request.stderrFD
                     attr.reset_oom_score_adj = Spawner.supervisorIsShieldedFromOOM ? 1 : 0
+                    if let cg = request.cgroupFD {
+                        attr.use_cgroup = 1
+                        attr.cgroup_fd = cg
+                        attr.cgroup_by_write = request.cgroupByWrite ? 1 : 0
+                    }
                     if let identity {
                         attr.drop_privileges = 1
                         attr.uid = identity.uid
@@ -110,7 +133,8 @@ public enum Spawner {
             case Int(AIBOX_SPAWN_STEP_UID): what = "setresuid"
             case Int(AIBOX_SPAWN_STEP_CHDIR): what = "chdir"
             case Int(AIBOX_SPAWN_STEP_EXEC): what = "execve"
-            default: what = "vfork"
+            case Int(AIBOX_SPAWN_STEP_CGROUP): what = "write cgroup.procs"
+            default: what = request.cgroupFD == nil ? "vfork" : "clone3 into the worker's cgroup"
             }
             let detail: String? =
                 switch what {
@@ -120,8 +144,30 @@ public enum Spawner {
                 }
             throw SystemError(what, errno: err, detail: detail)
         }
+        started.insert(pid)
         return pid
     }
+
+    /// Called for every child reaped.
+    static func reaped(_ pid: Int32) { started.remove(pid) }
+}
+
+/// A set of pids shared by threads (tests spawn from several; the daemon from one).
+private final class PIDSet: @unchecked Sendable {
+    private var pids: Set<Int32> = []
+    private let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+
+    init() { pthread_mutex_init(lock, nil) }
+
+    private func locked<R>(_ body: () -> R) -> R {
+        pthread_mutex_lock(lock)
+        defer { pthread_mutex_unlock(lock) }
+        return body()
+    }
+
+    func insert(_ pid: Int32) { locked { _ = pids.insert(pid) } }
+    func remove(_ pid: Int32) { locked { _ = pids.remove(pid) } }
+    func contains(_ pid: Int32) -> Bool { locked { pids.contains(pid) } }
 }
 
 /// A NULL-terminated char* array that lives as long as this value.
@@ -154,6 +200,7 @@ public enum Reaper {
             if pid < 0 && errno == EINTR { continue }
             if pid < 0 { return (out, errno == ECHILD) }
             if pid == 0 { return (out, false) }
+            Spawner.reaped(pid)
             out.append((pid, decode(status)))
         }
     }

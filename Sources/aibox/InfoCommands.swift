@@ -65,6 +65,7 @@ struct Status: ParsableCommand {
         print("database:  \(s.databaseProblem ?? "ok")")
         if let c = s.configProblem { print("config:    reload refused: \(c)") }
         if let l = s.logTarget { print("logs:      \(l)") }
+        if let c = s.containment { print("contained: \(c)") }
         if let h = s.hardware { print("hardware:  \(h)") }
         if let h = s.hotplug { print("hotplug:   \(h)") }
         if let u = s.update { print("system:    \(u)") }
