@@ -63,7 +63,7 @@ extension Supervisor {
         cgroups?.unwatch(name)
         slot.pendingExit = nil
         slot.emptyDeadline = nil
-        apply(name, slot.machine.exited(status, now: at, random: Double.random(in: 0..<1)))
+        apply(name, slot.machine.exited(status, now: at, random: jitter()))
     }
 
     /// Timers of containment: leftovers that outlived cgroup.kill, orphans, pressure.

@@ -30,11 +30,15 @@ final class WorkerSlot {
     var logFD: Int32 = -1
     var log: RotatingLog?
     var removeWhenStopped = false
+    /// A copy of its secrets may be in run/aibox/credentials (unknown at start: a previous run's).
+    var credentialsMayExist = true
     /// cgroup v2: the cgroup is made (at the first start) and these limits are written in it.
     var cgroupMade = false
     var appliedLimits: [String: String] = [:]
     /// cgroup.kill was written to it: it is made anew before the next start (see `SpawnRequest.cgroupByWrite`).
     var cgroupKilled = false
+    /// The spawner's form of its definition (see `preparedSpawn`); nil when the definition changes.
+    var prepared: PreparedSpawn?
     /// cgroup v2: the main process has exited but processes are left in the cgroup; the exit
     /// reaches the machine once the cgroup is empty (or at `emptyDeadline`, whatever is left).
     var pendingExit: (status: ExitStatus, at: Instant)?
@@ -75,10 +79,26 @@ public final class Supervisor {
     var lastManagerStatus = ""
     /// Set when a worker's state changed this turn: dependencies and STATUS= are rechecked.
     var stateChanged = true
+    /// STATUS= for systemd is looked at with the turn's bookkeeping.
+    var statusChanged = true
     /// Set when a deadline that has already passed was set this turn.
     var dueNow = false
     /// Log lines of this turn, written after its spawns.
     var pendingLog: [(Logger.Level, String)] = []
+    /// A turn that spawned leaves its log lines and database write for this long, so that the
+    /// new process has the CPU to start (the daemon, woken as the child execs, would
+    /// otherwise take the child's CPU for them); never longer, however many turns spawn.
+    static let bookkeepingDelay: Duration = .milliseconds(10)
+    var spawnsThisTurn = 0
+    var bookkeepingDue: Instant?
+    /// While a worker's exit is handled and its restart spawned, its events and database row
+    /// wait here (`holdRecords`), so that no message is formatted before the spawn;
+    /// `releaseRecords` makes them, in order, right after the spawns of the turn.
+    var holdRecords = false
+    var heldRecords: [(at: Int64, worker: String, event: WorkerEvent)] = []
+    var heldPersist: [String] = []
+    /// The restart jitter's random numbers (SystemRandomNumberGenerator costs a getrandom per exit).
+    var random = SplitMix64(seed: UInt64.random(in: .min ... .max))
     let bootID: String
     var connections: [Int32: (peer: PeerCredentials, buffer: [UInt8])] = [:]
     public private(set) var exitCode: Int32 = 0
@@ -166,6 +186,7 @@ public final class Supervisor {
         // Stopped: everything is down.
         cgroups?.tearDown()
         store.record(event(kind: "daemon.stopped", worker: nil, message: "stopped; every worker is down"))
+        for (level, line) in pendingLog { logger.log(level: level, "\(line)") }
         for name in order { persist(name) }
         store.setMeta("daemonPid", "0")
         store.flush(now: Clock.monotonic())
@@ -249,9 +270,14 @@ public final class Supervisor {
     private func onChildren() {
         let now = Clock.monotonic()
         let (reaped, noneLeft) = Reaper.reapAll()
+        holdRecords = true
         for (pid, status) in reaped {
             guard let name = byPID.removeValue(forKey: pid), let slot = slots[name] else {
-                if pid == feed.pid { feedCheckEnded(status, now: now) }
+                if pid == feed.pid {
+                    releaseRecords()
+                    feedCheckEnded(status, now: now)
+                    holdRecords = true
+                }
                 continue
             }
             lastExitAt[name] = Clock.wallMilliseconds()
@@ -264,7 +290,7 @@ public final class Supervisor {
             } else if let pgid, kill(-pgid, SIGKILL) == 0 {
                 lingeringGroups.insert(pgid)
             }
-            apply(name, slot.machine.exited(status, now: now, random: Double.random(in: 0..<1)))
+            apply(name, slot.machine.exited(status, now: now, random: jitter()))
         }
         if shuttingDown && noneLeft && allStopped { loop.stop() }
     }
@@ -335,13 +361,19 @@ public final class Supervisor {
     func afterTurnFromControl() { afterTurn() }
 
     /// Runs after every turn of the loop. Order matters for the restart latency: what is due
-    /// now (a zero restart-delay) is spawned first; logging and the database come after.
+    /// now (a zero restart-delay) is spawned first; logging and the database come after, and
+    /// `bookkeepingDelay` later when the turn spawned.
     func afterTurn() {
-        var now = Clock.monotonic()
+        let now = Clock.monotonic()
         if dueNow {
             dueNow = false
             fireDueDeadlines(now: now)
         }
+        // One restart (a crash): the new process, woken with us when its exec let us go,
+        // gets the CPU before the rest of this turn. Not for many at once, which would then
+        // be spawned one start-up after another.
+        if spawnsThisTurn == 1 { _ = try? syscall("sched_yield") { sched_yield() } }
+        releaseRecords()
         if !shuttingDown {
             if trial.gate != nil && (stateChanged || trial.next.map { $0 <= now } ?? true) { updateTrialCheck(now: now) }
             if stateChanged && slots.values.contains(where: { $0.machine.state == .waiting }) {
@@ -353,20 +385,44 @@ public final class Supervisor {
         } else {
             advanceShutdown()
         }
-        for (level, line) in pendingLog { logger.log(level: level, "\(line)") }
-        pendingLog.removeAll(keepingCapacity: true)
-        now = Clock.monotonic()
-        store.flush(now: now)
+        if spawnsThisTurn > 0 {
+            spawnsThisTurn = 0
+            if bookkeepingDue == nil { bookkeepingDue = now + Supervisor.bookkeepingDelay }
+        }
         if stateChanged {
             stateChanged = false
+            statusChanged = true
+        }
+        if shuttingDown || bookkeepingDue.map({ $0 <= Clock.monotonic() }) ?? true {
+            bookkeepingDue = nil
+            writeBookkeeping()
+        }
+        rearm()
+    }
+
+    /// What a turn leaves for after its spawns: the start times of new processes (for the
+    /// recovery after a SIGKILL of the daemon), log lines, the database write, STATUS=.
+    func writeBookkeeping() {
+        for name in order {
+            guard let slot = slots[name], let pgid = slot.pgid, slot.startTime == nil else { continue }
+            slot.startTime = ProcFS.info(pgid)?.startTime
+            persist(name)
+        }
+        for (level, line) in pendingLog { logger.log(level: level, "\(line)") }
+        pendingLog.removeAll(keepingCapacity: true)
+        store.flush(now: Clock.monotonic())
+        if statusChanged {
+            statusChanged = false
             let s = summary()
             if s != lastManagerStatus {
                 lastManagerStatus = s
                 manager.send("STATUS=\(s)")
             }
         }
-        rearm()
     }
+
+    /// A number in 0..<1 for the restart jitter.
+    func jitter() -> Double { Double(random.next() >> 11) * 0x1p-53 }
 
     /// Fires every worker deadline that has passed.
     private func fireDueDeadlines(now: Instant) {
@@ -395,6 +451,7 @@ public final class Supervisor {
         consider(trial.next)
         consider(feed.next)
         consider(store.nextRetry)
+        consider(bookkeepingDue)
         consider(shutdownGiveUp)
         loop.arm(at: next)
     }
@@ -422,20 +479,21 @@ public final class Supervisor {
                 if let pid = slot.machine.pid, byPID[pid] == name { _ = kill(pid, sig) }
             case .record(let e):
                 changed = true
-                store.record(event(kind: e.kind, worker: name, message: e.message))
-                switch e {
-                case .exited, .quarantined, .parked, .watchdog, .readyTimeout, .memoryExceeded, .spawnFailed, .stopKilled:
-                    pendingLog.append((.warning, "worker \(name): \(e.message)"))
-                default:
-                    pendingLog.append((.info, "worker \(name): \(e.message)"))
+                if holdRecords {
+                    heldRecords.append((Clock.wallMilliseconds(), name, e))
+                } else {
+                    record(e, worker: name, at: Clock.wallMilliseconds())
                 }
             }
         }
         if changed {
             stateChanged = true
-            persist(name)
+            if holdRecords { heldPersist.append(name) } else { persist(name) }
             // No process of it left: no copy of its secrets either (made again at its next start).
-            if !slot.machine.state.hasProcess && slot.machine.state != .starting { removeCredentials(name) }
+            if !slot.machine.state.hasProcess && slot.machine.state != .starting && slot.credentialsMayExist {
+                removeCredentials(name)
+                slot.credentialsMayExist = false
+            }
         }
         // A deadline already due (a zero restart-delay) fires in this same turn.
         if let d = slot.machine.deadline, d <= Clock.monotonic() { dueNow = true }
@@ -450,33 +508,18 @@ public final class Supervisor {
     private func spawn(_ name: String, _ slot: WorkerSlot) {
         let d = slot.machine.definition
         let now = Clock.monotonic()
-        var env: [String: String] = [
-            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            "NOTIFY_SOCKET": paths.notifySocket,
-            "AIBOX_WORKER": name,
-            "AIBOX_ROOT": paths.root,
-        ]
-        if let lang = options.environment["LANG"] { env["LANG"] = lang }
-        if let tz = options.environment["TZ"] { env["TZ"] = tz }
-        if let wd = d.watchdog { env["WATCHDOG_USEC"] = "\(wd.microseconds)" }
         var identity: UserIdentity?
-        if let user = d.user, geteuid() == 0 {
-            identity = UserIdentity.lookup(user)
-            if let identity {
-                env["HOME"] = identity.home
-                env["USER"] = user
-                env["LOGNAME"] = user
-            }
-        }
+        if let user = d.user, geteuid() == 0 { identity = UserIdentity.lookup(user) }
+        var credentials: String?
         do {
             if !d.secrets.isEmpty {
-                env["CREDENTIALS_DIRECTORY"] = try prepareCredentials(name, d.secrets, owner: identity)
+                slot.credentialsMayExist = true
+                credentials = try prepareCredentials(name, d.secrets, owner: identity)
             }
         } catch {
-            apply(name, slot.machine.spawnFailed("\(error)", now: now, random: Double.random(in: 0..<1)))
+            apply(name, slot.machine.spawnFailed("\(error)", now: now, random: jitter()))
             return
         }
-        for (k, v) in d.env { env[k] = v }
         if let workdir = d.workdir, !fileExists(workdir) {
             try? makeDirectories(workdir, mode: 0o750)
             if let identity { _ = chown(workdir, identity.uid, identity.gid) }
@@ -503,25 +546,53 @@ public final class Supervisor {
             closeDescriptor(outFD)
             if errFD != outFD { closeDescriptor(errFD) }
         }
-        var request = SpawnRequest(argv: d.exec, environment: env, workdir: d.workdir, user: d.user, stdoutFD: outFD, stderrFD: errFD)
         var cgroupFD: Int32 = -1
         defer { closeDescriptor(cgroupFD) }
         do {
-            if let cg = cgroups {
-                cgroupFD = try prepareCgroup(name, slot, cg)
-                request.cgroupFD = cgroupFD
-                request.cgroupByWrite = slot.cgroupKilled
-            }
-            let pid = try Spawner.spawn(request)
+            let prepared = try preparedSpawn(name, slot, identity: identity, credentials: credentials)
+            if let cg = cgroups { cgroupFD = try prepareCgroup(name, slot, cg) }
+            let pid = try Spawner.spawn(
+                prepared, stdoutFD: outFD, stderrFD: errFD, cgroupFD: cgroups == nil ? nil : cgroupFD,
+                cgroupByWrite: slot.cgroupKilled)
             slot.pgid = pid
-            slot.startTime = ProcFS.info(pid)?.startTime
+            slot.startTime = nil  // read with the turn's bookkeeping, once the child has started
             byPID[pid] = name
+            spawnsThisTurn += 1
             if readFD >= 0 { attachLog(name, slot, readFD) }
             apply(name, slot.machine.spawned(pid: pid, now: now))
         } catch {
             closeDescriptor(readFD)
-            apply(name, slot.machine.spawnFailed(error.description, now: now, random: Double.random(in: 0..<1)))
+            apply(name, slot.machine.spawnFailed(error.description, now: now, random: jitter()))
         }
+    }
+
+    /// argv and environment in the form the spawner takes them, made once per definition
+    /// (again at each start for a worker with a `user`, whose account may change).
+    private func preparedSpawn(
+        _ name: String, _ slot: WorkerSlot, identity: UserIdentity?, credentials: String?
+    ) throws(SystemError) -> PreparedSpawn {
+        if let cached = slot.prepared { return cached }
+        let d = slot.machine.definition
+        var env: [String: String] = [
+            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "NOTIFY_SOCKET": paths.notifySocket,
+            "AIBOX_WORKER": name,
+            "AIBOX_ROOT": paths.root,
+        ]
+        if let lang = options.environment["LANG"] { env["LANG"] = lang }
+        if let tz = options.environment["TZ"] { env["TZ"] = tz }
+        if let wd = d.watchdog { env["WATCHDOG_USEC"] = "\(wd.microseconds)" }
+        if let identity, let user = d.user {
+            env["HOME"] = identity.home
+            env["USER"] = user
+            env["LOGNAME"] = user
+        }
+        if let credentials { env["CREDENTIALS_DIRECTORY"] = credentials }
+        for (k, v) in d.env { env[k] = v }
+        let prepared = try PreparedSpawn(
+            SpawnRequest(argv: d.exec, environment: env, workdir: d.workdir, user: d.user, stdoutFD: -1, stderrFD: -1))
+        if d.user == nil { slot.prepared = prepared }
+        return prepared
     }
 
     /// The worker's cgroup, made at its first start and kept; its limits written when they
@@ -676,6 +747,7 @@ public final class Supervisor {
             for name in plan.changed {
                 guard let slot = slots[name] else { continue }
                 slot.machine.replaceDefinition(byName[name]!)
+                slot.prepared = nil
                 apply(name, slot.machine.restart(now: now, reason: "definition changed", dependenciesReady: missing(for: name)))
             }
             for name in plan.added { apply(name, slots[name]!.machine.start(now: now, dependenciesReady: missing(for: name))) }
@@ -685,6 +757,27 @@ public final class Supervisor {
             store.record(event(kind: "daemon.reloaded", worker: nil, message: text))
             return .success(plan)
         }
+    }
+
+    func record(_ e: WorkerEvent, worker name: String, at: Int64) {
+        let message = e.message
+        store.record(EventRecord(at: at, kind: e.kind, worker: name, message: message))
+        switch e {
+        case .exited, .quarantined, .parked, .watchdog, .readyTimeout, .memoryExceeded, .spawnFailed, .stopKilled:
+            pendingLog.append((.warning, "worker \(name): \(message)"))
+        default:
+            pendingLog.append((.info, "worker \(name): \(message)"))
+        }
+    }
+
+    /// Records what `holdRecords` kept back, in the order it happened.
+    func releaseRecords() {
+        holdRecords = false
+        guard !heldRecords.isEmpty || !heldPersist.isEmpty else { return }
+        for (at, name, e) in heldRecords { record(e, worker: name, at: at) }
+        heldRecords.removeAll(keepingCapacity: true)
+        for name in heldPersist { persist(name) }
+        heldPersist.removeAll(keepingCapacity: true)
     }
 
     // MARK: Views

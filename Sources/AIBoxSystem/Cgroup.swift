@@ -147,9 +147,7 @@ public final class CgroupTree {
 
     /// Whether any process is left in the worker's cgroup (cgroup.events). A cgroup that
     /// cannot be read has none.
-    public func isPopulated(_ name: String) -> Bool {
-        readAt(name + "/cgroup.events").flatMap { CgroupFacts.populated(events: $0) } ?? false
-    }
+    public func isPopulated(_ name: String) -> Bool { aibox_cgroup_populated(workersFD, name) == 1 }
 
     /// The processes in the worker's cgroup and the cgroups a worker may have made below it.
     public func processes(_ name: String) -> [Int32] {

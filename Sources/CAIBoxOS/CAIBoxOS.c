@@ -2,6 +2,7 @@
 #include "CAIBoxOS.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
@@ -33,7 +34,6 @@ static int move_fd(int from, int to) {
 // What the child of aibox_spawn needs; it shares our memory until exec (vfork semantics).
 struct spawn_child_context {
     const aibox_spawn_attr *attr;
-    long max_fd;
     int move_into_cgroup;  // the fallback for CLONE_INTO_CGROUP: the child writes itself into cgroup.procs
     volatile int *step;
     volatile int *child_errno;
@@ -64,7 +64,11 @@ static int spawn_child(void *arg) {
     if (in < 0 || out < 0 || err < 0) { *c->step = AIBOX_SPAWN_STEP_DUP; goto fail; }
     if (move_fd(in, 0) < 0 || move_fd(out, 1) < 0 || move_fd(err, 2) < 0) { *c->step = AIBOX_SPAWN_STEP_DUP; goto fail; }
     if (syscall(SYS_close_range, 3U, ~0U, 0U) < 0) {
-        for (long fd = 3; fd < c->max_fd; fd++) close((int)fd);
+        // Before Linux 5.9: one by one, up to the limit (getrlimit is a raw syscall too).
+        long max_fd = 65536;
+        struct rlimit nofile;
+        if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY) max_fd = (long)nofile.rlim_cur;
+        for (long fd = 3; fd < max_fd; fd++) close((int)fd);
     }
     if (attr->reset_oom_score_adj) {
         int oom = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
@@ -150,9 +154,7 @@ pid_t aibox_spawn(const aibox_spawn_attr *attr, int *err_step, int *err_errno) {
     volatile int step = AIBOX_SPAWN_STEP_NONE;
     volatile int child_errno = 0;
 
-    struct spawn_child_context ctx = {.attr = attr, .max_fd = 65536, .move_into_cgroup = 0, .step = &step, .child_errno = &child_errno};
-    struct rlimit nofile;
-    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY) ctx.max_fd = (long)nofile.rlim_cur;
+    struct spawn_child_context ctx = {.attr = attr, .move_into_cgroup = 0, .step = &step, .child_errno = &child_errno};
 
     // Block every signal across the clone so that no handler of ours runs in the child.
     sigset_t all, old;
@@ -207,6 +209,33 @@ pid_t aibox_spawn(const aibox_spawn_attr *attr, int *err_step, int *err_errno) {
         return -1;
     }
     return pid;
+}
+
+int aibox_cgroup_populated(int dirfd, const char *path) {
+    char file[512];
+    int n = snprintf(file, sizeof file, "%s/cgroup.events", path);
+    if (n < 0 || (size_t)n >= sizeof file) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    int fd = openat(dirfd, file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    char text[256];
+    ssize_t got;
+    do { got = read(fd, text, sizeof text - 1); } while (got < 0 && errno == EINTR);
+    int saved = errno;
+    close(fd);
+    if (got < 0) {
+        errno = saved;
+        return -1;
+    }
+    text[got] = '\0';
+    const char *line = strstr(text, "populated ");
+    if (line == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    return line[10] == '1' ? 1 : 0;
 }
 
 int aibox_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
