@@ -134,4 +134,7 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
     }
+
+    /// A number in 0..<1 (53 random bits), as the backoff's `random` takes it.
+    public mutating func nextFraction() -> Double { Double(next() >> 11) * 0x1p-53 }
 }

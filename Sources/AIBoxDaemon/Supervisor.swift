@@ -422,7 +422,7 @@ public final class Supervisor {
     }
 
     /// A number in 0..<1 for the restart jitter.
-    func jitter() -> Double { Double(random.next() >> 11) * 0x1p-53 }
+    func jitter() -> Double { random.nextFraction() }
 
     /// Fires every worker deadline that has passed.
     private func fireDueDeadlines(now: Instant) {
