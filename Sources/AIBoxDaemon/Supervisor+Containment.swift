@@ -108,9 +108,13 @@ extension Supervisor {
     }
 
     /// PSI of each running worker: an episode of high pressure is recorded when it starts and ends.
+    /// While all workers together stay under the line, no worker can be over it: only
+    /// `workers/` is read then (and the workers whose episode is still open).
     private func checkPressure(_ cg: CgroupTree) {
+        let anyHigh = cg.pressure(nil).values.contains { $0.avg10 >= PressureWatch.high }
         for name in order {
             guard let slot = slots[name], slot.cgroupMade, slot.machine.state.hasProcess else { continue }
+            guard anyHigh || !slot.pressure.raised.isEmpty else { continue }
             for (kind, message) in slot.pressure.observe(cg.pressure(name)) {
                 store.record(event(kind: kind, worker: name, message: message))
                 pendingLog.append((.notice, "worker \(name): \(message)"))

@@ -206,11 +206,14 @@ public final class CgroupTree {
         }
     }
 
-    /// The "some" line of cpu.pressure, memory.pressure and io.pressure.
-    public func pressure(_ name: String) -> [PressureWatch.Resource: PressureStall] {
+    /// The "some" line of cpu.pressure, memory.pressure and io.pressure of a worker's cgroup,
+    /// or of `workers/` itself for nil (its "some" is at least any worker's: a stalled task of
+    /// a worker is a stalled task of its parent).
+    public func pressure(_ name: String?) -> [PressureWatch.Resource: PressureStall] {
         var out: [PressureWatch.Resource: PressureStall] = [:]
         for r in PressureWatch.Resource.allCases {
-            if let p = readAt(name + "/\(r.rawValue).pressure").flatMap(PressureStall.parse) { out[r] = p }
+            let file = (name.map { $0 + "/" } ?? "") + r.rawValue + ".pressure"
+            if let p = readAt(file).flatMap(PressureStall.parse) { out[r] = p }
         }
         return out
     }

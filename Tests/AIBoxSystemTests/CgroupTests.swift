@@ -166,15 +166,16 @@ struct CgroupTests {
         }
     }
 
-    @Test("pressure files of a real cgroup parse")
+    @Test("pressure files of a worker's cgroup and of workers/ parse")
     func pressure() throws {
         try withCgroupTree { t in
             try t.prepare("w")
-            let p = t.pressure("w")
+            let p = t.pressure("w"), all = t.pressure(nil)
             if fileExists("/proc/pressure/cpu") {
                 #expect(Set(p.keys) == [.cpu, .memory, .io])
+                #expect(Set(all.keys) == [.cpu, .memory, .io])
             } else {
-                #expect(p.isEmpty)
+                #expect(p.isEmpty && all.isEmpty)
             }
         }
     }
