@@ -13,14 +13,17 @@ func ownCgroupDirectory() -> String? {
     return CgroupFacts.filesystemPath(own, mount: mount)
 }
 
-/// Whether a daemon started here gets cgroup v2: a writable cgroup2 with cgroup.kill (5.14+),
-/// and root. Where not, these tests do not run (they show as skipped).
+/// Whether a daemon started here by hand gets cgroup v2 (a writable cgroup2 mount with
+/// cgroup.kill, Linux 5.14+, and no systemd owning our cgroup): the adapter's own answer for
+/// a scratch root. Where not, these tests do not run (they show as skipped).
 let cgroupV2Here: Bool = {
-    guard getuid() == 0, let dir = ownCgroupDirectory() else { return false }
-    let probe = dir + "/aibox-probe-\(getpid())"
-    guard mkdir(probe, 0o755) == 0 else { return false }
-    defer { rmdir(probe) }
-    return fileExists(probe + "/cgroup.kill")
+    var template = Array("/tmp/aibox-probe-XXXXXX".utf8CString)
+    guard getuid() == 0, let dir = mkdtemp(&template) else { return false }
+    let root = String(cString: dir)
+    defer { rmdir(root) }
+    let (_, tree) = CgroupTree.establish(root: root)
+    tree?.tearDown()
+    return tree != nil
 }()
 
 /// A worker whose processes leave its process group three ways: `setsid` (a session of its
