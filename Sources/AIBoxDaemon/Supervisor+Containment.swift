@@ -46,6 +46,7 @@ extension Supervisor {
         }
         slot.pendingExit = (status, now)
         slot.emptyDeadline = now + slot.machine.definition.stopTimeout
+        awaitingEmpty.insert(name)
         return false
     }
 
@@ -60,6 +61,7 @@ extension Supervisor {
 
     private func finishPendingExit(_ name: String, _ slot: WorkerSlot) {
         guard let (status, at) = slot.pendingExit else { return }
+        awaitingEmpty.remove(name)
         cgroups?.unwatch(name)
         slot.pendingExit = nil
         slot.emptyDeadline = nil
@@ -69,7 +71,7 @@ extension Supervisor {
     /// Timers of containment: leftovers that outlived cgroup.kill, orphans, pressure.
     func containmentTimer(now: Instant) {
         guard let cg = cgroups else { return }
-        for name in order {
+        for name in awaitingEmpty.sorted() {
             guard let slot = slots[name], let deadline = slot.emptyDeadline, deadline <= now else { continue }
             if cg.isPopulated(name) {
                 cg.kill(name)

@@ -37,8 +37,10 @@ final class WorkerSlot {
     var appliedLimits: [String: String] = [:]
     /// cgroup.kill was written to it: it is made anew before the next start (see `SpawnRequest.cgroupByWrite`).
     var cgroupKilled = false
-    /// The spawner's form of its definition (see `preparedSpawn`); nil when the definition changes.
+    /// The spawner's form of its definition (see `preparedSpawn`), kept from its first restart
+    /// on; nil when the definition changes.
     var prepared: PreparedSpawn?
+    var startedBefore = false
     /// cgroup v2: the main process has exited but processes are left in the cgroup; the exit
     /// reaches the machine once the cgroup is empty (or at `emptyDeadline`, whatever is left).
     var pendingExit: (status: ExitStatus, at: Instant)?
@@ -71,6 +73,8 @@ public final class Supervisor {
     var cgroups: CgroupTree?
     var nextOrphanCheck: Instant?
     var nextPressureCheck: Instant?
+    /// Workers whose exit waits for their cgroup to empty (`pendingExit`).
+    var awaitingEmpty: Set<String> = []
     var shuttingDown = false
     var shutdownGiveUp: Instant?
     var nextManagerPing: Instant?
@@ -91,6 +95,8 @@ public final class Supervisor {
     static let bookkeepingDelay: Duration = .milliseconds(10)
     var spawnsThisTurn = 0
     var bookkeepingDue: Instant?
+    /// Workers started since the last bookkeeping, whose start time is still to be read.
+    var startTimesToRead: [String] = []
     /// While a worker's exit is handled and its restart spawned, its events and database row
     /// wait here (`holdRecords`), so that no message is formatted before the spawn;
     /// `releaseRecords` makes them, in order, right after the spawns of the turn.
@@ -403,11 +409,12 @@ public final class Supervisor {
     /// What a turn leaves for after its spawns: the start times of new processes (for the
     /// recovery after a SIGKILL of the daemon), log lines, the database write, STATUS=.
     func writeBookkeeping() {
-        for name in order {
+        for name in startTimesToRead {
             guard let slot = slots[name], let pgid = slot.pgid, slot.startTime == nil else { continue }
             slot.startTime = ProcFS.info(pgid)?.startTime
             persist(name)
         }
+        startTimesToRead.removeAll(keepingCapacity: true)
         for (level, line) in pendingLog { logger.log(level: level, "\(line)") }
         pendingLog.removeAll(keepingCapacity: true)
         store.flush(now: Clock.monotonic())
@@ -438,6 +445,7 @@ public final class Supervisor {
             if let i, next.map({ i < $0 }) ?? true { next = i }
         }
         for slot in slots.values { consider(slot.machine.deadline) }
+        for name in awaitingEmpty { consider(slots[name]?.emptyDeadline) }
         consider(nextManagerPing)
         if nextMemoryCheck == nil && slots.values.contains(where: { $0.machine.definition.memoryMax != nil }) {
             nextMemoryCheck = Clock.monotonic() + options.memoryCheckInterval
@@ -445,7 +453,6 @@ public final class Supervisor {
         consider(nextMemoryCheck)
         consider(nextOrphanCheck)
         consider(nextPressureCheck)
-        for slot in slots.values { consider(slot.emptyDeadline) }
         consider(hardwareDeadline)
         consider(setup.nextCheck)
         consider(trial.next)
@@ -558,6 +565,7 @@ public final class Supervisor {
             slot.startTime = nil  // read with the turn's bookkeeping, once the child has started
             byPID[pid] = name
             spawnsThisTurn += 1
+            startTimesToRead.append(name)
             if readFD >= 0 { attachLog(name, slot, readFD) }
             apply(name, slot.machine.spawned(pid: pid, now: now))
         } catch {
@@ -566,8 +574,9 @@ public final class Supervisor {
         }
     }
 
-    /// argv and environment in the form the spawner takes them, made once per definition
-    /// (again at each start for a worker with a `user`, whose account may change).
+    /// argv and environment in the form the spawner takes them. A worker that restarts keeps
+    /// them (a worker that never does, most of them, costs no memory for it); one with a
+    /// `user` has them made at each start, as its account may change.
     private func preparedSpawn(
         _ name: String, _ slot: WorkerSlot, identity: UserIdentity?, credentials: String?
     ) throws(SystemError) -> PreparedSpawn {
@@ -591,7 +600,8 @@ public final class Supervisor {
         for (k, v) in d.env { env[k] = v }
         let prepared = try PreparedSpawn(
             SpawnRequest(argv: d.exec, environment: env, workdir: d.workdir, user: d.user, stdoutFD: -1, stderrFD: -1))
-        if d.user == nil { slot.prepared = prepared }
+        if d.user == nil && slot.startedBefore { slot.prepared = prepared }
+        slot.startedBefore = true
         return prepared
     }
 

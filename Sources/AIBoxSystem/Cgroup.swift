@@ -1,6 +1,5 @@
 import AIBoxCore
 import CAIBoxOS
-import CSystemd
 import Glibc
 
 /// The daemon's cgroup v2 subtree (`CgroupLayout`), set up once at start: a cgroup per
@@ -44,7 +43,9 @@ public final class CgroupTree {
             let path = CgroupFacts.filesystemPath(own, mount: mount)
             delegated = xattrIsOne(path, "trusted.delegate") || xattrIsOne(path, "user.delegate")
         }
-        let plan = Containment.plan(mounts: mounts, ownPath: own, delegated: delegated, systemdManages: sd_booted() > 0, root: root)
+        // sd_booted(3)'s own test, without loading libsystemd's pages for it.
+        let systemdManages = fileExists("/run/systemd/system")
+        let plan = Containment.plan(mounts: mounts, ownPath: own, delegated: delegated, systemdManages: systemdManages, root: root)
         guard case .cgroup(let layout) = plan else { return (plan, nil) }
         do {
             let tree = try setUp(layout)
