@@ -3,10 +3,11 @@
 // progress on stderr).
 //
 //   aibox-bench [--only crash,footprint,scale] [--crash-mode sequential|parallel|both]
-//               [--restarts N] [--blocks N] [--footprint-workers N] [--footprint-seconds S]
-//               [--scale-workers N] [--keep]
+//               [--crash-workers example,lean] [--restarts N] [--blocks N]
+//               [--footprint-workers N] [--footprint-seconds S] [--scale-workers N] [--keep]
 //
-// The binaries it drives (aibox, aibox-example-worker, aibox-bench-spawnloop) are taken
+// The binaries it drives (aibox, aibox-example-worker, aibox-bench-spawnloop, and the static
+// aibox-bench-leanworker that Benchmarks/run compiles with cc -static) are taken
 // from the directory this executable is in: the release bin path of
 // `swift build -c release --scratch-path .build-bench`. Benchmarks/run builds and runs it.
 //
@@ -378,6 +379,9 @@ struct Summary {
 struct Options {
     var only: Set<String> = ["crash", "footprint", "scale"]
     var crashMode = "sequential"
+    /// The crash benchmark's workers: the example worker (C, but dynamically linked with
+    /// libsystemd and the Swift runtime: ~4 ms of its own start) and the lean static one.
+    var crashWorkers = ["example", "lean"]
     var blocks = 4
     var restarts = 200
     var footprintWorkers = 100
@@ -391,8 +395,11 @@ final class Bench {
     let options: Options
     let bin: String
     let worker: String
+    let leanWorker: String
     let aibox: String
     let spawnloop: String
+    /// The worker of the crash benchmark being run ("example" or "lean").
+    var crashWorker = "example"
     let work: String
     /// Everything started, so that an interruption can stop it.
     var started: [Child] = []
@@ -402,10 +409,12 @@ final class Bench {
         let exe = Proc.exe(getpid()) ?? CommandLine.arguments[0]
         bin = (exe as NSString).deletingLastPathComponent
         worker = bin + "/aibox-example-worker"
+        leanWorker = bin + "/aibox-bench-leanworker"
         aibox = bin + "/aibox"
         spawnloop = bin + "/aibox-bench-spawnloop"
-        for p in [worker, aibox, spawnloop] where access(p, X_OK) != 0 {
-            throw BenchError("\(p) is missing: build first with `swift build -c release --scratch-path .build-bench` (Benchmarks/run does)")
+        for p in [worker, aibox, spawnloop] + (options.only.contains("crash") && options.crashWorkers.contains("lean") ? [leanWorker] : [])
+        where access(p, X_OK) != 0 {
+            throw BenchError("\(p) is missing: build first with `swift build -c release --scratch-path .build-bench` (Benchmarks/run does, and compiles the lean worker)")
         }
         var template = Array("/tmp/aibox-bench.XXXXXX".utf8CString)
         guard let dir = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
@@ -490,7 +499,7 @@ final class Bench {
         for p in Proc.all() where p.pid != getpid() {
             let exe = Proc.exe(p.pid) ?? ""
             let cmd = Proc.cmdline(p.pid)
-            if exe == worker || exe == aibox || exe == spawnloop || cmd.contains(work) {
+            if exe == worker || exe == leanWorker || exe == aibox || exe == spawnloop || cmd.contains(work) {
                 if p.state == "Z" { continue }
                 strays.append("\(p.comm) (pid \(p.pid)): \(cmd.prefix(120))")
                 _ = kill(p.pid, SIGKILL)
@@ -536,12 +545,13 @@ final class Bench {
     }
 
     func workerArgs(_ c: CrashContender) -> [String] {
-        [worker, "--stamp", c.starts, "--exit-stamp", c.exits, "--exit-after", String(options.runMS), "--no-notify", "--quiet"]
+        if crashWorker == "lean" { return [leanWorker, "--stamp", c.starts, "--exit-stamp", c.exits, "--exit-after", String(options.runMS)] }
+        return [worker, "--stamp", c.starts, "--exit-stamp", c.exits, "--exit-after", String(options.runMS), "--no-notify", "--quiet"]
     }
 
     func makeCrashContenders(_ phase: String, runs: Int) throws -> [CrashContender] {
         var out: [CrashContender] = []
-        let base = work + "/crash-" + phase
+        let base = work + "/crash-" + crashWorker + "-" + phase
         func contender(_ key: String, _ label: String) throws -> CrashContender {
             let c = CrashContender(key: key, label: label, dir: base + "/" + key)
             c.runs = runs
@@ -689,7 +699,7 @@ final class Bench {
     }
 
     func crashTable(_ title: String, _ results: [(CrashContender, [Double], Int)]) -> String {
-        var out = "#### \(title)\n\n"
+        var out = "##### \(title)\n\n"
         out += "| contender | n | median µs | p90 µs | p99 µs | min µs | max µs | median − limit µs | median / limit |\n"
         out += "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
         let limit = results.first { $0.0.key == "limit" }.flatMap { Summary($0.1) }
@@ -715,7 +725,18 @@ final class Bench {
 
     func crash() throws -> String {
         var out = "### 1. Crash to respawn\n\n"
-        out += "Worker: `aibox-example-worker --stamp S --exit-stamp E --exit-after \(options.runMS) --no-notify --quiet`; "
+        print(out, terminator: "")
+        for w in options.crashWorkers {
+            crashWorker = w
+            out += try crashWith()
+        }
+        return out
+    }
+
+    func crashWith() throws -> String {
+        var out = crashWorker == "lean"
+            ? "#### Worker: `aibox-bench-leanworker --stamp S --exit-stamp E --exit-after \(options.runMS)` (static C)\n\n"
+            : "#### Worker: `aibox-example-worker --stamp S --exit-stamp E --exit-after \(options.runMS) --no-notify --quiet`\n\n"
         out += "\(options.restarts) exits per contender; time from the exit stamp (last thing before `return` from main) "
         out += "to the successor's start stamp (first thing in main).\n\n"
         print(out, terminator: "")
@@ -1130,6 +1151,11 @@ func parseOptions() throws -> Options {
         case "--crash-mode":
             o.crashMode = try value(a)
             guard ["parallel", "sequential", "both"].contains(o.crashMode) else { throw BenchError("--crash-mode is parallel, sequential or both") }
+        case "--crash-workers":
+            o.crashWorkers = try value(a).split(separator: ",").map(String.init)
+            guard !o.crashWorkers.isEmpty, o.crashWorkers.allSatisfy({ ["example", "lean"].contains($0) }) else {
+                throw BenchError("--crash-workers takes example, lean or both (example,lean)")
+            }
         case "--restarts": o.restarts = try int(a)
         case "--blocks": o.blocks = try int(a)
         case "--footprint-workers": o.footprintWorkers = try int(a)
@@ -1140,8 +1166,8 @@ func parseOptions() throws -> Options {
             print(
                 """
                 usage: aibox-bench [--only crash,footprint,scale] [--crash-mode sequential|parallel|both]
-                                   [--restarts N] [--blocks N] [--footprint-workers N] [--footprint-seconds S]
-                                   [--scale-workers N] [--keep]
+                                   [--crash-workers example,lean] [--restarts N] [--blocks N]
+                                   [--footprint-workers N] [--footprint-seconds S] [--scale-workers N] [--keep]
                 """)
             exit(0)
         default: throw BenchError("unknown argument \(a); see --help")

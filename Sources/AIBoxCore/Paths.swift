@@ -65,10 +65,13 @@ public struct WorkerView: Codable, Sendable, Equatable {
     public var reason: String?
     public var waitingFor: [String]
     public var critical: Bool
+    /// What the worker's cgroup says (processes, memory, pressure); nil under the
+    /// process-group rule or before its first start.
+    public var resources: ResourceView?
 
     public init(
         name: String, state: String, pid: Int32?, restarts: Int, lastExit: LastExit?, status: String?, reason: String?,
-        waitingFor: [String], critical: Bool
+        waitingFor: [String], critical: Bool, resources: ResourceView? = nil
     ) {
         self.name = name
         self.state = state
@@ -79,6 +82,7 @@ public struct WorkerView: Codable, Sendable, Equatable {
         self.reason = reason
         self.waitingFor = waitingFor
         self.critical = critical
+        self.resources = resources
     }
 
     // Explicit nulls: a script can rely on every field being present.
@@ -93,6 +97,7 @@ public struct WorkerView: Codable, Sendable, Equatable {
         try c.encode(reason, forKey: .reason)
         try c.encode(waitingFor, forKey: .waitingFor)
         try c.encode(critical, forKey: .critical)
+        try c.encode(resources, forKey: .resources)
     }
 }
 
@@ -122,11 +127,13 @@ public struct StatusView: Codable, Sendable, Equatable {
     /// false when a daemon holds the socket but did not answer within the CLI's timeout (the
     /// rest is then the database's view); nil otherwise.
     public var daemonResponding: Bool?
+    /// How workers are contained: "cgroup v2 (/sys/fs/cgroup/...)" or "process groups (...: why)".
+    public var containment: String?
 
     public init(
         daemonRunning: Bool, daemonPid: Int32?, version: String, workers: [String: Int], workerCount: Int,
         databaseProblem: String?, configProblem: String?, logTarget: String?, hardware: String? = nil, hotplug: String? = nil,
-        provisioned: Bool? = nil, update: String? = nil, configSkipped: [String]? = nil, daemonResponding: Bool? = nil
+        provisioned: Bool? = nil, update: String? = nil, configSkipped: [String]? = nil, daemonResponding: Bool? = nil, containment: String? = nil
     ) {
         self.daemonRunning = daemonRunning
         self.daemonPid = daemonPid
@@ -142,6 +149,7 @@ public struct StatusView: Codable, Sendable, Equatable {
         self.update = update
         self.configSkipped = configSkipped
         self.daemonResponding = daemonResponding
+        self.containment = containment
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -160,6 +168,7 @@ public struct StatusView: Codable, Sendable, Equatable {
         try c.encode(update, forKey: .update)
         try c.encode(configSkipped, forKey: .configSkipped)
         try c.encode(daemonResponding, forKey: .daemonResponding)
+        try c.encode(containment, forKey: .containment)
     }
 }
 

@@ -144,3 +144,22 @@ extension StringProtocol {
         return String(s)
     }
 }
+
+/// SplitMix64: fast, seeded random numbers where no secret depends on them (the restart
+/// jitter): no system call per number, as SystemRandomNumberGenerator makes.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+
+    public init(seed: UInt64) { state = seed }
+
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// A number in 0..<1 (53 random bits), as the backoff's `random` takes it.
+    public mutating func nextFraction() -> Double { Double(next() >> 11) * 0x1p-53 }
+}

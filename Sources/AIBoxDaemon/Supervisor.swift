@@ -30,6 +30,22 @@ final class WorkerSlot {
     var logFD: Int32 = -1
     var log: RotatingLog?
     var removeWhenStopped = false
+    /// A copy of its secrets may be in run/aibox/credentials (unknown at start: a previous run's).
+    var credentialsMayExist = true
+    /// cgroup v2: the cgroup is made (at the first start) and these limits are written in it.
+    var cgroupMade = false
+    var appliedLimits: [String: String] = [:]
+    /// cgroup.kill was written to it: it is made anew before the next start (see `SpawnRequest.cgroupByWrite`).
+    var cgroupKilled = false
+    /// The spawner's form of its definition (see `preparedSpawn`), kept from its first restart
+    /// on; nil when the definition changes.
+    var prepared: PreparedSpawn?
+    var startedBefore = false
+    /// cgroup v2: the main process has exited but processes are left in the cgroup; the exit
+    /// reaches the machine once the cgroup is empty (or at `emptyDeadline`, whatever is left).
+    var pendingExit: (status: ExitStatus, at: Instant)?
+    var emptyDeadline: Instant?
+    var pressure = PressureWatch()
 
     init(machine: WorkerMachine) { self.machine = machine }
 }
@@ -52,6 +68,13 @@ public final class Supervisor {
     var byPID: [Int32: String] = [:]
     /// Process groups whose leader exited but whose members may linger.
     var lingeringGroups: Set<Int32> = []
+    /// Which containment is in force; `cgroups` is the tree when it is cgroup v2.
+    var containment = Containment.processGroups(reason: "not set up yet")
+    var cgroups: CgroupTree?
+    var nextOrphanCheck: Instant?
+    var nextPressureCheck: Instant?
+    /// Workers whose exit waits for their cgroup to empty (`pendingExit`).
+    var awaitingEmpty: Set<String> = []
     var shuttingDown = false
     var shutdownGiveUp: Instant?
     var nextManagerPing: Instant?
@@ -61,10 +84,28 @@ public final class Supervisor {
     var lastManagerStatus = ""
     /// Set when a worker's state changed this turn: dependencies and STATUS= are rechecked.
     var stateChanged = true
+    /// STATUS= for systemd is looked at with the turn's bookkeeping.
+    var statusChanged = true
     /// Set when a deadline that has already passed was set this turn.
     var dueNow = false
     /// Log lines of this turn, written after its spawns.
     var pendingLog: [(Logger.Level, String)] = []
+    /// A turn that spawned leaves its log lines and database write for this long, so that the
+    /// new process has the CPU to start (the daemon, woken as the child execs, would
+    /// otherwise take the child's CPU for them); never longer, however many turns spawn.
+    static let bookkeepingDelay: Duration = .milliseconds(10)
+    var spawnsThisTurn = 0
+    var bookkeepingDue: Instant?
+    /// Workers started since the last bookkeeping, whose start time is still to be read.
+    var startTimesToRead: [String] = []
+    /// While a worker's exit is handled and its restart spawned, its events and database row
+    /// wait here (`holdRecords`), so that no message is formatted before the spawn;
+    /// `releaseRecords` makes them, in order, right after the spawns of the turn.
+    var holdRecords = false
+    var heldRecords: [(at: Int64, worker: String, event: WorkerEvent)] = []
+    var heldPersist: [String] = []
+    /// The restart jitter's random numbers (SystemRandomNumberGenerator costs a getrandom per exit).
+    var random = SplitMix64(seed: UInt64.random(in: .min ... .max))
     let bootID: String
     var connections = ControlConnections()
     public private(set) var exitCode: Int32 = 0
@@ -118,6 +159,7 @@ public final class Supervisor {
         case .success(let defs):
             definitions = defs
         }
+        setUpContainment()
         try makeDirectories(paths.logs, mode: 0o750)
         notifySocket = try NotifySocket(path: paths.notifySocket)
         try loop.add(notifySocket!.fd, events: EventLoop.readable) { [unowned self] _ in self.onNotify() }
@@ -152,7 +194,9 @@ public final class Supervisor {
         rearm()
         loop.run()
         // Stopped: everything is down.
+        cgroups?.tearDown()
         store.record(event(kind: "daemon.stopped", worker: nil, message: "stopped; every worker is down"))
+        for (level, line) in pendingLog { logger.log(level: level, "\(line)") }
         for name in order { persist(name) }
         store.setMeta("daemonPid", "0")
         store.flush(now: Clock.monotonic())
@@ -189,7 +233,21 @@ public final class Supervisor {
     /// process group is killed if it is still ours: the leader must be the same process
     /// (pid and start time) or gone with members left — a reused pid is never touched.
     private func recoverFromPreviousRun() {
-        for record in store.loadWorkers() {
+        // cgroup v2: whatever is in a worker's cgroup is that worker's, whatever its pid.
+        var killed: Set<String> = []
+        if let cg = cgroups {
+            for name in cg.populatedWorkers() {
+                let count = cg.processes(name).count
+                cg.kill(name)
+                killed.insert(name)
+                store.record(
+                    event(
+                        kind: "worker.recovered", worker: name,
+                        message: "killed \(count) process(es) left by the previous daemon run (cgroup.kill)"))
+                logger.warning("worker \(name): killed \(count) leftover process(es) of its cgroup")
+            }
+        }
+        for record in store.loadWorkers() where !killed.contains(record.name) {
             guard let pgid = record.pgid, pgid > 1, let start = record.startTime, record.bootID == bootID else { continue }
             let members = ProcFS.members(ofGroup: pgid)
             guard !members.isEmpty else { continue }
@@ -222,20 +280,27 @@ public final class Supervisor {
     private func onChildren() {
         let now = Clock.monotonic()
         let (reaped, noneLeft) = Reaper.reapAll()
+        holdRecords = true
         for (pid, status) in reaped {
             guard let name = byPID.removeValue(forKey: pid), let slot = slots[name] else {
-                if pid == feed.pid { feedCheckEnded(status, now: now) }
-                if pid == setup.seeds?.running?.pid { setup.seeds?.childEnded(status) }
+                if pid == feed.pid || pid == setup.seeds?.running?.pid {
+                    releaseRecords()
+                    if pid == feed.pid { feedCheckEnded(status, now: now) } else { setup.seeds?.childEnded(status) }
+                    holdRecords = true
+                }
                 continue
             }
             lastExitAt[name] = Clock.wallMilliseconds()
-            // Whatever is left of its process group goes with it.
-            if let pgid = slot.pgid {
-                if kill(-pgid, SIGKILL) == 0 { lingeringGroups.insert(pgid) }
-            }
+            let pgid = slot.pgid
             slot.pgid = nil
             slot.startTime = nil
-            apply(name, slot.machine.exited(status, now: now, random: Double.random(in: 0..<1)))
+            // Whatever is left of it goes with it: its whole cgroup, or its process group.
+            if let cg = cgroups {
+                if cg.isPopulated(name) && !awaitEmpty(name, slot, cg, status, now: now) { continue }
+            } else if let pgid, kill(-pgid, SIGKILL) == 0 {
+                lingeringGroups.insert(pgid)
+            }
+            apply(name, slot.machine.exited(status, now: now, random: jitter()))
         }
         if shuttingDown && noneLeft && allStopped { loop.stop() }
     }
@@ -252,6 +317,9 @@ public final class Supervisor {
     /// The worker a notifying pid belongs to: its main process, or any process of its group.
     private func worker(forPID pid: Int32) -> String? {
         if let n = byPID[pid] { return n }
+        if let cg = cgroups {
+            return ProcFS.cgroupPath(pid).flatMap { cg.layout.workerName(ofCgroup: $0) }.flatMap { slots[$0] != nil ? $0 : nil }
+        }
         guard let info = ProcFS.info(pid) else { return nil }
         return byPID[info.pgrp]
     }
@@ -266,6 +334,7 @@ public final class Supervisor {
         if let check = nextMemoryCheck, check <= now {
             checkMemory(now: now)
         }
+        containmentTimer(now: now)
         hardwareTimer(now: now)
         setupTimer(now: now)
         feedTimer(now: now)
@@ -278,6 +347,14 @@ public final class Supervisor {
     }
 
     private func checkMemory(now: Instant) {
+        if let cg = cgroups {
+            for name in order {
+                guard let slot = slots[name], slot.machine.definition.memoryMax != nil, slot.pgid != nil else { continue }
+                apply(name, slot.machine.memoryMeasured(rss: cg.memoryBytes(name), now: now))
+            }
+            nextMemoryCheck = now + options.memoryCheckInterval
+            return
+        }
         var groups: [Int32: String] = [:]
         for name in order {
             if let slot = slots[name], slot.machine.definition.memoryMax != nil, let g = slot.pgid { groups[g] = name }
@@ -295,13 +372,19 @@ public final class Supervisor {
     func afterTurnFromControl() { afterTurn() }
 
     /// Runs after every turn of the loop. Order matters for the restart latency: what is due
-    /// now (a zero restart-delay) is spawned first; logging and the database come after.
+    /// now (a zero restart-delay) is spawned first; logging and the database come after, and
+    /// `bookkeepingDelay` later when the turn spawned.
     func afterTurn() {
-        var now = Clock.monotonic()
+        let now = Clock.monotonic()
         if dueNow {
             dueNow = false
             fireDueDeadlines(now: now)
         }
+        // One restart (a crash): the new process, woken with us when its exec let us go,
+        // gets the CPU before the rest of this turn. Not for many at once, which would then
+        // be spawned one start-up after another.
+        if spawnsThisTurn == 1 { _ = try? syscall("sched_yield") { sched_yield() } }
+        releaseRecords()
         if !shuttingDown {
             if trial.gate != nil && (stateChanged || trial.next.map { $0 <= now } ?? true) { updateTrialCheck(now: now) }
             if stateChanged && slots.values.contains(where: { $0.machine.state == .waiting }) {
@@ -313,20 +396,45 @@ public final class Supervisor {
         } else {
             advanceShutdown()
         }
-        for (level, line) in pendingLog { logger.log(level: level, "\(line)") }
-        pendingLog.removeAll(keepingCapacity: true)
-        now = Clock.monotonic()
-        store.flush(now: now)
+        if spawnsThisTurn > 0 {
+            spawnsThisTurn = 0
+            if bookkeepingDue == nil { bookkeepingDue = now + Supervisor.bookkeepingDelay }
+        }
         if stateChanged {
             stateChanged = false
+            statusChanged = true
+        }
+        if shuttingDown || bookkeepingDue.map({ $0 <= Clock.monotonic() }) ?? true {
+            bookkeepingDue = nil
+            writeBookkeeping()
+        }
+        rearm()
+    }
+
+    /// What a turn leaves for after its spawns: the start times of new processes (for the
+    /// recovery after a SIGKILL of the daemon), log lines, the database write, STATUS=.
+    func writeBookkeeping() {
+        for name in startTimesToRead {
+            guard let slot = slots[name], let pgid = slot.pgid, slot.startTime == nil else { continue }
+            slot.startTime = ProcFS.info(pgid)?.startTime
+            persist(name)
+        }
+        startTimesToRead.removeAll(keepingCapacity: true)
+        for (level, line) in pendingLog { logger.log(level: level, "\(line)") }
+        pendingLog.removeAll(keepingCapacity: true)
+        store.flush(now: Clock.monotonic())
+        if statusChanged {
+            statusChanged = false
             let s = summary()
             if s != lastManagerStatus {
                 lastManagerStatus = s
                 manager.send("STATUS=\(s)")
             }
         }
-        rearm()
     }
+
+    /// A number in 0..<1 for the restart jitter.
+    func jitter() -> Double { random.nextFraction() }
 
     /// Fires every worker deadline that has passed.
     private func fireDueDeadlines(now: Instant) {
@@ -342,16 +450,20 @@ public final class Supervisor {
             if let i, next.map({ i < $0 }) ?? true { next = i }
         }
         for slot in slots.values { consider(slot.machine.deadline) }
+        for name in awaitingEmpty { consider(slots[name]?.emptyDeadline) }
         consider(nextManagerPing)
         if nextMemoryCheck == nil && slots.values.contains(where: { $0.machine.definition.memoryMax != nil }) {
             nextMemoryCheck = Clock.monotonic() + options.memoryCheckInterval
         }
         consider(nextMemoryCheck)
+        consider(nextOrphanCheck)
+        consider(nextPressureCheck)
         consider(hardwareDeadline)
         consider(setup.nextCheck)
         consider(trial.next)
         consider(feed.next)
         consider(store.nextRetry)
+        consider(bookkeepingDue)
         consider(shutdownGiveUp)
         consider(connections.nextDeadline)
         loop.arm(at: next)
@@ -368,25 +480,33 @@ public final class Supervisor {
                 spawn(name, slot)
                 changed = true
             case .signalGroup(let sig):
-                if let g = slot.pgid { _ = kill(-g, sig) }
+                // The final SIGKILL takes the whole cgroup: nothing escapes by setsid or a double fork.
+                if sig == Signals.kill, let cg = cgroups {
+                    cg.kill(name)
+                    slot.cgroupKilled = true
+                } else if let g = slot.pgid {
+                    _ = kill(-g, sig)
+                }
             case .signalMain(let sig):
-                if let pid = slot.machine.pid { _ = kill(pid, sig) }
+                // Only a pid not reaped yet: a reaped one may already name another process.
+                if let pid = slot.machine.pid, byPID[pid] == name { _ = kill(pid, sig) }
             case .record(let e):
                 changed = true
-                store.record(event(kind: e.kind, worker: name, message: e.message))
-                switch e {
-                case .exited, .quarantined, .parked, .watchdog, .readyTimeout, .memoryExceeded, .spawnFailed, .stopKilled:
-                    pendingLog.append((.warning, "worker \(name): \(e.message)"))
-                default:
-                    pendingLog.append((.info, "worker \(name): \(e.message)"))
+                if holdRecords {
+                    heldRecords.append((Clock.wallMilliseconds(), name, e))
+                } else {
+                    record(e, worker: name, at: Clock.wallMilliseconds())
                 }
             }
         }
         if changed {
             stateChanged = true
-            persist(name)
+            if holdRecords { heldPersist.append(name) } else { persist(name) }
             // No process of it left: no copy of its secrets either (made again at its next start).
-            if !slot.machine.state.hasProcess && slot.machine.state != .starting { removeCredentials(name) }
+            if !slot.machine.state.hasProcess && slot.machine.state != .starting && slot.credentialsMayExist {
+                removeCredentials(name)
+                slot.credentialsMayExist = false
+            }
         }
         // A deadline already due (a zero restart-delay) fires in this same turn.
         if let d = slot.machine.deadline, d <= Clock.monotonic() { dueNow = true }
@@ -394,39 +514,25 @@ public final class Supervisor {
             slots[name] = nil
             order.removeAll { $0 == name }
             store.remove(worker: name)
+            if slot.cgroupMade { cgroups?.remove(name) }
         }
     }
 
     private func spawn(_ name: String, _ slot: WorkerSlot) {
         let d = slot.machine.definition
         let now = Clock.monotonic()
-        var env: [String: String] = [
-            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            "NOTIFY_SOCKET": paths.notifySocket,
-            "AIBOX_WORKER": name,
-            "AIBOX_ROOT": paths.root,
-        ]
-        if let lang = options.environment["LANG"] { env["LANG"] = lang }
-        if let tz = options.environment["TZ"] { env["TZ"] = tz }
-        if let wd = d.watchdog { env["WATCHDOG_USEC"] = "\(wd.microseconds)" }
         var identity: UserIdentity?
-        if let user = d.user, geteuid() == 0 {
-            identity = UserIdentity.lookup(user)
-            if let identity {
-                env["HOME"] = identity.home
-                env["USER"] = user
-                env["LOGNAME"] = user
-            }
-        }
+        if let user = d.user, geteuid() == 0 { identity = UserIdentity.lookup(user) }
+        var credentials: String?
         do {
             if !d.secrets.isEmpty {
-                env["CREDENTIALS_DIRECTORY"] = try prepareCredentials(name, d.secrets, owner: identity)
+                slot.credentialsMayExist = true
+                credentials = try prepareCredentials(name, d.secrets, owner: identity)
             }
         } catch {
-            apply(name, slot.machine.spawnFailed("\(error)", now: now, random: Double.random(in: 0..<1)))
+            apply(name, slot.machine.spawnFailed("\(error)", now: now, random: jitter()))
             return
         }
-        for (k, v) in d.env { env[k] = v }
         if let workdir = d.workdir, !fileExists(workdir) {
             try? makeDirectories(workdir, mode: 0o750)
             if let identity { _ = chown(workdir, identity.uid, identity.gid) }
@@ -453,18 +559,78 @@ public final class Supervisor {
             closeDescriptor(outFD)
             if errFD != outFD { closeDescriptor(errFD) }
         }
-        let request = SpawnRequest(argv: d.exec, environment: env, workdir: d.workdir, user: d.user, stdoutFD: outFD, stderrFD: errFD)
+        var cgroupFD: Int32 = -1
+        defer { closeDescriptor(cgroupFD) }
         do {
-            let pid = try Spawner.spawn(request)
+            let prepared = try preparedSpawn(name, slot, identity: identity, credentials: credentials)
+            if let cg = cgroups { cgroupFD = try prepareCgroup(name, slot, cg) }
+            let pid = try Spawner.spawn(
+                prepared, stdoutFD: outFD, stderrFD: errFD, cgroupFD: cgroups == nil ? nil : cgroupFD,
+                cgroupByWrite: slot.cgroupKilled)
             slot.pgid = pid
-            slot.startTime = ProcFS.info(pid)?.startTime
+            slot.startTime = nil  // read with the turn's bookkeeping, once the child has started
             byPID[pid] = name
+            spawnsThisTurn += 1
+            startTimesToRead.append(name)
             if readFD >= 0 { attachLog(name, slot, readFD) }
             apply(name, slot.machine.spawned(pid: pid, now: now))
         } catch {
             closeDescriptor(readFD)
-            apply(name, slot.machine.spawnFailed(error.description, now: now, random: Double.random(in: 0..<1)))
+            apply(name, slot.machine.spawnFailed(error.description, now: now, random: jitter()))
         }
+    }
+
+    /// argv and environment in the form the spawner takes them. A worker that restarts keeps
+    /// them (a worker that never does, most of them, costs no memory for it); one with a
+    /// `user` has them made at each start, as its account may change.
+    private func preparedSpawn(
+        _ name: String, _ slot: WorkerSlot, identity: UserIdentity?, credentials: String?
+    ) throws(SystemError) -> PreparedSpawn {
+        if let cached = slot.prepared { return cached }
+        let d = slot.machine.definition
+        var env: [String: String] = [
+            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "NOTIFY_SOCKET": paths.notifySocket,
+            "AIBOX_WORKER": name,
+            "AIBOX_ROOT": paths.root,
+        ]
+        if let lang = options.environment["LANG"] { env["LANG"] = lang }
+        if let tz = options.environment["TZ"] { env["TZ"] = tz }
+        if let wd = d.watchdog { env["WATCHDOG_USEC"] = "\(wd.microseconds)" }
+        if let identity, let user = d.user {
+            env["HOME"] = identity.home
+            env["USER"] = user
+            env["LOGNAME"] = user
+        }
+        if let credentials { env["CREDENTIALS_DIRECTORY"] = credentials }
+        for (k, v) in d.env { env[k] = v }
+        let prepared = try PreparedSpawn(
+            SpawnRequest(argv: d.exec, environment: env, workdir: d.workdir, user: d.user, stdoutFD: -1, stderrFD: -1))
+        if d.user == nil && slot.startedBefore { slot.prepared = prepared }
+        slot.startedBefore = true
+        return prepared
+    }
+
+    /// The worker's cgroup, made at its first start and kept; its limits written when they
+    /// differ from what is there (a reload changed memory-max). Returns its directory.
+    private func prepareCgroup(_ name: String, _ slot: WorkerSlot, _ cg: CgroupTree) throws(SystemError) -> Int32 {
+        if !slot.cgroupMade || slot.cgroupKilled {
+            // A fresh one at the first start (not a previous run's) and after a cgroup.kill;
+            // one that still holds a dying process stays, entered the slower way.
+            let fresh = cg.remove(name)
+            try cg.prepare(name)
+            slot.cgroupMade = true
+            slot.cgroupKilled = !fresh
+            if fresh { slot.appliedLimits = [:] }
+        }
+        let writes = CgroupLimits.writes(
+            memoryMax: slot.machine.definition.memoryMax, tasksMax: cg.tasksPerWorker, controllers: cg.controllers)
+        if !writes.isEmpty {
+            let (applied, failures) = cg.applyLimits(writes, to: name, applied: slot.appliedLimits)
+            slot.appliedLimits = applied
+            for f in failures { pendingLog.append((.warning, "worker \(name): cannot set \(f)")) }
+        }
+        return try cg.openDirectory(name)
     }
 
     func removeCredentials(_ name: String) {
@@ -562,6 +728,7 @@ public final class Supervisor {
             if shutdownGiveUp == nil {
                 // Anything left in the workers' groups goes now; we reap it as subreaper.
                 for g in lingeringGroups { _ = kill(-g, SIGKILL) }
+                if let cg = cgroups { for name in cg.populatedWorkers() { cg.kill(name) } }
                 shutdownGiveUp = now + .seconds(5)
             }
             let (_, noneLeft) = Reaper.reapAll()
@@ -598,6 +765,7 @@ public final class Supervisor {
             for name in plan.changed {
                 guard let slot = slots[name] else { continue }
                 slot.machine.replaceDefinition(byName[name]!)
+                slot.prepared = nil
                 apply(name, slot.machine.restart(now: now, reason: "definition changed", dependenciesReady: missing(for: name)))
             }
             for name in plan.added { apply(name, slots[name]!.machine.start(now: now, dependenciesReady: missing(for: name))) }
@@ -618,6 +786,27 @@ public final class Supervisor {
             logger.warning("\(text)")
             store.record(event(kind: "daemon.config-skipped", worker: nil, message: text))
         }
+    }
+
+    func record(_ e: WorkerEvent, worker name: String, at: Int64) {
+        let message = e.message
+        store.record(EventRecord(at: at, kind: e.kind, worker: name, message: message))
+        switch e {
+        case .exited, .quarantined, .parked, .watchdog, .readyTimeout, .memoryExceeded, .spawnFailed, .stopKilled:
+            pendingLog.append((.warning, "worker \(name): \(message)"))
+        default:
+            pendingLog.append((.info, "worker \(name): \(message)"))
+        }
+    }
+
+    /// Records what `holdRecords` kept back, in the order it happened.
+    func releaseRecords() {
+        holdRecords = false
+        guard !heldRecords.isEmpty || !heldPersist.isEmpty else { return }
+        for (at, name, e) in heldRecords { record(e, worker: name, at: at) }
+        heldRecords.removeAll(keepingCapacity: true)
+        for name in heldPersist { persist(name) }
+        heldPersist.removeAll(keepingCapacity: true)
     }
 
     // MARK: Views
@@ -662,7 +851,8 @@ public final class Supervisor {
             }
             return WorkerView(
                 name: name, state: m.state.rawValue, pid: m.pid, restarts: m.restarts, lastExit: last, status: m.statusText,
-                reason: reason(m), waitingFor: m.waitingFor, critical: m.definition.critical)
+                reason: reason(m), waitingFor: m.waitingFor, critical: m.definition.critical,
+                resources: slot.cgroupMade ? cgroups?.resources(name) : nil)
         }
     }
 
@@ -673,7 +863,8 @@ public final class Supervisor {
             daemonRunning: true, daemonPid: getpid(), version: AIBoxVersion.current, workers: counts, workerCount: slots.count,
             databaseProblem: store.problem, configProblem: configProblem, logTarget: options.logTarget.rawValue,
             hardware: hardware?.summary, hotplug: hotplugDescription, provisioned: setup.provisioned,
-            update: updateSummary, configSkipped: configSkipped.isEmpty ? nil : configSkipped)
+            update: updateSummary, configSkipped: configSkipped.isEmpty ? nil : configSkipped,
+            containment: containment.summary)
     }
 
     func summary() -> String {

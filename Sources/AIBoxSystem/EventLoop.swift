@@ -103,7 +103,10 @@ public final class EventLoop {
             } catch {
                 preconditionFailure("\(error)")  // EINVAL only: not an epoll descriptor, a bug
             }
-            for i in 0..<Int(n) {
+            // Signals first: a worker's exit (SIGCHLD) comes with the hang-up of its output
+            // pipe, and its restart should not wait behind the pipe's reading.
+            for i in 0..<Int(n) where events[i].data.fd == signalFD { handlers[signalFD]?(events[i].events) }
+            for i in 0..<Int(n) where events[i].data.fd != signalFD {
                 let fd = events[i].data.fd
                 handlers[fd]?(events[i].events)
             }

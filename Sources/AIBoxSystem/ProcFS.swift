@@ -1,3 +1,4 @@
+import AIBoxCore
 import Glibc
 
 /// What /proc/PID/stat tells about a process.
@@ -57,5 +58,30 @@ public enum ProcFS {
             out[i.pgrp, default: 0] += UInt64(max(i.rssPages, 0) * pageSize)
         }
         return out
+    }
+
+    /// This process's children: /proc/self/task/TID/children of each thread, or a scan of
+    /// /proc where the kernel has no such file (CONFIG_PROC_CHILDREN).
+    public static func childrenOfSelf() -> [Int32] {
+        var out: [Int32] = []
+        var found = false
+        for tid in listDirectory("/proc/self/task") {
+            guard let text = readTextFile("/proc/self/task/\(tid)/children") else { continue }
+            found = true
+            out += text.split(separator: " ").compactMap { Int32($0.trimmingCharacters(in: "\n")) }
+        }
+        if found { return out }
+        let me = getpid()
+        return allPIDs().filter { info($0)?.ppid == me }
+    }
+
+    /// The process's cgroup v2 path ("/aibox/workers/chat"); nil when it has none or is gone.
+    public static func cgroupPath(_ pid: Int32) -> String? {
+        readTextFile("/proc/\(pid)/cgroup").flatMap { CgroupFacts.v2Path(procCgroup: $0) }
+    }
+
+    /// The command name (/proc/PID/comm).
+    public static func command(_ pid: Int32) -> String? {
+        readTextFile("/proc/\(pid)/comm")?.trimmingCharacters(in: "\n")
     }
 }

@@ -10,14 +10,25 @@ public struct SpawnRequest {
     public var user: String?
     public var stdoutFD: Int32
     public var stderrFD: Int32
+    /// A cgroup v2 directory (open, O_DIRECTORY) to start the process in; nil: ours.
+    public var cgroupFD: Int32?
+    /// Enter that cgroup by writing cgroup.procs in the child, not with CLONE_INTO_CGROUP:
+    /// Linux 6.x kernels kill every child cloned into a cgroup that was ever cgroup.kill'ed
+    /// (cgroup_css_set_fork reads the kill sequence of our cgroup, not the target's), so a
+    /// killed worker's cgroup is made anew, and this is for when the old one cannot go yet.
+    public var cgroupByWrite = false
 
-    public init(argv: [String], environment: [String: String], workdir: String?, user: String?, stdoutFD: Int32, stderrFD: Int32) {
+    public init(
+        argv: [String], environment: [String: String], workdir: String?, user: String?, stdoutFD: Int32, stderrFD: Int32,
+        cgroupFD: Int32? = nil
+    ) {
         self.argv = argv
         self.environment = environment
         self.workdir = workdir
         self.user = user
         self.stdoutFD = stdoutFD
         self.stderrFD = stderrFD
+        self.cgroupFD = cgroupFD
     }
 }
 
@@ -47,6 +58,15 @@ public struct UserIdentity: Equatable, Sendable {
 }
 
 public enum Spawner {
+    /// Children started through `spawn` and not reaped yet: what this process started
+    /// itself, as opposed to orphans reparented to it as a subreaper.
+    private static let started = PIDSet()
+
+    public static func isOwnChild(_ pid: Int32) -> Bool { started.contains(pid) }
+
+    /// Every child's stdin, opened once (close-on-exec: a child gets it only as its fd 0).
+    private static let devNull: Int32 = open("/dev/null", O_RDONLY | O_CLOEXEC)
+
     /// The unit gives the supervisor OOMScoreAdjust=-900; workers go back to 0 so that a
     /// leaking agent, not the supervisor, is what the kernel kills.
     static let supervisorIsShieldedFromOOM: Bool = {
@@ -54,52 +74,51 @@ public enum Spawner {
         return v < 0
     }()
 
-    /// Starts a process in its own session and process group (pgid == pid), with no
-    /// descriptor but 0 (/dev/null), 1 and 2, default signal handling, and the user dropped
-    /// when we are root and one is named. Errors say which step failed.
+    /// Starts a process in its own session and process group (pgid == pid) — and in the cgroup
+    /// `cgroupFD` when one is given — with no descriptor but 0 (/dev/null), 1 and 2, default
+    /// signal handling, and the user dropped when we are root and one is named. Errors say
+    /// which step failed.
     public static func spawn(_ request: SpawnRequest) throws(SystemError) -> Int32 {
-        precondition(!request.argv.isEmpty)
-        var identity: UserIdentity?
-        if let user = request.user, geteuid() == 0 {
-            guard let id = UserIdentity.lookup(user) else {
-                throw SystemError("getpwnam", errno: ENOENT, detail: "user \"\(user)\" does not exist")
-            }
-            identity = id
-        }
-        let devNull = try syscall("open", detail: "/dev/null") { open("/dev/null", O_RDONLY | O_CLOEXEC) }
-        defer { closeDescriptor(devNull) }
+        try spawn(
+            PreparedSpawn(request), stdoutFD: request.stdoutFD, stderrFD: request.stderrFD, cgroupFD: request.cgroupFD,
+            cgroupByWrite: request.cgroupByWrite)
+    }
 
-        let argv = CStringArray(request.argv)
-        let envp = CStringArray(request.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })
-        // Only raw pointers into them reach aibox_spawn: keep them alive until it returns
-        // (an optimized build may otherwise free them right after their last use).
-        defer { withExtendedLifetime((argv, envp)) {} }
+    /// `spawn` of a request prepared before (argv, environment, user resolved once).
+    public static func spawn(
+        _ p: PreparedSpawn, stdoutFD: Int32, stderrFD: Int32, cgroupFD: Int32? = nil, cgroupByWrite: Bool = false
+    ) throws(SystemError) -> Int32 {
+        var devNull = Spawner.devNull
+        if devNull < 0 { devNull = try syscall("open", detail: "/dev/null") { open("/dev/null", O_RDONLY | O_CLOEXEC) } }
+        defer { if devNull != Spawner.devNull { closeDescriptor(devNull) } }
         var step: Int32 = 0
         var err: Int32 = 0
-        let groups = identity?.groups ?? []
-        let pid: pid_t = request.argv[0].withCString { path in
-            withOptionalCString(request.workdir) { workdir in
-                groups.withUnsafeBufferPointer { groupsBuffer in
-                    var attr = aibox_spawn_attr()
-                    attr.path = path
-                    attr.argv = argv.pointer
-                    attr.envp = envp.pointer
-                    attr.workdir = workdir
-                    attr.stdin_fd = devNull
-                    attr.stdout_fd = request.stdoutFD
-                    attr.stderr_fd = request.stderrFD
-                    attr.reset_oom_score_adj = Spawner.supervisorIsShieldedFromOOM ? 1 : 0
-                    if let identity {
-                        attr.drop_privileges = 1
-                        attr.uid = identity.uid
-                        attr.gid = identity.gid
-                        attr.groups = groupsBuffer.baseAddress
-                        attr.ngroups = groupsBuffer.count
-                    }
-                    return aibox_spawn(&attr, &step, &err)
-                }
+        let pid: pid_t = p.groups.withUnsafeBufferPointer { groupsBuffer in
+            var attr = aibox_spawn_attr()
+            attr.path = UnsafePointer(p.path)
+            attr.argv = p.argv.pointer
+            attr.envp = p.envp.pointer
+            attr.workdir = p.workdir.map { UnsafePointer($0) }
+            attr.stdin_fd = devNull
+            attr.stdout_fd = stdoutFD
+            attr.stderr_fd = stderrFD
+            attr.reset_oom_score_adj = Spawner.supervisorIsShieldedFromOOM ? 1 : 0
+            if let cg = cgroupFD {
+                attr.use_cgroup = 1
+                attr.cgroup_fd = cg
+                attr.cgroup_by_write = cgroupByWrite ? 1 : 0
             }
+            if let identity = p.identity {
+                attr.drop_privileges = 1
+                attr.uid = identity.uid
+                attr.gid = identity.gid
+                attr.groups = groupsBuffer.baseAddress
+                attr.ngroups = groupsBuffer.count
+            }
+            return aibox_spawn(&attr, &step, &err)
         }
+        // Only raw pointers into it reached aibox_spawn: keep it alive until it returned.
+        withExtendedLifetime(p) {}
         if pid < 0 {
             let what: String
             switch Int(step) {
@@ -110,17 +129,79 @@ public enum Spawner {
             case Int(AIBOX_SPAWN_STEP_UID): what = "setresuid"
             case Int(AIBOX_SPAWN_STEP_CHDIR): what = "chdir"
             case Int(AIBOX_SPAWN_STEP_EXEC): what = "execve"
-            default: what = "vfork"
+            case Int(AIBOX_SPAWN_STEP_CGROUP): what = "write cgroup.procs"
+            default: what = cgroupFD == nil ? "vfork" : "clone3 into the worker's cgroup"
             }
             let detail: String? =
                 switch what {
-                case "execve": request.argv[0]
-                case "chdir": request.workdir
+                case "execve": p.program
+                case "chdir": p.directory
                 default: nil
                 }
             throw SystemError(what, errno: err, detail: detail)
         }
+        started.insert(pid)
         return pid
+    }
+
+    /// Called for every child reaped.
+    static func reaped(_ pid: Int32) { started.remove(pid) }
+}
+
+/// A set of pids shared by threads (tests spawn from several; the daemon from one).
+private final class PIDSet: @unchecked Sendable {
+    private var pids: Set<Int32> = []
+    private let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+
+    init() { pthread_mutex_init(lock, nil) }
+
+    private func locked<R>(_ body: () -> R) -> R {
+        pthread_mutex_lock(lock)
+        defer { pthread_mutex_unlock(lock) }
+        return body()
+    }
+
+    func insert(_ pid: Int32) { locked { _ = pids.insert(pid) } }
+    func remove(_ pid: Int32) { locked { _ = pids.remove(pid) } }
+    func contains(_ pid: Int32) -> Bool { locked { pids.contains(pid) } }
+}
+
+/// A request in the form aibox_spawn takes it: argv and environment as C arrays, the user
+/// looked up. A supervisor keeps one per worker definition, so that a respawn does no string
+/// work and no lookup.
+public final class PreparedSpawn {
+    let path: UnsafeMutablePointer<CChar>
+    let argv: CStringArray
+    let envp: CStringArray
+    let workdir: UnsafeMutablePointer<CChar>?
+    let identity: UserIdentity?
+    let groups: [gid_t]
+    let program: String
+    let directory: String?
+
+    /// Looks the user up (when we are root and one is named): an unknown one is an error here.
+    public init(_ request: SpawnRequest) throws(SystemError) {
+        precondition(!request.argv.isEmpty)
+        var identity: UserIdentity?
+        if let user = request.user, geteuid() == 0 {
+            guard let id = UserIdentity.lookup(user) else {
+                throw SystemError("getpwnam", errno: ENOENT, detail: "user \"\(user)\" does not exist")
+            }
+            identity = id
+        }
+        self.identity = identity
+        groups = identity?.groups ?? []
+        program = request.argv[0]
+        directory = request.workdir
+        path = strdup(request.argv[0])
+        workdir = request.workdir.map { strdup($0) }
+        argv = CStringArray(request.argv)
+        envp = CStringArray(request.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })
+    }
+
+    deinit {
+        free(path)
+        free(workdir)
     }
 }
 
@@ -136,24 +217,20 @@ final class CStringArray {
     deinit { for p in storage { free(p) } }
 }
 
-func withOptionalCString<R>(_ s: String?, _ body: (UnsafePointer<CChar>?) -> R) -> R {
-    guard let s else { return body(nil) }
-    return s.withCString { body($0) }
-}
-
 /// Process exits as `waitpid` reports them.
 public enum Reaper {
     /// Reaps every child that has exited (WNOHANG), returning pid and status. Being a
     /// child subreaper, this includes orphaned grandchildren.
     /// `noneLeft` is true when no child at all remains (ECHILD).
     public static func reapAll() -> (reaped: [(pid: Int32, status: ExitStatus)], noneLeft: Bool) {
-        var out: [(Int32, ExitStatus)] = []
+        var out: [(pid: Int32, status: ExitStatus)] = []
         while true {
             var status: Int32 = 0
             let pid = waitpid(-1, &status, WNOHANG)
             if pid < 0 && errno == EINTR { continue }
             if pid < 0 { return (out, errno == ECHILD) }
             if pid == 0 { return (out, false) }
+            Spawner.reaped(pid)
             out.append((pid, decode(status)))
         }
     }

@@ -25,17 +25,19 @@ public struct SystemError: Error, CustomStringConvertible, Sendable {
 }
 
 /// Every system call goes through here: EINTR is retried, the error names the function,
-/// and EBADF/EFAULT (always our bug) stop the program.
+/// and EBADF/EFAULT (always our bug) stop the program. `detail` is only made for an error.
 @discardableResult
 @inline(__always)
-public func syscall<T: BinaryInteger>(_ function: String, detail: String? = nil, _ body: () -> T) throws(SystemError) -> T {
+public func syscall<T: BinaryInteger>(
+    _ function: String, detail: @autoclosure () -> String? = nil, _ body: () -> T
+) throws(SystemError) -> T {
     while true {
         let r = body()
         if r >= 0 { return r }
         let e = Glibc.errno
         if e == EINTR { continue }
         precondition(e != EBADF && e != EFAULT, "\(function) failed with \(e == EBADF ? "EBADF" : "EFAULT"): a bug")
-        throw SystemError(function, errno: e, detail: detail)
+        throw SystemError(function, errno: e, detail: detail())
     }
 }
 

@@ -2,16 +2,25 @@
 #include "CAIBoxOS.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sched.h>
 #include <sys/syscall.h>
 
 #ifndef SYS_close_range
 #define SYS_close_range 436
 #endif
+
+// struct clone_args of <linux/sched.h> (CLONE_ARGS_SIZE_VER2), spelled out: that header's
+// macros clash with glibc's <sched.h>.
+struct aibox_clone_args {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
+};
+#define AIBOX_CLONE_INTO_CGROUP 0x200000000ULL
 
 static int move_fd(int from, int to) {
     if (from == to) {
@@ -22,64 +31,169 @@ static int move_fd(int from, int to) {
     return dup2(from, to) < 0 ? -1 : 0;
 }
 
+// What the child of aibox_spawn needs; it shares our memory until exec (vfork semantics).
+struct spawn_child_context {
+    const aibox_spawn_attr *attr;
+    int move_into_cgroup;  // the fallback for CLONE_INTO_CGROUP: the child writes itself into cgroup.procs
+    volatile int *step;
+    volatile int *child_errno;
+};
+
+// The child: only raw, async-signal-safe calls (glibc's setuid & co would signal the parent's
+// threads, so the id changes are raw syscalls). Never returns.
+static int spawn_child(void *arg) {
+    struct spawn_child_context *c = arg;
+    const aibox_spawn_attr *attr = c->attr;
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP) continue;
+        sigaction(sig, &dfl, NULL);
+    }
+    if (c->move_into_cgroup) {
+        int procs = openat(attr->cgroup_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+        if (procs < 0 || write(procs, "0", 1) != 1) { *c->step = AIBOX_SPAWN_STEP_CGROUP; goto fail; }
+        close(procs);
+    }
+    if (setsid() < 0) { *c->step = AIBOX_SPAWN_STEP_SETSID; goto fail; }
+    int in = attr->stdin_fd, out = attr->stdout_fd, err = attr->stderr_fd;
+    // Keep sources clear of the targets before overwriting 0, 1, 2.
+    if (out == 0) { out = fcntl(out, F_DUPFD, 3); }
+    if (err == 0 || err == 1) { err = fcntl(err, F_DUPFD, 3); }
+    if (in < 0 || out < 0 || err < 0) { *c->step = AIBOX_SPAWN_STEP_DUP; goto fail; }
+    if (move_fd(in, 0) < 0 || move_fd(out, 1) < 0 || move_fd(err, 2) < 0) { *c->step = AIBOX_SPAWN_STEP_DUP; goto fail; }
+    if (syscall(SYS_close_range, 3U, ~0U, 0U) < 0) {
+        // Before Linux 5.9: one by one, up to the limit (getrlimit is a raw syscall too).
+        long max_fd = 65536;
+        struct rlimit nofile;
+        if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY) max_fd = (long)nofile.rlim_cur;
+        for (long fd = 3; fd < max_fd; fd++) close((int)fd);
+    }
+    if (attr->reset_oom_score_adj) {
+        int oom = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+        if (oom >= 0) {
+            (void)!write(oom, "0", 1);
+            close(oom);
+        }
+    }
+    if (attr->drop_privileges) {
+        if (syscall(SYS_setgroups, attr->ngroups, attr->groups) < 0) { *c->step = AIBOX_SPAWN_STEP_GROUPS; goto fail; }
+        if (syscall(SYS_setresgid, attr->gid, attr->gid, attr->gid) < 0) { *c->step = AIBOX_SPAWN_STEP_GID; goto fail; }
+        if (syscall(SYS_setresuid, attr->uid, attr->uid, attr->uid) < 0) { *c->step = AIBOX_SPAWN_STEP_UID; goto fail; }
+    }
+    if (attr->workdir != NULL && chdir(attr->workdir) < 0) { *c->step = AIBOX_SPAWN_STEP_CHDIR; goto fail; }
+    sigset_t none;
+    sigemptyset(&none);
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, _NSIG / 8);
+    execve(attr->path, attr->argv, attr->envp);
+    *c->step = AIBOX_SPAWN_STEP_EXEC;
+fail:
+    *c->child_errno = errno;
+    _exit(127);
+}
+
+#if defined(__x86_64__) || defined(__aarch64__)
+// clone3 with vfork semantics (CLONE_VM | CLONE_VFORK) on a stack of the child's own, so that
+// CLONE_INTO_CGROUP puts the child into its cgroup as it is made: no write to cgroup.procs,
+// which would take the cgroup core's global lock for every respawn. glibc (before 2.39's
+// posix_spawnattr_setcgroup_np) has no wrapper; the child cannot return from a C syscall
+// wrapper on a new stack, so it calls `fn(arg)` here and exits with its result.
+// Returns the pid, or -errno.
+#define AIBOX_HAVE_CLONE3 1
+long aibox_clone3_vfork(struct aibox_clone_args *args, size_t size, int (*fn)(void *), void *arg)
+    __attribute__((visibility("hidden")));
+#if defined(__x86_64__)
+__asm__(".pushsection .text\n"
+        ".globl aibox_clone3_vfork\n"
+        ".hidden aibox_clone3_vfork\n"
+        ".type aibox_clone3_vfork, @function\n"
+        "aibox_clone3_vfork:\n"
+        "    mov %rdx, %r8\n"       // fn and arg survive the syscall in r8 and r9
+        "    mov %rcx, %r9\n"
+        "    mov $435, %eax\n"      // SYS_clone3
+        "    syscall\n"
+        "    test %rax, %rax\n"
+        "    jnz 1f\n"
+        "    xor %ebp, %ebp\n"      // the child, on its own stack: no frame to return to
+        "    mov %r9, %rdi\n"
+        "    call *%r8\n"
+        "    mov %eax, %edi\n"
+        "    mov $60, %eax\n"       // SYS_exit
+        "    syscall\n"
+        "    hlt\n"
+        "1:  ret\n"
+        ".size aibox_clone3_vfork, .-aibox_clone3_vfork\n"
+        ".popsection\n");
+#else
+__asm__(".pushsection .text\n"
+        ".globl aibox_clone3_vfork\n"
+        ".hidden aibox_clone3_vfork\n"
+        ".type aibox_clone3_vfork, %function\n"
+        "aibox_clone3_vfork:\n"
+        "    mov x9, x2\n"          // fn and arg survive the syscall in x9 and x10
+        "    mov x10, x3\n"
+        "    mov x8, #435\n"        // SYS_clone3
+        "    svc #0\n"
+        "    cbnz x0, 1f\n"
+        "    mov x29, xzr\n"        // the child, on its own stack: no frame to return to
+        "    mov x30, xzr\n"
+        "    mov x0, x10\n"
+        "    blr x9\n"
+        "    mov x8, #93\n"         // SYS_exit
+        "    svc #0\n"
+        "    brk #0\n"
+        "1:  ret\n"
+        ".size aibox_clone3_vfork, .-aibox_clone3_vfork\n"
+        ".popsection\n");
+#endif
+#endif
+
 pid_t aibox_spawn(const aibox_spawn_attr *attr, int *err_step, int *err_errno) {
-    // Written by the vfork child, read by the parent: they share memory until exec.
+    // Written by the child, read by the parent: they share memory until exec.
     volatile int step = AIBOX_SPAWN_STEP_NONE;
     volatile int child_errno = 0;
 
-    struct rlimit nofile;
-    long max_fd = 65536;
-    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY) max_fd = (long)nofile.rlim_cur;
+    struct spawn_child_context ctx = {.attr = attr, .move_into_cgroup = 0, .step = &step, .child_errno = &child_errno};
 
-    // Block every signal across the vfork so that no handler of ours runs in the child.
+    // Block every signal across the clone so that no handler of ours runs in the child.
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
 
-    pid_t pid = vfork();
-    if (pid == 0) {
-        // Child: only raw, async-signal-safe calls from here on (glibc's setuid & co would
-        // signal the parent's threads, so the id changes are raw syscalls).
-        struct sigaction dfl;
-        memset(&dfl, 0, sizeof dfl);
-        dfl.sa_handler = SIG_DFL;
-        for (int sig = 1; sig < NSIG; sig++) {
-            if (sig == SIGKILL || sig == SIGSTOP) continue;
-            sigaction(sig, &dfl, NULL);
+    pid_t pid = -1;
+    int fork_errno = 0;
+    int cloned = 0;
+#ifdef AIBOX_HAVE_CLONE3
+    if (attr->use_cgroup && !attr->cgroup_by_write) {
+        // The child's stack, in this frame: we are suspended until it execs or exits.
+        enum { stack_size = 32 * 1024 };
+        char stack[stack_size] __attribute__((aligned(64)));
+        struct aibox_clone_args args;
+        memset(&args, 0, sizeof args);
+        args.flags = CLONE_VM | CLONE_VFORK | AIBOX_CLONE_INTO_CGROUP;
+        args.exit_signal = SIGCHLD;
+        args.stack = (uint64_t)(uintptr_t)stack;
+        args.stack_size = stack_size;
+        args.cgroup = (uint64_t)attr->cgroup_fd;
+        long r = aibox_clone3_vfork(&args, sizeof args, spawn_child, &ctx);
+        if (r >= 0) {
+            pid = (pid_t)r;
+            cloned = 1;
+        } else if (r != -ENOSYS && r != -E2BIG && r != -EPERM) {
+            // A seccomp filter may refuse clone3 (ENOSYS, EPERM); an old kernel has no
+            // CLONE_INTO_CGROUP (E2BIG): those fall back below. Anything else is the answer.
+            fork_errno = (int)-r;
+            cloned = -1;
         }
-        if (setsid() < 0) { step = AIBOX_SPAWN_STEP_SETSID; goto fail; }
-        int in = attr->stdin_fd, out = attr->stdout_fd, err = attr->stderr_fd;
-        // Keep sources clear of the targets before overwriting 0, 1, 2.
-        if (out == 0) { out = fcntl(out, F_DUPFD, 3); }
-        if (err == 0 || err == 1) { err = fcntl(err, F_DUPFD, 3); }
-        if (in < 0 || out < 0 || err < 0) { step = AIBOX_SPAWN_STEP_DUP; goto fail; }
-        if (move_fd(in, 0) < 0 || move_fd(out, 1) < 0 || move_fd(err, 2) < 0) { step = AIBOX_SPAWN_STEP_DUP; goto fail; }
-        if (syscall(SYS_close_range, 3U, ~0U, 0U) < 0) {
-            for (long fd = 3; fd < max_fd; fd++) close((int)fd);
-        }
-        if (attr->reset_oom_score_adj) {
-            int oom = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
-            if (oom >= 0) {
-                (void)!write(oom, "0", 1);
-                close(oom);
-            }
-        }
-        if (attr->drop_privileges) {
-            if (syscall(SYS_setgroups, attr->ngroups, attr->groups) < 0) { step = AIBOX_SPAWN_STEP_GROUPS; goto fail; }
-            if (syscall(SYS_setresgid, attr->gid, attr->gid, attr->gid) < 0) { step = AIBOX_SPAWN_STEP_GID; goto fail; }
-            if (syscall(SYS_setresuid, attr->uid, attr->uid, attr->uid) < 0) { step = AIBOX_SPAWN_STEP_UID; goto fail; }
-        }
-        if (attr->workdir != NULL && chdir(attr->workdir) < 0) { step = AIBOX_SPAWN_STEP_CHDIR; goto fail; }
-        sigset_t none;
-        sigemptyset(&none);
-        syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, NULL, _NSIG / 8);
-        execve(attr->path, attr->argv, attr->envp);
-        step = AIBOX_SPAWN_STEP_EXEC;
-    fail:
-        child_errno = errno;
-        _exit(127);
     }
-    int fork_errno = errno;
+#endif
+    if (cloned == 0) {
+        ctx.move_into_cgroup = attr->use_cgroup;
+        pid = vfork();
+        if (pid == 0) spawn_child(&ctx);
+        fork_errno = errno;
+    }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (pid < 0) {
         *err_step = AIBOX_SPAWN_STEP_FORK;
@@ -95,6 +209,33 @@ pid_t aibox_spawn(const aibox_spawn_attr *attr, int *err_step, int *err_errno) {
         return -1;
     }
     return pid;
+}
+
+int aibox_cgroup_populated(int dirfd, const char *path) {
+    char file[512];
+    int n = snprintf(file, sizeof file, "%s/cgroup.events", path);
+    if (n < 0 || (size_t)n >= sizeof file) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    int fd = openat(dirfd, file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    char text[256];
+    ssize_t got;
+    do { got = read(fd, text, sizeof text - 1); } while (got < 0 && errno == EINTR);
+    int saved = errno;
+    close(fd);
+    if (got < 0) {
+        errno = saved;
+        return -1;
+    }
+    text[got] = '\0';
+    const char *line = strstr(text, "populated ");
+    if (line == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    return line[10] == '1' ? 1 : 0;
 }
 
 int aibox_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }

@@ -99,6 +99,7 @@ struct Status: ParsableCommand {
         if let c = s.configProblem { row("config", "reload refused: \(c)") }
         for skipped in s.configSkipped ?? [] { row("config", "skipped \(skipped)") }
         if let l = s.logTarget { row("logs", l) }
+        if let c = s.containment { row("contained", c) }
         if let h = s.hardware { row("hardware", h) }
         if let h = s.hotplug { row("hotplug", h) }
         if let u = s.update { row("system", u) }

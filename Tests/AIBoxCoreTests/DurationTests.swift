@@ -164,3 +164,21 @@ struct DurationTests {
 extension String {
     fileprivate func replacingSIG() -> String { hasPrefix("SIG") ? String(dropFirst(3)) : self }
 }
+
+@Suite("The restart jitter's random numbers")
+struct JitterRandomTests {
+    @Test("SplitMix64: the same seed gives the same numbers; fractions stay in 0..<1 and spread over it")
+    func splitMix() {
+        var a = SplitMix64(seed: 42), b = SplitMix64(seed: 42), c = SplitMix64(seed: 43)
+        let first = (0..<8).map { _ in a.next() }
+        #expect(first == (0..<8).map { _ in b.next() })
+        #expect(first != (0..<8).map { _ in c.next() })
+        var g = SplitMix64(seed: 7)
+        let fractions = (0..<10_000).map { _ in g.nextFraction() }
+        #expect(fractions.allSatisfy { $0 >= 0 && $0 < 1 })
+        // Each tenth of the range gets its share (±20 %): no bias the backoff's ±20 % would show.
+        var buckets = [Int](repeating: 0, count: 10)
+        for f in fractions { buckets[Int(f * 10)] += 1 }
+        #expect(buckets.allSatisfy { $0 > 800 && $0 < 1200 }, "\(buckets)")
+    }
+}

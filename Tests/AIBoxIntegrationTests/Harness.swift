@@ -80,6 +80,7 @@ final class TestBox {
             d.waitUntilExit()
         }
         killLeftovers()
+        removeCgroupSubtree()
         if stateOnTmpfs { _ = try? run("/bin/umount", ["-l", paths.stateDirectory]) }
         _ = try? run("/bin/rm", ["-rf", root])
     }
@@ -208,6 +209,26 @@ final class TestBox {
         for p in processesOfThisBox() { kill(p.pid, SIGKILL) }
     }
 
+    /// The cgroup v2 subtree a daemon started by hand makes for this root (below the cgroup
+    /// the tests run in), as a file-system path; nil without a cgroup2 mount.
+    var cgroupSubtree: String? {
+        guard let mount = CgroupFacts.v2Mounts(mountinfo: readTextFile("/proc/self/mountinfo") ?? "").first,
+            let own = ProcFS.cgroupPath(getpid())
+        else { return nil }
+        return CgroupFacts.filesystemPath(own, mount: mount) + "/" + Containment.subtreeName(root: root)
+    }
+
+    /// What a daemon killed by SIGKILL leaves of its subtree (the daemon removes it when it stops).
+    func removeCgroupSubtree() {
+        guard let base = cgroupSubtree, fileExists(base) else { return }
+        for name in listDirectory(base + "/workers") where !name.contains(".") {
+            _ = try? writeKernelFile(base + "/workers/" + name + "/cgroup.kill", "1")
+            _ = waitUntil(.seconds(2)) { rmdir(base + "/workers/" + name) == 0 || errno == ENOENT }
+        }
+        _ = rmdir(base + "/workers")
+        _ = rmdir(base)
+    }
+
     private var stateOnTmpfs = false
 
     /// Puts `var/lib/aibox` on a tmpfs of `size` (root only), unmounted with the box.
@@ -225,4 +246,11 @@ final class TestBox {
 
     /// What the daemon wrote on stderr.
     func daemonLog() -> String { readTextFile(root + "/daemon.log") ?? "" }
+}
+
+/// One write to a kernel file (cgroupfs, /proc): no atomic rename there.
+func writeKernelFile(_ path: String, _ text: String) throws {
+    let fd = try syscall("open", detail: path) { open(path, O_WRONLY | O_CLOEXEC) }
+    defer { closeDescriptor(fd) }
+    try writeAll(fd, Array(text.utf8))
 }

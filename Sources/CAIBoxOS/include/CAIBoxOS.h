@@ -11,6 +11,8 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
+#include <sys/inotify.h>
 #include <time.h>
 
 /// What `aibox_spawn` needs; everything is prepared by the caller before the fork,
@@ -29,6 +31,9 @@ typedef struct {
     const gid_t *groups;
     size_t ngroups;
     int reset_oom_score_adj;     ///< nonzero: write 0 to /proc/self/oom_score_adj (the supervisor's shield is not the workers')
+    int use_cgroup;              ///< nonzero: start the child in the cgroup `cgroup_fd` (a directory of the cgroup v2 tree)
+    int cgroup_fd;
+    int cgroup_by_write;         ///< nonzero: by a write to cgroup.procs, not CLONE_INTO_CGROUP (see Spawner)
 } aibox_spawn_attr;
 
 /// The step of the child's setup that failed (reported with its errno).
@@ -42,13 +47,21 @@ enum {
     AIBOX_SPAWN_STEP_CHDIR = 6,
     AIBOX_SPAWN_STEP_EXEC = 7,
     AIBOX_SPAWN_STEP_FORK = 8,
+    AIBOX_SPAWN_STEP_CGROUP = 9,
 };
 
 /// vfork + exec in a new session (so a new process group, whose id is the pid), with
-/// default signal dispositions, an empty signal mask and no descriptor but 0, 1, 2.
+/// default signal dispositions, an empty signal mask and no descriptor but 0, 1, 2. With
+/// `use_cgroup`, the child is made in that cgroup (clone3 with CLONE_INTO_CGROUP; where a
+/// seccomp filter refuses clone3, vfork and a write of the child to cgroup.procs).
 /// Returns the pid, or -1 with *err_step and *err_errno set; the child never runs
 /// caller code, and a failed exec is reported here rather than as an exit status.
 pid_t aibox_spawn(const aibox_spawn_attr *attr, int *err_step, int *err_errno);
+
+/// The `populated` line of `path`/cgroup.events (`path` relative to `dirfd`): 1 when a process
+/// is in that cgroup or below, 0 when none, -1 (errno) when it cannot be read. In C: it runs
+/// on every exit of a worker, before its restart.
+int aibox_cgroup_populated(int dirfd, const char *path);
 
 /// prctl(PR_SET_CHILD_SUBREAPER, 1): orphaned descendants are reparented to us.
 int aibox_set_child_subreaper(void);
