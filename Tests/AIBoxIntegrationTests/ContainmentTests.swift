@@ -62,7 +62,9 @@ func isAlive(_ pid: Int32) -> Bool {
         let status = try box.statusView()
         let subtree = try #require(box.cgroupSubtree)
         #expect(status.containment == "cgroup v2 (\(subtree))")
-        #expect(try box.aibox(["status"]).stdout.contains("contained: cgroup v2 (\(subtree))"))
+        // An 80-column layout: a long path goes on a line of its own, under the value column.
+        let shown = try box.aibox(["status"]).stdout.replacingOccurrences(of: "\n" + String(repeating: " ", count: 11), with: " ")
+        #expect(shown.contains("contained: cgroup v2 (\(subtree))"), "\(shown)")
 
         try box.waitFor("escaper", ["running"])
         #expect(waitUntil(.seconds(10)) { box.liveProcesses().count == 4 }, "\(box.liveProcesses())")
