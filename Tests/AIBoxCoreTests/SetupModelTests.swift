@@ -422,11 +422,11 @@ struct BadSeed: Sendable, CustomStringConvertible {
             ([0xE2, 0x82], 0), ([0x61, 0x62, 0x80], 2),
         ] as [([UInt8], Int)])
     func malformedUTF8IsFound(bytes: [UInt8], offset: Int) {
-        #expect(Seed.firstInvalidUTF8(bytes) == offset)
+        #expect(ByteText.firstInvalidUTF8(bytes) == offset)
     }
 
     @Test func wellFormedUTF8Passes() {
-        #expect(Seed.firstInvalidUTF8(Array("name = \"Café ☕ 𝄞\"".utf8)) == nil)
+        #expect(ByteText.firstInvalidUTF8(Array("name = \"Café ☕ 𝄞\"".utf8)) == nil)
     }
 
     @Test func aHugeFileIsRefusedBeforeParsing() throws {

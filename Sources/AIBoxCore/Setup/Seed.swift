@@ -70,8 +70,8 @@ public enum Seed {
             return refuse(
                 nil, nil, "the file is \(bytes.count) bytes; a seed has at most \(maxBytes) bytes (1 MiB): is this the right file?")
         }
-        if let bad = firstInvalidUTF8(bytes) {
-            let (line, column) = position(of: bad, in: bytes)
+        if let bad = ByteText.firstInvalidUTF8(bytes) {
+            let (line, column) = ByteText.position(of: bad, in: bytes)
             let byte = String(bytes[bad], radix: 16, uppercase: true)
             return refuse(
                 line, column,
@@ -79,7 +79,7 @@ public enum Seed {
             )
         }
         if let deep = firstNestingBeyond(maxNesting, in: bytes) {
-            let (line, column) = position(of: deep, in: bytes)
+            let (line, column) = ByteText.position(of: deep, in: bytes)
             return refuse(line, column, "arrays or inline tables are nested more than \(maxNesting) deep; a seed needs at most 3")
         }
         return SetupFileReader.read(text: String(decoding: bytes, as: UTF8.self), path: path, form: .seed, zoneExists: zoneExists).map {
@@ -88,48 +88,6 @@ public enum Seed {
             config.applyDefaultRoutes(tier: tier)
             return (config, read.secrets)
         }
-    }
-
-    /// The offset of the first byte that is not part of a well-formed UTF-8 sequence
-    /// (overlong forms, surrogates and values above U+10FFFF included), or nil.
-    public static func firstInvalidUTF8(_ b: [UInt8]) -> Int? {
-        var i = 0
-        while i < b.count {
-            let c = b[i]
-            if c < 0x80 {
-                i += 1
-                continue
-            }
-            let need: Int
-            var low: UInt8 = 0x80, high: UInt8 = 0xBF
-            switch c {
-            case 0xC2...0xDF: need = 1
-            case 0xE0: (need, low) = (2, 0xA0)
-            case 0xE1...0xEC, 0xEE...0xEF: need = 2
-            case 0xED: (need, high) = (2, 0x9F)
-            case 0xF0: (need, low) = (3, 0x90)
-            case 0xF1...0xF3: need = 3
-            case 0xF4: (need, high) = (3, 0x8F)
-            default: return i
-            }
-            for k in 1...need {
-                guard i + k < b.count else { return i }
-                let (lo, hi) = k == 1 ? (low, high) : (0x80, 0xBF)
-                guard b[i + k] >= lo && b[i + k] <= hi else { return i }
-            }
-            i += need + 1
-        }
-        return nil
-    }
-
-    /// Line and column (both from 1, the column in bytes) of a byte offset.
-    static func position(of offset: Int, in bytes: [UInt8]) -> (line: Int, column: Int) {
-        var line = 1, lineStart = 0
-        for i in 0..<min(offset, bytes.count) where bytes[i] == 0x0A {
-            line += 1
-            lineStart = i + 1
-        }
-        return (line, offset - lineStart + 1)
     }
 
     /// The offset of the first '[' or '{' nested deeper than `limit`, outside strings and

@@ -175,7 +175,7 @@ public struct BundleManifest: Sendable, Equatable {
             return refuse(nil, nil, "the manifest is \(bytes.count) bytes; at most \(BundleLayout.maxManifestLength)")
         }
         if let bad = bytes.firstIndex(where: { !($0 == 0x0A || ($0 >= 0x20 && $0 <= 0x7E)) }) {
-            let (line, column) = position(of: bad, in: bytes)
+            let (line, column) = ByteText.position(of: bad, in: bytes)
             return refuse(
                 line, column,
                 "the byte \(BundleLayout.hexByte(bytes[bad])) at offset \(bad) is not allowed: a manifest is printable ASCII with \\n line ends"
@@ -464,15 +464,6 @@ public struct BundleManifest: Sendable, Equatable {
             return "\(quoted(s.count > 80 ? String(s.prefix(80)) + "…" : s)) is not a SHA-256 digest: 64 lower-case hex digits"
         }
         return nil
-    }
-
-    static func position(of offset: Int, in bytes: [UInt8]) -> (line: Int, column: Int) {
-        var line = 1, lineStart = 0
-        for i in 0..<min(offset, bytes.count) where bytes[i] == 0x0A {
-            line += 1
-            lineStart = i + 1
-        }
-        return (line, offset - lineStart + 1)
     }
 }
 
