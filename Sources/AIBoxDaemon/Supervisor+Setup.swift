@@ -132,15 +132,15 @@ final class SeedVolumeHandler: ProvisioningHook {
         guard outputFD >= 0 else { return }
         var buf = [UInt8](repeating: 0, count: 16384)
         while true {
-            let n: Int
+            let got: Int?
             do {
-                guard let got = try nonBlockingSyscall("read", detail: "aibox stick-seed's output", {
+                got = try nonBlockingSyscall("read", detail: "aibox stick-seed's output") {
                     buf.withUnsafeMutableBytes { Glibc.read(outputFD, $0.baseAddress, $0.count) }
-                }) else { return }  // all there was for now
-                n = got
+                }
             } catch {
-                n = 0  // an error reading a pipe (none is expected) ends it as its end would
+                got = 0  // an error reading a pipe (none is expected) ends it as its end would
             }
+            guard let n = got else { return }  // all there was for now
             if n > 0 {
                 if output.count < SeedVolumeHandler.maxOutput { output += buf[0..<n] }
                 continue

@@ -125,7 +125,8 @@ extension Supervisor {
         guard let due = feed.next, due <= now, feed.pid == nil, !shuttingDown else { return }
         feed.next = nil
         let request = SpawnRequest(
-            argv: [currentExecutable() ?? "/usr/bin/aibox", "update", "check", "--install", "--reboot", "--root", paths.root], environment: currentEnvironment(),
+            argv: [currentExecutable() ?? "/usr/bin/aibox", "update", "check", "--install", "--reboot", "--root", paths.root],
+            environment: currentEnvironment(),
             workdir: nil, user: nil, stdoutFD: 2, stderrFD: 2)  // its words go where the daemon's go
         do {
             feed.pid = try Spawner.spawn(request)

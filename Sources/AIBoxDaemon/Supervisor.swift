@@ -682,15 +682,15 @@ public final class Supervisor {
             try loop.add(fd, events: EventLoop.readable) { [unowned self] _ in
                 var buf = [UInt8](repeating: 0, count: 65536)
                 while true {
-                    let n: Int
+                    let got: Int?
                     do {
-                        guard let got = try nonBlockingSyscall("read", detail: "worker output", {
+                        got = try nonBlockingSyscall("read", detail: "worker output") {
                             buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-                        }) else { return }  // all there was for now
-                        n = got
+                        }
                     } catch {
-                        n = 0  // an error reading a pipe (none is expected) ends it as its end would
+                        got = 0  // an error reading a pipe (none is expected) ends it as its end would
                     }
+                    guard let n = got else { return }  // all there was for now
                     if n > 0 {
                         log.append(buf[0..<n])
                         continue

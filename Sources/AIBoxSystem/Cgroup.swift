@@ -267,11 +267,10 @@ public final class CgroupTree {
         var buf = [UInt8](repeating: 0, count: 4096)
         while true {
             // nil: none left. An error (none is expected of inotify) ends this turn's reading too.
-            guard
-                let n = try? nonBlockingSyscall("read", detail: "cgroup.events watches", {
-                    buf.withUnsafeMutableBytes { Glibc.read(eventsFD, $0.baseAddress, $0.count) }
-                }), n > 0
-            else { break }
+            let got = try? nonBlockingSyscall("read", detail: "cgroup.events watches") {
+                buf.withUnsafeMutableBytes { Glibc.read(eventsFD, $0.baseAddress, $0.count) }
+            }
+            guard let n = got, n > 0 else { break }
             var offset = 0
             while offset + 16 <= n {
                 let wd = buf.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: Int32.self) }
@@ -292,9 +291,8 @@ public final class CgroupTree {
         var out: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 4096)
         while out.count < 1 << 20 {
-            guard let n = try? syscall("read", detail: relative, { buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) } }),
-                n > 0
-            else { break }
+            let got = try? syscall("read", detail: relative) { buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) } }
+            guard let n = got, n > 0 else { break }
             out += buf[0..<n]
         }
         return String(decoding: out, as: UTF8.self)

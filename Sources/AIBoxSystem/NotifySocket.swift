@@ -52,11 +52,10 @@ public final class NotifySocket {
             var pid: pid_t = 0, uid: uid_t = 0, gid: gid_t = 0
             // nil: no datagram left. An error (ENOMEM, none other is expected) ends this turn's
             // reading too; what is queued is read at the next readable event.
-            guard
-                let n = try? nonBlockingSyscall("recvmsg", detail: "notify socket", {
-                    buffer.withUnsafeMutableBytes { aibox_recv_with_creds(fd, $0.baseAddress, $0.count, &pid, &uid, &gid) }
-                })
-            else { return }
+            let got = try? nonBlockingSyscall("recvmsg", detail: "notify socket") {
+                buffer.withUnsafeMutableBytes { aibox_recv_with_creds(fd, $0.baseAddress, $0.count, &pid, &uid, &gid) }
+            }
+            guard let n = got else { return }
             guard pid > 0, n <= buffer.count else { continue }
             body(pid, NotifyMessage(datagram: buffer[0..<n]))
         }
