@@ -11,19 +11,6 @@ nonisolated(unsafe) private var signalsTaken: Int32 = 0
 
 /// `syscall(…)` and the helpers on it: EINTR retried, errors that name the call and its object.
 @Suite(.serialized) struct SyscallTests {
-    /// A descriptor closed twice may, in between, have been given to another file, which the
-    /// second close then closes under its owner: EBADF from close is a bug to stop on. Run in
-    /// a child process of the test (an exit test): the program is expected to stop.
-    @Test func aDescriptorClosedTwiceStopsTheProgram() async {
-        await #expect(processExitsWith: .failure) {
-            let fd = open("/dev/null", O_RDONLY | O_CLOEXEC)
-            closeDescriptor(fd)
-            closeDescriptor(fd)
-        }
-        // A descriptor that is none (-1, "not opened") is left alone.
-        closeDescriptor(-1)
-    }
-
     /// Runs `body` with SIGUSR2 handled (counted) and not restarted; the old action after.
     func withInterruptingSignal<R>(_ body: () throws -> R) rethrows -> R {
         var action = sigaction()
