@@ -74,7 +74,7 @@ extension Supervisor {
                 // An idle connection gives way to the new one (a real client sends its
                 // request at once); with none to give, the newcomer is accepted and closed.
                 if let victim = connections.evictable {
-                    close(connection: victim)
+                    closeConnection(victim)
                     continue
                 }
                 if listener.shedOne() { continue }
@@ -82,7 +82,7 @@ extension Supervisor {
                 return
             case .connection(let fd, let peer):
                 if connections.clients.count >= connections.capacity, let victim = connections.evictable {
-                    close(connection: victim)
+                    closeConnection(victim)
                 }
                 connections.nextSerial += 1
                 connections.clients[fd] = ControlClient(
@@ -114,7 +114,7 @@ extension Supervisor {
             connections.acceptPausedUntil = nil
             loop.modify(listener.fd, events: EventLoop.readable)
         }
-        for (fd, client) in connections.clients where client.deadline <= now { close(connection: fd) }
+        for (fd, client) in connections.clients where client.deadline <= now { closeConnection(fd) }
     }
 
     private func onConnectionEvent(_ fd: Int32, _ events: UInt32) {
@@ -129,7 +129,15 @@ extension Supervisor {
     private func readRequest(_ fd: Int32) {
         var buf = [UInt8](repeating: 0, count: 4096)
         while true {
-            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            let read: Int?
+            do {
+                read = try nonBlockingSyscall("read", detail: "a control connection") {
+                    buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+                }
+            } catch {
+                read = 0  // ECONNRESET and the like: the client went away, as at its end of file
+            }
+            guard let n = read else { return }  // all there was; the rest comes with the next readable event
             if n > 0 {
                 connections.clients[fd]?.request += buf[0..<n]
                 guard let client = connections.clients[fd] else { return }
@@ -143,14 +151,12 @@ extension Supervisor {
                 }
                 continue
             }
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 && errno == EAGAIN { return }
-            close(connection: fd)
+            closeConnection(fd)
             return
         }
     }
 
-    func close(connection fd: Int32) {
+    func closeConnection(_ fd: Int32) {
         loop.remove(fd)
         connections.clients[fd] = nil
         closeDescriptor(fd)
@@ -170,20 +176,23 @@ extension Supervisor {
         guard let client = connections.clients[fd], let answer = client.answer else { return }
         var written = client.written
         while written < answer.count {
-            let n = answer.withUnsafeBytes { send(fd, $0.baseAddress! + written, $0.count - written, Int32(MSG_NOSIGNAL)) }
-            if n > 0 {
-                written += n
-                continue
+            let sent: Int?
+            do {
+                sent = try nonBlockingSyscall("send", detail: "a control connection") {
+                    answer.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + written, $0.count - written, Int32(MSG_NOSIGNAL)) }
+                }
+            } catch {
+                break  // EPIPE, ECONNRESET: the client went away, and its answer with it
             }
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 && errno == EAGAIN {
+            guard let n = sent else {
                 connections.clients[fd]?.written = written
                 loop.modify(fd, events: EventLoop.writable)
                 return
             }
-            break  // the client went away
+            if n == 0 { break }  // nothing taken of a non-empty answer: no progress to wait for
+            written += n
         }
-        close(connection: fd)
+        closeConnection(fd)
     }
 
     private struct Refusal: Encodable {

@@ -102,7 +102,7 @@ extension Supervisor {
             guard let path = ProcFS.cgroupPath(pid), !cg.layout.isWorkerCgroup(path) else { continue }
             guard let info = ProcFS.info(pid), info.state != "Z" else { continue }
             let command = ProcFS.command(pid) ?? "?"
-            guard kill(pid, SIGKILL) == 0 else { continue }
+            guard sendSignal(SIGKILL, to: pid) else { continue }  // gone meanwhile: nothing to record
             let text = "killed pid \(pid) (\(command)): an orphan reparented to the supervisor from outside any worker (cgroup \(path))"
             store.record(event(kind: "daemon.orphan-killed", worker: nil, message: text))
             pendingLog.append((.warning, text))

@@ -117,7 +117,8 @@ final class SeedVolumeHandler: ProvisioningHook {
             timedOut = false
             output = []
             outputFD = pipe.read
-            _ = fcntl(pipe.read, F_SETFL, fcntl(pipe.read, F_GETFL) | O_NONBLOCK)
+            // On a pipe just made, fcntl can fail only with EBADF, which stops the program anyway.
+            try? setNonBlocking(pipe.read, detail: "aibox stick-seed's output")
             try? s.loop.add(pipe.read, events: EventLoop.readable) { [unowned self] _ in self.readOutput() }
             s.logger.info("\(volume.label) volume \(volume.devnode): taking its seed (pid \(pid))")
         } catch {
@@ -131,13 +132,19 @@ final class SeedVolumeHandler: ProvisioningHook {
         guard outputFD >= 0 else { return }
         var buf = [UInt8](repeating: 0, count: 16384)
         while true {
-            let n = buf.withUnsafeMutableBytes { read(outputFD, $0.baseAddress, $0.count) }
+            let got: Int?
+            do {
+                got = try nonBlockingSyscall("read", detail: "aibox stick-seed's output") {
+                    buf.withUnsafeMutableBytes { Glibc.read(outputFD, $0.baseAddress, $0.count) }
+                }
+            } catch {
+                got = 0  // an error reading a pipe (none is expected) ends it as its end would
+            }
+            guard let n = got else { return }  // all there was for now
             if n > 0 {
                 if output.count < SeedVolumeHandler.maxOutput { output += buf[0..<n] }
                 continue
             }
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 && errno == EAGAIN { return }
             closeOutput()
             return
         }
@@ -160,7 +167,13 @@ final class SeedVolumeHandler: ProvisioningHook {
         var outcome = try? JSONDecoder().decode(StickSeed.Outcome.self, from: Data(line))
         if outcome == nil || status != .code(0) {
             // It did not finish: whatever it mounted is let go (lazily: never waiting on the stick).
-            _ = umount2(supervisor.paths.volumeMount, Int32(MNT_DETACH))
+            let mountPoint = supervisor.paths.volumeMount
+            do {
+                try syscall("umount2(MNT_DETACH)", detail: mountPoint) { umount2(mountPoint, Int32(MNT_DETACH)) }
+            } catch {
+                // EINVAL: nothing mounted there (it ended before mounting), the usual case.
+                if error.errno != EINVAL && error.errno != ENOENT { supervisor.logger.warning("\(error)") }
+            }
             let why =
                 timedOut
                 ? "it took longer than \(SeedVolumeHandler.timeout.aiboxText) and was stopped"
@@ -175,7 +188,7 @@ final class SeedVolumeHandler: ProvisioningHook {
     func timer(now: Instant) {
         guard let r = running, r.deadline <= now, !timedOut else { return }
         timedOut = true
-        _ = kill(-r.pid, SIGKILL)
+        sendSignal(SIGKILL, to: -r.pid)  // a group gone meanwhile has ended by itself
     }
 
     private func finish(_ volume: ProvisioningVolume, _ outcome: StickSeed.Outcome) {

@@ -57,7 +57,7 @@ extension Supervisor {
         }
         if let owed = agent.flow.owedReboot(seen) {
             logger.critical("\(owed)")
-            reboot(owed, now: Clock.monotonic())
+            requestReboot(owed, now: Clock.monotonic())
             return
         }
         guard case .trying(let slot) = agent.flow.state, slot.name == seen.booted else { return }
@@ -73,7 +73,7 @@ extension Supervisor {
     }
 
     /// Through the Rebooter; deferred by the inhibit file, tried again every 5 s.
-    private func reboot(_ reason: String, now: Instant) {
+    private func requestReboot(_ reason: String, now: Instant) {
         guard let agent = trial.agent else { return }
         store.flush(now: now)
         rebooted(agent.rebooter.reboot(reason, journal: agent.journal), reason, now: now)
@@ -100,7 +100,7 @@ extension Supervisor {
         if agent.rebooter.isInhibited {
             trial.next = now + UpdateTrial.rebootRetry
         } else {
-            reboot(reason, now: now)
+            requestReboot(reason, now: now)
         }
     }
 
@@ -124,11 +124,9 @@ extension Supervisor {
         retryDeferredReboot(now: now)
         guard let due = feed.next, due <= now, feed.pid == nil, !shuttingDown else { return }
         feed.next = nil
-        var buffer = [CChar](repeating: 0, count: 4096)
-        let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-        let exe = n > 0 ? String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : "/usr/bin/aibox"
         let request = SpawnRequest(
-            argv: [exe, "update", "check", "--install", "--reboot", "--root", paths.root], environment: currentEnvironment(),
+            argv: [currentExecutable() ?? "/usr/bin/aibox", "update", "check", "--install", "--reboot", "--root", paths.root],
+            environment: currentEnvironment(),
             workdir: nil, user: nil, stdoutFD: 2, stderrFD: 2)  // its words go where the daemon's go
         do {
             feed.pid = try Spawner.spawn(request)

@@ -200,7 +200,8 @@ public final class Supervisor {
         for name in order { persist(name) }
         store.setMeta("daemonPid", "0")
         store.flush(now: Clock.monotonic())
-        _ = unlink(paths.pidFile)
+        // Tidying: a stale pid file only names a pid in the CLI's "not responding" message.
+        removeFileBestEffort(paths.pidFile)
         notifySocket = nil
         control = nil
         return exitCode
@@ -255,7 +256,8 @@ public final class Supervisor {
                 logger.warning("worker \(record.name): pid \(pgid) was reused by another process; not touching it")
                 continue
             }
-            _ = kill(-pgid, SIGKILL)
+            // A group gone meanwhile is what is wanted.
+            sendSignal(SIGKILL, to: -pgid)
             store.record(
                 event(
                     kind: "worker.recovered", worker: record.name,
@@ -297,7 +299,7 @@ public final class Supervisor {
             // Whatever is left of it goes with it: its whole cgroup, or its process group.
             if let cg = cgroups {
                 if cg.isPopulated(name) && !awaitEmpty(name, slot, cg, status, now: now) { continue }
-            } else if let pgid, kill(-pgid, SIGKILL) == 0 {
+            } else if let pgid, sendSignal(SIGKILL, to: -pgid) {
                 lingeringGroups.insert(pgid)
             }
             apply(name, slot.machine.exited(status, now: now, random: jitter()))
@@ -485,11 +487,11 @@ public final class Supervisor {
                     cg.kill(name)
                     slot.cgroupKilled = true
                 } else if let g = slot.pgid {
-                    _ = kill(-g, sig)
+                    sendSignal(sig, to: -g)  // none left in the group: it is stopped already
                 }
             case .signalMain(let sig):
                 // Only a pid not reaped yet: a reaped one may already name another process.
-                if let pid = slot.machine.pid, byPID[pid] == name { _ = kill(pid, sig) }
+                if let pid = slot.machine.pid, byPID[pid] == name { sendSignal(sig, to: pid) }
             case .record(let e):
                 changed = true
                 if holdRecords {
@@ -524,36 +526,40 @@ public final class Supervisor {
         var identity: UserIdentity?
         if let user = d.user, geteuid() == 0 { identity = UserIdentity.lookup(user) }
         var credentials: String?
+        var outFD: Int32 = -1, errFD: Int32 = -1, readFD: Int32 = -1
         do {
             if !d.secrets.isEmpty {
                 slot.credentialsMayExist = true
                 credentials = try prepareCredentials(name, d.secrets, owner: identity)
             }
+            if let workdir = d.workdir, !fileExists(workdir) {
+                try makeDirectories(workdir, mode: 0o750)
+                if let identity { try syscall("chown", detail: workdir) { chown(workdir, identity.uid, identity.gid) } }
+            }
+            if options.logTarget == .journal {
+                outFD = Journal.streamFD(identifier: name, priority: LOG_INFO)
+                errFD = Journal.streamFD(identifier: name, priority: LOG_WARNING)
+            }
+            if outFD < 0 || errFD < 0 {
+                closeDescriptor(outFD)
+                closeDescriptor(errFD)
+                outFD = -1
+                errFD = -1
+                // No pipe (out of descriptors): the worker runs with its output lost rather than not at all.
+                if let fds = try? makePipe() {
+                    readFD = fds.read
+                    outFD = fds.write
+                    errFD = fds.write
+                } else {
+                    outFD = try syscall("open", detail: "/dev/null") { open("/dev/null", O_WRONLY | O_CLOEXEC) }
+                    errFD = outFD
+                }
+            }
         } catch {
+            closeDescriptor(outFD)
+            if errFD != outFD { closeDescriptor(errFD) }
             apply(name, slot.machine.spawnFailed("\(error)", now: now, random: jitter()))
             return
-        }
-        if let workdir = d.workdir, !fileExists(workdir) {
-            try? makeDirectories(workdir, mode: 0o750)
-            if let identity { _ = chown(workdir, identity.uid, identity.gid) }
-        }
-
-        var outFD: Int32 = -1, errFD: Int32 = -1, readFD: Int32 = -1
-        if options.logTarget == .journal {
-            outFD = Journal.streamFD(identifier: name, priority: LOG_INFO)
-            errFD = Journal.streamFD(identifier: name, priority: LOG_WARNING)
-        }
-        if outFD < 0 || errFD < 0 {
-            closeDescriptor(outFD)
-            closeDescriptor(errFD)
-            if let fds = try? makePipe() {
-                readFD = fds.read
-                outFD = fds.write
-                errFD = fds.write
-            } else {
-                outFD = open("/dev/null", O_WRONLY | O_CLOEXEC)
-                errFD = outFD
-            }
         }
         defer {
             closeDescriptor(outFD)
@@ -633,33 +639,42 @@ public final class Supervisor {
         return try cg.openDirectory(name)
     }
 
+    /// A stopped worker's copy of its secrets goes; one that cannot go is said in the log
+    /// (the next start fails on it too, with the same reason).
     func removeCredentials(_ name: String) {
         let dir = paths.credentials + "/" + name
-        guard fileExists(dir) else { return }
-        removeCredentialsDirectory(dir)
+        do {
+            try AIBoxSystem.removeCredentials(directory: dir)
+        } catch {
+            pendingLog.append((.warning, "worker \(name): its copy of its secrets cannot be removed: \(error)"))
+        }
     }
 
-    /// $CREDENTIALS_DIRECTORY: a private copy of only the secrets this worker lists.
+    /// $CREDENTIALS_DIRECTORY: a private copy of only the secrets this worker lists, owned by
+    /// its user and readable by it alone. Anything that cannot be made so (a previous copy
+    /// that cannot be removed, an owner or mode that cannot be set) fails the start.
     private func prepareCredentials(_ name: String, _ secrets: [String], owner: UserIdentity?) throws -> String {
         let dir = paths.credentials + "/" + name
         try makeDirectories(paths.credentials, mode: 0o711)
-        for old in listDirectory(dir) { _ = unlink(dir + "/" + old) }
-        try makeDirectories(dir, mode: 0o500)
-        _ = chmod(dir, 0o700)
+        // Whatever the last start left (a secret since taken off the list among it) goes first.
+        try AIBoxSystem.removeCredentials(directory: dir)
+        try syscall("mkdir", detail: dir) { mkdir(dir, 0o700) }
         for s in secrets {
             guard let bytes = readSmallFile(paths.secrets + "/" + s, followSymlinks: false) else {
                 throw SystemError("open", errno: ENOENT, detail: "secret \"\(s)\" (not in \(paths.secrets))")
             }
-            try writeFileAtomically(dir + "/" + s, bytes, mode: 0o400)
-            if let owner { _ = chown(dir + "/" + s, owner.uid, owner.gid) }
+            let file = dir + "/" + s
+            try writeFileAtomically(file, bytes, mode: 0o400)
+            if let owner { try syscall("chown", detail: file) { chown(file, owner.uid, owner.gid) } }
         }
-        if let owner { _ = chown(dir, owner.uid, owner.gid) }
-        _ = chmod(dir, 0o500)
+        if let owner { try syscall("chown", detail: dir) { chown(dir, owner.uid, owner.gid) } }
+        try syscall("chmod", detail: dir) { chmod(dir, 0o500) }
         return dir
     }
 
     private func attachLog(_ name: String, _ slot: WorkerSlot, _ fd: Int32) {
-        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        // On a pipe just made, fcntl can fail only with EBADF, which stops the program anyway.
+        try? setNonBlocking(fd, detail: "worker \(name)'s output")
         if slot.log == nil { slot.log = RotatingLog(directory: paths.logs, name: name) }
         // A previous run's pipe may still drain; keep both until each closes.
         let log = slot.log!
@@ -667,12 +682,19 @@ public final class Supervisor {
             try loop.add(fd, events: EventLoop.readable) { [unowned self] _ in
                 var buf = [UInt8](repeating: 0, count: 65536)
                 while true {
-                    let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                    let got: Int?
+                    do {
+                        got = try nonBlockingSyscall("read", detail: "worker output") {
+                            buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+                        }
+                    } catch {
+                        got = 0  // an error reading a pipe (none is expected) ends it as its end would
+                    }
+                    guard let n = got else { return }  // all there was for now
                     if n > 0 {
                         log.append(buf[0..<n])
                         continue
                     }
-                    if n < 0 && (errno == EAGAIN || errno == EINTR) { return }
                     // End of output: every writer (the worker's group) is gone.
                     log.flushPartial()
                     self.loop.remove(fd)
@@ -727,7 +749,7 @@ public final class Supervisor {
         if allStopped {
             if shutdownGiveUp == nil {
                 // Anything left in the workers' groups goes now; we reap it as subreaper.
-                for g in lingeringGroups { _ = kill(-g, SIGKILL) }
+                for g in lingeringGroups { sendSignal(SIGKILL, to: -g) }  // a group gone is what is wanted
                 if let cg = cgroups { for name in cg.populatedWorkers() { cg.kill(name) } }
                 shutdownGiveUp = now + .seconds(5)
             }

@@ -102,39 +102,6 @@ public struct GrubBootControl: BootControl {
     public func booted() -> SlotName? { kernelCommandLineSlot() }
 }
 
-/// Runs a program to its end; its exit status (nil: could not start) and its standard output.
-public func captureProgram(_ argv: [String], input: String? = nil) -> (status: Int32?, output: String) {
-    guard let inPipe = try? makePipe(), let outPipe = try? makePipe() else { return (nil, "") }
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_adddup2(&actions, inPipe.read, 0)
-    posix_spawn_file_actions_adddup2(&actions, outPipe.write, 1)
-    var cargs = argv.map { strdup($0) } + [nil]
-    defer { for p in cargs { free(p) } }
-    var pid: pid_t = 0
-    let spawned =
-        (try? syscallReturningError("posix_spawn", detail: argv[0]) { posix_spawn(&pid, argv[0], &actions, nil, &cargs, environ) }) != nil
-    closeDescriptor(inPipe.read)
-    closeDescriptor(outPipe.write)
-    if spawned, let input { try? writeAll(inPipe.write, Array(input.utf8)) }
-    closeDescriptor(inPipe.write)
-    var output: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 4096)
-    while spawned, output.count <= 1 << 20 {
-        guard let n = try? syscall("read", detail: argv[0], { read(outPipe.read, &buffer, buffer.count) }), n > 0 else { break }
-        output += buffer[0..<n]
-    }
-    closeDescriptor(outPipe.read)
-    guard spawned else { return (nil, "") }
-    var status: Int32 = 0
-    // Fails only when the child is not ours to wait for (SIGCHLD ignored): its status is unknown, not 0.
-    guard (try? syscall("waitpid", detail: argv[0]) { waitpid(pid, &status, 0) }) != nil else {
-        return (nil, String(decoding: output, as: UTF8.self))
-    }
-    return (aibox_wifexited(status) != 0 ? aibox_wexitstatus(status) : -1, String(decoding: output, as: UTF8.self))
-}
-
 extension SystemDescription {
     /// The boot control of this description, its paths taken under `paths`' root.
     public func bootControl(_ paths: Paths) -> BootControl {

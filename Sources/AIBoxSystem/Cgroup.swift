@@ -75,7 +75,8 @@ public final class CgroupTree {
                 throw SystemError("open", errno: ENOENT, detail: workers + "/cgroup.kill (cgroup.kill needs Linux 5.14 or later)")
             }
         } catch {
-            for path in made.reversed() { _ = rmdir(path) }
+            // Undoing: the error above is the one to report; an empty cgroup left behind is harmless.
+            for path in made.reversed() { _ = try? syscall("rmdir", detail: path) { rmdir(path) } }
             throw error
         }
         // Memory and pids for the workers, where they are delegated to us; nothing else.
@@ -105,14 +106,19 @@ public final class CgroupTree {
 
     /// mkdir; true when it made the directory, false when it was there (a previous run's).
     private static func makeCgroup(_ path: String) throws(SystemError) -> Bool {
-        if mkdir(path, 0o755) == 0 { return true }
-        if errno == EEXIST { return false }
-        throw SystemError("mkdir", errno: errno, detail: path)
+        do {
+            try syscall("mkdir", detail: path) { mkdir(path, 0o755) }
+            return true
+        } catch {
+            if error.errno == EEXIST { return false }
+            throw error
+        }
     }
 
     private static func xattrIsOne(_ path: String, _ name: String) -> Bool {
         var value = [UInt8](repeating: 0, count: 8)
-        let n = getxattr(path, name, &value, value.count)
+        // ENODATA (not set) and any other failure: not marked.
+        guard let n = try? syscall("getxattr", detail: path, { getxattr(path, name, &value, value.count) }) else { return false }
         return n == 1 && value[0] == UInt8(ascii: "1")
     }
 
@@ -121,16 +127,21 @@ public final class CgroupTree {
     /// supervisor's leaf stays: the daemon is in it until it exits (systemd removes it).
     public func tearDown() {
         for name in listDirectory(layout.filesystemPath(layout.workers)) where !name.contains(".") { _ = remove(name) }
-        _ = rmdir(layout.filesystemPath(layout.workers))
-        if layout.ownsBase { _ = rmdir(layout.filesystemPath(layout.base)) }
+        // EBUSY: a worker's cgroup still holds a process; it stays, and the next start takes it over.
+        for dir in [layout.workers] + (layout.ownsBase ? [layout.base] : []) {
+            let path = layout.filesystemPath(dir)
+            _ = try? syscall("rmdir", detail: path) { rmdir(path) }
+        }
     }
 
     // MARK: Workers
 
     /// Makes the worker's cgroup (there already after a previous run: kept).
     public func prepare(_ name: String) throws(SystemError) {
-        if mkdirat(workersFD, name, 0o755) < 0 && errno != EEXIST {
-            throw SystemError("mkdir", errno: errno, detail: layout.filesystemPath(layout.worker(name)))
+        do {
+            try syscall("mkdir", detail: layout.filesystemPath(layout.worker(name))) { mkdirat(workersFD, name, 0o755) }
+        } catch {
+            if error.errno != EEXIST { throw error }
         }
     }
 
@@ -170,7 +181,12 @@ public final class CgroupTree {
         unwatch(name)
         let full = layout.filesystemPath(layout.workers) + "/" + name
         for child in listDirectory(full) where !child.contains(".") { _ = remove(name + "/" + child) }
-        return unlinkat(workersFD, name, AT_REMOVEDIR) == 0 || errno == ENOENT
+        do {
+            try syscall("rmdir", detail: layout.filesystemPath(layout.worker(name))) { unlinkat(workersFD, name, AT_REMOVEDIR) }
+            return true
+        } catch {
+            return error.errno == ENOENT  // EBUSY: processes remain
+        }
     }
 
     /// Names of the workers' cgroups that hold processes (a previous run killed by SIGKILL).
@@ -241,7 +257,8 @@ public final class CgroupTree {
     public func unwatch(_ name: String) {
         guard let wd = watchByName.removeValue(forKey: name) else { return }
         watches[wd] = nil
-        _ = inotify_rm_watch(eventsFD, wd)
+        // EINVAL: the kernel dropped the watch already (its cgroup was removed).
+        _ = try? syscall("inotify_rm_watch") { inotify_rm_watch(eventsFD, wd) }
     }
 
     /// Reads every pending inotify event: the workers whose cgroup.events changed.
@@ -249,8 +266,11 @@ public final class CgroupTree {
         var out: Set<String> = []
         var buf = [UInt8](repeating: 0, count: 4096)
         while true {
-            let n = buf.withUnsafeMutableBytes { Glibc.read(eventsFD, $0.baseAddress, $0.count) }
-            if n <= 0 { break }
+            // nil: none left. An error (none is expected of inotify) ends this turn's reading too.
+            let got = try? nonBlockingSyscall("read", detail: "cgroup.events watches") {
+                buf.withUnsafeMutableBytes { Glibc.read(eventsFD, $0.baseAddress, $0.count) }
+            }
+            guard let n = got, n > 0 else { break }
             var offset = 0
             while offset + 16 <= n {
                 let wd = buf.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: Int32.self) }
@@ -265,23 +285,22 @@ public final class CgroupTree {
     // MARK: Files
 
     private func readAt(_ relative: String) -> String? {
-        let fd = openat(workersFD, relative, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
+        // A file that cannot be opened or read is none: the callers take nil for "nothing there".
+        guard let fd = try? syscall("open", detail: relative, { openat(workersFD, relative, O_RDONLY | O_CLOEXEC) }) else { return nil }
         defer { closeDescriptor(fd) }
         var out: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 4096)
         while out.count < 1 << 20 {
-            let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
+            let got = try? syscall("read", detail: relative) { buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) } }
+            guard let n = got, n > 0 else { break }
             out += buf[0..<n]
         }
         return String(decoding: out, as: UTF8.self)
     }
 
     private func writeAt(_ relative: String, _ text: String) -> Bool {
-        let fd = openat(workersFD, relative, O_WRONLY | O_CLOEXEC)
-        guard fd >= 0 else { return false }
+        // Its callers take false for "not done" (a limit not set, a cgroup gone).
+        guard let fd = try? syscall("open", detail: relative, { openat(workersFD, relative, O_WRONLY | O_CLOEXEC) }) else { return false }
         defer { closeDescriptor(fd) }
         return (try? writeAll(fd, Array(text.utf8))) != nil
     }

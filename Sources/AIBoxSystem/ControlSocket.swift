@@ -177,7 +177,7 @@ public final class ControlConnection {
             } catch {
                 throw SystemError("connect", errno: error.errno == EAGAIN ? ETIMEDOUT : error.errno, detail: path)
             }
-            try syscall("fcntl(O_NONBLOCK)") { aibox_set_nonblocking(s) }
+            try setNonBlocking(s)
         } catch {
             closeDescriptor(s)
             let e = error.errno

@@ -102,6 +102,7 @@ public struct UpdateFeed: Sendable {
 /// Free bytes for unprivileged writers on the file system holding `path`.
 public func freeBytes(at path: String) -> UInt64? {
     var s = statvfs()
-    guard statvfs(path, &s) == 0 else { return nil }
+    // nil: not known (the callers then check nothing rather than refuse).
+    guard (try? syscall("statvfs", detail: path) { statvfs(path, &s) }) != nil else { return nil }
     return UInt64(s.f_bavail) * UInt64(s.f_frsize)
 }

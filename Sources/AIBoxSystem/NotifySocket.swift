@@ -10,12 +10,13 @@ public final class NotifySocket {
     public let fd: Int32
 
     public init(path: String) throws(SystemError) {
-        self.path = path
-        fd = try syscall("socket(AF_UNIX, SOCK_DGRAM)") {
+        // Made in a local until the end: once every property is set, a throw runs deinit,
+        // which would close it a second time (and unlink the path).
+        let fd = try syscall("socket(AF_UNIX, SOCK_DGRAM)") {
             socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         }
         do throws(SystemError) {
-            if !path.hasPrefix("@") { _ = unlink(path) }
+            if !path.hasPrefix("@") { try removeFile(path) }  // a stale socket of a previous run
             var addr = sockaddr_un()
             let len = aibox_sockaddr_un(&addr, path)
             guard len != socklen_t.max else { throw SystemError("bind", errno: ENAMETOOLONG, detail: path) }
@@ -28,16 +29,19 @@ public final class NotifySocket {
             try syscall("setsockopt(SO_PASSCRED)") { setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &on, socklen_t(MemoryLayout<Int32>.size)) }
             // Many workers ping at once: room for bursts.
             var size: Int32 = 1 << 20
-            _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+            // Without it the default buffer serves: a burst beyond it is dropped, as any would be.
+            _ = try? syscall("setsockopt(SO_RCVBUF)") { setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size)) }
         } catch {
             closeDescriptor(fd)
             throw error
         }
+        self.path = path
+        self.fd = fd
     }
 
     deinit {
         closeDescriptor(fd)
-        if !path.hasPrefix("@") { _ = unlink(path) }
+        if !path.hasPrefix("@") { removeFileBestEffort(path) }
     }
 
     /// Every datagram waiting, with the sender's pid.
@@ -46,11 +50,12 @@ public final class NotifySocket {
     public func receiveAll(_ body: (Int32, NotifyMessage) -> Void) {
         while true {
             var pid: pid_t = 0, uid: uid_t = 0, gid: gid_t = 0
-            let n = buffer.withUnsafeMutableBytes { aibox_recv_with_creds(fd, $0.baseAddress, $0.count, &pid, &uid, &gid) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                return
+            // nil: no datagram left. An error (ENOMEM, none other is expected) ends this turn's
+            // reading too; what is queued is read at the next readable event.
+            let got = try? nonBlockingSyscall("recvmsg", detail: "notify socket") {
+                buffer.withUnsafeMutableBytes { aibox_recv_with_creds(fd, $0.baseAddress, $0.count, &pid, &uid, &gid) }
             }
+            guard let n = got else { return }
             guard pid > 0, n <= buffer.count else { continue }
             body(pid, NotifyMessage(datagram: buffer[0..<n]))
         }

@@ -173,10 +173,6 @@ public func removeCredentials(directory dir: String) throws(SystemError) {
     }
 }
 
-/// `removeCredentials(directory:)` with its failure dropped: what the daemon calls when a
-/// worker stops (Supervisor.swift), until it reports the failure itself.
-public func removeCredentialsDirectory(_ dir: String) { _ = try? removeCredentials(directory: dir) }
-
 /// Files replaced together: each is written under a temporary name first (`AtomicFile`:
 /// write, fsync); `commit` makes the removals, then puts the files in place in the order they
 /// were staged. `abandon` deletes what was staged: nothing was replaced.

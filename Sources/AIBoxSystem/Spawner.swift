@@ -2,10 +2,14 @@ import AIBoxCore
 import CAIBoxOS
 import Glibc
 
-/// What to start: argv (never a shell line), environment, directory, output, user.
+/// What to start: argv (never a shell line), environment, directory, input, output, user.
 public struct SpawnRequest {
     public var argv: [String]
     public var environment: [String: String]
+    /// The child gets this process's environment, `environment` set over it.
+    public var inheritsEnvironment = false
+    /// The child's standard input; nil: /dev/null.
+    public var stdinFD: Int32?
     public var workdir: String?
     public var user: String?
     public var stdoutFD: Int32
@@ -47,9 +51,14 @@ public struct UserIdentity: Equatable, Sendable {
         guard getpwnam_r(name, &pwd, &buffer, buffer.count, &result) == 0, result != nil else { return nil }
         var count: Int32 = 64
         var groups = [gid_t](repeating: 0, count: 64)
-        if getgrouplist(name, pwd.pw_gid, &groups, &count) < 0 {
+        // Not a system call (errno is not set): -1 says the list was too small, and `count`
+        // how large it must be. A user added to groups between two calls asks once more; a
+        // list that cannot be had is no user to run as (never a user with fewer groups).
+        var tries = 0
+        while getgrouplist(name, pwd.pw_gid, &groups, &count) < 0 {
+            tries += 1
+            guard tries < 4, Int(count) > groups.count else { return nil }
             groups = [gid_t](repeating: 0, count: Int(count))
-            _ = getgrouplist(name, pwd.pw_gid, &groups, &count)
         }
         return UserIdentity(
             uid: pwd.pw_uid, gid: pwd.pw_gid, groups: Array(groups.prefix(Int(max(count, 0)))),
@@ -65,7 +74,9 @@ public enum Spawner {
     public static func isOwnChild(_ pid: Int32) -> Bool { started.contains(pid) }
 
     /// Every child's stdin, opened once (close-on-exec: a child gets it only as its fd 0).
-    private static let devNull: Int32 = open("/dev/null", O_RDONLY | O_CLOEXEC)
+    /// -1 when it cannot be: each spawn then opens it, and says why it cannot.
+    private static let devNull: Int32 =
+        (try? syscall("open", detail: "/dev/null") { open("/dev/null", O_RDONLY | O_CLOEXEC) }) ?? -1
 
     /// The unit gives the supervisor OOMScoreAdjust=-900; workers go back to 0 so that a
     /// leaking agent, not the supervisor, is what the kernel kills.
@@ -75,22 +86,24 @@ public enum Spawner {
     }()
 
     /// Starts a process in its own session and process group (pgid == pid) — and in the cgroup
-    /// `cgroupFD` when one is given — with no descriptor but 0 (/dev/null), 1 and 2, default
-    /// signal handling, and the user dropped when we are root and one is named. Errors say
-    /// which step failed.
+    /// `cgroupFD` when one is given — with no descriptor but 0 (/dev/null unless `stdinFD`),
+    /// 1 and 2, default signal handling, and the user dropped when we are root and one is
+    /// named. Errors say which step failed. The caller reaps it: `Reaper.reapAll` (the
+    /// daemon) or `wait(for:)`, which forget it.
     public static func spawn(_ request: SpawnRequest) throws(SystemError) -> Int32 {
         try spawn(
-            PreparedSpawn(request), stdoutFD: request.stdoutFD, stderrFD: request.stderrFD, cgroupFD: request.cgroupFD,
-            cgroupByWrite: request.cgroupByWrite)
+            PreparedSpawn(request), stdinFD: request.stdinFD, stdoutFD: request.stdoutFD, stderrFD: request.stderrFD,
+            cgroupFD: request.cgroupFD, cgroupByWrite: request.cgroupByWrite)
     }
 
     /// `spawn` of a request prepared before (argv, environment, user resolved once).
     public static func spawn(
-        _ p: PreparedSpawn, stdoutFD: Int32, stderrFD: Int32, cgroupFD: Int32? = nil, cgroupByWrite: Bool = false
+        _ p: PreparedSpawn, stdinFD: Int32? = nil, stdoutFD: Int32, stderrFD: Int32, cgroupFD: Int32? = nil,
+        cgroupByWrite: Bool = false
     ) throws(SystemError) -> Int32 {
-        var devNull = Spawner.devNull
+        var devNull = stdinFD ?? Spawner.devNull
         if devNull < 0 { devNull = try syscall("open", detail: "/dev/null") { open("/dev/null", O_RDONLY | O_CLOEXEC) } }
-        defer { if devNull != Spawner.devNull { closeDescriptor(devNull) } }
+        defer { if devNull != Spawner.devNull && devNull != stdinFD { closeDescriptor(devNull) } }
         var step: Int32 = 0
         var err: Int32 = 0
         let pid: pid_t = p.groups.withUnsafeBufferPointer { groupsBuffer in
@@ -115,6 +128,7 @@ public enum Spawner {
                 attr.groups = groupsBuffer.baseAddress
                 attr.ngroups = groupsBuffer.count
             }
+            // Not through `syscall`: its failure is a step and that step's errno, read below.
             return aibox_spawn(&attr, &step, &err)
         }
         // Only raw pointers into it reached aibox_spawn: keep it alive until it returned.
@@ -146,6 +160,17 @@ public enum Spawner {
 
     /// Called for every child reaped.
     static func reaped(_ pid: Int32) { started.remove(pid) }
+
+    /// Waits for the child `pid` started by `spawn` — that one only: any other child is left
+    /// to its own waiter — and forgets it. nil when its status cannot be known: another
+    /// waiter took it first, or SIGCHLD is ignored (the kernel then reaps it itself).
+    public static func wait(for pid: Int32) -> ExitStatus? {
+        precondition(pid > 0, "waitpid(\(pid)): not one child")
+        var status: Int32 = 0
+        defer { reaped(pid) }  // waited for or not, it is not ours to wait for any more
+        guard (try? syscall("waitpid") { waitpid(pid, &status, 0) }) != nil else { return nil }
+        return Reaper.decode(status)
+    }
 }
 
 /// A set of pids shared by threads (tests spawn from several; the daemon from one).
@@ -196,7 +221,9 @@ public final class PreparedSpawn {
         path = strdup(request.argv[0])
         workdir = request.workdir.map { strdup($0) }
         argv = CStringArray(request.argv)
-        envp = CStringArray(request.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })
+        let environment =
+            request.inheritsEnvironment ? currentEnvironment().merging(request.environment) { $1 } : request.environment
+        envp = CStringArray(environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })
     }
 
     deinit {
@@ -226,9 +253,12 @@ public enum Reaper {
         var out: [(pid: Int32, status: ExitStatus)] = []
         while true {
             var status: Int32 = 0
-            let pid = waitpid(-1, &status, WNOHANG)
-            if pid < 0 && errno == EINTR { continue }
-            if pid < 0 { return (out, errno == ECHILD) }
+            let pid: Int32
+            do {
+                pid = try syscall("waitpid") { waitpid(-1, &status, WNOHANG) }
+            } catch {
+                return (out, error.errno == ECHILD)  // the only other failure, EINVAL, is a bug
+            }
             if pid == 0 { return (out, false) }
             Spawner.reaped(pid)
             out.append((pid, decode(status)))
@@ -243,5 +273,51 @@ public enum Reaper {
     /// Marks this process a child subreaper.
     public static func becomeSubreaper() throws(SystemError) {
         try syscall("prctl(PR_SET_CHILD_SUBREAPER)") { aibox_set_child_subreaper() }
+    }
+}
+
+/// Runs a program to its end — argv[0] a path, never a shell line — with `input` on its
+/// standard input and this process's environment, through `Spawner` like every child (its
+/// own session, no descriptor but 0-2, default signals; its standard error is ours). Returns
+/// its exit status (-1 when a signal killed it; nil when it could not be started or its
+/// status cannot be known) and the first MiB of its standard output. It waits for this
+/// child only, so it may be called where other children run.
+public func captureProgram(_ argv: [String], input: String? = nil) -> (status: Int32?, output: String) {
+    guard let outPipe = try? makePipe() else { return (nil, "") }
+    var inPipe: (read: Int32, write: Int32)?
+    if input != nil {
+        guard let p = try? makePipe() else {
+            closeDescriptor(outPipe.read)
+            closeDescriptor(outPipe.write)
+            return (nil, "")
+        }
+        inPipe = p
+    }
+    var request = SpawnRequest(argv: argv, environment: [:], workdir: nil, user: nil, stdoutFD: outPipe.write, stderrFD: 2)
+    request.inheritsEnvironment = true
+    request.stdinFD = inPipe?.read
+    // Not started (no such program, …): that is the nil status; the reason is not asked for.
+    let pid = try? Spawner.spawn(request)
+    closeDescriptor(outPipe.write)
+    if let inPipe {
+        closeDescriptor(inPipe.read)
+        // EPIPE: the program did not read it all; its status says how it took that.
+        if pid != nil, let input { try? writeAll(inPipe.write, Array(input.utf8)) }
+        closeDescriptor(inPipe.write)
+    }
+    var output: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while pid != nil, output.count <= 1 << 20 {
+        // An error reading the pipe (none is expected) ends the output as its end would.
+        guard let n = try? syscall("read", detail: argv[0], { read(outPipe.read, &buffer, buffer.count) }), n > 0 else { break }
+        output += buffer[0..<n]
+    }
+    closeDescriptor(outPipe.read)
+    guard let pid else { return (nil, "") }
+    let text = String(decoding: output, as: UTF8.self)
+    switch Spawner.wait(for: pid) {
+    case .code(let code)?: return (code, text)
+    case .signal?: return (-1, text)
+    case nil: return (nil, text)
     }
 }

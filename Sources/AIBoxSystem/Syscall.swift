@@ -43,9 +43,11 @@ public func syscall<T: BinaryInteger>(
 
 /// `syscall` on a non-blocking descriptor: nil when the call would block (EAGAIN).
 @inline(__always)
-public func nonBlockingSyscall<T: BinaryInteger>(_ function: String, detail: String? = nil, _ body: () -> T) throws(SystemError) -> T? {
+public func nonBlockingSyscall<T: BinaryInteger>(
+    _ function: String, detail: @autoclosure () -> String? = nil, _ body: () -> T
+) throws(SystemError) -> T? {
     do {
-        return try syscall(function, detail: detail, body)
+        return try syscall(function, detail: detail(), body)
     } catch {
         if error.errno == EAGAIN || error.errno == EWOULDBLOCK { return nil }
         throw error
@@ -54,8 +56,10 @@ public func nonBlockingSyscall<T: BinaryInteger>(_ function: String, detail: Str
 
 /// `syscall` for the calls that return an error number instead of setting errno
 /// (posix_fallocate, posix_fadvise): the same retry, the same errors.
-public func syscallReturningError(_ function: String, detail: String? = nil, _ body: () -> Int32) throws(SystemError) {
-    try syscall(function, detail: detail) { () -> Int32 in
+public func syscallReturningError(
+    _ function: String, detail: @autoclosure () -> String? = nil, _ body: () -> Int32
+) throws(SystemError) {
+    try syscall(function, detail: detail()) { () -> Int32 in
         let r = body()
         if r == 0 { return 0 }
         Glibc.errno = r
@@ -94,12 +98,52 @@ public func descriptorLimit() -> Int {
 
 /// Closes a descriptor: the one raw `close`, outside `syscall` because it must not be retried
 /// (Linux has released the number even when close says EINTR, and it may be another's by
-/// the retry). Its errors are not reported: EIO of a last write back is for `fsync` to say
-/// (whoever needs the bytes on the disk calls it first). EBADF, a descriptor closed twice
-/// (which may have closed another's in between), is a bug; it is to stop the program as in
-/// `syscall` once no caller closes twice any more.
+/// the retry). Its other errors are not reported: EIO of a last write back is for `fsync` to
+/// say (whoever needs the bytes on the disk calls it first). EBADF stops the program, as in
+/// `syscall`: a descriptor closed twice may have closed another's in between, a bug to stop
+/// on, not to log. A negative descriptor (none) is left alone.
 public func closeDescriptor(_ fd: Int32) {
-    if fd >= 0 { _ = Glibc.close(fd) }
+    guard fd >= 0 else { return }
+    if Glibc.close(fd) < 0 { precondition(Glibc.errno != EBADF, "close(\(fd)) failed with EBADF: closed twice, a bug") }
+}
+
+/// Sends `signal` to the process `pid`, or to the process group `-pgid`: true when it went;
+/// false when nothing is there any more (ESRCH: it exited meanwhile) or it is not ours to
+/// signal (EPERM), which every caller takes as "nothing to stop". 0 and -1 (our own group,
+/// every process) are never meant: a bug.
+@discardableResult
+@inline(__always)
+public func sendSignal(_ signal: Int32, to pid: pid_t) -> Bool {
+    precondition(pid != 0 && pid != -1, "kill(\(pid)): not a process or a group of ours")
+    do {
+        try syscall("kill") { Glibc.kill(pid, signal) }
+        return true
+    } catch {
+        precondition(error.errno != EINVAL, "kill(\(pid), \(signal)): no such signal, a bug")
+        return false
+    }
+}
+
+/// What a signal does: `SIG_DFL`, `SIG_IGN` or a handler (sigaction; no flags, so no
+/// SA_RESTART: a blocking call it interrupts returns EINTR; nothing more blocked while it runs).
+public func setSignalAction(_ sig: Int32, _ handler: __sighandler_t?) {
+    var action = sigaction()
+    action.__sigaction_handler.sa_handler = handler
+    sigemptyset(&action.sa_mask)
+    action.sa_flags = 0
+    // Fails only with EINVAL (no such signal, or SIGKILL/SIGSTOP): a bug.
+    do { try syscall("sigaction") { sigaction(sig, &action, nil) } } catch { preconditionFailure("\(error) (signal \(sig))") }
+}
+
+/// Whether `fd` is a terminal (isatty's own test, TCGETS, through `syscall`: ENOTTY is no).
+public func isTerminal(_ fd: Int32) -> Bool {
+    var t = termios()
+    return (try? syscall("tcgetattr") { tcgetattr(fd, &t) }) != nil
+}
+
+/// O_NONBLOCK on an open descriptor (fcntl F_GETFL/F_SETFL).
+public func setNonBlocking(_ fd: Int32, detail: @autoclosure () -> String? = nil) throws(SystemError) {
+    try syscall("fcntl(O_NONBLOCK)", detail: detail()) { aibox_set_nonblocking(fd) }
 }
 
 /// Sleeps for `duration` (nanosleep: the monotonic clock); a signal handler that interrupts

@@ -145,7 +145,7 @@ public final class UdevMonitor {
         _ = udev_monitor_set_receive_buffer_size(monitor, 4 << 20)
         let fd = udev_monitor_get_fd(monitor)
         do {
-            try syscall("fcntl(O_NONBLOCK)", detail: "(\(source) source)") { aibox_set_nonblocking(fd) }
+            try setNonBlocking(fd, detail: "(\(source) source)")
         } catch {
             udev_monitor_unref(monitor)
             udev_unref(udev)

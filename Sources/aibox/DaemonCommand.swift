@@ -22,7 +22,7 @@ struct Daemon: ParsableCommand {
         // Before anything can start a thread: signals are taken through the event loop only.
         // (Blocked, a signal reaches the signalfd even when a parent left it ignored.)
         EventLoop.blockSignals([SIGCHLD, SIGTERM, SIGINT, SIGHUP])
-        signal(SIGPIPE, SIG_IGN)
+        setSignalAction(SIGPIPE, SIG_IGN)
         try options.requireWritableRoot()
         let paths = options.paths
         let target: LogTarget

@@ -29,7 +29,7 @@ extension AIBox {
 /// waitpid). SIGHUP stays as inherited (nohup). `aibox daemon` then blocks its own set for
 /// signalfd on purpose.
 func resetInheritedSignals() {
-    for sig in [SIGTERM, SIGINT, SIGCHLD] { signal(sig, SIG_DFL) }
+    for sig in [SIGTERM, SIGINT, SIGCHLD] { setSignalAction(sig, SIG_DFL) }
     var none = sigset_t()
     sigemptyset(&none)
     pthread_sigmask(SIG_SETMASK, &none, nil)

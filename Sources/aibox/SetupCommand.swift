@@ -181,12 +181,7 @@ struct SetupSession {
 
     private func installInterruptHandlers() {
         for sig in [SIGINT, SIGTERM, SIGHUP] {
-            var action = sigaction()
-            action.__sigaction_handler.sa_handler = onInterrupt
-            sigemptyset(&action.sa_mask)
-            action.sa_flags = 0  // no SA_RESTART: the read returns EINTR
-            // Valid signals and structures: these cannot fail.
-            _ = try? syscall("sigaction") { sigaction(sig, &action, nil) }
+            setSignalAction(sig, onInterrupt)  // no SA_RESTART: the read returns EINTR
             var set = sigset_t()
             sigemptyset(&set)
             sigaddset(&set, sig)
@@ -204,7 +199,8 @@ final class Terminal {
 
     init() {
         var t = termios()
-        if isatty(0) != 0, (try? syscall("tcgetattr") { tcgetattr(0, &t) }) != nil { saved = t }
+        // Not a terminal (ENOTTY): a piped answer file, nothing to restore.
+        if (try? syscall("tcgetattr") { tcgetattr(0, &t) }) != nil { saved = t }
     }
 
     /// The terminal as it was (echo back on).

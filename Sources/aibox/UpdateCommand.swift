@@ -79,7 +79,7 @@ struct UpdateInstall: ParsableCommand {
                 throw CLIError("another update is being installed (run/aibox/update.lock is held)")
             }
             defer { withExtendedLifetime(lock) {} }
-            let meter = ProgressMeter(terminal: isatty(1) != 0)
+            let meter = ProgressMeter(terminal: isTerminal(1))
             let result: (slot: SlotName, version: SemanticVersion)
             do {
                 result = try Installer.install(source, agent: tools.agent) { meter.show($0) }

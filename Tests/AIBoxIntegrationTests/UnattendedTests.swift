@@ -227,4 +227,28 @@ import Testing
         let outputs = try [box.aibox(["events", "--json"]), box.aibox(["status", "--json"]), box.aibox(["workers", "--json"])]
         for o in outputs { #expect(!o.stdout.contains("SECRET")) }
     }
+
+    /// A worker's credentials directory is made anew at each start: what the last start left
+    /// there goes first. Something that cannot go (here a directory, which unlink refuses)
+    /// fails the start, as a failed spawn does, naming it: the worker never runs with a
+    /// secret it no longer lists, or with a directory not made as it should be.
+    @Test func credentialsThatCannotBeMadeAsTheyShouldFailTheStart() throws {
+        let box = try TestBox(
+            """
+            [worker.agent]
+            exec = ["@WORKER@", "--no-notify"]
+            secrets = ["openai-api-key"]
+            """)
+        try makeDirectories(box.paths.secrets, mode: 0o700)
+        try writeFileAtomically(box.paths.secrets + "/openai-api-key", Array("sk-test-SECRET-1234".utf8), mode: 0o600)
+        let stale = box.paths.credentials + "/agent/leftover"
+        try makeDirectories(stale + "/inside", mode: 0o700)
+        try box.startDaemon()
+        defer { box.stopDaemon() }
+        let failed = try box.waitForEvent("worker.spawn-failed", worker: "agent")
+        #expect(failed.first?.message.contains(stale) == true, "the reason names what could not be removed: \(failed)")
+        #expect(failed.first?.message.contains("Is a directory") == true, "\(failed)")
+        #expect(try box.events(worker: "agent").allSatisfy { $0.kind != "worker.started" }, "the worker started all the same")
+        #expect(try box.worker("agent")?.pid == nil)
+    }
 }

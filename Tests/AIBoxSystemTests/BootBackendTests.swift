@@ -91,6 +91,57 @@ import Testing
         let r = captureProgram(["/bin/sh", "-c", "echo out; exit 3"])
         #expect(r.status == 3 && r.output == "out\n")
         #expect(captureProgram(["/nonexistent/program"]).status == nil)
+        #expect(captureProgram(["/bin/sh", "-c", "kill -9 $$"]).status == -1, "killed by a signal")
+    }
+
+    /// What `input` says arrives on the program's standard input; its output is captured
+    /// (the first MiB of it); it has this process's environment.
+    @Test func theInputArrivesAndTheOutputIsCaptured() {
+        let r = captureProgram(["/bin/sh", "-c", "read a; read b; echo \"got $b $a\"; tr a-z A-Z"], input: "one\ntwo\nrest of it\n")
+        #expect(r.status == 0 && r.output == "got two one\nREST OF IT\n", "\(r)")
+        #expect(captureProgram(["/bin/sh", "-c", "echo \"$PATH\""]).output == (currentEnvironment()["PATH"] ?? "") + "\n")
+        #expect(captureProgram(["/bin/sh", "-c", "cat"]).output == "", "no input: an empty one, not the test's own")
+        let big = captureProgram(["/bin/sh", "-c", "head -c 3000000 /dev/zero"])
+        #expect(big.output.utf8.count > 1 << 20 && big.output.utf8.count <= (1 << 20) + 4096, "\(big.output.utf8.count)")
+    }
+
+    /// The program is started as every child is, through the Spawner: in a session of its
+    /// own, and in the Spawner's record of our children while it runs (the daemon takes a
+    /// child of its own that it did not record for an orphan, and kills it); once reaped it is
+    /// forgotten. It waits for its own child only: another child's status stays for its waiter.
+    @Test func theProgramIsOneOfTheSpawnersChildrenWhileItRuns() throws {
+        let other = try Spawner.spawn(
+            SpawnRequest(argv: ["/bin/sh", "-c", "exit 5"], environment: [:], workdir: nil, user: nil, stdoutFD: 2, stderrFD: 2))
+        try withTemporaryDirectory { dir in
+            let release = dir + "/release"
+            #expect(mkfifo(release, 0o600) == 0)
+            let result = Mutex<(status: Int32?, output: String)?>(nil)
+            let thread = Thread {
+                let r = captureProgram(["/bin/sh", "-c", "read x < \"$0\"; echo released", release])
+                result.withLock { $0 = r }
+            }
+            defer { thread.join() }
+            var child: Int32?
+            #expect(
+                waitUntil {
+                    child = listDirectory("/proc").compactMap { Int32($0) }.first { pid in
+                        ProcFS.info(pid)?.ppid == getpid()
+                            && String(decoding: readSmallFile("/proc/\(pid)/cmdline") ?? [], as: UTF8.self).contains(release)
+                    }
+                    return child != nil
+                })
+            if let child {
+                #expect(Spawner.isOwnChild(child), "a running captured program is recorded as our own child")
+                #expect(getsid(child) == child, "started by the Spawner: a session of its own")
+            }
+            let writer = open(release, O_WRONLY | O_CLOEXEC)
+            _ = write(writer, "\n", 1)
+            closeDescriptor(writer)
+            #expect(waitUntil { result.withLock { $0 != nil } })
+            #expect(result.withLock { $0 }?.status == 0 && result.withLock { $0 }?.output == "released\n")
+            if let child { #expect(!Spawner.isOwnChild(child), "reaped: forgotten") }
+        }
+        #expect(Spawner.wait(for: other) == .code(5), "another child's status was left to its own waiter")
     }
 
     /// When the child is not there to be waited for (SIGCHLD ignored by a parent and kept

@@ -65,6 +65,8 @@ struct NotifySocketTests {
         }
     }
 
+    /// The failure path closes the socket once: a second close, from deinit, used to follow,
+    /// which `closeDescriptor` now stops the program on (EBADF).
     @Test("a path too long for sockaddr_un is an error naming it")
     func tooLong() {
         let path = "/tmp/" + String(repeating: "n", count: 200)
