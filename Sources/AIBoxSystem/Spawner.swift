@@ -302,7 +302,7 @@ public func captureProgram(_ argv: [String], input: String? = nil) -> (status: I
     if let inPipe {
         closeDescriptor(inPipe.read)
         // EPIPE: the program did not read it all; its status says how it took that.
-        if pid != nil, let input { try? writeAll(inPipe.write, Array(input.utf8)) }
+        if pid != nil, let input { try? writeAllToPipe(inPipe.write, Array(input.utf8)) }
         closeDescriptor(inPipe.write)
     }
     var output: [UInt8] = []

@@ -177,6 +177,31 @@ public func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws(SystemError) {
     }
 }
 
+/// Writes all of `bytes` to a pipe whose reader may be gone: that is the error EPIPE, never a
+/// SIGPIPE that kills the process, whatever this process does with SIGPIPE (the CLI keeps
+/// the default, so that `aibox events | head` ends quietly). SIGPIPE is blocked in this
+/// thread while writing, and one this write raised is taken before the mask is restored.
+public func writeAllToPipe(_ fd: Int32, _ bytes: [UInt8]) throws(SystemError) {
+    var pipeSignal = sigset_t()
+    sigemptyset(&pipeSignal)
+    sigaddset(&pipeSignal, SIGPIPE)
+    var pending = sigset_t()
+    // sigpending and pthread_sigmask fail only for bad pointers: a bug, which the wrapper stops on.
+    _ = try? syscall("sigpending") { sigpending(&pending) }
+    let pendingBefore = sigismember(&pending, SIGPIPE) == 1
+    var previous = sigset_t()
+    _ = try? syscallReturningError("pthread_sigmask") { pthread_sigmask(SIG_BLOCK, &pipeSignal, &previous) }
+    defer {
+        if !pendingBefore {
+            var now = timespec()
+            // EAGAIN (nil): the write raised none.
+            _ = try? nonBlockingSyscall("sigtimedwait") { sigtimedwait(&pipeSignal, nil, &now) }
+        }
+        _ = try? syscallReturningError("pthread_sigmask") { pthread_sigmask(SIG_SETMASK, &previous, nil) }
+    }
+    try writeAll(fd, bytes)
+}
+
 /// Why a file was not read: what it is, when it is not a regular file of a sensible size.
 public enum FileReadError: Error, CustomStringConvertible, Sendable {
     case cannotOpen(path: String, errno: Int32)

@@ -105,6 +105,18 @@ import Testing
         #expect(big.output.utf8.count > 1 << 20 && big.output.utf8.count <= (1 << 20) + 4096, "\(big.output.utf8.count)")
     }
 
+    /// A program that exits without reading its input is an exit status, not a SIGPIPE that
+    /// kills the caller (the CLI keeps SIGPIPE's default; so does this test process: without
+    /// the guard, the 1 MiB write to a pipe nobody reads any more ends the whole run).
+    @Test func aProgramThatReadsNoInputDoesNotKillTheCaller() {
+        let input = String(repeating: "x", count: 1 << 20)
+        let r = captureProgram(["/bin/sh", "-c", "echo gone; exit 4"], input: input)
+        #expect(r.status == 4 && r.output == "gone\n", "\(r)")
+        var pending = sigset_t()
+        sigpending(&pending)
+        #expect(sigismember(&pending, SIGPIPE) == 0, "no SIGPIPE left pending")
+    }
+
     /// The program is started as every child is, through the Spawner: in a session of its
     /// own, and in the Spawner's record of our children while it runs (the daemon takes a
     /// child of its own that it did not record for an orphan, and kills it); once reaped it is
