@@ -5,7 +5,9 @@ import Testing
 @testable import AIBoxSystem
 
 /// Whether this machine lets us write a cgroup v2 subtree (root, a writable cgroup2 mount,
-/// Linux 5.14+). Where it does not, these tests do not run (they show as skipped).
+/// Linux 5.14+). Where it does not, these tests fail with the adapter's reason: CI's
+/// machines can, so a skip there would hide a regression. A developer on a machine that
+/// cannot says so with AIBOX_TEST_WITHOUT_CGROUP=1, and then they show as skipped.
 let cgroupV2Writable: Bool = {
     guard let tmp = try? withTemporaryDirectory({ CgroupTree.establish(root: $0) }) else { return false }
     tmp.1?.tearDown()
@@ -43,7 +45,9 @@ func waitForEventsChange(_ tree: CgroupTree, _ name: String, timeoutMilliseconds
     return seen
 }
 
-@Suite("cgroup v2 tree on this machine", .enabled(if: cgroupV2Writable, "cgroup v2 is not writable here"))
+@Suite(
+    "cgroup v2 tree on this machine",
+    .enabled(if: cgroupV2Writable || getenv("AIBOX_TEST_WITHOUT_CGROUP") == nil, "cgroup v2 is not writable here (AIBOX_TEST_WITHOUT_CGROUP)"))
 struct CgroupTests {
     @Test("by hand: a subtree of its own below our cgroup, with workers/ and cgroup.kill; removed when torn down")
     func establishByHand() throws {
