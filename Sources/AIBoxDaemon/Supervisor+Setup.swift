@@ -130,24 +130,10 @@ final class SeedVolumeHandler: ProvisioningHook {
     /// What the child wrote so far (the rest, if too long, is read and dropped).
     private func readOutput() {
         guard outputFD >= 0 else { return }
-        var buf = [UInt8](repeating: 0, count: 16384)
-        while true {
-            let got: Int?
-            do {
-                got = try nonBlockingSyscall("read", detail: "aibox stick-seed's output") {
-                    buf.withUnsafeMutableBytes { Glibc.read(outputFD, $0.baseAddress, $0.count) }
-                }
-            } catch {
-                got = 0  // an error reading a pipe (none is expected) ends it as its end would
-            }
-            guard let n = got else { return }  // all there was for now
-            if n > 0 {
-                if output.count < SeedVolumeHandler.maxOutput { output += buf[0..<n] }
-                continue
-            }
-            closeOutput()
-            return
+        let ended = drainPipe(outputFD, chunkSize: 16384, detail: "aibox stick-seed's output") { chunk in
+            if output.count < SeedVolumeHandler.maxOutput { output += chunk }
         }
+        if ended { closeOutput() }
     }
 
     private func closeOutput() {

@@ -680,27 +680,11 @@ public final class Supervisor {
         let log = slot.log!
         do {
             try loop.add(fd, events: EventLoop.readable) { [unowned self] _ in
-                var buf = [UInt8](repeating: 0, count: 65536)
-                while true {
-                    let got: Int?
-                    do {
-                        got = try nonBlockingSyscall("read", detail: "worker output") {
-                            buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-                        }
-                    } catch {
-                        got = 0  // an error reading a pipe (none is expected) ends it as its end would
-                    }
-                    guard let n = got else { return }  // all there was for now
-                    if n > 0 {
-                        log.append(buf[0..<n])
-                        continue
-                    }
-                    // End of output: every writer (the worker's group) is gone.
-                    log.flushPartial()
-                    self.loop.remove(fd)
-                    closeDescriptor(fd)
-                    return
-                }
+                guard drainPipe(fd, chunkSize: 65536, detail: "worker output", { log.append($0) }) else { return }
+                // End of output: every writer (the worker's group) is gone.
+                log.flushPartial()
+                self.loop.remove(fd)
+                closeDescriptor(fd)
             }
         } catch {
             closeDescriptor(fd)

@@ -177,6 +177,28 @@ public func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws(SystemError) {
     }
 }
 
+/// Reads all a non-blocking pipe holds now, chunk by chunk (`chunkSize` at most), into
+/// `body`. True when the pipe has ended: every writer gone, or an error reading it (none is
+/// expected on a pipe), which ends it the same way; false when it is only empty for now.
+public func drainPipe(
+    _ fd: Int32, chunkSize: Int, detail: @autoclosure () -> String?, _ body: (ArraySlice<UInt8>) -> Void
+) -> Bool {
+    var buffer = [UInt8](repeating: 0, count: chunkSize)
+    while true {
+        let got: Int?
+        do {
+            got = try nonBlockingSyscall("read", detail: detail()) {
+                buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            }
+        } catch {
+            return true
+        }
+        guard let n = got else { return false }
+        if n == 0 { return true }
+        body(buffer[0..<n])
+    }
+}
+
 /// Writes all of `bytes` to a pipe whose reader may be gone: that is the error EPIPE, never a
 /// SIGPIPE that kills the process, whatever this process does with SIGPIPE (the CLI keeps
 /// the default, so that `aibox events | head` ends quietly). SIGPIPE is blocked in this
