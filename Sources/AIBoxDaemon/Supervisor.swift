@@ -61,7 +61,11 @@ public final class Supervisor {
     let manager: ServiceManagerNotifier
     var notifySocket: NotifySocket?
     var control: ControlListener?
-    var definitions: [WorkerDefinition] = []
+    var definitions: [WorkerDefinition] = [] {
+        didSet { memoryLimited = definitions.contains { $0.memoryMax != nil } }
+    }
+    /// Some worker has `memory-max`: known when the definitions change, not looked up each turn.
+    private var memoryLimited = false
     var slots: [String: WorkerSlot] = [:]
     var order: [String] = []
     var levels: [String: Int] = [:]
@@ -454,7 +458,7 @@ public final class Supervisor {
         for slot in slots.values { consider(slot.machine.deadline) }
         for name in awaitingEmpty { consider(slots[name]?.emptyDeadline) }
         consider(nextManagerPing)
-        if nextMemoryCheck == nil && slots.values.contains(where: { $0.machine.definition.memoryMax != nil }) {
+        if nextMemoryCheck == nil && memoryLimited {
             nextMemoryCheck = Clock.monotonic() + options.memoryCheckInterval
         }
         consider(nextMemoryCheck)
