@@ -173,7 +173,8 @@ public enum Spawner {
     }
 }
 
-/// A set of pids shared by threads (tests spawn from several; the daemon from one).
+/// A set of pids shared by threads (tests spawn from several; the daemon from one). A pthread
+/// mutex, not Synchronization.Mutex: that module is one more shared library in the daemon.
 private final class PIDSet: @unchecked Sendable {
     private var pids: Set<Int32> = []
     private let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
