@@ -113,26 +113,66 @@ public struct NotifyMessage: Equatable, Sendable {
 
     public init() {}
 
-    /// One datagram from `$NOTIFY_SOCKET`, as received: any bytes (bad UTF-8 is replaced).
+    /// One datagram from `$NOTIFY_SOCKET`, as received: any bytes (bad UTF-8 in STATUS= is replaced).
     public init(datagram: some Collection<UInt8>) {
-        self.init(Substring(String(decoding: datagram, as: UTF8.self)))
+        self.init()
+        Array(datagram).withUnsafeBufferPointer { parse($0) }
+    }
+
+    /// One datagram in the receive buffer, read in place: a WATCHDOG=1 (each worker sends one
+    /// every half watchdog interval) costs no allocation.
+    public init(bytes: UnsafeBufferPointer<UInt8>) {
+        self.init()
+        parse(bytes)
     }
 
     public init(_ text: Substring) {
-        for line in text.split(separator: "\n") {
-            guard let eq = line.firstIndex(of: "=") else { continue }
-            let key = line[..<eq], value = line[line.index(after: eq)...]
-            switch key {
-            case "READY": ready = value == "1"
-            case "WATCHDOG":
-                if value == "1" { watchdog = true } else if value == "trigger" { watchdogTrigger = true }
-            case "STOPPING": stopping = value == "1"
-            case "RELOADING": reloading = value == "1"
-            case "STATUS": status = String(value.prefix(256))
-            case "EXTEND_TIMEOUT_USEC": if let us = Int64(value) { extendTimeout = .microseconds(us) }
-            default: break
+        self.init()
+        var text = text
+        text.withUTF8 { parse($0) }
+    }
+
+    /// Lines split at each newline byte, each `KEY=VALUE` split at its first `=` byte, as
+    /// systemd reads them (so `READY=1\r` is not READY=1). Unknown keys and junk are ignored;
+    /// values must be exact.
+    private mutating func parse(_ p: UnsafeBufferPointer<UInt8>) {
+        var lineStart = 0
+        while lineStart < p.count {
+            var end = lineStart
+            var eq = -1
+            while end < p.count && p[end] != 0x0A {
+                if eq < 0 && p[end] == 0x3D { eq = end }
+                end += 1
             }
+            if eq >= 0 { assign(p, key: lineStart..<eq, value: (eq + 1)..<end) }
+            lineStart = end + 1
         }
+    }
+
+    private mutating func assign(_ p: UnsafeBufferPointer<UInt8>, key: Range<Int>, value: Range<Int>) {
+        func isKey(_ s: StaticString) -> Bool { Self.equal(p, key, s) }
+        func isValue(_ s: StaticString) -> Bool { Self.equal(p, value, s) }
+        func text() -> String { String(decoding: UnsafeBufferPointer(rebasing: p[value]), as: UTF8.self) }
+        if isKey("WATCHDOG") {
+            if isValue("1") { watchdog = true } else if isValue("trigger") { watchdogTrigger = true }
+        } else if isKey("READY") {
+            ready = isValue("1")
+        } else if isKey("STATUS") {
+            status = String(text().prefix(256))
+        } else if isKey("STOPPING") {
+            stopping = isValue("1")
+        } else if isKey("RELOADING") {
+            reloading = isValue("1")
+        } else if isKey("EXTEND_TIMEOUT_USEC") {
+            if let us = Int64(text()) { extendTimeout = .microseconds(us) }
+        }
+    }
+
+    private static func equal(_ p: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, _ s: StaticString) -> Bool {
+        guard range.count == s.utf8CodeUnitCount else { return false }
+        let literal = s.utf8Start
+        for i in 0..<range.count where p[range.lowerBound + i] != literal[i] { return false }
+        return true
     }
 }
 

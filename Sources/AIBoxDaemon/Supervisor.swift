@@ -24,7 +24,12 @@ public struct DaemonOptions: Sendable {
 
 /// A worker's machine plus what the OS side holds for it.
 final class WorkerSlot {
-    var machine: WorkerMachine
+    /// Every change of the machine's deadline reaches the supervisor's queue of deadlines.
+    var machine: WorkerMachine {
+        didSet { deadlines.set(name, machine.deadline) }
+    }
+    let name: String
+    private let deadlines: DeadlineQueue
     var pgid: Int32?
     var startTime: UInt64?
     var logFD: Int32 = -1
@@ -47,7 +52,12 @@ final class WorkerSlot {
     var emptyDeadline: Instant?
     var pressure = PressureWatch()
 
-    init(machine: WorkerMachine) { self.machine = machine }
+    init(machine: WorkerMachine, deadlines: DeadlineQueue) {
+        self.machine = machine
+        self.name = machine.definition.name
+        self.deadlines = deadlines
+        deadlines.set(name, machine.deadline)
+    }
 }
 
 /// The supervisor: one event loop that owns every worker's state machine and performs
@@ -67,6 +77,8 @@ public final class Supervisor {
     /// Some worker has `memory-max`: known when the definitions change, not looked up each turn.
     private var memoryLimited = false
     var slots: [String: WorkerSlot] = [:]
+    /// Every worker's deadline, kept by its slot: the loop's next wake-up without a look at each worker.
+    let deadlines = DeadlineQueue()
     var order: [String] = []
     var levels: [String: Int] = [:]
     var byPID: [Int32: String] = [:]
@@ -219,7 +231,7 @@ public final class Supervisor {
                 let exit: ExitStatus? = r.lastExitCode.map { .code($0) } ?? r.lastExitSignal.map { .signal($0) }
                 m.restore(restarts: r.restarts, lastExit: exit)
             }
-            slots[d.name] = WorkerSlot(machine: m)
+            slots[d.name] = WorkerSlot(machine: m, deadlines: deadlines)
         }
         order = defs.map(\.name)
         levels = DependencyOrder.levels(defs)
@@ -455,7 +467,7 @@ public final class Supervisor {
         func consider(_ i: Instant?) {
             if let i, next.map({ i < $0 }) ?? true { next = i }
         }
-        for slot in slots.values { consider(slot.machine.deadline) }
+        consider(deadlines.earliest())
         for name in awaitingEmpty { consider(slots[name]?.emptyDeadline) }
         consider(nextManagerPing)
         if nextMemoryCheck == nil && memoryLimited {
@@ -518,6 +530,7 @@ public final class Supervisor {
         if let d = slot.machine.deadline, d <= Clock.monotonic() { dueNow = true }
         if slot.removeWhenStopped && !slot.machine.state.hasProcess && slot.machine.state != .waiting {
             slots[name] = nil
+            deadlines.set(name, nil)
             order.removeAll { $0 == name }
             store.remove(worker: name)
             if slot.cgroupMade { cgroups?.remove(name) }
@@ -570,10 +583,11 @@ public final class Supervisor {
             if errFD != outFD { closeDescriptor(errFD) }
         }
         var cgroupFD: Int32 = -1
-        defer { closeDescriptor(cgroupFD) }
+        var cgroupFDOwned = false
+        defer { if cgroupFDOwned { closeDescriptor(cgroupFD) } }
         do {
             let prepared = try preparedSpawn(name, slot, identity: identity, credentials: credentials)
-            if let cg = cgroups { cgroupFD = try prepareCgroup(name, slot, cg) }
+            if let cg = cgroups { (cgroupFD, cgroupFDOwned) = try prepareCgroup(name, slot, cg) }
             let pid = try Spawner.spawn(
                 prepared, stdoutFD: outFD, stderrFD: errFD, cgroupFD: cgroups == nil ? nil : cgroupFD,
                 cgroupByWrite: slot.cgroupKilled)
@@ -622,8 +636,9 @@ public final class Supervisor {
     }
 
     /// The worker's cgroup, made at its first start and kept; its limits written when they
-    /// differ from what is there (a reload changed memory-max). Returns its directory.
-    private func prepareCgroup(_ name: String, _ slot: WorkerSlot, _ cg: CgroupTree) throws(SystemError) -> Int32 {
+    /// differ from what is there (a reload changed memory-max). Returns its directory (see
+    /// `CgroupTree.directory`).
+    private func prepareCgroup(_ name: String, _ slot: WorkerSlot, _ cg: CgroupTree) throws(SystemError) -> (fd: Int32, owned: Bool) {
         if !slot.cgroupMade || slot.cgroupKilled {
             // A fresh one at the first start (not a previous run's) and after a cgroup.kill;
             // one that still holds a dying process stays, entered the slower way.
@@ -640,7 +655,7 @@ public final class Supervisor {
             slot.appliedLimits = applied
             for f in failures { pendingLog.append((.warning, "worker \(name): cannot set \(f)")) }
         }
-        return try cg.openDirectory(name)
+        return try cg.directory(name)
     }
 
     /// A stopped worker's copy of its secrets goes; one that cannot go is said in the log
@@ -768,7 +783,7 @@ public final class Supervisor {
                 apply(name, slot.machine.stop(now: now))
             }
             for name in plan.added {
-                slots[name] = WorkerSlot(machine: WorkerMachine(definition: byName[name]!))
+                slots[name] = WorkerSlot(machine: WorkerMachine(definition: byName[name]!), deadlines: deadlines)
             }
             order = defs.map(\.name) + order.filter { byName[$0] == nil && slots[$0] != nil }
             levels = DependencyOrder.levels(defs)

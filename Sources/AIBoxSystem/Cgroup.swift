@@ -17,6 +17,13 @@ public final class CgroupTree {
     public let eventsFD: Int32
     private var watches: [Int32: String] = [:]
     private var watchByName: [String: Int32] = [:]
+    /// Open descriptors of the cgroups of workers that have exited once (a worker that
+    /// restarts checks its cgroup.events and enters its directory at each restart; kernfs
+    /// makes an open cost more than the read). At most `keptOpenLimit` of each, so that a box
+    /// of many crashing workers stays well inside its descriptor budget.
+    private var keptEvents: [String: Int32] = [:]
+    private var keptDirectories: [String: Int32] = [:]
+    public static let keptOpenLimit = 32
 
     private init(layout: CgroupLayout, controllers: Set<String>, tasksPerWorker: Int, workersFD: Int32, eventsFD: Int32) {
         self.layout = layout
@@ -29,6 +36,8 @@ public final class CgroupTree {
     deinit {
         closeDescriptor(workersFD)
         closeDescriptor(eventsFD)
+        for fd in keptEvents.values { closeDescriptor(fd) }
+        for fd in keptDirectories.values { closeDescriptor(fd) }
     }
 
     // MARK: Setting up
@@ -145,11 +154,17 @@ public final class CgroupTree {
         }
     }
 
-    /// The worker's cgroup directory, for clone3's CLONE_INTO_CGROUP (the caller closes it).
-    public func openDirectory(_ name: String) throws(SystemError) -> Int32 {
-        try syscall("open", detail: layout.filesystemPath(layout.worker(name))) {
+    /// The worker's cgroup directory, for clone3's CLONE_INTO_CGROUP. `owned`: the caller
+    /// closes it; otherwise the tree keeps it open (a worker that has exited before) until the
+    /// cgroup is removed.
+    public func directory(_ name: String) throws(SystemError) -> (fd: Int32, owned: Bool) {
+        if let fd = keptDirectories[name] { return (fd, false) }
+        let fd = try syscall("open", detail: layout.filesystemPath(layout.worker(name))) {
             openat(workersFD, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         }
+        guard keptEvents[name] != nil, keptDirectories.count < CgroupTree.keptOpenLimit else { return (fd, true) }
+        keptDirectories[name] = fd
+        return (fd, false)
     }
 
     /// cgroup.kill: SIGKILL to every process in the worker's cgroup and below, including those
@@ -159,7 +174,22 @@ public final class CgroupTree {
 
     /// Whether any process is left in the worker's cgroup (cgroup.events). A cgroup that
     /// cannot be read has none.
-    public func isPopulated(_ name: String) -> Bool { aibox_cgroup_populated(workersFD, name) == 1 }
+    public func isPopulated(_ name: String) -> Bool {
+        if let fd = keptEvents[name] { return aibox_cgroup_populated_fd(fd) == 1 }
+        let fd = aibox_cgroup_events_open(workersFD, name)
+        guard fd >= 0 else { return false }
+        let populated = aibox_cgroup_populated_fd(fd) == 1
+        if keptEvents.count < CgroupTree.keptOpenLimit { keptEvents[name] = fd } else { closeDescriptor(fd) }
+        return populated
+    }
+
+    /// Descriptors kept open (for tests: bounded by `keptOpenLimit`).
+    public var keptOpen: (events: Int, directories: Int) { (keptEvents.count, keptDirectories.count) }
+
+    private func forget(_ name: String) {
+        if let fd = keptEvents.removeValue(forKey: name) { closeDescriptor(fd) }
+        if let fd = keptDirectories.removeValue(forKey: name) { closeDescriptor(fd) }
+    }
 
     /// The processes in the worker's cgroup and the cgroups a worker may have made below it.
     public func processes(_ name: String) -> [Int32] {
@@ -179,6 +209,7 @@ public final class CgroupTree {
     @discardableResult
     public func remove(_ name: String) -> Bool {
         unwatch(name)
+        forget(name)
         let full = layout.filesystemPath(layout.workers) + "/" + name
         for child in listDirectory(full) where !child.contains(".") { _ = remove(name + "/" + child) }
         do {

@@ -57,7 +57,7 @@ public final class NotifySocket {
             }
             guard let n = got else { return }
             guard pid > 0, n <= buffer.count else { continue }
-            body(pid, NotifyMessage(datagram: buffer[0..<n]))
+            body(pid, buffer.withUnsafeBufferPointer { NotifyMessage(bytes: UnsafeBufferPointer(rebasing: $0[0..<n])) })
         }
     }
 }

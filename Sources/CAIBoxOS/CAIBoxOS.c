@@ -211,24 +211,22 @@ pid_t aibox_spawn(const aibox_spawn_attr *attr, int *err_step, int *err_errno) {
     return pid;
 }
 
-int aibox_cgroup_populated(int dirfd, const char *path) {
+int aibox_cgroup_events_open(int dirfd, const char *path) {
     char file[512];
     int n = snprintf(file, sizeof file, "%s/cgroup.events", path);
     if (n < 0 || (size_t)n >= sizeof file) {
         errno = ENAMETOOLONG;
         return -1;
     }
-    int fd = openat(dirfd, file, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
+    return openat(dirfd, file, O_RDONLY | O_CLOEXEC);
+}
+
+int aibox_cgroup_populated_fd(int fd) {
     char text[256];
     ssize_t got;
-    do { got = read(fd, text, sizeof text - 1); } while (got < 0 && errno == EINTR);
-    int saved = errno;
-    close(fd);
-    if (got < 0) {
-        errno = saved;
-        return -1;
-    }
+    // From offset 0: kernfs makes the text anew for each read there, so one descriptor serves every check.
+    do { got = pread(fd, text, sizeof text - 1, 0); } while (got < 0 && errno == EINTR);
+    if (got < 0) return -1;
     text[got] = '\0';
     const char *line = strstr(text, "populated ");
     if (line == NULL) {

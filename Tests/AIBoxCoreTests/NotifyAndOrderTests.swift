@@ -63,6 +63,50 @@ struct NotifyMessageTests {
         #expect(m.status == "a\u{FFFD}\u{FFFD}b")
         #expect(NotifyMessage(datagram: [UInt8]()) == NotifyMessage())
     }
+
+    @Test("lines end at each newline byte, as systemd reads them: READY=1\\r is not READY=1; an = with a combining mark still splits")
+    func bytesNotCharacters() {
+        let m = NotifyMessage("READY=1\r\nWATCHDOG=1\nSTATUS=\u{301}x")
+        #expect(!m.ready)
+        #expect(m.watchdog)
+        #expect(m.status == "\u{301}x")
+    }
+
+    /// The reader before it worked on bytes (Characters of a String): kept as the reference.
+    static func characterReader(_ bytes: [UInt8]) -> NotifyMessage {
+        var m = NotifyMessage()
+        for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
+            guard let eq = line.firstIndex(of: "=") else { continue }
+            let key = line[..<eq], value = line[line.index(after: eq)...]
+            switch key {
+            case "READY": m.ready = value == "1"
+            case "WATCHDOG": if value == "1" { m.watchdog = true } else if value == "trigger" { m.watchdogTrigger = true }
+            case "STOPPING": m.stopping = value == "1"
+            case "RELOADING": m.reloading = value == "1"
+            case "STATUS": m.status = String(value.prefix(256))
+            case "EXTEND_TIMEOUT_USEC": if let us = Int64(value) { m.extendTimeout = .microseconds(us) }
+            default: break
+            }
+        }
+        return m
+    }
+
+    @Test("the byte reader agrees with the character reader on 20,000 generated datagrams without CR or combining marks")
+    func differential() {
+        let pieces: [[UInt8]] = [
+            "READY", "WATCHDOG", "STATUS", "STOPPING", "RELOADING", "EXTEND_TIMEOUT_USEC", "MAINPID", "=", "=", "1", "0",
+            "trigger", "\n", "\n", "x", " ", "2500000", "+5", "-3", "99999999999999999999", "é", "READY=1", "WATCHDOG=1\n",
+        ].map { Array($0.utf8) } + [[0xFF], [0xC3], [0xE2, 0x82], [0x00], Array(repeating: 0x61, count: 300)]
+        var random = SplitMix64(seed: 9)
+        for _ in 0..<20_000 {
+            var bytes: [UInt8] = []
+            for _ in 0..<Int.random(in: 0...8, using: &random) { bytes += pieces.randomElement(using: &random)! }
+            let got = NotifyMessage(datagram: bytes)
+            let want = Self.characterReader(bytes)
+            #expect(got == want, "datagram \(bytes)")
+            if got != want { return }
+        }
+    }
 }
 
 func def(_ name: String, after: [String] = [], file: String = "/a.toml", exec: String? = nil) -> WorkerDefinition {

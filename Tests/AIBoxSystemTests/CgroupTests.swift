@@ -25,8 +25,8 @@ func withCgroupTree<R>(_ body: (CgroupTree) throws -> R) throws -> R {
 }
 
 func spawnSleeper(_ argv: [String], in tree: CgroupTree, _ name: String, byWrite: Bool = false) throws -> Int32 {
-    let fd = try tree.openDirectory(name)
-    defer { closeDescriptor(fd) }
+    let (fd, owned) = try tree.directory(name)
+    defer { if owned { closeDescriptor(fd) } }
     let out = try openDevNull(O_WRONLY | O_CLOEXEC)
     defer { closeDescriptor(out) }
     var request = SpawnRequest(
@@ -109,6 +109,42 @@ struct CgroupTests {
             #expect(waitUntil(timeoutMilliseconds: 5000) { !t.isPopulated("w") })
             #expect(t.processes("w").isEmpty)
             t.unwatch("w")
+        }
+    }
+
+    @Test("descriptors kept open for restarting workers: cgroup.events read again tells the truth each time, a removed cgroup's go with it, and at most keptOpenLimit of each are kept")
+    func keptOpen() throws {
+        try withCgroupTree { t in
+            try t.prepare("w")
+            #expect(!t.isPopulated("w"))  // the first check opens and keeps cgroup.events
+            #expect(t.keptOpen.events == 1)
+            for round in 0..<3 {
+                let pid = try spawnSleeper(["/bin/sleep", "30"], in: t, "w")
+                #expect(t.keptOpen.directories == 1, "round \(round)")
+                #expect(waitForExec(pid))
+                #expect(t.isPopulated("w"), "round \(round): the kept descriptor still reads the live state")
+                #expect(killAndReap(pid) == .signal(SIGKILL))
+                #expect(waitUntil(timeoutMilliseconds: 5000) { !t.isPopulated("w") }, "round \(round)")
+            }
+            // Removed and made anew: the kept descriptors named the old cgroup and went with it.
+            #expect(t.remove("w"))
+            #expect(t.keptOpen.events == 0 && t.keptOpen.directories == 0)
+            try t.prepare("w")
+            #expect(!t.isPopulated("w"))
+            let pid = try spawnSleeper(["/bin/sleep", "30"], in: t, "w")
+            #expect(waitForExec(pid))
+            #expect(ProcFS.cgroupPath(pid) == t.layout.worker("w"), "the process went into the new cgroup")
+            #expect(t.isPopulated("w"))
+            #expect(killAndReap(pid) == .signal(SIGKILL))
+            // Many workers: bounded.
+            for i in 0..<(CgroupTree.keptOpenLimit + 8) {
+                try t.prepare("m\(i)")
+                #expect(!t.isPopulated("m\(i)"))
+                let (fd, owned) = try t.directory("m\(i)")
+                if owned { closeDescriptor(fd) }
+            }
+            #expect(t.keptOpen.events == CgroupTree.keptOpenLimit)
+            #expect(t.keptOpen.directories == CgroupTree.keptOpenLimit)
         }
     }
 

@@ -58,10 +58,12 @@ enum {
 /// caller code, and a failed exec is reported here rather than as an exit status.
 pid_t aibox_spawn(const aibox_spawn_attr *attr, int *err_step, int *err_errno);
 
-/// The `populated` line of `path`/cgroup.events (`path` relative to `dirfd`): 1 when a process
-/// is in that cgroup or below, 0 when none, -1 (errno) when it cannot be read. In C: it runs
-/// on every exit of a worker, before its restart.
-int aibox_cgroup_populated(int dirfd, const char *path);
+/// Opens `path`/cgroup.events (`path` relative to `dirfd`) for reading; -1 with errno.
+int aibox_cgroup_events_open(int dirfd, const char *path);
+/// The `populated` line of the cgroup.events open as `fd`, read from offset 0: 1 when a
+/// process is in that cgroup or below, 0 when none, -1 (errno) when it cannot be read. In C:
+/// it runs on every exit of a worker, before its restart.
+int aibox_cgroup_populated_fd(int fd);
 
 /// prctl(PR_SET_CHILD_SUBREAPER, 1): orphaned descendants are reparented to us.
 int aibox_set_child_subreaper(void);
