@@ -271,6 +271,11 @@ enum Proc {
         return ProcStat(pid: pid, comm: comm, state: f[0].first ?? "?", ppid: ppid, pgrp: pgrp, ticks: ut + st)
     }
 
+    /// Time on a CPU so far (the first field of /proc/PID/schedstat), in ns.
+    static func cpuNanoseconds(_ pid: Int32) -> UInt64? {
+        readFile("/proc/\(pid)/schedstat")?.split(separator: " ").first.flatMap { UInt64($0) }
+    }
+
     static func allPIDs() -> [Int32] {
         ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }
     }
@@ -389,6 +394,9 @@ struct Options {
     var scaleWorkers = 500
     var keep = false
     var runMS = 1100
+    /// Another build's aibox, measured in the footprint run beside this one (same machine,
+    /// same minute): whether the footprint grew is read from one run, not two.
+    var footprintBaseline: String?
 }
 
 final class Bench {
@@ -799,6 +807,8 @@ final class Bench {
         /// Anonymous memory (heap, stacks): what a leak would grow.
         var anonKB = 0
         var ticks: UInt64 = 0
+        /// CPU time in ns from /proc/PID/schedstat (exact; ticks are sampled at 100 Hz).
+        var cpuNS: UInt64 = 0
         var procs = 0
     }
 
@@ -827,6 +837,7 @@ final class Bench {
             s.ussKB += (r["Private_Clean"] ?? 0) + (r["Private_Dirty"] ?? 0)
             s.anonKB += r["Anonymous"] ?? 0
             s.ticks += st.ticks
+            s.cpuNS += Proc.cpuNanoseconds(p) ?? 0
             s.procs += 1
         }
         return s
@@ -848,9 +859,11 @@ final class Bench {
         var label: String
         var stop: () -> Void
         var note = ""
+        var binary = aibox
         switch key {
-        case "aibox":
-            label = "aibox daemon"
+        case "aibox", "aibox-baseline":
+            binary = key == "aibox" ? aibox : options.footprintBaseline!
+            label = key == "aibox" ? "aibox daemon" : "aibox daemon, baseline `\(binary)`"
             try mkdirs(dir + "/root/usr/lib/aibox/workers.d")
             try provision(dir + "/root")
             var toml = "# \(n) idle workers: READY=1 at once, WATCHDOG=1 every 1 s (half of watchdog).\n"
@@ -858,7 +871,7 @@ final class Bench {
                 toml += "[worker.idle-\(String(format: "%03d", i))]\nexec = \(tomlArray(args))\nnotify = true\nwatchdog = \"2s\"\n\n"
             }
             try writeFile(dir + "/root/usr/lib/aibox/workers.d/idle.toml", toml)
-            child = try launch([aibox, "daemon", "--root", dir + "/root", "--log-target", "files"], name: "aibox daemon", log: dir + "/daemon.log")
+            child = try launch([binary, "daemon", "--root", dir + "/root", "--log-target", "files"], name: "aibox daemon", log: dir + "/daemon.log")
             stop = { child.signal(SIGTERM) }
         case "supervisord":
             guard let sd = which("supervisord") else { say("supervisord not found (apt-get install supervisor): skipping it"); return nil }
@@ -914,8 +927,8 @@ final class Bench {
         while true {
             if child.poll() { throw BenchError("footprint \(key): \(child.name) exited (\(child.exitDescription)); see \(dir)") }
             var up = workerCount(under: child.pid)
-            if key == "aibox" && up == n {
-                up = (try? aiboxWorkers(dir + "/root"))?.filter { $0.state == "ready" }.count ?? 0
+            if key.hasPrefix("aibox") && up == n {
+                up = (try? aiboxWorkers(dir + "/root", binary: binary))?.filter { $0.state == "ready" }.count ?? 0
             }
             if up == n { break }
             if monoNS() > upBy { throw BenchError("footprint \(key): only \(up) of \(n) workers up after 60 s") }
@@ -938,16 +951,16 @@ final class Bench {
         let workersAtEnd = workerCount(under: child.pid)
         if workersAtEnd != n { note += "\(workersAtEnd) of \(n) workers running at the end. " }
         var breakdown = ""
-        if key == "aibox" {
-            let alone = standAlone(child.pid)
+        if key.hasPrefix("aibox") {
+            let alone = standAlone(child.pid, binary: binary)
             note += "Stand-alone PSS estimate (Swift runtime + Foundation + the aibox binary + anonymous at RSS, system libraries at PSS): \(fmt(Double(alone.kB) / 1024)) MiB, of which Swift runtime and Foundation libraries \(fmt(Double(alone.swiftKB) / 1024)) MiB. "
-            if let ws = try? aiboxWorkers(dir + "/root") {
+            if let ws = try? aiboxWorkers(dir + "/root", binary: binary) {
                 let ready = ws.filter { $0.state == "ready" }.count
                 let restarts = ws.reduce(0) { $0 + $1.restarts }
                 note += "At the end: \(ready)/\(n) ready, \(restarts) restarts (a missed watchdog would restart one). "
             }
             note += "Daemon threads: \(Proc.threads(child.pid)). "
-            breakdown = smapsBreakdown(child.pid)
+            breakdown = smapsBreakdown(child.pid, label: label)
         } else if key == "s6" {
             note += "PSS and CPU are summed over \(samples.last?.procs ?? 0) processes. "
         }
@@ -957,23 +970,23 @@ final class Bench {
     /// PSS the daemon would have on a box where no other process maps the Swift runtime,
     /// Foundation or the aibox binary (transient `aibox` CLI runs aside): those mappings and
     /// anonymous memory counted at their RSS, the system's shared libraries at their PSS.
-    func standAlone(_ pid: Int32) -> (kB: Int, swiftKB: Int) {
+    func standAlone(_ pid: Int32, binary: String) -> (kB: Int, swiftKB: Int) {
         let maps = Proc.smapsByMapping(pid)
         let toolchain = maps.first { $0.name.hasSuffix("/libswiftCore.so") }.map { ($0.name as NSString).deletingLastPathComponent }
         var total = 0, swift = 0
         for m in maps {
-            let own = m.name == aibox || m.name.hasPrefix("[") || (toolchain.map { m.name.hasPrefix($0 + "/") } ?? false)
+            let own = m.name == binary || m.name.hasPrefix("[") || (toolchain.map { m.name.hasPrefix($0 + "/") } ?? false)
             total += own ? m.rss : m.pss
-            if m.name != aibox && !m.name.hasPrefix("[") && own { swift += m.rss }
+            if m.name != binary && !m.name.hasPrefix("[") && own { swift += m.rss }
         }
         return (total, swift)
     }
 
-    func smapsBreakdown(_ pid: Int32) -> String {
+    func smapsBreakdown(_ pid: Int32, label: String) -> String {
         let maps = Proc.smapsByMapping(pid)
         let total = maps.reduce(0) { $0 + $1.pss }
         let rss = maps.reduce(0) { $0 + $1.rss }
-        var out = "aibox daemon memory by mapping (/proc/PID/smaps at the end, kB; total PSS \(total) kB, RSS \(rss) kB). "
+        var out = "\(label) memory by mapping (/proc/PID/smaps at the end, kB; total PSS \(total) kB, RSS \(rss) kB). "
         out += "PSS of a shared library depends on which other processes map it at that moment (this harness is a Swift program too); RSS does not.\n\n"
         out += "| mapping | PSS kB | RSS kB | private dirty kB |\n|---|---:|---:|---:|\n"
         for m in maps.prefix(16) {
@@ -988,7 +1001,7 @@ final class Bench {
 
     func footprint() throws -> String {
         var results: [FootprintResult] = []
-        for key in ["aibox", "supervisord", "s6"] {
+        for key in (options.footprintBaseline == nil ? [] : ["aibox-baseline"]) + ["aibox", "supervisord", "s6"] {
             if let r = try footprintOne(key) { results.append(r) }
             _ = sweep("footprint \(key)")
             try sleepMS(2000)
@@ -996,13 +1009,13 @@ final class Bench {
         let n = options.footprintWorkers
         var out = "### 2. Footprint: \(n) idle workers, \(options.footprintSeconds) s\n\n"
         out += "Workers: `aibox-example-worker --ready-after 0 --quiet` (aibox: `notify = true`, `watchdog = \"2s\"`, so each sends WATCHDOG=1 every 1 s; "
-        out += "the others give no $NOTIFY_SOCKET, so the workers only sleep). PSS from /proc/PID/smaps_rollup, CPU = Δ(utime+stime) over the window.\n\n"
+        out += "the others give no $NOTIFY_SOCKET, so the workers only sleep). PSS from /proc/PID/smaps_rollup, CPU = Δ(time on a CPU, /proc/PID/schedstat) over the window.\n\n"
         out += "| contender | PSS MiB start → end (min–max) | RSS MiB | USS MiB | anonymous MiB start → end | CPU % of one core | PSS ≤ 20 MiB, not growing | CPU ≤ 1 % |\n"
         out += "|---|---|---:|---:|---|---:|---|---|\n"
         func mib(_ kb: Int) -> String { fmt(Double(kb) / 1024) }
         for r in results {
             guard let a = r.samples.first, let b = r.samples.last else { continue }
-            let cpu = Double(b.ticks - min(a.ticks, b.ticks)) / Proc.clockTicks / max(0.001, b.t - a.t) * 100
+            let cpu = Double(b.cpuNS - min(a.cpuNS, b.cpuNS)) / 1e9 / max(0.001, b.t - a.t) * 100
             let pssMin = r.samples.map(\.pssKB).min() ?? 0, pssMax = r.samples.map(\.pssKB).max() ?? 0
             let isAibox = r.label.hasPrefix("aibox")
             // Growth is judged on anonymous memory: PSS moves with other processes' sharing.
@@ -1041,8 +1054,8 @@ final class Bench {
         var worker: String?
     }
 
-    func aiboxWorkers(_ root: String) throws -> [WorkerRow] {
-        let r = try capture([aibox, "workers", "--json", "--root", root])
+    func aiboxWorkers(_ root: String, binary: String? = nil) throws -> [WorkerRow] {
+        let r = try capture([binary ?? aibox, "workers", "--json", "--root", root])
         guard r.code == 0 else { throw BenchError("aibox workers --json exited \(r.code)") }
         return try JSONDecoder().decode([WorkerRow].self, from: Data(r.out.utf8))
     }
@@ -1160,6 +1173,10 @@ func parseOptions() throws -> Options {
         case "--blocks": o.blocks = try int(a)
         case "--footprint-workers": o.footprintWorkers = try int(a)
         case "--footprint-seconds": o.footprintSeconds = try int(a)
+        case "--footprint-baseline":
+            let path = try value(a)
+            guard access(path, X_OK) == 0 else { throw BenchError("--footprint-baseline \(path): not an executable file") }
+            o.footprintBaseline = path
         case "--scale-workers": o.scaleWorkers = try int(a)
         case "--keep": o.keep = true
         case "-h", "--help":
@@ -1167,7 +1184,8 @@ func parseOptions() throws -> Options {
                 """
                 usage: aibox-bench [--only crash,footprint,scale] [--crash-mode sequential|parallel|both]
                                    [--crash-workers example,lean] [--restarts N] [--blocks N]
-                                   [--footprint-workers N] [--footprint-seconds S] [--scale-workers N] [--keep]
+                                   [--footprint-workers N] [--footprint-seconds S] [--footprint-baseline AIBOX]
+                                   [--scale-workers N] [--keep]
                 """)
             exit(0)
         default: throw BenchError("unknown argument \(a); see --help")
