@@ -29,6 +29,9 @@ let package = Package(
 
         // Pure logic: no I/O, time injected.
         .target(name: "AIBoxCore"),
+        // The agent's pure logic: stream parsers, failure classes, breakers, budget
+        // arithmetic, routing. No I/O, time injected; the daemon never links it.
+        .target(name: "AIBoxAgentCore", dependencies: ["AIBoxCore"]),
         // Adapters over the OS.
         .target(
             name: "AIBoxSystem",
@@ -74,6 +77,7 @@ let package = Package(
         .executableTarget(name: "aibox-fuzz", dependencies: ["AIBoxFuzzHarnesses", "AIBoxSystem", "CLibFuzzer"], path: "Fuzz/Driver"),
 
         .testTarget(name: "AIBoxCoreTests", dependencies: ["AIBoxCore"], exclude: ["TOMLCorpus"]),
+        .testTarget(name: "AIBoxAgentCoreTests", dependencies: ["AIBoxAgentCore", "AIBoxCore"]),
         .testTarget(name: "AIBoxSystemTests", dependencies: ["AIBoxSystem"]),
         .testTarget(name: "AIBoxImageTests"),
         // Replays the fuzz corpora; runs every harness briefly under libFuzzer (Fuzz/run).

@@ -79,6 +79,8 @@ public final class Supervisor {
     var slots: [String: WorkerSlot] = [:]
     /// Every worker's deadline, kept by its slot: the loop's next wake-up without a look at each worker.
     let deadlines = DeadlineQueue()
+    /// Exited workers handled but not reaped yet (see `onChildren`).
+    var unreaped: [Int32] = []
     var order: [String] = []
     var levels: [String: Int] = [:]
     var byPID: [Int32: String] = [:]
@@ -161,7 +163,7 @@ public final class Supervisor {
             return 1
         }
         defer { withExtendedLifetime(lock) {} }
-        try loop.handleSignals([SIGCHLD, SIGTERM, SIGINT, SIGHUP]) { [unowned self] sig in self.onSignal(sig) }
+        try loop.handleSignals([SIGCHLD, SIGTERM, SIGINT, SIGHUP]) { [unowned self] sig, sender in self.onSignal(sig, sender: sender) }
         try Reaper.becomeSubreaper()
         let (loaded, skipped) = ConfigFiles.load(paths)
         noteSkipped(skipped)
@@ -285,9 +287,9 @@ public final class Supervisor {
 
     // MARK: Events
 
-    private func onSignal(_ sig: Int32) {
+    private func onSignal(_ sig: Int32, sender: Int32) {
         switch sig {
-        case SIGCHLD: onChildren()
+        case SIGCHLD: onChildren(sender: sender)
         case SIGHUP: _ = reload()
         case SIGTERM, SIGINT: beginShutdown(reason: sig == SIGTERM ? "SIGTERM" : "SIGINT")
         default: break
@@ -295,9 +297,36 @@ public final class Supervisor {
         afterTurn()
     }
 
-    private func onChildren() {
-        let now = Clock.monotonic()
+    /// A child changed state. The worker the signal names, when it has exited, is handled
+    /// without being reaped: its restart (this turn) is cloned into its cgroup while the
+    /// zombie still holds that cgroup's css_set, which the kernel would otherwise free and
+    /// make anew (the largest part of a restart into a cgroup). `afterTurn` reaps it, and
+    /// every other child, after the turn's spawns.
+    private func onChildren(sender: Int32) {
+        if sender > 0, cgroups != nil, byPID[sender] != nil, let status = Reaper.peekExited(sender) {
+            unreaped.append(sender)
+            handleExits([(sender, status)], noneLeft: false)
+            return
+        }
         let (reaped, noneLeft) = Reaper.reapAll()
+        handleExits(reaped, noneLeft: noneLeft)
+    }
+
+    /// Reaps what `onChildren` left for after the turn's spawns, and whatever else has
+    /// exited meanwhile (SIGCHLDs of children that died together arrive as one).
+    private func reapAfterSpawns(now: Instant) {
+        for pid in unreaped { Reaper.reap(pid) }
+        unreaped.removeAll(keepingCapacity: true)
+        let (reaped, noneLeft) = Reaper.reapAll()
+        handleExits(reaped, noneLeft: noneLeft)
+        if dueNow {
+            dueNow = false
+            fireDueDeadlines(now: now)
+        }
+    }
+
+    private func handleExits(_ reaped: [(pid: Int32, status: ExitStatus)], noneLeft: Bool) {
+        let now = Clock.monotonic()
         holdRecords = true
         for (pid, status) in reaped {
             guard let name = byPID.removeValue(forKey: pid), let slot = slots[name] else {
@@ -402,6 +431,7 @@ public final class Supervisor {
         // gets the CPU before the rest of this turn. Not for many at once, which would then
         // be spawned one start-up after another.
         if spawnsThisTurn == 1 { _ = try? syscall("sched_yield") { sched_yield() } }
+        if !unreaped.isEmpty { reapAfterSpawns(now: now) }
         releaseRecords()
         if !shuttingDown {
             if trial.gate != nil && (stateChanged || trial.next.map { $0 <= now } ?? true) { updateTrialCheck(now: now) }

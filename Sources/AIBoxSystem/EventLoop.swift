@@ -17,7 +17,7 @@ public final class EventLoop {
     private let epollFD: Int32
     private var signalFD: Int32 = -1
     private var handlers: [Int32: Handler] = [:]
-    private var signalHandler: ((Int32) -> Void)?
+    private var signalHandler: ((Int32, Int32) -> Void)?
     private var timerHandler: (() -> Void)?
     private var armed: Instant?
     private var running = false
@@ -33,7 +33,9 @@ public final class EventLoop {
 
     /// Blocks `signals` for the calling thread (call before any thread starts, so every
     /// thread inherits the mask) and delivers them through the loop.
-    public func handleSignals(_ signals: [Int32], _ handler: @escaping (Int32) -> Void) throws(SystemError) {
+    /// `handler` gets each signal with the pid that sent it (for SIGCHLD, the child whose
+    /// state changed; signals of one kind pending together are delivered once).
+    public func handleSignals(_ signals: [Int32], _ handler: @escaping (_ signal: Int32, _ sender: Int32) -> Void) throws(SystemError) {
         var mask = sigset_t()
         sigemptyset(&mask)
         for s in signals { sigaddset(&mask, s) }
@@ -45,7 +47,7 @@ public final class EventLoop {
             let size = MemoryLayout<signalfd_siginfo>.size
             // Until EAGAIN: every pending signal, each read whole.
             while (try? nonBlockingSyscall("read", detail: "signalfd") { Glibc.read(self.signalFD, &info, size) }) == size {
-                self.signalHandler?(Int32(info.ssi_signo))
+                self.signalHandler?(Int32(info.ssi_signo), Int32(bitPattern: info.ssi_pid))
             }
         }
     }

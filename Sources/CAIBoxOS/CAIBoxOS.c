@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 #include <sched.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 
 #ifndef SYS_close_range
 #define SYS_close_range 436
@@ -308,6 +309,23 @@ socklen_t aibox_sockaddr_un(struct sockaddr_un *addr, const char *path) {
 int aibox_wifexited(int status) { return WIFEXITED(status); }
 int aibox_wexitstatus(int status) { return WEXITSTATUS(status); }
 int aibox_wifsignaled(int status) { return WIFSIGNALED(status); }
+
+int aibox_peek_exited(pid_t pid, int *code, int *signal) {
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    int r;
+    do { r = waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT); } while (r < 0 && errno == EINTR);
+    if (r < 0) return -1;
+    if (info.si_pid != pid) return 0;  /* WNOHANG: not exited (yet) */
+    if (info.si_code == CLD_EXITED) {
+        *code = info.si_status;
+        *signal = 0;
+    } else {
+        *code = -1;
+        *signal = info.si_status;
+    }
+    return 1;
+}
 int aibox_wtermsig(int status) { return WTERMSIG(status); }
 
 int aibox_accept(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK); }

@@ -111,6 +111,28 @@ struct ContainmentIntegrationTests {
         #expect(!events.contains("worker.unkillable"))
     }
 
+    /// A worker's exit is handled before it is reaped (its restart is cloned into its cgroup
+    /// while the zombie keeps the cgroup's css_set); the zombie must still be reaped each time.
+    @Test func crashingWorkerRestartsAndLeavesNoZombie() throws {
+        let box = try TestBox(
+            """
+            [worker.crasher]
+            exec = ["/bin/sh", "-c", "exit 3"]
+            restart-delay = "0ms"
+            restart-max-delay = "10ms"
+            crash-loop = { burst = 10000, window = "1s", quarantine = "1s" }
+            """)
+        try box.startDaemon()
+        defer { box.stopDaemon() }
+        #expect(try waitUntil(.seconds(20)) { (try box.worker("crasher")?.restarts ?? 0) >= 20 })
+        #expect(try box.aibox(["stop", "crasher"]).code == 0)
+        try box.waitFor("crasher", ["stopped"])
+        let zombies = { ProcFS.allPIDs().filter { ProcFS.info($0).map { $0.ppid == box.daemonPID && $0.state == "Z" } ?? false } }
+        #expect(waitUntil(.seconds(5)) { zombies().isEmpty }, "zombie children of the daemon: \(zombies())")
+        let events = try box.events(worker: "crasher").map(\.kind)
+        #expect(events.filter { $0 == "worker.exited" }.count >= 20)
+    }
+
     @Test func daemonKilledThenRestartedKillsWhatLeftItsGroup() throws {
         let box = try TestBox(escaperWorker)
         try box.startDaemon()

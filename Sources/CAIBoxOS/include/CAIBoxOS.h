@@ -95,6 +95,9 @@ int aibox_accept(int fd);
 int aibox_wifexited(int status);
 int aibox_wexitstatus(int status);
 int aibox_wifsignaled(int status);
+/// Whether child `pid` has exited, without reaping it (waitid WNOWAIT): 1 and its exit code
+/// (or -1) and signal (or 0), 0 when it has not, -1 with errno (ECHILD: not a child, or reaped).
+int aibox_peek_exited(pid_t pid, int *code, int *signal);
 int aibox_wtermsig(int status);
 
 /// One NVIDIA GPU's memory as NVML reports it; pci_address like "0000:01:00.0".
