@@ -14,7 +14,7 @@ public enum CallFailure: Equatable, Sendable {
     case midStream(String)
 }
 
-/// The router's classes of failure (docs/AGENT.md, "Failures").
+/// The router's classes of failure: what the next step is after a call failed.
 public enum FailureClass: Equatable, Sendable {
     /// Transport, stall, mid-stream: the next route now; the breaker opens on the ladder.
     case unavailable
