@@ -806,8 +806,7 @@ final class Bench {
         var ussKB = 0
         /// Anonymous memory (heap, stacks): what a leak would grow.
         var anonKB = 0
-        var ticks: UInt64 = 0
-        /// CPU time in ns from /proc/PID/schedstat (exact; ticks are sampled at 100 Hz).
+        /// CPU time in ns from /proc/PID/schedstat (exact; utime/stime ticks are sampled at 100 Hz).
         var cpuNS: UInt64 = 0
         var procs = 0
     }
@@ -836,7 +835,6 @@ final class Bench {
             s.rssKB += r["Rss"] ?? 0
             s.ussKB += (r["Private_Clean"] ?? 0) + (r["Private_Dirty"] ?? 0)
             s.anonKB += r["Anonymous"] ?? 0
-            s.ticks += st.ticks
             s.cpuNS += Proc.cpuNanoseconds(p) ?? 0
             s.procs += 1
         }

@@ -70,16 +70,7 @@ public enum FailureClassifier {
     /// not read (it would need the wall clock, which a box without NTP does not have right):
     /// the cooldown ladder covers it.
     public static func retryAfter(header: String?) -> Duration? {
-        guard let h = header?.trimmingWhitespace(), let s = Double(h), s.isFinite, s >= 0 else { return nil }
+        guard let h = header?.trimmingCharacters(in: " \t"), let s = Double(h), s.isFinite, s >= 0 else { return nil }
         return .milliseconds(Int64(min(s, 86_400) * 1000))
-    }
-}
-
-extension String {
-    func trimmingWhitespace() -> Substring {
-        var s = self[...]
-        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
-        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
-        return s
     }
 }

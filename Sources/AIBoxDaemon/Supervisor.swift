@@ -312,10 +312,10 @@ public final class Supervisor {
         handleExits(reaped, noneLeft: noneLeft)
     }
 
-    /// Reaps what `onChildren` left for after the turn's spawns, and whatever else has
-    /// exited meanwhile (SIGCHLDs of children that died together arrive as one).
+    /// Reaps what `onChildren` left for after the turn's spawns (handled already: no longer
+    /// in `byPID`, so `handleExits` passes over them), and whatever else has exited meanwhile
+    /// (SIGCHLDs of children that died together arrive as one).
     private func reapAfterSpawns(now: Instant) {
-        for pid in unreaped { Reaper.reap(pid) }
         unreaped.removeAll(keepingCapacity: true)
         let (reaped, noneLeft) = Reaper.reapAll()
         handleExits(reaped, noneLeft: noneLeft)

@@ -268,18 +268,11 @@ public enum Reaper {
 
     /// Whether child `pid` has exited, without reaping it: while it is a zombie its pid cannot
     /// be reused, and (cgroup v2) its cgroup's css_set stays alive, so a restart cloned into
-    /// the same cgroup before `reap` does not pay for making one anew.
+    /// the same cgroup before `reapAll` does not pay for making one anew.
     public static func peekExited(_ pid: Int32) -> ExitStatus? {
         var code: Int32 = 0, signal: Int32 = 0
         guard aibox_peek_exited(pid, &code, &signal) == 1 else { return nil }
         return signal != 0 ? .signal(signal) : .code(code)
-    }
-
-    /// Reaps child `pid` (once `peekExited` has handled its exit). A child already reaped is
-    /// nothing to do.
-    public static func reap(_ pid: Int32) {
-        var status: Int32 = 0
-        if (try? syscall("waitpid") { waitpid(pid, &status, WNOHANG) }) == pid { Spawner.reaped(pid) }
     }
 
     public static func decode(_ status: Int32) -> ExitStatus {

@@ -10,7 +10,6 @@
 #include <sys/resource.h>
 #include <sched.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 
 #ifndef SYS_close_range
 #define SYS_close_range 436
