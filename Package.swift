@@ -6,12 +6,16 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "aibox", targets: ["aibox"]),
+        .executable(name: "aibox-agent", targets: ["aibox-agent"]),
         .executable(name: "aibox-example-worker", targets: ["aibox-example-worker"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        // The agent's HTTP client (streaming bodies, idle read timeouts); the daemon never links it.
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.100.0"),
     ],
     targets: [
         // C libraries of the system, in the shape GRDB uses for SQLite.
@@ -55,6 +59,25 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        // The assistant's I/O: provider clients over async-http-client, its SQLite ledger,
+        // configuration and secrets. Linked by aibox-agent only.
+        .target(
+            name: "AIBoxAgent",
+            dependencies: [
+                "AIBoxCore", "AIBoxAgentCore", "AIBoxSystem", "CSystemd",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        // The assistant: a worker supervised by aibox, and its console commands.
+        .executableTarget(
+            name: "aibox-agent",
+            dependencies: [
+                "AIBoxCore", "AIBoxAgentCore", "AIBoxAgent", "AIBoxSystem",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
         // A tiny worker in C, written for systemd (sd_notify): examples, tests, benchmarks.
         .executableTarget(name: "aibox-example-worker", dependencies: ["CSystemd"]),
         // Benchmarks (run by hand; see docs/BENCHMARKS.md).
@@ -78,6 +101,12 @@ let package = Package(
 
         .testTarget(name: "AIBoxCoreTests", dependencies: ["AIBoxCore"], exclude: ["TOMLCorpus"]),
         .testTarget(name: "AIBoxAgentCoreTests", dependencies: ["AIBoxAgentCore", "AIBoxCore"]),
+        // Runs the built aibox-agent against loopback fakes of the cloud APIs and a real
+        // llama-server (scripts/local-model), under a real aibox daemon.
+        .testTarget(
+            name: "AIBoxAgentTests",
+            dependencies: ["AIBoxCore", "AIBoxAgentCore", "AIBoxAgent", "AIBoxSystem", "aibox", "aibox-agent"],
+            exclude: ["Fixtures"]),
         .testTarget(name: "AIBoxSystemTests", dependencies: ["AIBoxSystem"]),
         .testTarget(name: "AIBoxImageTests"),
         // Replays the fuzz corpora; runs every harness briefly under libFuzzer (Fuzz/run).

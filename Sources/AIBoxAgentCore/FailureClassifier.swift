@@ -1,7 +1,7 @@
 /// What went wrong with one call to a model, as the provider adapter saw it. Adapters fill
 /// in what the provider said (its error `type` and `code` from the error body); the
 /// classifier decides what the router does about it.
-public enum CallFailure: Equatable, Sendable {
+public enum CallFailure: Error, Equatable, Sendable {
     /// No HTTP answer: refused, reset, DNS, TLS, a connect timeout.
     case transport(String)
     /// Connected, but no first byte within the time-to-first-byte budget, or no byte for the
@@ -47,7 +47,11 @@ public enum FailureClassifier {
             let words = [type, code].compactMap { $0?.lowercased() }
             let text = (message ?? "").lowercased()
             func said(_ any: String...) -> Bool { any.contains { w in words.contains { $0.contains(w) } } }
-            if status == 402 || said("insufficient_quota", "credit_balance", "spend_limit", "billing", "quota_exceeded") {
+            // Anthropic says a spent monthly limit or credit in words only (rate_limit_error,
+            // invalid_request_error): the message decides.
+            if status == 402 || said("insufficient_quota", "credit_balance", "spend_limit", "billing", "quota_exceeded")
+                || ["spend limit", "credit balance", "current quota", "billing details"].contains(where: text.contains)
+            {
                 return .quotaExhausted
             }
             if said("context_length", "exceed_context_size", "context_window")

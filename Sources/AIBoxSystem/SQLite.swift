@@ -23,8 +23,8 @@ public enum SQLiteValue: Sendable, Equatable {
     case text(String)
     case null
 
-    init(_ v: Int64?) { self = v.map { .integer($0) } ?? .null }
-    init(_ v: String?) { self = v.map { .text($0) } ?? .null }
+    public init(_ v: Int64?) { self = v.map { .integer($0) } ?? .null }
+    public init(_ v: String?) { self = v.map { .text($0) } ?? .null }
 }
 
 /// One connection to an SQLite database file, over the C API (libsqlite3). Used from the

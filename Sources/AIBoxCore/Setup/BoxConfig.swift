@@ -214,10 +214,13 @@ public enum LLMRole: String, Sendable, CaseIterable, Codable, Comparable {
 public struct Route: Equatable, Sendable, CustomStringConvertible {
     public var provider: String
     public var model: String
+    /// The model's context window in tokens, when box.toml says.
+    public var context: Int?
 
-    public init(provider: String, model: String) {
+    public init(provider: String, model: String, context: Int? = nil) {
         self.provider = provider
         self.model = model
+        self.context = context
     }
 
     /// `provider/model`: provider names hold no '/', so the first one separates them.

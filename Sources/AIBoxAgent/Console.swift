@@ -1,0 +1,111 @@
+import AIBoxAgentCore
+import AIBoxCore
+import AIBoxSystem
+import CSystemd
+import FoundationEssentials
+import Glibc
+
+/// Exit codes of aibox-agent: 0 answered, 1 no answer, 2 usage, 78 configuration (EX_CONFIG:
+/// aibox parks the worker rather than restarting it into the same error).
+public enum AgentExit {
+    public static let failure: Int32 = 1
+    public static let configuration: Int32 = 78
+}
+
+/// What `ask --json` prints: one document, stable camelCase names.
+public struct AskReport: Encodable {
+    public struct Tokens: Encodable {
+        var input: Int
+        var output: Int
+    }
+    var ok: Bool
+    var answer: String?
+    var error: String?
+    var role: String
+    var route: String?
+    var fallbacks: Int
+    var attempts: [Attempt]
+    var tokens: Tokens?
+    var costUSD: Double?
+    var costEstimated: Bool?
+    var firstByteMs: Double?
+    var totalMs: Double?
+}
+
+/// The console commands' work, apart from argument parsing (the executable's `main` is thin).
+public enum AgentConsole {
+    /// Loads the settings, or prints why not and exits 78.
+    public static func settings(root: String) -> AgentSettings {
+        // Days and months of the budget are the box's: its time zone, whatever TZ we inherited.
+        let paths = Paths(root: root)
+        switch AgentSettings.load(paths: paths, environment: currentEnvironment()) {
+        case .success(let s):
+            setTimeZone(s.config.timezone)
+            return s
+        case .failure(let e):
+            writeStandardError("aibox-agent: configuration: \(e)\n")
+            exit(AgentExit.configuration)
+        }
+    }
+
+    public static func setTimeZone(_ zone: String) {
+        setenv("TZ", zone == "UTC" ? "UTC0" : ":" + zone, 1)
+        tzset()
+    }
+
+    public static func openLedger(_ s: AgentSettings) -> Ledger {
+        do {
+            try makeDirectories(s.paths.agentDirectory, mode: 0o750)
+            return try Ledger(path: s.paths.agentDatabase)
+        } catch {
+            writeStandardError("aibox-agent: cannot open \(s.paths.agentDatabase): \(error)\n")
+            exit(AgentExit.failure)
+        }
+    }
+
+    /// `aibox-agent ask`: one answer; 0 when one came, 1 when none did.
+    public static func ask(root: String, role: LLMRole, text: String, json: Bool) async -> Int32 {
+        let s = settings(root: root)
+        let ledger = openLedger(s)
+        let client = ProviderClient()
+        let assistant = Assistant(settings: s, ledger: ledger, client: client)
+        let result = await assistant.ask(role: role, message: text)
+        await client.shutdown()
+        switch result {
+        case .success(let a):
+            if json {
+                printJSON(
+                    AskReport(
+                        ok: true, answer: a.text, error: nil, role: role.rawValue, route: a.route.description,
+                        fallbacks: a.attempts.count - 1, attempts: a.attempts,
+                        tokens: a.usage.map { .init(input: $0.inputTokens, output: $0.outputTokens) }, costUSD: a.cost.dollars,
+                        costEstimated: a.costEstimated, firstByteMs: a.firstByteMS, totalMs: a.totalMS))
+            } else {
+                writeStandardOutput(a.text + (a.text.hasSuffix("\n") ? "" : "\n"))
+            }
+            return 0
+        case .failure(let f):
+            if json {
+                printJSON(
+                    AskReport(
+                        ok: false, answer: nil, error: f.description, role: role.rawValue, route: nil, fallbacks: max(0, f.attempts.count - 1),
+                        attempts: f.attempts))
+            } else {
+                writeStandardError("aibox-agent: \(f)\n")
+            }
+            return AgentExit.failure
+        }
+    }
+
+    public static func printJSON<T: Encodable>(_ v: T) {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        guard let data = try? e.encode(v) else { return }
+        writeStandardOutput(String(decoding: data, as: UTF8.self) + "\n")
+    }
+
+    /// `STATUS=` and readiness for the supervisor (nothing when not started by one).
+    public static func notify(_ text: String) {
+        _ = text.withCString { sd_notify(0, $0) }
+    }
+}

@@ -1,0 +1,184 @@
+import AIBoxAgentCore
+import AIBoxCore
+import AIBoxSystem
+import Glibc
+
+/// The agent's own database (`agent.db` in its work directory; the daemon's aibox.db stays
+/// the daemon's): the spend ledger, the circuit breakers, the routing events and the
+/// "told the owner once" marks. Every process of the agent (the worker and each console
+/// command) opens it; SQLite's locking makes a reservation one transaction among all of them.
+public final class Ledger {
+    let db: SQLiteConnection
+    public let path: String
+
+    public init(path: String) throws(SQLiteError) {
+        self.path = path
+        db = try SQLiteConnection(path: path, readOnly: false, busyTimeoutMilliseconds: 5000)
+        try db.execute(
+            """
+            PRAGMA journal_mode=WAL;
+            PRAGMA synchronous=FULL;
+            CREATE TABLE IF NOT EXISTS charge(
+                id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, day TEXT NOT NULL, month TEXT NOT NULL,
+                provider TEXT NOT NULL, model TEXT NOT NULL, role TEXT NOT NULL,
+                input_tokens INTEGER, output_tokens INTEGER,
+                nano_usd INTEGER NOT NULL, state TEXT NOT NULL, estimated INTEGER NOT NULL DEFAULT 0);
+            CREATE INDEX IF NOT EXISTS charge_day ON charge(day);
+            CREATE INDEX IF NOT EXISTS charge_month ON charge(month);
+            CREATE TABLE IF NOT EXISTS breaker(
+                key TEXT PRIMARY KEY, state TEXT NOT NULL, until_ns INTEGER, reason TEXT,
+                configuration INTEGER, failures INTEGER NOT NULL, boot_id TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS event(
+                id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, kind TEXT NOT NULL, route TEXT, message TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS notice(key TEXT PRIMARY KEY, at_ms INTEGER NOT NULL);
+            """)
+    }
+
+    // MARK: Budget
+
+    public struct Reservation: Sendable {
+        public var id: Int64
+        public var amount: NanoUSD
+        public var period: BudgetPeriod
+    }
+
+    public enum ReserveOutcome {
+        case reserved(Reservation, warnings: [String])
+        case refused(BudgetDecision)
+    }
+
+    /// The period a charge made now counts in: the wall clock's day in the box's time zone,
+    /// unless the ledger already holds a later day (the clock went back).
+    func period(wallMS: Int64) throws(SQLiteError) -> BudgetPeriod {
+        let latest = try db.query("SELECT max(day) FROM charge").first?.first?.string.map(BudgetPeriod.init(day:))
+        return BudgetPeriod.effective(clock: BudgetPeriod(day: Ledger.localDay(wallMS)), latestCharged: latest)
+    }
+
+    func use(in period: BudgetPeriod) throws(SQLiteError) -> BudgetUse {
+        let day = try db.query("SELECT coalesce(sum(nano_usd), 0) FROM charge WHERE day = ?", [.text(period.day)])
+        let month = try db.query("SELECT coalesce(sum(nano_usd), 0) FROM charge WHERE month = ?", [.text(period.month)])
+        return BudgetUse(day: NanoUSD(day.first?.first?.int64 ?? 0), month: NanoUSD(month.first?.first?.int64 ?? 0))
+    }
+
+    /// What has been spent (settled and reserved) in the current day and month.
+    public func currentUse(wallMS: Int64) throws(SQLiteError) -> (BudgetPeriod, BudgetUse) {
+        let p = try period(wallMS: wallMS)
+        return (p, try use(in: p))
+    }
+
+    /// Reserves `estimate` for a call, in one transaction with the check against the caps:
+    /// two requests at once (from any process) cannot both pass a cap one of them fits under.
+    public func reserve(
+        _ estimate: NanoUSD, policy: BudgetPolicy, route: RouteKey, role: LLMRole, wallMS: Int64
+    ) throws(SQLiteError) -> ReserveOutcome {
+        var outcome = ReserveOutcome.refused(.allowed)
+        try db.transaction { () throws(SQLiteError) in
+            let p = try period(wallMS: wallMS)
+            let before = try use(in: p)
+            let decision = policy.decide(use: before, estimate: estimate)
+            guard decision == .allowed else {
+                outcome = .refused(decision)
+                return
+            }
+            try db.query(
+                "INSERT INTO charge(at_ms, day, month, provider, model, role, nano_usd, state, estimated) VALUES(?,?,?,?,?,?,?,'reserved',1)",
+                [.integer(wallMS), .text(p.day), .text(p.month), .text(route.provider), .text(route.model), .text(role.rawValue), .integer(estimate.value)])
+            let id = try db.query("SELECT last_insert_rowid()").first?.first?.int64 ?? 0
+            var after = before
+            after.day = after.day + estimate
+            after.month = after.month + estimate
+            outcome = .reserved(Reservation(id: id, amount: estimate, period: p), warnings: policy.warningsCrossed(before: before, after: after))
+        }
+        return outcome
+    }
+
+    /// Replaces a reservation with what the call cost. A reservation never settled (the
+    /// process died mid-call) stays charged in full.
+    public func settle(_ r: Reservation, cost: NanoUSD, usage: Usage?, estimated: Bool) throws(SQLiteError) {
+        try db.query(
+            "UPDATE charge SET nano_usd = ?, input_tokens = ?, output_tokens = ?, state = 'settled', estimated = ? WHERE id = ?",
+            [.integer(cost.value), SQLiteValue(usage.map { Int64($0.inputTokens) }), SQLiteValue(usage.map { Int64($0.outputTokens) }),
+             .integer(estimated ? 1 : 0), .integer(r.id)])
+    }
+
+    /// Records a call that cost nothing (a local model), for the usage figures.
+    public func recordFree(route: RouteKey, role: LLMRole, usage: Usage?, wallMS: Int64) throws(SQLiteError) {
+        let day = Ledger.localDay(wallMS)
+        try db.query(
+            "INSERT INTO charge(at_ms, day, month, provider, model, role, input_tokens, output_tokens, nano_usd, state) VALUES(?,?,?,?,?,?,?,?,0,'settled')",
+            [.integer(wallMS), .text(day), .text(String(day.prefix(7))), .text(route.provider), .text(route.model), .text(role.rawValue),
+             SQLiteValue(usage.map { Int64($0.inputTokens) }), SQLiteValue(usage.map { Int64($0.outputTokens) })])
+    }
+
+    // MARK: Breakers
+
+    /// Breakers as saved, restored for this boot (see `CircuitBreaker.restored`).
+    public func breakers(bootID: String, now: Instant) throws(SQLiteError) -> [String: CircuitBreaker] {
+        var out: [String: CircuitBreaker] = [:]
+        for row in try db.query("SELECT key, state, until_ns, reason, configuration, failures, boot_id FROM breaker") {
+            guard row.count == 7, let key = row[0].string, let state = row[1].string else { continue }
+            let until = Instant(nanoseconds: UInt64(bitPattern: row[2].int64 ?? 0))
+            let reason = row[3].string ?? ""
+            let failures = Int(row[5].int64 ?? 0)
+            let s: CircuitBreaker.State
+            switch state {
+            case "open": s = .open(until: until, reason: reason)
+            case "disabled": s = .disabled(reason: reason, configuration: UInt64(bitPattern: row[4].int64 ?? 0))
+            case "probing": s = .probing(since: until)
+            default: s = .closed
+            }
+            out[key] = CircuitBreaker(state: s, failures: failures).restored(sameBoot: row[6].string == bootID, now: now)
+        }
+        return out
+    }
+
+    public func save(breaker b: CircuitBreaker, key: String, bootID: String) throws(SQLiteError) {
+        if b.state == .closed && b.failures == 0 {
+            try db.query("DELETE FROM breaker WHERE key = ?", [.text(key)])
+            return
+        }
+        var state = "closed", until: Int64? = nil, reason: String? = nil, configuration: Int64? = nil
+        switch b.state {
+        case .closed: break
+        case .open(let u, let r): (state, until, reason) = ("open", Int64(bitPattern: u.nanoseconds), r)
+        case .disabled(let r, let c): (state, reason, configuration) = ("disabled", r, Int64(bitPattern: c))
+        case .probing(let since): (state, until) = ("probing", Int64(bitPattern: since.nanoseconds))
+        }
+        try db.query(
+            "INSERT OR REPLACE INTO breaker(key, state, until_ns, reason, configuration, failures, boot_id) VALUES(?,?,?,?,?,?,?)",
+            [.text(key), .text(state), SQLiteValue(until), SQLiteValue(reason), SQLiteValue(configuration), .integer(Int64(b.failures)), .text(bootID)])
+    }
+
+    // MARK: Events and notices
+
+    public func record(kind: String, route: RouteKey?, message: String, wallMS: Int64) {
+        // An event that cannot be written must not fail the answer it describes.
+        _ = try? db.query(
+            "INSERT INTO event(at_ms, kind, route, message) VALUES(?,?,?,?)",
+            [.integer(wallMS), .text(kind), SQLiteValue(route?.description), .text(message)])
+        _ = try? db.query("DELETE FROM event WHERE id <= (SELECT max(id) FROM event) - 10000")
+    }
+
+    public struct Event: Sendable, Equatable {
+        public var atMS: Int64
+        public var kind: String
+        public var route: String?
+        public var message: String
+    }
+
+    public func events(limit: Int) throws(SQLiteError) -> [Event] {
+        try db.query("SELECT at_ms, kind, route, message FROM event ORDER BY id DESC LIMIT ?", [.integer(Int64(limit))]).reversed().map {
+            Event(atMS: $0[0].int64 ?? 0, kind: $0[1].string ?? "", route: $0[2].string, message: $0[3].string ?? "")
+        }
+    }
+
+    /// True the first time `key` is noticed: "tell the owner once" across every process and restart.
+    public func firstNotice(_ key: String, wallMS: Int64) -> Bool {
+        guard (try? db.query("INSERT OR IGNORE INTO notice(key, at_ms) VALUES(?,?)", [.text(key), .integer(wallMS)])) != nil else { return false }
+        return (try? db.query("SELECT changes()").first?.first?.int64) == 1
+    }
+
+    /// `YYYY-MM-DD` of a wall-clock instant in the process's time zone (the box's: the agent
+    /// sets TZ from box.toml).
+    public static func localDay(_ wallMS: Int64) -> String { String(formatLocalTime(milliseconds: wallMS).prefix(10)) }
+}

@@ -1,0 +1,163 @@
+import AIBoxAgentCore
+import AIBoxCore
+import AIBoxSystem
+import AsyncHTTPClient
+import NIOCore
+import NIOPosix
+import Glibc
+import Synchronization
+
+/// How long a call may stay silent, on the monotonic clock.
+public struct CallTimeouts: Sendable, Equatable {
+    public var connect: Duration
+    /// From the request to the first byte of the reply's body (a local model on a CPU reads
+    /// the whole prompt before its first token).
+    public var firstByte: Duration
+    /// Between two reads of the body once it flows.
+    public var idle: Duration
+
+    public init(connect: Duration, firstByte: Duration, idle: Duration) {
+        self.connect = connect
+        self.firstByte = firstByte
+        self.idle = idle
+    }
+
+    public static func forRoute(_ r: ResolvedRoute) -> CallTimeouts {
+        r.isLocal
+            ? CallTimeouts(connect: .seconds(5), firstByte: .seconds(120), idle: .seconds(60))
+            : CallTimeouts(connect: .seconds(10), firstByte: .seconds(30), idle: .seconds(30))
+    }
+}
+
+/// A whole reply.
+public struct CallReply: Sendable, Equatable {
+    public var text: String
+    public var usage: Usage?
+    public var stopReason: String?
+    /// Milliseconds from the request to the first byte of the body, and to the end.
+    public var firstByteMS: Double
+    public var totalMS: Double
+}
+
+/// Calls one provider route, streaming, and gives back the whole reply or why not. The API
+/// key goes into a header and nowhere else: errors describe status, provider error type and
+/// message, never the request's headers.
+public final class ProviderClient: Sendable {
+    let http: HTTPClient
+    /// The most of an error body read (its JSON names the error; the rest is noise).
+    static let maxErrorBody = 64 << 10
+
+    public init() {
+        var configuration = HTTPClient.Configuration(
+            redirectConfiguration: .disallow,  // a redirect would carry the key to another host
+            timeout: .init(connect: .seconds(10), read: nil),
+            decompression: .disabled)
+        configuration.connectionPool = .init(idleTimeout: .seconds(60))
+        // A refused connection fails the call at once (the next route answers); AHC would
+        // otherwise retry it until the connect timeout.
+        configuration.connectionPool.retryConnectionEstablishment = false
+        http = HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: configuration)
+    }
+
+    public func shutdown() async { try? await http.shutdown() }
+
+    public func call(_ route: ResolvedRoute, apiKey: Secret?, request: ModelRequest, timeouts: CallTimeouts) async -> Result<CallReply, CallFailure> {
+        let wire = ProviderWire.request(kind: route.kind, baseURL: route.baseURL, apiKey: apiKey, request)
+        let kind = route.kind
+        let start = Clock.monotonic()
+        let watch = Watch(deadline: start + timeouts.connect + timeouts.firstByte)
+        return await withTaskGroup(of: Result<CallReply, CallFailure>?.self) { group in
+            group.addTask {
+                var req = HTTPClientRequest(url: wire.url)
+                req.method = .POST
+                for (name, value) in wire.headers { req.headers.add(name: name, value: value) }
+                req.body = .bytes(ByteBuffer(bytes: wire.body))
+                return await self.exchange(req, kind: kind, start: start, timeouts: timeouts, watch: watch)
+            }
+            group.addTask { await watch.expire() }
+            var outcome: Result<CallReply, CallFailure> = .failure(.transport("cancelled"))
+            if let first = await group.next(), let r = first { outcome = r }
+            group.cancelAll()
+            return outcome
+        }
+    }
+
+    private func exchange(_ req: HTTPClientRequest, kind: ProviderKind, start: Instant, timeouts: CallTimeouts, watch: Watch) async -> Result<
+        CallReply, CallFailure
+    > {
+        var answered = false
+        do {
+            // The watch, not this deadline, bounds the call; this one only frees the connection.
+            let response = try await http.execute(req, deadline: .now() + .minutes(30))
+            answered = true
+            watch.extend(to: Clock.monotonic() + timeouts.firstByte)
+            guard (200..<300).contains(Int(response.status.code)) else {
+                var body: [UInt8] = []
+                for try await chunk in response.body {
+                    body += chunk.readableBytesView.prefix(ProviderClient.maxErrorBody - body.count)
+                    if body.count >= ProviderClient.maxErrorBody { break }
+                }
+                return .failure(
+                    ProviderWire.failure(status: Int(response.status.code), body: body, retryAfter: response.headers.first(name: "retry-after")))
+            }
+            var decoder = ReplyDecoder(kind: kind)
+            var firstByte: Instant?
+            for try await chunk in response.body {
+                let now = Clock.monotonic()
+                if firstByte == nil, chunk.readableBytes > 0 { firstByte = now }
+                watch.extend(to: now + timeouts.idle)
+                if let f = decoder.feed(chunk.readableBytesView) { return .failure(f) }
+                if decoder.complete { break }
+            }
+            if let f = decoder.finish() { return .failure(f) }
+            let end = Clock.monotonic()
+            return .success(
+                CallReply(
+                    text: decoder.text, usage: decoder.usage, stopReason: decoder.stopReason,
+                    firstByteMS: Double((firstByte ?? end).since(start).nanoseconds) / 1e6, totalMS: Double(end.since(start).nanoseconds) / 1e6))
+        } catch is CancellationError {
+            return .failure(.transport("cancelled"))
+        } catch {
+            // After the head, a connection lost is a reply cut short, not an unreachable host.
+            let why = ProviderClient.describe(error)
+            return .failure(answered ? .midStream(why) : .transport(why))
+        }
+    }
+
+    /// What went wrong in words, without anything of the request (AHC's errors hold none).
+    static func describe(_ error: any Error) -> String {
+        if let e = error as? HTTPClientError {
+            switch e {
+            case .connectTimeout: return "connect timed out"
+            case .remoteConnectionClosed: return "the server closed the connection"
+            case .deadlineExceeded: return "the call took too long"
+            default: return "\(e)"
+            }
+        }
+        if let e = error as? IOError { return String(cString: strerror(e.errnoCode)).lowercased() }
+        return String(describing: error)
+    }
+
+    /// The call's silence deadline, moved on by every read; `expire` returns a stall once it passes.
+    final class Watch: Sendable {
+        private let state: Mutex<(deadline: Instant, bodyStarted: Bool)>
+
+        init(deadline: Instant) { state = Mutex((deadline, false)) }
+
+        func extend(to deadline: Instant) {
+            state.withLock {
+                $0.deadline = deadline
+                $0.bodyStarted = true
+            }
+        }
+
+        func expire() async -> Result<CallReply, CallFailure>? {
+            while true {
+                let (deadline, started) = state.withLock { ($0.deadline, $0.bodyStarted) }
+                let now = Clock.monotonic()
+                if now >= deadline { return .failure(.stalled(firstByte: !started)) }
+                do { try await Task.sleep(for: deadline.since(now)) } catch { return nil }
+            }
+        }
+    }
+}

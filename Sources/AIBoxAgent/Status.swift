@@ -1,0 +1,139 @@
+import AIBoxAgentCore
+import AIBoxCore
+import AIBoxSystem
+import Glibc
+
+/// What `aibox-agent status` shows: each role's chain with its breakers, the budget, the
+/// latest routing events.
+public struct AgentStatus: Encodable, Sendable {
+    public struct RouteState: Encodable, Sendable {
+        var route: String
+        var local: Bool
+        var context: Int
+        /// `ok`, `off` (a breaker open, or a probe out) or `disabled` (until the configuration changes).
+        var state: String
+        var reason: String?
+        var retryInSeconds: Int?
+    }
+    public struct BudgetState: Encodable, Sendable {
+        var limited: Bool
+        var day: String
+        var month: String
+        var spentTodayUSD: Double
+        var spentThisMonthUSD: Double
+        var dailyCapUSD: Double?
+        var monthlyCapUSD: Double?
+        var whenExhausted: String
+        var exhausted: String?
+    }
+    public struct EventRow: Encodable, Sendable {
+        var at: String
+        var kind: String
+        var route: String?
+        var message: String
+    }
+    var localLlmTier: String
+    var routes: [String: [RouteState]]
+    var budget: BudgetState
+    var events: [EventRow]
+
+    public static func gather(_ assistant: Assistant, now: Instant, wallMS: Int64) -> AgentStatus {
+        let s = assistant.settings
+        let breakers = (try? assistant.ledger.breakers(bootID: assistant.bootID, now: now)) ?? [:]
+        var routes: [String: [RouteState]] = [:]
+        for role in LLMRole.allCases {
+            routes[role.rawValue] = (s.table.chains[role] ?? []).map { r in
+                let generation = s.configurationHash(provider: r.key.provider)
+                var state = "ok", reason: String?, retry: Int?
+                for key in [r.key.provider, r.key.description] {
+                    guard let b = breakers[key], !b.isAvailable(now: now, configuration: generation) else { continue }
+                    switch b.state {
+                    case .disabled(let why, _): (state, reason) = ("disabled", why)
+                    case .open(let until, let why): (state, reason, retry) = ("off", why, Int(until.since(now).components.seconds))
+                    case .probing: (state, reason) = ("off", "a probe is out")
+                    case .closed: break
+                    }
+                }
+                return RouteState(route: r.key.description, local: r.isLocal, context: r.context, state: state, reason: reason, retryInSeconds: retry)
+            }
+        }
+        let (period, use) = (try? assistant.ledger.currentUse(wallMS: wallMS)) ?? (BudgetPeriod(day: Ledger.localDay(wallMS)), BudgetUse())
+        let budget = BudgetState(
+            limited: s.policy.isLimited, day: period.day, month: period.month, spentTodayUSD: use.day.dollars, spentThisMonthUSD: use.month.dollars,
+            dailyCapUSD: s.policy.daily?.dollars, monthlyCapUSD: s.policy.monthly?.dollars, whenExhausted: s.policy.whenExhausted.rawValue,
+            exhausted: assistant.budgetExhausted(wallMS: wallMS))
+        let events = ((try? assistant.ledger.events(limit: 10)) ?? []).map {
+            EventRow(at: formatLocalTime(milliseconds: $0.atMS), kind: $0.kind, route: $0.route, message: $0.message)
+        }
+        return AgentStatus(localLlmTier: s.tier.rawValue, routes: routes, budget: budget, events: events)
+    }
+
+    /// The screen: at most 80 columns.
+    public func lines(width: Int = 80) -> [String] {
+        var out: [String] = ["local LLM tier: \(localLlmTier)"]
+        for role in LLMRole.allCases {
+            let chain = routes[role.rawValue] ?? []
+            out.append("\(role.rawValue):" + (chain.isEmpty ? " no route" : ""))
+            for r in chain {
+                var line = "  \(r.route)\(r.local ? " (local)" : "")  \(r.state)"
+                if let why = r.reason { line += ": \(why)" }
+                if let t = r.retryInSeconds { line += ", probe in \(t) s" }
+                out.append(fit(line, width))
+            }
+        }
+        var b = "budget: "
+        if budget.limited {
+            var parts: [String] = []
+            if let d = budget.dailyCapUSD { parts.append("today \(usd(budget.spentTodayUSD)) of \(usd(d))") }
+            if let m = budget.monthlyCapUSD { parts.append("this month \(usd(budget.spentThisMonthUSD)) of \(usd(m))") }
+            b += parts.joined(separator: ", ")
+            if let e = budget.exhausted { out.append(fit(b, width)); b = "  " + e }
+        } else {
+            b += "none set; spent today \(usd(budget.spentTodayUSD)), this month \(usd(budget.spentThisMonthUSD))"
+        }
+        out.append(fit(b, width))
+        if !events.isEmpty {
+            out.append("recent:")
+            for e in events { out.append(fit("  \(e.at) \(e.kind) \(e.message)", width)) }
+        }
+        return out
+    }
+
+    /// One line for `aibox workers` (STATUS=).
+    public var summary: String {
+        let chat = (routes["chat"] ?? []).map { $0.state == "ok" ? $0.route : "\($0.route) (\($0.state))" }.joined(separator: " > ")
+        var s = "chat: " + (chat.isEmpty ? "no route" : chat)
+        if budget.limited, let d = budget.dailyCapUSD { s += "; today \(usd(budget.spentTodayUSD)) of \(usd(d))" }
+        if budget.exhausted != nil { s += "; cloud budget spent" }
+        return s
+    }
+
+    func usd(_ d: Double) -> String { NanoUSD(dollars: d).map(\.description) ?? "$?" }
+    func fit(_ s: String, _ width: Int) -> String { s.count <= width ? s : String(s.prefix(width - 1)) + "…" }
+}
+
+extension AgentConsole {
+    public static func status(root: String, json: Bool) {
+        let s = settings(root: root)
+        let assistant = Assistant(settings: s, ledger: openLedger(s), client: nil)
+        let st = AgentStatus.gather(assistant, now: Clock.monotonic(), wallMS: Clock.wallMilliseconds())
+        if json { printJSON(st) } else { writeStandardOutput(st.lines().joined(separator: "\n") + "\n") }
+    }
+
+    /// The worker: ready once its configuration and database are open, then alive (watchdog
+    /// pings) with its status line up to date, until aibox stops it. The chat channels that
+    /// bring it requests come with the next step of the agent.
+    public static func runWorker(root: String) async {
+        let s = settings(root: root)
+        let assistant = Assistant(settings: s, ledger: openLedger(s), client: ProviderClient())
+        let watchdogMicroseconds = currentEnvironment()["WATCHDOG_USEC"].flatMap { Int64($0) } ?? 0
+        let tick: Duration = watchdogMicroseconds > 0 ? .microseconds(watchdogMicroseconds / 2) : .seconds(10)
+        var first = true
+        while true {
+            let st = AgentStatus.gather(assistant, now: Clock.monotonic(), wallMS: Clock.wallMilliseconds())
+            notify((first ? "READY=1\n" : "") + "WATCHDOG=1\nSTATUS=" + st.summary)
+            first = false
+            try? await Task.sleep(for: min(tick, .seconds(10)))
+        }
+    }
+}

@@ -1,0 +1,136 @@
+import AIBoxCore
+import AIBoxSystem
+import Foundation
+import Glibc
+import Testing
+
+/// The built products (`aibox-agent`, `aibox`), beside this test binary.
+let agentProducts: String = {
+    var buf = [CChar](repeating: 0, count: 4096)
+    let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+    var dir = parentDirectory(String(decoding: buf[0..<max(n, 0)].map { UInt8(bitPattern: $0) }, as: UTF8.self))
+    while !fileExists(dir + "/aibox-agent") && dir != "/" { dir = parentDirectory(dir) }
+    return dir
+}()
+let agentBinary = agentProducts + "/aibox-agent"
+let fixtures = parentDirectory(#filePath) + "/Fixtures"
+
+struct Output {
+    var code: Int32
+    var stdout: String
+    var stderr: String
+    var json: [String: Any] { (try? JSONSerialization.jsonObject(with: Data(stdout.utf8))) as? [String: Any] ?? [:] }
+}
+
+/// Runs a program to completion, capturing its output.
+func runProgram(_ path: String, _ args: [String], environment: [String: String] = [:]) throws -> Output {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: path)
+    p.arguments = args
+    var env = ProcessInfo.processInfo.environment
+    for (k, v) in environment { env[k] = v }
+    p.environment = env
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return Output(code: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+}
+
+/// The loopback fake of the cloud APIs (Fixtures/llm_fake.py) as a real process on an
+/// ephemeral port, with its fault script and its record of requests.
+final class FakeProvider {
+    let process = Process()
+    let port: Int
+    let dir: String
+    var base: String { "http://127.0.0.1:\(port)" }
+
+    init(apiKey: String? = nil) throws {
+        var template = Array("/tmp/aibox-fake-XXXXXX".utf8CString)
+        guard let d = mkdtemp(&template) else { throw SystemError("mkdtemp", errno: errno) }
+        dir = String(cString: d)
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        process.arguments = [fixtures + "/llm_fake.py", "--port", "0", "--port-file", dir + "/port"] + (apiKey.map { ["--api-key", $0] } ?? [])
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try process.run()
+        let deadline = Clock.monotonic() + .seconds(15)
+        var found: Int?
+        while found == nil && Clock.monotonic() < deadline && process.isRunning {
+            found = readTextFile(dir + "/port").flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+            if found == nil { usleep(20_000) }
+        }
+        guard let found else { throw SystemError("the fake provider did not start", errno: 0) }
+        port = found
+    }
+
+    deinit {
+        // SIGKILL: a test runner may hand its children a blocked SIGTERM.
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        _ = try? runProgram("/bin/rm", ["-rf", dir])
+    }
+
+    private func http(_ method: String, _ path: String, _ body: String? = nil) throws -> Data {
+        let args = ["-s", "-X", method, base + path] + (body.map { ["-H", "content-type: application/json", "-d", $0] } ?? [])
+        return Data(try runProgram("/usr/bin/curl", args).stdout.utf8)
+    }
+
+    /// Queues faults: `[{"fault": "status", "code": 429, ...}]` as JSON text.
+    func script(_ faults: String) throws { _ = try http("POST", "/_fake/script", "{\"faults\": \(faults)}") }
+
+    /// The requests received so far on `path`.
+    func requests(path: String) throws -> [[String: Any]] {
+        let all = (try JSONSerialization.jsonObject(with: try http("GET", "/_fake/requests")) as? [String: Any])?["requests"] as? [[String: Any]] ?? []
+        return all.filter { $0["path"] as? String == path }
+    }
+}
+
+/// A box root for the agent: box.toml with the providers given, their secrets, and
+/// `aibox-agent` run against it.
+final class AgentBox {
+    let root: String
+    var paths: Paths { Paths(root: root) }
+    var environment: [String: String] = ["AIBOX_AGENT_TIER": "small", "CREDENTIALS_DIRECTORY": ""]
+
+    init() throws {
+        var template = Array("/tmp/aibox-agent-test-XXXXXX".utf8CString)
+        guard let d = mkdtemp(&template) else { throw SystemError("mkdtemp", errno: errno) }
+        root = String(cString: d)
+        try makeDirectories(paths.secrets, mode: 0o700)
+        try makeDirectories(root + "/etc/aibox")
+    }
+
+    deinit { _ = try? runProgram("/bin/rm", ["-rf", root]) }
+
+    /// box.toml: `body` after the fixed head (name, time zone, an admin key).
+    func configure(_ body: String) throws {
+        let head = """
+            name = "agent-test"
+            timezone = "UTC"
+            [admin]
+            ssh-keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl test@box"]
+
+            """
+        try writeFileAtomically(paths.boxConfig, Array((head + body).utf8))
+    }
+
+    func secret(_ name: String, _ value: String) throws {
+        try writeFileAtomically(paths.secrets + "/" + name, Array(value.utf8), mode: 0o600)
+    }
+
+    func agent(_ args: [String]) throws -> Output {
+        try runProgram(agentBinary, args + ["--root", root], environment: environment)
+    }
+
+    func ask(_ text: String, role: String = "chat") throws -> Output { try agent(["ask", "--json", "--role", role, text]) }
+
+    func events() throws -> [[String: Any]] { (try agent(["status", "--json"]).json["events"] as? [[String: Any]]) ?? [] }
+
+    func routeStates(_ role: String) throws -> [[String: Any]] {
+        ((try agent(["status", "--json"]).json["routes"] as? [String: Any])?[role] as? [[String: Any]]) ?? []
+    }
+}
