@@ -72,6 +72,11 @@ enum SetupFixtures {
         [routing]
         code = { provider = "openai", model = "gpt-4o" }
 
+        [budget]
+        daily-usd = 2
+        monthly-usd = 30.5
+        when-exhausted = "refuse"
+
         [channels.telegram]
         token = "\(telegram)"
 
@@ -101,6 +106,9 @@ enum SetupFixtures {
         "providers.1.api-key": openAIKey,
         "providers.1.models": "gpt-4o-mini, gpt-4o",
         "routing.code": "openai/gpt-4o",
+        "budget.daily-usd": "2",
+        "budget.monthly-usd": "$30.50",
+        "budget.when-exhausted": "Refuse",
         "channels.1.add": "telegram",
         "channels.1.token": telegram,
         "channels.2.add": "slack",
@@ -168,11 +176,17 @@ struct BadSeed: Sendable, CustomStringConvertible {
                 ProviderConfig(
                     name: "openai", kind: .openai, baseURL: "https://api.openai.com/v1", apiKeySecret: "provider.openai.api-key",
                     models: ["gpt-4o-mini", "gpt-4o"]),
-                // Added for chat: the tier can run a small model.
-                ProviderConfig(name: "local", kind: .ollama, baseURL: "http://127.0.0.1:11434", models: ["qwen2.5:3b"]),
+                // Added for chat: the tier can run a small model (llama.cpp's server on the box).
+                ProviderConfig(
+                    name: "local", kind: .llamacpp, baseURL: "http://127.0.0.1:8080", models: ["qwen2.5-3b-instruct-q4_k_m"]),
             ])
+        // Chat starts on the box and ends in the cloud; code as given; reasoning left to the agent.
         #expect(
-            config.routing == [.chat: Route(provider: "local", model: "qwen2.5:3b"), .code: Route(provider: "openai", model: "gpt-4o")])
+            config.routing == [
+                .chat: [Route(provider: "local", model: "qwen2.5-3b-instruct-q4_k_m"), Route(provider: "openai", model: "gpt-4o-mini")],
+                .code: [Route(provider: "openai", model: "gpt-4o")],
+            ])
+        #expect(config.budget == BudgetConfig(dailyUSD: 2, monthlyUSD: 30.5, warnAt: 0.8, whenExhausted: .refuse))
         #expect(config.channels == ChannelsConfig(telegram: TelegramChannel(), slack: SlackChannel()))
         #expect(
             config.updates
@@ -197,13 +211,18 @@ struct BadSeed: Sendable, CustomStringConvertible {
 
     @Test(
         arguments: [
-            (LocalLLMTier.none, nil), (.small, "qwen2.5:3b"), (.medium, "llama3.1:8b"), (.large, "qwen2.5:32b"),
+            (LocalLLMTier.none, nil), (.small, "qwen2.5-3b-instruct-q4_k_m"), (.medium, "llama-3.1-8b-instruct-q4_k_m"),
+            (.large, "qwen2.5-32b-instruct-q4_k_m"),
         ] as [(LocalLLMTier, String?)])
     func chatDefaultsToALocalModelByTier(tier: LocalLLMTier, model: String?) throws {
         let (config, _) = try Self.seed(BadSeed.valid, tier: tier).get()
-        #expect(config.routing[.chat]?.model == model)
+        // No cloud provider: a chain of one, the box's own model.
+        #expect(config.routing[.chat] == model.map { [Route(provider: "local", model: $0)] })
+        #expect(config.routing[.code] == nil && config.routing[.reasoning] == nil)
         #expect(config.provider(named: "local")?.models == model.map { [$0] })
-        #expect(config.provider(named: "local")?.baseURL == model.map { _ in "http://127.0.0.1:11434" })
+        #expect(config.provider(named: "local")?.kind == model.map { _ in .llamacpp })
+        #expect(config.provider(named: "local")?.baseURL == model.map { _ in "http://127.0.0.1:8080" })
+        #expect(config.provider(named: "local")?.apiKeySecret == nil)
     }
 
     @Test func chatDefaultPrefersAConfiguredLocalServerThenTheFirstProvider() throws {
@@ -218,21 +237,164 @@ struct BadSeed: Sendable, CustomStringConvertible {
                 base-url = "http://192.168.1.20:8080"
                 models = ["qwen2.5-coder-32b"]
                 """
+        // The server configured comes first (the box runs no model of its own), the cloud last.
         let (a, _) = try Self.seed(withServer, tier: .large).get()
-        #expect(a.routing[.chat] == Route(provider: "gpu", model: "qwen2.5-coder-32b"))
+        #expect(
+            a.routing[.chat] == [
+                Route(provider: "gpu", model: "qwen2.5-coder-32b"), Route(provider: "cloud", model: "claude-3-5-haiku-latest"),
+            ])
         #expect(a.providers.count == 2)
+        // A local server alone, with no tier: a chain of one.
+        let (a2, _) = try Self.seed(BadSeed.valid + "[providers.gpu]\nkind = \"ollama\"\nmodels = [\"m\"]\n", tier: .none).get()
+        #expect(a2.routing[.chat] == [Route(provider: "gpu", model: "m")])
         let cloudOnly =
             BadSeed.valid + "[providers.cloud]\nkind = \"anthropic\"\napi-key = \"\(F.anthropicKey)\"\nmodels = [\"m1\", \"m2\"]\n"
         let (b, _) = try Self.seed(cloudOnly, tier: .none).get()
-        #expect(b.routing[.chat] == Route(provider: "cloud", model: "m1"))
+        #expect(b.routing[.chat] == [Route(provider: "cloud", model: "m1")])
         // A provider already called "local" keeps its name; the added one is local-2.
         let taken = BadSeed.valid + "[providers.local]\nkind = \"openai\"\nbase-url = \"http://10.0.0.2:8000/v1\"\nmodels = [\"x\"]\n"
         let (c, _) = try Self.seed(taken, tier: .small).get()
-        #expect(c.routing[.chat] == Route(provider: "local-2", model: "qwen2.5:3b"))
+        #expect(
+            c.routing[.chat] == [Route(provider: "local-2", model: "qwen2.5-3b-instruct-q4_k_m"), Route(provider: "local", model: "x")])
+        // A chat chain given is kept as it is: nothing added.
+        let given = cloudOnly + "[routing]\nchat = { provider = \"cloud\", model = \"m2\" }\n"
+        let (d, _) = try Self.seed(given, tier: .large).get()
+        #expect(d.routing == [.chat: [Route(provider: "cloud", model: "m2")]] && d.providers.count == 1)
+    }
+
+    @Test func chainsOfOneAndManyReadAndRoundTrip() throws {
+        let seed =
+            BadSeed.valid + """
+                [providers.local]
+                kind = "llamacpp"
+                models = ["qwen2.5-3b-instruct-q4_k_m"]
+                [providers.openai]
+                kind = "openai"
+                api-key = "\(F.openAIKey)"
+                models = ["gpt-4o-mini", "gpt-4o"]
+                [providers.anthropic]
+                kind = "anthropic"
+                api-key = "\(F.anthropicKey)"
+                models = ["claude-sonnet-4-20250514"]
+                [routing]
+                chat = { provider = "local", model = "qwen2.5-3b-instruct-q4_k_m", context = 8192 }
+                code = [{ provider = "openai", model = "gpt-4o" }]
+                reasoning = [
+                    { provider = "anthropic", model = "claude-sonnet-4-20250514", context = 200000 },
+                    { provider = "openai", model = "gpt-4o" },  # a comment between routes
+                    { provider = "local", model = "qwen2.5-3b-instruct-q4_k_m" },
+                ]
+                """
+        let (config, _) = try Self.seed(seed, tier: .small).get()
+        let local = Route(provider: "local", model: "qwen2.5-3b-instruct-q4_k_m")
+        #expect(
+            config.routing == [
+                .chat: [Route(provider: "local", model: "qwen2.5-3b-instruct-q4_k_m", context: 8192)],
+                .code: [Route(provider: "openai", model: "gpt-4o")],
+                .reasoning: [
+                    Route(provider: "anthropic", model: "claude-sonnet-4-20250514", context: 200_000),
+                    Route(provider: "openai", model: "gpt-4o"),
+                    local,
+                ],
+            ])
+        #expect(config.providers.map(\.name) == ["local", "openai", "anthropic"], "chat was given: nothing added")
+        let text = config.tomlText()
+        // An array of one is written as the one inline table; longer chains a route a line.
+        #expect(
+            text.contains(
+                """
+                [routing]
+                chat = { provider = "local", model = "qwen2.5-3b-instruct-q4_k_m", context = 8192 }
+                code = { provider = "openai", model = "gpt-4o" }
+                reasoning = [
+                    { provider = "anthropic", model = "claude-sonnet-4-20250514", context = 200000 },
+                    { provider = "openai", model = "gpt-4o" },
+                    { provider = "local", model = "qwen2.5-3b-instruct-q4_k_m" },
+                ]
+
+                """), "\(text)")
+        let back = try BoxConfig.parse(text: text, path: "box.toml").get()
+        #expect(back == config)
+        #expect(back.tomlText() == text)
+
+        // Every length from 1 to 8, through box.toml and back.
+        let models = (1...8).map { "m\($0)" }
+        for n in 1...BoxConfig.maxChainLength {
+            var c = BoxConfig(admin: AdminAccess(sshKeys: [F.ed25519]))
+            c.providers = [ProviderConfig(name: "gpu", kind: .ollama, baseURL: "http://10.0.0.2:11434", models: models)]
+            c.routing[.code] = models.prefix(n).reversed().map { Route(provider: "gpu", model: $0, context: $0 == "m3" ? 512 : nil) }
+            let written = c.tomlText()
+            #expect(try BoxConfig.parse(text: written, path: "box.toml").get() == c, "\(written)")
+            #expect(written.contains("code = [\n") == (n > 1))
+        }
+    }
+
+    @Test func budgetDefaultsAndRoundTrips() throws {
+        let v = BadSeed.valid
+        #expect(try Self.seed(v).get().0.budget == nil)
+        // One cap alone; warn-at and when-exhausted take their defaults.
+        let daily = try Self.seed(v + "[budget]\ndaily-usd = 2\n").get().0
+        #expect(daily.budget == BudgetConfig(dailyUSD: 2, monthlyUSD: nil, warnAt: 0.8, whenExhausted: .local))
+        let monthly = try Self.seed(v + "[budget]\nmonthly-usd = 30.25\n").get().0
+        #expect(monthly.budget == BudgetConfig(dailyUSD: nil, monthlyUSD: 30.25))
+        // The bounds, integers where floats are expected, and -0 read as 0.
+        let edges = try Self.seed(
+            v + "[budget]\ndaily-usd = -0.0\nmonthly-usd = 1_000_000\nwarn-at = 1\nwhen-exhausted = \"refuse\"\n"
+        ).get().0
+        #expect(edges.budget == BudgetConfig(dailyUSD: 0, monthlyUSD: 1_000_000, warnAt: 1, whenExhausted: .refuse))
+        let edgesText = edges.tomlText()
+        #expect(edgesText.contains("[budget]\ndaily-usd = 0.0\nmonthly-usd = 1000000.0\nwarn-at = 1.0\nwhen-exhausted = \"refuse\"\n"))
+        // Through box.toml and back, bit for bit, whatever the fraction.
+        for b in [
+            BudgetConfig(dailyUSD: 0.015), BudgetConfig(monthlyUSD: 12.345, warnAt: 0.05),
+            BudgetConfig(dailyUSD: 1e-5, monthlyUSD: 999_999.99, warnAt: 0.999, whenExhausted: .refuse),
+            BudgetConfig(dailyUSD: 0.1 + 0.2),
+        ] {
+            var c = BoxConfig(admin: AdminAccess(sshKeys: [F.ed25519]))
+            c.budget = b
+            let text = c.tomlText()
+            #expect(try BoxConfig.parse(text: text, path: "box.toml").get() == c, "\(text)")
+            #expect(try BoxConfig.parse(text: text, path: "box.toml").get().tomlText() == text)
+        }
+        // For people.
+        #expect(daily.summaryLines().contains("  budget     $2.00 a day, warn at 80%, then local models only"), "\(daily.summaryLines())")
+        #expect(
+            BudgetConfig(dailyUSD: 0.005, monthlyUSD: 30, warnAt: 0.855, whenExhausted: .refuse).summary
+                == "$0.005 a day, $30.00 a month, warn at 85.5%, then refuse to answer")
+        #expect(BoxConfig(admin: AdminAccess(sshKeys: [F.ed25519])).summaryLines().contains("  budget     none"))
+    }
+
+    @Test func summaryShowsChainsWithinEightyColumns() throws {
+        var c = BoxConfig(admin: AdminAccess(sshKeys: [F.ed25519]))
+        let long = "meta-llama/Llama-3.1-70B-Instruct-Turbo"
+        c.providers = [
+            ProviderConfig(name: "local", kind: .llamacpp, models: ["qwen2.5-32b-instruct-q4_k_m"]),
+            ProviderConfig(name: "together", kind: .openai, baseURL: "https://api.together.xyz/v1", models: [long]),
+            ProviderConfig(name: "openai", kind: .openai, apiKeySecret: "provider.openai.api-key", models: ["gpt-4o-mini"]),
+        ]
+        c.routing = [
+            .chat: [
+                Route(provider: "local", model: "qwen2.5-32b-instruct-q4_k_m"), Route(provider: "together", model: long),
+                Route(provider: "openai", model: "gpt-4o-mini"),
+            ],
+            .reasoning: [Route(provider: "openai", model: "gpt-4o-mini")],
+        ]
+        let lines = c.summaryLines()
+        for l in lines { #expect(l.count <= 80, "\(l)") }
+        let start = try #require(lines.firstIndex { $0.hasPrefix("  routing    chat: ") })
+        let end = try #require(lines.firstIndex { $0.hasPrefix("  budget ") })
+        let routing = lines[start..<end].map { $0.dropFirst(13) }.joined(separator: " ")
+        #expect(
+            routing == "chat: local/qwen2.5-32b-instruct-q4_k_m → together/\(long) → openai/gpt-4o-mini reasoning: openai/gpt-4o-mini",
+            "\(lines)")
+        #expect(!routing.contains("…"))
+        #expect(lines.contains { $0.hasPrefix(String(repeating: " ", count: 13) + "reasoning: openai/gpt-4o-mini") })
     }
 
     static let badSeeds: [BadSeed] = {
         let v = BadSeed.valid, admin = BadSeed.admin
+        // Lines 4 to 7 after `v`.
+        let p = "[providers.openai]\nkind = \"openai\"\napi-key = \"\(F.openAIKey)\"\nmodels = [\"gpt-4o-mini\", \"gpt-4o\"]\n"
         return [
             BadSeed("wrong type: name", "name = 42\n" + admin, key: "name", line: 1, "must be a string in quotes, not an integer"),
             BadSeed(
@@ -360,6 +522,87 @@ struct BadSeed: Sendable, CustomStringConvertible {
                 "gateway outside the network",
                 v + "[network.wired]\nmode = \"static\"\naddress = \"192.168.1.50\"\nprefix = 24\ngateway = \"192.168.2.1\"\n",
                 key: "network.wired.gateway", line: 8, "outside the box's network 192.168.1.50/24"),
+            // Chains: each problem at the route's own line (arrays may span lines) and key.
+            BadSeed(
+                "empty chain", v + p + "[routing]\nchat = []\n", key: "routing.chat", line: 9,
+                "is an empty chain; a chain has 1 to 8 routes"),
+            BadSeed(
+                "nine routes",
+                v + p + "[routing]\nchat = ["
+                    + Array(repeating: "{ provider = \"openai\", model = \"gpt-4o\" }", count: 9).joined(separator: ", ")
+                    + "]\n", key: "routing.chat", line: 9, "has 9 routes; a chain has 1 to 8 routes"),
+            BadSeed(
+                "a route twice in a chain",
+                v + p + "[routing]\nchat = [\n  { provider = \"openai\", model = \"gpt-4o\" },\n"
+                    + "  { provider = \"openai\", model = \"gpt-4o-mini\" },\n  { provider = \"openai\", model = \"gpt-4o\", context = 8192 },\n]\n",
+                key: "routing.chat", line: 12, "route 3: openai/gpt-4o is in the chain already (route 1); list each route once"),
+            BadSeed(
+                "unknown provider in a chain",
+                v + p
+                    + "[routing]\nchat = [\n  { provider = \"openai\", model = \"gpt-4o\" },\n  { provider = \"ghost\", model = \"m\" },\n]\n",
+                key: "routing.chat.provider", line: 11, "route 2: \"ghost\" is not a provider of this file; providers are openai"),
+            BadSeed(
+                "model not in the provider's models, in a chain",
+                v + p + "[routing]\nreasoning = [{ provider = \"openai\", model = \"gpt-5\" }]\n", key: "routing.reasoning.model", line: 9,
+                "route 1: \"gpt-5\" is not a model of provider \"openai\"; its models are gpt-4o-mini, gpt-4o"),
+            BadSeed(
+                "unknown key in a route", v + p + "[routing]\nchat = { provider = \"openai\", model = \"gpt-4o\", contxt = 8192 }\n",
+                key: "routing.chat.contxt", line: 9,
+                "unknown key (did you mean \"context\"?); allowed keys here are provider, model, context"),
+            BadSeed(
+                "context too small", v + p + "[routing]\ncode = { provider = \"openai\", model = \"gpt-4o\", context = 100 }\n",
+                key: "routing.code.context", line: 9,
+                "100 is not a context window; give the model's context in tokens, from 512 to 10000000"),
+            BadSeed(
+                "context too large in a chain",
+                v + p
+                    + "[routing]\ncode = [\n{ provider = \"openai\", model = \"gpt-4o\" },\n{ provider = \"openai\", model = \"gpt-4o-mini\", context = 20000000 }]\n",
+                key: "routing.code.context", line: 11, "route 2: 20000000 is not a context window"),
+            BadSeed(
+                "context not a number", v + p + "[routing]\nchat = { provider = \"openai\", model = \"gpt-4o\", context = \"8k\" }\n",
+                key: "routing.chat.context", line: 9, "must be a whole number (without quotes), not a string"),
+            BadSeed(
+                "a chain entry that is not a table", v + p + "[routing]\nchat = [\"openai/gpt-4o\"]\n", key: "routing.chat", line: 9,
+                "route 1 must be an inline table such as { provider = \"openai\", model = \"gpt-4o-mini\" }, not a string"),
+            BadSeed(
+                "a route as a string", v + p + "[routing]\nchat = \"openai/gpt-4o\"\n", key: "routing.chat", line: 9,
+                "must be a route such as chat = { provider = \"openai\", model = \"gpt-4o-mini\" }, or an array of routes"),
+            // Budget.
+            BadSeed(
+                "negative daily cap", v + "[budget]\ndaily-usd = -1\n", key: "budget.daily-usd", line: 5,
+                "-1.0 is negative; must be a number of US dollars >= 0, like 2.0"),
+            BadSeed(
+                "daily cap in quotes", v + "[budget]\ndaily-usd = \"2\"\n", key: "budget.daily-usd", line: 5,
+                "must be a number of US dollars >= 0, like 2.0, not a string"),
+            BadSeed(
+                "monthly cap too large", v + "[budget]\nmonthly-usd = 2_000_000\n", key: "budget.monthly-usd", line: 5,
+                "2000000.0 is more than 1000000 dollars"),
+            BadSeed(
+                "monthly cap not a number", v + "[budget]\ndaily-usd = 1\nmonthly-usd = nan\n", key: "budget.monthly-usd", line: 6,
+                "must be a number of US dollars >= 0, like 2.0, not nan"),
+            BadSeed(
+                "infinite cap", v + "[budget]\ndaily-usd = inf\n", key: "budget.daily-usd", line: 5, "not inf"),
+            BadSeed(
+                "warn-at zero", v + "[budget]\ndaily-usd = 1\nwarn-at = 0\n", key: "budget.warn-at", line: 6,
+                "0.0 is not a share of the cap; give a number more than 0 and at most 1, like 0.8"),
+            BadSeed(
+                "warn-at above 1", v + "[budget]\ndaily-usd = 1\nwarn-at = 1.5\n", key: "budget.warn-at", line: 6,
+                "1.5 is not a share of the cap"),
+            BadSeed(
+                "warn-at as a percentage string", v + "[budget]\ndaily-usd = 1\nwarn-at = \"80%\"\n", key: "budget.warn-at", line: 6,
+                "must be a number more than 0 and at most 1, like 0.8, not a string"),
+            BadSeed(
+                "unknown when-exhausted", v + "[budget]\ndaily-usd = 1\nwhen-exhausted = \"cloud\"\n", key: "budget.when-exhausted",
+                line: 6, "\"cloud\" is not a choice; use \"local\""),
+            BadSeed(
+                "budget without a cap", v + "[budget]\nwarn-at = 0.5\n", key: "budget", line: 4,
+                "sets no cap; give daily-usd = 2.0 and/or monthly-usd = 30.0"),
+            BadSeed(
+                "unknown budget key", v + "[budget]\ndaily_usd = 2\n", key: "budget.daily_usd", line: 5,
+                "unknown key (did you mean \"daily-usd\"?); allowed keys here are daily-usd, monthly-usd, warn-at, when-exhausted"),
+            BadSeed(
+                "budget not a table", "name = \"box\"\nbudget = 5\n" + admin, key: "budget", line: 2,
+                "must be a table such as [budget], not an integer"),
             BadSeed(
                 "box.toml form in a seed",
                 v + "[providers.openai]\nkind = \"openai\"\napi-key-secret = \"provider.openai.api-key\"\nmodels = [\"m\"]\n",
@@ -522,7 +765,8 @@ struct BadSeed: Sendable, CustomStringConvertible {
         odd.network.wifi = WifiConfig(ssid: "Café \"Home\" \\ net", passphraseSecret: nil, country: "FR")
         odd.network.wired = .static(StaticAddress(address: "fd00::50", prefix: 64, gateway: "fd00::1", dns: ["fd00::1", "9.9.9.9"]))
         odd.providers = [ProviderConfig(name: "gpu-1", kind: .llamacpp, baseURL: "http://[fd00::2]:8080", models: ["a/b:c@d+e"])]
-        odd.routing = [.reasoning: Route(provider: "gpu-1", model: "a/b:c@d+e")]
+        odd.routing = [.reasoning: [Route(provider: "gpu-1", model: "a/b:c@d+e", context: 10_000_000)]]
+        odd.budget = BudgetConfig(dailyUSD: 0, monthlyUSD: nil, warnAt: 1, whenExhausted: .local)
         odd.channels.whatsapp = WhatsAppChannel(phoneNumberId: "106540352242922")
         odd.channels.discord = DiscordChannel()
         odd.updates = UpdatesConfig(channel: .beta, feedURL: "http://127.0.0.1:8000/feed", automatic: false, window: .defaultWindow)
@@ -537,10 +781,27 @@ struct BadSeed: Sendable, CustomStringConvertible {
         let headers = config.tomlText().split(separator: "\n").filter { $0.hasPrefix("[") }
         #expect(
             headers == [
-                "[admin]", "[network.wired]", "[network.wifi]", "[providers.openai]", "[providers.local]", "[routing]",
+                "[admin]", "[network.wired]", "[network.wifi]", "[providers.openai]", "[providers.local]", "[routing]", "[budget]",
                 "[channels.telegram]", "[channels.slack]", "[updates]",
             ])
-        #expect(config.tomlText().contains("chat = { provider = \"local\", model = \"qwen2.5:3b\" }\ncode = { provider = \"openai\""))
+        // A chain of two a route a line; a chain of one the inline table it always was.
+        #expect(
+            config.tomlText().contains(
+                """
+                [routing]
+                chat = [
+                    { provider = "local", model = "qwen2.5-3b-instruct-q4_k_m" },
+                    { provider = "openai", model = "gpt-4o-mini" },
+                ]
+                code = { provider = "openai", model = "gpt-4o" }
+
+                [budget]
+                daily-usd = 2.0
+                monthly-usd = 30.5
+                warn-at = 0.8
+                when-exhausted = "refuse"
+
+                """))
     }
 
     @Test func boxTomlRefusesSecretValues() throws {
@@ -728,6 +989,37 @@ struct BadSeed: Sendable, CustomStringConvertible {
         }
     }
 
+    @Test func contextsChainsAndBudgetAmounts() throws {
+        for good in [512, 8192, 131_072, 10_000_000] { #expect(try Validators.contextWindow(good).get() == good) }
+        for bad in [0, -1, 511, 10_000_001, Int.max] {
+            #expect(Self.message(Validators.contextWindow(bad)).contains("is not a context window"), "\(bad)")
+        }
+        let a = Route(provider: "a", model: "m"), b = Route(provider: "b", model: "m")
+        #expect(try Validators.routeChain([a, b]).get() == [a, b])
+        #expect(Self.message(Validators.routeChain([])).contains("the chain is empty"))
+        #expect(
+            Self.message(Validators.routeChain([a, b, Route(provider: "a", model: "m", context: 4096)]))
+                == "route 3 is a/m again (route 1); list each route once")
+        let nine = (1...9).map { Route(provider: "p", model: "m\($0)") }
+        #expect(Self.message(Validators.routeChain(nine)) == "9 routes in one chain; at most 8")
+        #expect(Self.accepts(Validators.routeChain(Array(nine.prefix(8)))))
+
+        // Typed amounts: dollars, with or without '$' and cents.
+        for (text, value) in [("2", 2.0), ("2.50", 2.5), ("$30", 30.0), ("0", 0.0), (".5", 0.5), ("1000000", 1_000_000.0)] {
+            #expect(try Validators.usd(text).get() == value, "\(text)")
+        }
+        for bad in ["", "$", "-1", "two", "1.2.3", "1e3", "inf", "nan", "0x10", "2 USD", "1,5"] {
+            #expect(Self.message(Validators.usd(bad)).contains("is not an amount; give US dollars such as 2 or 2.50"), "\(bad)")
+        }
+        #expect(Self.message(Validators.usd("1000000.01")).contains("is more than 1000000 dollars"))
+        // Numbers from a file.
+        #expect(Self.message(Validators.usd(-0.5)) == "-0.5 is negative; must be a number of US dollars >= 0, like 2.0")
+        #expect(Self.message(Validators.usd(Double.nan)).contains("not nan"))
+        #expect(try Validators.usd(-0.0).get().sign == .plus)
+        for good in [0.01, 0.8, 1.0] { #expect(Self.accepts(Validators.warnAt(good))) }
+        for bad in [0.0, -0.1, 1.01, .nan, .infinity] { #expect(!Self.accepts(Validators.warnAt(bad)), "\(bad)") }
+    }
+
     @Test func yesNo() throws {
         #expect(try Validators.yesNo("Yes").get() && Validators.yesNo("y").get())
         #expect(try !Validators.yesNo("NO").get() && !Validators.yesNo("n").get())
@@ -889,7 +1181,7 @@ struct BadSeed: Sendable, CustomStringConvertible {
         let q = try #require(w.question)
         #expect(q.prompt == "Name of this box [aibox]: ")
         #expect(q.defaultAnswer == "aibox")
-        #expect(q.intro.contains("Step 1 of 9: Name"))
+        #expect(q.intro.contains("Step 1 of 10: Name"))
         #expect(!q.isSecret && !q.isSkippable)
     }
 
@@ -996,7 +1288,7 @@ struct BadSeed: Sendable, CustomStringConvertible {
         var w = SetupWizard(tier: .small, hashPassword: F.hasher)
         Self.drive(&w, F.wizardScript, until: .channels)
         let records = w.finishedSteps
-        #expect(records.map(\.step) == [.name, .admin, .timezone, .network, .providers, .routing])
+        #expect(records.map(\.step) == [.name, .admin, .timezone, .network, .providers, .routing, .budget])
         let secrets = w.secrets
         #expect(Set(secrets.keys) == ["wifi.passphrase", "provider.openai.api-key"])
 
@@ -1012,7 +1304,13 @@ struct BadSeed: Sendable, CustomStringConvertible {
         #expect(resumed.step == .channels)
         #expect(resumed.finishedSteps == records)
         #expect(resumed.draft().config == w.draft().config)
-        // Earlier answers stay as defaults: back into routing.
+        // Earlier answers stay as defaults: back through the budget into routing.
+        #expect(resumed.back() == true)
+        #expect(resumed.question?.key == "budget.when-exhausted" && resumed.question?.defaultAnswer == "refuse")
+        #expect(resumed.back() == true)
+        #expect(resumed.question?.key == "budget.monthly-usd" && resumed.question?.defaultAnswer == "30.50")
+        #expect(resumed.back() == true)
+        #expect(resumed.question?.key == "budget.daily-usd" && resumed.question?.defaultAnswer == "2")
         #expect(resumed.back() == true)
         #expect(resumed.question?.key == "routing.reasoning" && resumed.question?.defaultAnswer == "as chat")
         #expect(resumed.back() == true)
@@ -1050,7 +1348,8 @@ struct BadSeed: Sendable, CustomStringConvertible {
         let summary = q.intro.joined(separator: "\n")
         for v in F.allSecretValues + [F.sha512Hash] { #expect(!summary.contains(v), "\(v) in the summary") }
         #expect(summary.contains("••••"))
-        #expect(summary.contains("kitchen-box") && summary.contains("chat → local/qwen2.5:3b"))
+        #expect(summary.contains("kitchen-box") && summary.contains("chat: local/qwen2.5-3b-instruct-q4_k_m → openai/gpt-4o-mini"))
+        #expect(summary.contains("$2.00 a day, $30.50 a month, warn at 80%, then refuse to answer"), "\(summary)")
         var dumped = ""
         dump(w, to: &dumped)
         for v in F.allSecretValues { #expect(!dumped.contains(v), "\(v) in a dump of the wizard") }
@@ -1124,11 +1423,17 @@ struct BadSeed: Sendable, CustomStringConvertible {
         var w = SetupWizard(tier: .small, hashPassword: F.hasher)
         let (before, asked) = Self.reopen(
             &w, "providers", answering: ["providers.1.name": "cloud", "providers.1.api-key": F.openAIKey, "routing.code": "cloud/gpt-4o"])
+        // Chat's chain ended at openai/gpt-4o-mini: asked again too, its default now ending at cloud.
         #expect(
             asked.map(\.key) == [
                 "providers.1.add", "providers.1.kind", "providers.1.name", "providers.1.base-url", "providers.1.api-key",
-                "providers.1.models", "providers.2.add", "routing.code",
+                "providers.1.models", "providers.2.add", "routing.chat", "routing.code",
             ])
+        let chat = asked[7]
+        #expect(chat.defaultAnswer == "local/qwen2.5-3b-instruct-q4_k_m cloud/gpt-4o-mini")
+        #expect(
+            chat.intro.joined(separator: " ").split(separator: " ").joined(separator: " ").contains(
+                "no longer fits after the change to LLM providers: \"openai\" is not a provider"), "\(chat.intro)")
         let code = try #require(asked.last)
         let notice = code.intro.joined(separator: " ").split(separator: " ").joined(separator: " ")
         #expect(code.intro.first?.hasPrefix("  ! ") == true, "\(code.intro)")
@@ -1140,7 +1445,12 @@ struct BadSeed: Sendable, CustomStringConvertible {
         var expected = before
         expected.providers[0].name = "cloud"
         expected.providers[0].apiKeySecret = "provider.cloud.api-key"
-        expected.routing[.code] = Route(provider: "cloud", model: "gpt-4o")
+        expected.routing[.chat] = [
+            Route(provider: "local", model: "qwen2.5-3b-instruct-q4_k_m"), Route(provider: "cloud", model: "gpt-4o-mini"),
+        ]
+        expected.routing[.code] = [Route(provider: "cloud", model: "gpt-4o")]
+        // The budget's answers still fit (a cloud provider is there): kept without a question.
+        #expect(expected.budget != nil)
         #expect(result.config == expected)
         #expect(result.secrets["provider.cloud.api-key"]?.reveal() == F.openAIKey)
         #expect(result.secrets["provider.openai.api-key"] == nil)
@@ -1157,6 +1467,7 @@ struct BadSeed: Sendable, CustomStringConvertible {
         var expected = before
         expected.providers = []
         expected.routing = [:]
+        expected.budget = nil  // no cloud provider: no budget step
         #expect(result.config == expected)
         #expect(result.secrets["provider.openai.api-key"] == nil)
         // Reopening routing now: nothing to ask, said so; the summary stays.
@@ -1182,13 +1493,15 @@ struct BadSeed: Sendable, CustomStringConvertible {
         #expect(
             asked.map(\.step) == [
                 .providers, .providers, .providers, .providers, .providers, .providers, .providers, .routing, .routing, .routing,
+                .budget, .budget,
             ])
         let chat = try #require(asked.first { $0.key == "routing.chat" })
         #expect(chat.intro.joined(separator: " ").contains("a new question after the change to LLM providers"), "\(chat.intro)")
         #expect(w.answer("") == .finished)
         let result = try #require(w.result)
-        #expect(result.config.routing[.chat] == Route(provider: "openai", model: "gpt-4o-mini"))
-        #expect(result.config.routing[.code] == Route(provider: "openai", model: "gpt-4o"))
+        #expect(result.config.routing[.chat] == [Route(provider: "openai", model: "gpt-4o-mini")])
+        #expect(result.config.routing[.code] == [Route(provider: "openai", model: "gpt-4o")])
+        #expect(result.config.budget == nil)
         #expect(result.config.channels.slack != nil && result.config.updates.window.description == "22:00-02:00")
     }
 
@@ -1200,6 +1513,149 @@ struct BadSeed: Sendable, CustomStringConvertible {
         #expect(result.config.providers.isEmpty && result.config.routing.isEmpty)
         #expect(w.finishedSteps.first { $0.step == .routing }?.answers == [])
         #expect(result.config == BoxConfig(name: "aibox", admin: AdminAccess(sshKeys: [F.ed25519])))
+    }
+
+    /// Through the providers step with `providers` answers; at the first routing question.
+    static func wizardAtRouting(tier: LocalLLMTier, _ providers: [String: String]) -> (SetupWizard, [WizardQuestion]) {
+        var w = SetupWizard(tier: tier, hashPassword: F.hasher)
+        let asked = drive(&w, ["admin.ssh-key.1": F.ed25519].merging(providers) { _, new in new }, until: .routing)
+        return (w, asked)
+    }
+
+    static let openAIOnly = ["providers.1.add": "yes", "providers.1.api-key": F.openAIKey, "providers.1.models": "gpt-4o-mini gpt-4o"]
+
+    @Test func wizardSaysWhatChatWillUseAndWritesIt() throws {
+        // The box's own model, then the cloud: said at the routing step, written on Enter.
+        var (w, asked) = Self.wizardAtRouting(tier: .small, Self.openAIOnly)
+        let providersIntro = try #require(asked.first { $0.key == "providers.1.add" }).intro.joined(separator: " ")
+        #expect(providersIntro.contains("This box can run qwen2.5-3b-instruct-q4_k_m itself (llama.cpp)."), "\(providersIntro)")
+        #expect(!providersIntro.contains("chat uses it"), "the providers step cannot know what chat will use")
+        var q = try #require(w.question)
+        #expect(q.key == "routing.chat" && q.prompt == "Models for chat [local/qwen2.5-3b-instruct-q4_k_m openai/gpt-4o-mini]: ")
+        var said = q.intro.joined(separator: " ")
+        #expect(
+            said.contains(
+                "Enter gives chat qwen2.5-3b-instruct-q4_k_m on this box (provider local, llama.cpp), then openai/gpt-4o-mini."),
+            "\(q.intro)")
+        #expect(q.intro.allSatisfy { $0.count <= 80 && !$0.contains("…") }, "\(q.intro)")
+        Self.drive(&w, [:])
+        var config = try #require(w.result).config
+        #expect(
+            config.routing == [
+                .chat: [Route(provider: "local", model: "qwen2.5-3b-instruct-q4_k_m"), Route(provider: "openai", model: "gpt-4o-mini")]
+            ])
+        #expect(config.providers.last == ProviderConfig(name: "local", kind: .llamacpp, models: ["qwen2.5-3b-instruct-q4_k_m"]))
+
+        // A server of the owner's comes first: the box's own model is not claimed, nor written.
+        (w, _) = Self.wizardAtRouting(
+            tier: .small,
+            [
+                "providers.1.add": "yes", "providers.1.kind": "ollama", "providers.1.name": "home", "providers.1.models": "llama3.1:8b",
+                "providers.2.add": "yes", "providers.2.api-key": F.openAIKey,
+            ])
+        q = try #require(w.question)
+        said = q.intro.joined(separator: " ")
+        #expect(q.defaultAnswer == "home/llama3.1:8b openai/gpt-4o-mini")
+        #expect(said.contains("Enter gives chat home/llama3.1:8b, then openai/gpt-4o-mini."), "\(q.intro)")
+        #expect(said.contains("This box will not run qwen2.5-3b-instruct-q4_k_m itself"), "\(q.intro)")
+        #expect(!said.contains("local/"), "the box's own model is offered only when it would be set up: \(q.intro)")
+        Self.drive(&w, [:])
+        config = try #require(w.result).config
+        #expect(config.providers.map(\.name) == ["home", "openai"])
+        #expect(
+            config.routing[.chat] == [Route(provider: "home", model: "llama3.1:8b"), Route(provider: "openai", model: "gpt-4o-mini")])
+
+        // The box's own model chosen as a fallback only: still written; not chosen: not written.
+        for (answer, hasLocal) in [("openai/gpt-4o, local/qwen2.5-3b-instruct-q4_k_m", true), ("openai/gpt-4o", false)] {
+            (w, _) = Self.wizardAtRouting(tier: .small, Self.openAIOnly)
+            Self.drive(&w, ["routing.chat": answer])
+            config = try #require(w.result).config
+            #expect((config.provider(named: "local") != nil) == hasLocal, "\(answer)")
+            #expect(config.routing[.chat]?.first == Route(provider: "openai", model: "gpt-4o"))
+            #expect(config.routing[.chat]?.count == (hasLocal ? 2 : 1))
+        }
+    }
+
+    @Test func wizardTakesChainsAndRefusesBadOnes() throws {
+        var (w, _) = Self.wizardAtRouting(tier: .none, Self.openAIOnly)
+        #expect(w.question?.key == "routing.chat" && w.question?.defaultAnswer == "openai/gpt-4o-mini")
+        #expect(w.answer("openai/gpt-4o openai/gpt-4o") == .invalid("route 2 is openai/gpt-4o again (route 1); list each route once"))
+        #expect(w.answer(Array(repeating: "openai/gpt-4o", count: 9).joined(separator: " ")) == .invalid("9 routes; a chain has at most 8"))
+        guard case .invalid(let m) = w.answer("openai/gpt-4o ghost/m") else {
+            Issue.record("a route to an unknown provider was taken")
+            return
+        }
+        #expect(m == "\"ghost\" is not a provider; providers are openai")
+        guard case .invalid(let m2) = w.answer("gpt-4o") else {
+            Issue.record("a route without a provider was taken")
+            return
+        }
+        #expect(m2.contains("give provider/model, such as openai/gpt-4o-mini"))
+        #expect(w.answer("openai/gpt-4o,openai/gpt-4o-mini") == .next)
+        #expect(w.question?.key == "routing.code" && w.question?.prompt == "Models for code [as chat]: ")
+        #expect(w.answer("") == .next)
+        #expect(w.answer("openai/gpt-4o-mini   openai/gpt-4o") == .next)
+        // The answers as written, chains in the order given.
+        #expect(
+            w.finishedSteps.last?.answers.map(\.value) == [
+                .text("openai/gpt-4o openai/gpt-4o-mini"), .skipped, .text("openai/gpt-4o-mini openai/gpt-4o"),
+            ])
+        #expect(
+            w.draft().config.routing == [
+                .chat: [Route(provider: "openai", model: "gpt-4o"), Route(provider: "openai", model: "gpt-4o-mini")],
+                .reasoning: [Route(provider: "openai", model: "gpt-4o-mini"), Route(provider: "openai", model: "gpt-4o")],
+            ])
+    }
+
+    @Test func wizardAsksForABudgetOnlyWithACloudProvider() throws {
+        // No provider, or only local ones: no budget step.
+        for providers in [
+            ["providers.1.add": "no"],
+            [
+                "providers.1.add": "yes", "providers.1.kind": "llamacpp", "providers.1.base-url": "http://10.0.0.9:8080",
+                "providers.1.models": "m",
+            ],
+        ] {
+            var w = SetupWizard(tier: .small, hashPassword: F.hasher)
+            let asked = Self.drive(&w, ["admin.ssh-key.1": F.ed25519].merging(providers) { _, new in new })
+            #expect(!asked.contains { $0.step == .budget }, "\(providers)")
+            #expect(try #require(w.result).config.budget == nil)
+            #expect(w.finishedSteps.first { $0.step == .budget }?.answers == [])
+        }
+        // A cloud provider: daily and monthly caps, Enter for none; no cap, no further question.
+        var (w, _) = Self.wizardAtRouting(tier: .small, Self.openAIOnly)
+        Self.drive(&w, [:], until: .budget)
+        var q = try #require(w.question)
+        #expect(q.key == "budget.daily-usd" && q.prompt == "Daily cap in US dollars [none]: " && q.isSkippable)
+        #expect(q.intro.first == "Step 7 of 10: Cloud budget")
+        #expect(q.intro.joined(separator: " ").contains("local models cost nothing. Enter for no cap."), "\(q.intro)")
+        for bad in ["-1", "two dollars", "1e3"] {
+            #expect(w.answer(bad) == .invalid("\(Validators.quote(bad)) is not an amount; give US dollars such as 2 or 2.50"))
+        }
+        guard case .invalid(let big) = w.answer("2000000") else {
+            Issue.record("a cap over the maximum was taken")
+            return
+        }
+        #expect(big.contains("more than 1000000 dollars"))
+        #expect(w.answer("") == .next)
+        #expect(w.question?.key == "budget.monthly-usd" && w.question?.prompt == "Monthly cap in US dollars [none]: ")
+        #expect(w.answer("") == .next)
+        #expect(w.step == .channels)
+        #expect(w.draft().config.budget == nil)
+
+        // A cap: then what happens when it is reached, local by default.
+        #expect(w.back() == true)
+        #expect(w.answer("$25") == .next)
+        q = try #require(w.question)
+        #expect(q.key == "budget.when-exhausted" && q.prompt == "When a cap is reached: local or refuse [local]: ")
+        #expect(q.intro.joined(separator: " ").contains("local: only local models answer until the day or month is over"))
+        #expect(w.answer("cloud") == .invalid("answer local or refuse"))
+        #expect(w.answer("") == .next)
+        #expect(w.draft().config.budget == BudgetConfig(dailyUSD: nil, monthlyUSD: 25, warnAt: 0.8, whenExhausted: .local))
+        Self.drive(&w, [:])
+        let result = try #require(w.result).config
+        #expect(result.budget == BudgetConfig(monthlyUSD: 25))
+        #expect(try BoxConfig.parse(text: result.tomlText(), path: "box.toml").get() == result)
     }
 
     @Test func wizardChannelListOffersOnlyUnusedKinds() throws {

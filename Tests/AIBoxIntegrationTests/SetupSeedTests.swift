@@ -441,7 +441,14 @@ struct BadSeed: Sendable, CustomTestStringConvertible {
         #expect(config.name == "kitchen-box")
         #expect(config.timezone == "Europe/Berlin")
         #expect(config.providers.map(\.name) == ["local", "openai", "anthropic", "workstation"])
-        #expect(config.routing[.code] == Route(provider: "workstation", model: "qwen2.5-coder-32b"))
+        #expect(config.routing[.code] == [Route(provider: "workstation", model: "qwen2.5-coder-32b", context: 32768)])
+        #expect(
+            config.routing[.chat] == [
+                Route(provider: "local", model: "qwen2.5-3b-instruct-q4_k_m", context: 8192),
+                Route(provider: "openai", model: "gpt-4o-mini"),
+            ])
+        #expect(config.budget == BudgetConfig(dailyUSD: 2, monthlyUSD: 30, warnAt: 0.8, whenExhausted: .local))
+        #expect(toml.contains("[budget]\ndaily-usd = 2.0\nmonthly-usd = 30.0\nwarn-at = 0.8\nwhen-exhausted = \"local\"\n"), "\(toml)")
         #expect(config.channels.whatsapp?.phoneNumberId == "106540352242922")
         #expect(Set(config.secretNames) == Set(S.fullSecrets.keys))
         for (name, value) in S.fullSecrets { #expect(!toml.contains(value), "box.toml holds the value of \(name)") }

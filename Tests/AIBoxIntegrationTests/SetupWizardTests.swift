@@ -37,9 +37,17 @@ private enum Script {
     /// `aibox setup` reads the same hardware: its tier decides two defaults.
     static let tier = HardwareProbe.scan().profile.localLlmTier
     static let addProviderDefault = tier == .none ? "yes" : "no"
-    static let chatDefault = LocalModel.model(for: tier).map { "\(LocalModel.providerName)/\($0)" } ?? "openai/gpt-4o-mini"
+    /// Chat's default chain: the box's own model first when it can run one, then the cloud.
+    static let chatDefault = (LocalModel.model(for: tier).map { "\(LocalModel.providerName)/\($0) " } ?? "") + "openai/gpt-4o-mini"
+    /// What the routing step says Enter gives chat.
+    static let chatDefaultSaid =
+        "Enter gives chat "
+        + (LocalModel.model(for: tier).map { "\($0) on this box (provider \(LocalModel.providerName), llama.cpp), then " } ?? "")
+        + "openai/gpt-4o-mini."
 
-    static let titles = ["Name", "Admin access", "Time zone", "Network", "LLM providers", "Routing", "Chat channels", "Updates", "Summary"]
+    static let titles = [
+        "Name", "Admin access", "Time zone", "Network", "LLM providers", "Routing", "Cloud budget", "Chat channels", "Updates", "Summary",
+    ]
 
     /// steps[n - 1]: the questions of step n, up to (not with) the summary.
     static let steps: [[Exchange]] = [
@@ -72,9 +80,14 @@ private enum Script {
             ask("Add another LLM provider? [no]: ", ""),
         ],
         [
-            ask("Model for chat, as provider/model [\(chatDefault)]: ", ""),
-            ask("Model for code [as chat]: ", "openai/gpt-4o"),
-            ask("Model for reasoning [as chat]: ", "openai/gpt-4o-mini"),
+            ask("Models for chat [\(chatDefault)]: ", ""),
+            ask("Models for code [as chat]: ", "openai/gpt-4o"),
+            ask("Models for reasoning [as chat]: ", "openai/gpt-4o-mini"),
+        ],
+        [
+            ask("Daily cap in US dollars [none]: ", "$2"),
+            ask("Monthly cap in US dollars [none]: ", ""),
+            ask("When a cap is reached: local or refuse [local]: ", "refuse"),
         ],
         [
             ask("Add a chat channel: telegram, slack, discord, whatsapp or no [no]: ", "telegram"),
@@ -107,8 +120,13 @@ private enum Script {
             ask("Add another LLM provider? [no]: ", ""),
         ],
         [
-            ask("Model for code [openai/gpt-4o]: ", ""),
-            ask("Model for reasoning [openai/gpt-4o-mini]: ", ""),
+            ask("Models for code [openai/gpt-4o]: ", ""),
+            ask("Models for reasoning [openai/gpt-4o-mini]: ", ""),
+        ],
+        [
+            ask("Daily cap in US dollars [2]: ", ""),
+            ask("Monthly cap in US dollars [none]: ", ""),
+            ask("When a cap is reached: local or refuse [refuse]: ", ""),
         ],
         [
             askSecret("Telegram bot token from @BotFather (not shown) [••••]: ", ""),
@@ -402,9 +420,10 @@ private final class PtySession {
                 == ProviderConfig(
                     name: "openai", kind: .openai, baseURL: "https://api.openai.com/v1", apiKeySecret: "provider.openai.api-key",
                     models: ["gpt-4o-mini", "gpt-4o"]), sourceLocation: sourceLocation)
-        #expect(c.routing[.chat]?.description == Script.chatDefault, sourceLocation: sourceLocation)
-        #expect(c.routing[.code] == Route(provider: "openai", model: "gpt-4o"), sourceLocation: sourceLocation)
-        #expect(c.routing[.reasoning] == Route(provider: "openai", model: "gpt-4o-mini"), sourceLocation: sourceLocation)
+        #expect(c.routing[.chat]?.map(\.description).joined(separator: " ") == Script.chatDefault, sourceLocation: sourceLocation)
+        #expect(c.routing[.code] == [Route(provider: "openai", model: "gpt-4o")], sourceLocation: sourceLocation)
+        #expect(c.routing[.reasoning] == [Route(provider: "openai", model: "gpt-4o-mini")], sourceLocation: sourceLocation)
+        #expect(c.budget == BudgetConfig(dailyUSD: 2, whenExhausted: .refuse), sourceLocation: sourceLocation)
         #expect(c.channels.telegram != nil, sourceLocation: sourceLocation)
         #expect(c.updates.window.description == "22:00-02:00", sourceLocation: sourceLocation)
         // The secrets, as typed, where the agents read them.
@@ -432,18 +451,23 @@ private final class PtySession {
         let box = try TestBox(provisioned: false)
         let s = try PtySession(root: box.root)
         let first = try s.answer(Script.steps[0][0])
-        #expect(first.contains("AI Box setup — 9 steps."))
-        #expect(first.contains("Step 1 of 9: Name"))
+        #expect(first.contains("AI Box setup — 10 steps."))
+        #expect(first.contains("Step 1 of 10: Name"))
         #expect(!first.contains("Resuming"))
         #expect(s.echoIsOn, "echo is off at a plain question")
         for (i, step) in Script.steps.enumerated().dropFirst() {
             let intro = try s.expectPrompt(step[0].prompt)
-            #expect(intro.contains("Step \(i + 1) of 9: \(Script.titles[i])"), "\(intro)")
+            #expect(intro.contains("Step \(i + 1) of 10: \(Script.titles[i])"), "\(intro)")
+            if Script.titles[i] == "Routing" {
+                // What Enter writes, said before it is asked (the claim matches the route written).
+                let words = intro.split(whereSeparator: { $0 == " " || $0 == "\r\n" || $0 == "\n" }).joined(separator: " ")
+                #expect(words.contains(Script.chatDefaultSaid), "\(intro)")
+            }
             try s.type(step[0].answer, secret: step[0].secret)
             try s.answer(Array(step.dropFirst()))
         }
         let summary = try s.answer(Script.confirm)
-        #expect(summary.contains("Step 9 of 9: Summary"))
+        #expect(summary.contains("Step 10 of 10: Summary"))
         #expect(summary.contains("kitchen-box") && summary.contains("Europe/Berlin"), "\(summary)")
         try s.expectText("Setup complete")
         #expect(try s.waitForExit() == 0, "\(s.transcript)")
@@ -516,7 +540,14 @@ private final class PtySession {
         try refused(askSecret("API key (not shown): ", ""), "this API needs a key")
         try s.answer(Array(Script.steps[4][4...]))
         try refused(ask(Script.steps[5][0].prompt, "openai/gpt-5-nonexistent"), "is not a model of openai")
+        try refused(ask(Script.steps[5][0].prompt, "openai/gpt-4o openai/gpt-4o"), "route 2 is openai/gpt-4o again (route 1)")
         try s.answer(Script.steps[5])
+        let budget = Script.steps[6]
+        try refused(ask(budget[0].prompt, "two dollars"), "\"two dollars\" is not an amount; give US dollars such as 2 or 2.50")
+        try refused(ask(budget[0].prompt, "-5"), "is not an amount")
+        try s.answer(Array(budget[0...1]))
+        try refused(ask(budget[2].prompt, "cloud"), "answer local or refuse")
+        try s.answer(budget[2])
         let channel = "Add a chat channel: telegram, slack, discord, whatsapp or no [no]: "
         try refused(ask(channel, "irc"), "answer telegram, slack, discord, whatsapp or no")
         try s.answer(ask(channel, "telegram"))
@@ -524,8 +555,8 @@ private final class PtySession {
         try refused(askSecret(token, "123456789:too-short-secret-part"), "has 21 characters, not 35")
         try refused(askSecret(token, "no-colon-here"), "it has no single ':'")
         try s.answer(askSecret(token, Typed.telegram))
-        try s.answer(Array(Script.steps[6].dropFirst(2)))
-        try s.answer(Script.steps[7])
+        try s.answer(Array(Script.steps[7].dropFirst(2)))
+        try s.answer(Script.steps[8])
         try refused(ask("Write this configuration? [yes]: ", "maybe"), "answer yes to write this configuration")
         try s.answer(Script.confirm)
         #expect(try s.waitForExit() == 0, "\(s.transcript)")
@@ -541,7 +572,7 @@ private final class PtySession {
         // Back from the first question of step 2 into step 1: the name given is the default.
         try s.answer(ask("SSH public key for admin login [skip]: ", "back"))
         let again = try s.answer(ask("Name of this box [office-box]: ", "kitchen-box"))
-        #expect(again.contains("Step 1 of 9: Name"), "step 1's title is shown again: \(again.debugDescription)")
+        #expect(again.contains("Step 1 of 10: Name"), "step 1's title is shown again: \(again.debugDescription)")
         try s.answer(Script.steps[1])
         try s.answer(Script.steps[2])
         // Back inside a step, twice.
@@ -564,7 +595,7 @@ private final class PtySession {
     }
 
     /// A kill at the prompt of step `step + 1`, once steps 1…`step` are done; then setup again.
-    @Test(arguments: 1...8)
+    @Test(arguments: 1...9)
     func sigkillAfterAStepResumesAtTheNextWithTheEarlierAnswers(step: Int) throws {
         let box = try TestBox(provisioned: false)
         let start = Script.steps[safe: step]?.first ?? Script.confirm
@@ -679,9 +710,9 @@ private final class PtySession {
             let greeting = try s.expectPrompt(Script.steps[6][0].prompt)
             #expect(greeting.contains(Script.resumeLine(7)), "\(greeting.debugDescription)")
             try s.type("back", secret: false)
-            try s.answer(ask("Model for reasoning [openai/gpt-4o-mini]: ", "back"))
-            try s.answer(ask("Model for code [openai/gpt-4o]: ", "back"))
-            try s.answer(ask("Model for chat, as provider/model [\(Script.chatDefault)]: ", "back"))
+            try s.answer(ask("Models for reasoning [openai/gpt-4o-mini]: ", "back"))
+            try s.answer(ask("Models for code [openai/gpt-4o]: ", "back"))
+            try s.answer(ask("Models for chat [\(Script.chatDefault)]: ", "back"))
             try s.answer(ask("Add another LLM provider? [no]: ", "back"))
             try s.answer(ask("Models, separated by spaces [gpt-4o-mini gpt-4o]: ", "back"))
             try s.answer(askSecret("API key (not shown) [••••]: ", Typed.otherOpenAIKey))
@@ -697,7 +728,7 @@ private final class PtySession {
         #expect(greeting.contains(Script.resumeLine(7)), "\(greeting.debugDescription)")
         try s.type(Script.steps[6][0].answer, secret: false)
         try s.answer(Array(Script.steps[6].dropFirst()))
-        try s.answer(Script.steps[7])
+        for n in 7..<Script.steps.count { try s.answer(Script.steps[n]) }
         try s.answer(Script.confirm)
         #expect(try s.waitForExit() == 0, "\(s.transcript)")
         try expectScriptedConfig(box)
@@ -711,9 +742,9 @@ private final class PtySession {
         for step in Script.steps { try s.answer(step) }
         try s.answer(ask(Script.confirm.prompt, "timezone"))
         let zone = try s.answer(ask("Time zone, Area/City such as Europe/Berlin [Europe/Berlin]: ", "Europe/Paris"))
-        #expect(zone.contains("Step 3 of 9: Time zone"), "\(zone.debugDescription)")
+        #expect(zone.contains("Step 3 of 10: Time zone"), "\(zone.debugDescription)")
         let summary = try s.expectPrompt(Script.confirm.prompt)
-        #expect(summary.contains("Step 9 of 9: Summary") && summary.contains("Europe/Paris"), "\(summary)")
+        #expect(summary.contains("Step 10 of 10: Summary") && summary.contains("Europe/Paris"), "\(summary)")
         // The provider renamed: the routes naming it no longer fit.
         try s.type("providers", secret: false)
         try s.answer(ask("Add an LLM provider (a cloud API or a server on your network)? [yes]: ", ""))
@@ -723,27 +754,30 @@ private final class PtySession {
         try s.answer(askSecret("API key (not shown): ", Typed.openAIKey))
         try s.answer(ask("Models, separated by spaces [gpt-4o-mini gpt-4o]: ", ""))
         try s.answer(ask("Add another LLM provider? [no]: ", ""))
-        var routes: [Exchange] = [
-            ask("Model for code [as chat]: ", "cloud/gpt-4o"), ask("Model for reasoning [as chat]: ", "cloud/gpt-4o-mini"),
+        // Chat's chain ended at openai/gpt-4o-mini: asked again, its default now ending at cloud.
+        let routes: [Exchange] = [
+            ask("Models for chat [\(Script.chatDefault.replacingOccurrences(of: "openai/", with: "cloud/"))]: ", ""),
+            ask("Models for code [as chat]: ", "cloud/gpt-4o"), ask("Models for reasoning [as chat]: ", "cloud/gpt-4o-mini"),
         ]
-        if Script.chatDefault.hasPrefix("openai/") {
-            routes.insert(ask("Model for chat, as provider/model [cloud/gpt-4o-mini]: ", ""), at: 0)
-        }
         for r in routes {
             let said = try s.answer(r).split(whereSeparator: { $0 == " " || $0 == "\r\n" || $0 == "\n" }).joined(separator: " ")
             #expect(said.contains("no longer fits after the change to LLM providers"), "\(said)")
             #expect(said.contains("\"openai\" is not a provider"), "\(said)")
         }
         let again = try s.answer(Script.confirm)
-        #expect(!again.contains("chat channel") && !again.contains("Update channel"), "later steps were asked again: \(again)")
+        #expect(
+            !again.contains("chat channel") && !again.contains("Update channel") && !again.contains("Daily cap"),
+            "later steps were asked again: \(again)")
         #expect(again.contains("cloud"), "\(again)")
         #expect(try s.waitForExit() == 0, "\(s.transcript)")
         s.expectPlainTerminalOutput()
         let c = try BoxConfig.parse(text: try #require(readTextFile(box.paths.boxConfig)), path: box.paths.boxConfig).get()
         #expect(c.timezone == "Europe/Paris")
         #expect(c.providers.map(\.name).filter { $0 != LocalModel.providerName } == ["cloud"])
-        #expect(c.routing[.code] == Route(provider: "cloud", model: "gpt-4o"))
-        #expect(c.routing[.reasoning] == Route(provider: "cloud", model: "gpt-4o-mini"))
+        #expect(c.routing[.code] == [Route(provider: "cloud", model: "gpt-4o")])
+        #expect(c.routing[.reasoning] == [Route(provider: "cloud", model: "gpt-4o-mini")])
+        #expect(c.routing[.chat]?.last == Route(provider: "cloud", model: "gpt-4o-mini"))
+        #expect(c.budget == BudgetConfig(dailyUSD: 2, whenExhausted: .refuse), "the budget's answers still fit and were kept")
         #expect(c.channels.telegram != nil && c.updates.window.description == "22:00-02:00")
         #expect(SecretStore(directory: box.paths.secrets).read("provider.cloud.api-key")?.reveal() == Typed.openAIKey)
     }

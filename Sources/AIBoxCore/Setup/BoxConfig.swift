@@ -49,18 +49,24 @@ public struct BoxConfig: Equatable, Sendable {
     public var network: NetworkConfig
     /// LLM providers in the order given; names are unique.
     public var providers: [ProviderConfig]
-    /// Which provider and model serve each role. A role without a route uses the `chat` route.
-    public var routing: [LLMRole: Route]
+    /// Which provider/model routes serve each role: an ordered chain, the first route the
+    /// primary and each next one the fallback of the one before; never empty, each route once,
+    /// at most `maxChainLength`. A role without a chain is the agent's to derive (from chat's).
+    public var routing: [LLMRole: [Route]]
+    /// Caps on cloud spending; nil: none.
+    public var budget: BudgetConfig?
     public var channels: ChannelsConfig
     public var updates: UpdatesConfig
 
     public static let defaultName = "aibox"
     public static let defaultTimezone = "UTC"
+    /// The most routes one role's chain may have.
+    public static let maxChainLength = 8
 
     public init(
         name: String = BoxConfig.defaultName, admin: AdminAccess, timezone: String = BoxConfig.defaultTimezone,
-        network: NetworkConfig = NetworkConfig(), providers: [ProviderConfig] = [], routing: [LLMRole: Route] = [:],
-        channels: ChannelsConfig = ChannelsConfig(), updates: UpdatesConfig = UpdatesConfig()
+        network: NetworkConfig = NetworkConfig(), providers: [ProviderConfig] = [], routing: [LLMRole: [Route]] = [:],
+        budget: BudgetConfig? = nil, channels: ChannelsConfig = ChannelsConfig(), updates: UpdatesConfig = UpdatesConfig()
     ) {
         self.name = name
         self.admin = admin
@@ -68,6 +74,7 @@ public struct BoxConfig: Equatable, Sendable {
         self.network = network
         self.providers = providers
         self.routing = routing
+        self.budget = budget
         self.channels = channels
         self.updates = updates
     }
@@ -210,12 +217,16 @@ public enum LLMRole: String, Sendable, CaseIterable, Codable, Comparable {
     }
 }
 
-/// One entry of the routing table: a provider and one of its models.
+/// One route of a role's chain: a provider, one of its models, and optionally the model's
+/// context window. Two routes of one chain never share provider and model.
 public struct Route: Equatable, Sendable, CustomStringConvertible {
     public var provider: String
     public var model: String
-    /// The model's context window in tokens, when box.toml says.
+    /// The model's context window in tokens (`contextRange`); nil: not given.
     public var context: Int?
+
+    /// What `context` may be: from a tiny model's window to the largest offered.
+    public static let contextRange = 512...10_000_000
 
     public init(provider: String, model: String, context: Int? = nil) {
         self.provider = provider
@@ -225,6 +236,63 @@ public struct Route: Equatable, Sendable, CustomStringConvertible {
 
     /// `provider/model`: provider names hold no '/', so the first one separates them.
     public var description: String { "\(provider)/\(model)" }
+
+    /// Whether `other` names the same provider and model (whatever its context).
+    public func isSameModel(as other: Route) -> Bool { provider == other.provider && model == other.model }
+}
+
+/// What happens once a budget cap is reached, until its day or month is over.
+public enum BudgetExhaustion: String, Sendable, CaseIterable, Codable {
+    /// Chains shrink to their local routes (cloud routes are skipped).
+    case local
+    /// Requests are answered with the budget notice only.
+    case refuse
+}
+
+/// `[budget]`: caps on what cloud models may cost, in US dollars; local models cost nothing.
+/// Days and months are the box's, in its time zone.
+public struct BudgetConfig: Equatable, Sendable {
+    /// Cap per day; nil: none. 0 ... `maxUSD`.
+    public var dailyUSD: Double?
+    /// Cap per calendar month; nil: none. 0 ... `maxUSD`.
+    public var monthlyUSD: Double?
+    /// The share of a cap at which the owner is warned: more than 0, at most 1.
+    public var warnAt: Double
+    public var whenExhausted: BudgetExhaustion
+
+    public static let defaultWarnAt = 0.8
+    /// The largest cap accepted: a bigger number is a typo, not a budget.
+    public static let maxUSD = 1_000_000.0
+
+    public init(
+        dailyUSD: Double? = nil, monthlyUSD: Double? = nil, warnAt: Double = BudgetConfig.defaultWarnAt,
+        whenExhausted: BudgetExhaustion = .local
+    ) {
+        self.dailyUSD = dailyUSD
+        self.monthlyUSD = monthlyUSD
+        self.warnAt = warnAt
+        self.whenExhausted = whenExhausted
+    }
+
+    /// "$2.00", "$0.005": whole cents with two decimals, anything finer as it is.
+    public static func dollars(_ usd: Double) -> String {
+        let cents = (usd * 100).rounded()
+        guard usd.isFinite, abs(usd * 100 - cents) < 1e-6, cents < 1e15 else { return "$\(usd)" }
+        let c = Int(cents)
+        return "$\(c / 100)." + (c % 100 < 10 ? "0" : "") + "\(c % 100)"
+    }
+
+    /// For people: "$2.00 a day, $30.00 a month, warn at 80%, then local models only".
+    public var summary: String {
+        var parts: [String] = []
+        if let d = dailyUSD { parts.append("\(BudgetConfig.dollars(d)) a day") }
+        if let m = monthlyUSD { parts.append("\(BudgetConfig.dollars(m)) a month") }
+        let percent = (warnAt * 1000).rounded() / 10
+        let shown = percent == percent.rounded() ? String(Int(percent)) : String(percent)
+        parts.append("warn at \(shown)%")
+        parts.append(whenExhausted == .local ? "then local models only" : "then refuse to answer")
+        return parts.joined(separator: ", ")
+    }
 }
 
 /// The chat channels the box is commanded over; each is optional.
@@ -409,9 +477,23 @@ extension BoxConfig {
         if !routing.isEmpty {
             out.table("routing")
             for role in LLMRole.allCases {
-                guard let r = routing[role] else { continue }
-                out.set(role.rawValue, .raw("{ provider = \(tomlBasicString(r.provider)), model = \(tomlBasicString(r.model)) }"))
+                guard let chain = routing[role], !chain.isEmpty else { continue }
+                func inline(_ r: Route) -> String {
+                    "{ provider = \(tomlBasicString(r.provider)), model = \(tomlBasicString(r.model))"
+                        + (r.context.map { ", context = \($0)" } ?? "") + " }"
+                }
+                // A chain of one as the inline table it always was; longer ones a route a line.
+                let value = chain.count == 1 ? inline(chain[0]) : "[\n" + chain.map { "    \(inline($0)),\n" }.joined() + "]"
+                out.set(role.rawValue, .raw(value))
             }
+        }
+
+        if let b = budget {
+            out.table("budget")
+            if let d = b.dailyUSD { out.set("daily-usd", .double(d)) }
+            if let m = b.monthlyUSD { out.set("monthly-usd", .double(m)) }
+            out.set("warn-at", .double(b.warnAt))
+            out.set("when-exhausted", .string(b.whenExhausted.rawValue))
         }
 
         if let t = channels.telegram {
@@ -474,8 +556,12 @@ extension BoxConfig {
             let key = p.apiKeySecret == nil ? "" : ", key \(Secret.masked)"
             rows.append((i == 0 ? "providers" : "", "\(p.name): \(p.kind.rawValue) \(p.baseURL)\(key); \(p.models.joined(separator: " "))"))
         }
-        let routes = LLMRole.allCases.compactMap { role in routing[role].map { "\(role.rawValue) → \($0)" } }
-        rows.append(("routing", routes.isEmpty ? "none" : routes.joined(separator: "; ")))
+        let chains = LLMRole.allCases.compactMap { role in
+            routing[role].map { "\(role.rawValue): " + $0.map(\.description).joined(separator: " → ") }
+        }
+        if chains.isEmpty { rows.append(("routing", "none")) }
+        for (i, c) in chains.enumerated() { rows.append((i == 0 ? "routing" : "", c)) }
+        rows.append(("budget", budget?.summary ?? "none"))
         var chans: [String] = []
         if channels.telegram != nil { chans.append("Telegram (token \(Secret.masked))") }
         if channels.slack != nil { chans.append("Slack (tokens \(Secret.masked))") }
@@ -519,7 +605,7 @@ func wrap(_ text: String, width: Int) -> [String] {
 /// Builds TOML text line by line.
 struct TOMLLines {
     enum Value {
-        case string(String), strings([String]), int(Int), bool(Bool), raw(String)
+        case string(String), strings([String]), int(Int), double(Double), bool(Bool), raw(String)
     }
 
     private(set) var text = ""
@@ -537,6 +623,9 @@ struct TOMLLines {
         switch value {
         case .string(let s): v = tomlBasicString(s)
         case .int(let i): v = String(i)
+        // Swift's shortest form that reads back as the same Double ("2.0", "0.8", "1e-05"):
+        // always a TOML float. Zero without its sign.
+        case .double(let d): v = String(d == 0 ? 0.0 : d)
         case .bool(let b): v = b ? "true" : "false"
         case .raw(let r): v = r
         case .strings(let a):

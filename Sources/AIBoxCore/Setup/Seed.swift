@@ -56,8 +56,9 @@ public enum Seed {
     public static let stickLabel = "AIBOX"
     public static let fileName = "aibox-seed.toml"
 
-    /// Reads a seed. `tier` is the hardware's local-LLM tier: without a `chat` route, chat
-    /// goes to a local model when the box can run one (`BoxConfig.applyDefaultRoutes`).
+    /// Reads a seed. `tier` is the hardware's local-LLM tier: without a `chat` chain, chat
+    /// starts at a local model when there is one (the box's own when it can run one) and ends
+    /// in the cloud (`BoxConfig.applyDefaultRoutes`).
     /// On success, the configuration names its secrets and the dictionary holds their values.
     /// `zoneExists`, when given, checks that the time zone is installed.
     public static func parse(

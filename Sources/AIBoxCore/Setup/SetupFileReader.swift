@@ -21,7 +21,7 @@ final class SetupFileReader {
         self.zoneExists = zoneExists
     }
 
-    static let topLevelKeys = ["name", "timezone", "admin", "network", "providers", "routing", "channels", "updates"]
+    static let topLevelKeys = ["name", "timezone", "admin", "network", "providers", "routing", "budget", "channels", "updates"]
     static let maxProviders = 32, maxSSHKeys = 32, maxDNS = 8
 
     static func read(
@@ -113,6 +113,7 @@ final class SetupFileReader {
         if let routing = root.table("routing") {
             config.routing = readRouting(routing, providers: config.providers, named: root.table("providers", report: false))
         }
+        if let budget = root.table("budget") { config.budget = readBudget(budget) }
         if let channels = root.table("channels") { config.channels = readChannels(channels) }
         if let updates = root.table("updates") { config.updates = readUpdates(updates) }
         return config
@@ -251,38 +252,142 @@ final class SetupFileReader {
         return providers
     }
 
-    func readRouting(_ t: SetupTable, providers: [ProviderConfig], named: SetupTable?) -> [LLMRole: Route] {
+    static let routeExample = "{ provider = \"openai\", model = \"gpt-4o-mini\" }"
+
+    /// Each role's value: one inline table (a chain of one) or an array of them.
+    func readRouting(_ t: SetupTable, providers: [ProviderConfig], named: SetupTable?) -> [LLMRole: [Route]] {
         t.rejectUnknownKeys(LLMRole.allCases.map(\.rawValue))
-        var routing: [LLMRole: Route] = [:]
+        var routing: [LLMRole: [Route]] = [:]
         for role in LLMRole.allCases {
-            guard let r = t.table(role.rawValue, example: "\(role.rawValue) = { provider = \"openai\", model = \"gpt-4o-mini\" }")
-            else { continue }
-            r.rejectUnknownKeys(["provider", "model"])
-            let provider = r.check("provider", { .success($0) }, missing: "say which provider serves \(role.rawValue): provider = \"NAME\"")
-            let model = r.check("model", { .success($0) }, missing: "say which model serves \(role.rawValue): model = \"NAME\"")
-            guard let provider, let model else { continue }
-            guard let p = providers.first(where: { $0.name == provider }) else {
-                // A provider with problems of its own has been reported already.
-                if named?.table[provider] == nil {
-                    let known = providers.map(\.name)
-                    r.fail(
-                        "provider",
-                        "\(Validators.quote(provider)) is not a provider of this file; "
-                            + (known.isEmpty
-                                ? "define it first as [providers.\(provider)]" : "providers are \(known.joined(separator: ", "))"))
+            let key = role.rawValue
+            guard let value = t.value(key) else { continue }
+            let roleLine = t.table.line(of: key) ?? t.line
+            // Each entry with the table it is read from; nil where it is not a table.
+            var entries: [SetupTable?] = []
+            switch value {
+            case .table(let one):
+                entries = [SetupTable(one, path: t.path + [key], line: roleLine, reader: self)]
+            case .array(let items):
+                if items.count > BoxConfig.maxChainLength || items.isEmpty {
+                    t.fail(key, (items.isEmpty ? "is an empty chain" : "has \(items.count) routes") + chainRule(role))
+                    continue
                 }
+                for (i, item) in items.enumerated() {
+                    guard let inline = item.table else {
+                        t.fail(
+                            key,
+                            "route \(i + 1) must be an inline table such as \(SetupFileReader.routeExample), not \(SetupTable.kind(of: item))"
+                        )
+                        entries.append(nil)
+                        continue
+                    }
+                    // An entry's own line: that of its first key (arrays may span lines).
+                    let line = inline.keys.first.flatMap { inline.line(of: $0) } ?? roleLine
+                    var entry = SetupTable(inline, path: t.path + [key], line: line, reader: self)
+                    entry.messagePrefix = "route \(i + 1): "
+                    entries.append(entry)
+                }
+            default:
+                t.fail(
+                    key,
+                    "must be a route such as \(key) = \(SetupFileReader.routeExample), or an array of routes (first = primary), "
+                        + "not \(SetupTable.kind(of: value))")
                 continue
             }
-            guard p.models.contains(model) else {
-                r.fail(
-                    "model",
-                    "\(Validators.quote(model)) is not a model of provider \"\(provider)\"; its models are \(p.models.joined(separator: ", ")) "
-                        + "(add it to [providers.\(provider)] models)")
-                continue
+            var chain: [(number: Int, route: Route)] = []
+            for (i, entry) in entries.enumerated() {
+                guard let entry, let r = readRoute(entry, role: role, providers: providers, named: named) else { continue }
+                if let first = chain.first(where: { $0.route.isSameModel(as: r) }) {
+                    entry.failHere("\(r) is in the chain already (route \(first.number)); list each route once")
+                    continue
+                }
+                chain.append((i + 1, r))
             }
-            routing[role] = Route(provider: provider, model: model)
+            if chain.count == entries.count { routing[role] = chain.map(\.route) }
         }
         return routing
+    }
+
+    func chainRule(_ role: LLMRole) -> String {
+        "; a chain has 1 to \(BoxConfig.maxChainLength) routes, the first tried first, such as "
+            + "\(role.rawValue) = [{ provider = \"local\", model = \"M\" }, { provider = \"openai\", model = \"gpt-4o-mini\" }]"
+    }
+
+    func readRoute(_ r: SetupTable, role: LLMRole, providers: [ProviderConfig], named: SetupTable?) -> Route? {
+        r.rejectUnknownKeys(["provider", "model", "context"])
+        let provider = r.check("provider", { .success($0) }, missing: "say which provider serves \(role.rawValue): provider = \"NAME\"")
+        let model = r.check("model", { .success($0) }, missing: "say which model serves \(role.rawValue): model = \"NAME\"")
+        var context: Int?
+        var contextIsWrong = false
+        if let n = r.int("context") {
+            switch Validators.contextWindow(n) {
+            case .success(let c): context = c
+            case .failure(let e):
+                r.fail("context", e.message)
+                contextIsWrong = true
+            }
+        } else if r.value("context") != nil {
+            contextIsWrong = true
+        }
+        guard let provider, let model else { return nil }
+        guard let p = providers.first(where: { $0.name == provider }) else {
+            // A provider with problems of its own has been reported already.
+            if named?.table[provider] == nil {
+                let known = providers.map(\.name)
+                r.fail(
+                    "provider",
+                    "\(Validators.quote(provider)) is not a provider of this file; "
+                        + (known.isEmpty ? "define it first as [providers.\(provider)]" : "providers are \(known.joined(separator: ", "))"))
+            }
+            return nil
+        }
+        guard p.models.contains(model) else {
+            r.fail(
+                "model",
+                "\(Validators.quote(model)) is not a model of provider \"\(provider)\"; its models are \(p.models.joined(separator: ", ")) "
+                    + "(add it to [providers.\(provider)] models)")
+            return nil
+        }
+        return contextIsWrong ? nil : Route(provider: provider, model: model, context: context)
+    }
+
+    func readBudget(_ t: SetupTable) -> BudgetConfig? {
+        let keys = ["daily-usd", "monthly-usd", "warn-at", "when-exhausted"]
+        t.rejectUnknownKeys(keys)
+        let errorsBefore = errors.count
+        var budget = BudgetConfig()
+        func usd(_ key: String) -> Double? {
+            guard let v = t.number(key, rule: Validators.usdRule) else { return nil }
+            switch Validators.usd(v) {
+            case .success(let d): return d
+            case .failure(let e):
+                t.fail(key, e.message)
+                return nil
+            }
+        }
+        budget.dailyUSD = usd("daily-usd")
+        budget.monthlyUSD = usd("monthly-usd")
+        if t.value("daily-usd") == nil && t.value("monthly-usd") == nil {
+            t.failHere("sets no cap; give daily-usd = 2.0 and/or monthly-usd = 30.0 (US dollars), or leave [budget] out for none")
+        }
+        if let w = t.number("warn-at", rule: "must be a number more than 0 and at most 1, like 0.8") {
+            switch Validators.warnAt(w) {
+            case .success(let v): budget.warnAt = v
+            case .failure(let e): t.fail("warn-at", e.message)
+            }
+        }
+        if let w = t.check(
+            "when-exhausted",
+            { text in
+                BudgetExhaustion(rawValue: text).map { .success($0) }
+                    ?? Validators.fail(
+                        "\(Validators.quote(text)) is not a choice; use \"local\" (only local models answer until the day or month is over, "
+                            + "the default) or \"refuse\" (no answers but the budget notice)")
+            }, missing: nil)
+        {
+            budget.whenExhausted = w
+        }
+        return errors.count == errorsBefore ? budget : nil
     }
 
     func readChannels(_ t: SetupTable) -> ChannelsConfig {
@@ -356,6 +461,8 @@ struct SetupTable {
     /// The line where the table starts, for keys it lacks.
     let line: Int?
     let reader: SetupFileReader
+    /// Put before each message: which entry of an array the table is ("route 2: ").
+    var messagePrefix = ""
 
     init(_ table: TOMLTable, path: [String], line: Int?, reader: SetupFileReader) {
         self.table = table
@@ -366,9 +473,9 @@ struct SetupTable {
 
     func value(_ key: String) -> TOMLValue? { table[key] }
 
-    func fail(_ key: String, _ message: String) { reader.add(table.line(of: key) ?? line, path + [key], message) }
-    func failHere(_ message: String) { reader.add(line, path, message) }
-    func missing(_ key: String, _ hint: String) { reader.add(line, path + [key], "missing; \(hint)") }
+    func fail(_ key: String, _ message: String) { reader.add(table.line(of: key) ?? line, path + [key], messagePrefix + message) }
+    func failHere(_ message: String) { reader.add(line, path, messagePrefix + message) }
+    func missing(_ key: String, _ hint: String) { reader.add(line, path + [key], messagePrefix + "missing; \(hint)") }
 
     /// Reports each key not in `allowed`: the near miss as a hint, or `special`'s word on it.
     func rejectUnknownKeys(_ allowed: [String], special: [String: String] = [:]) {
@@ -414,6 +521,15 @@ struct SetupTable {
             return nil
         }
         return i
+    }
+
+    /// A number, float or integer; `rule` says what is wanted when it is something else.
+    func number(_ key: String, rule: String) -> Double? {
+        guard let v = table[key] else { return nil }
+        if let d = v.double { return d }
+        if let i = v.int { return Double(i) }
+        fail(key, "\(rule), not \(SetupTable.kind(of: v))")
+        return nil
     }
 
     /// An array of strings, at most `max` of them.

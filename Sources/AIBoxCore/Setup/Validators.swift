@@ -82,6 +82,66 @@ public enum Validators {
         return .success(names)
     }
 
+    /// A model's context window in tokens: a whole number in `Route.contextRange`.
+    public static func contextWindow(_ n: Int) -> Validated<Int> {
+        guard Route.contextRange.contains(n) else {
+            return fail(
+                "\(n) is not a context window; give the model's context in tokens, from \(Route.contextRange.lowerBound) "
+                    + "to \(Route.contextRange.upperBound), such as 8192")
+        }
+        return .success(n)
+    }
+
+    /// A role's chain: 1 to `BoxConfig.maxChainLength` routes, no provider/model twice.
+    public static func routeChain(_ chain: [Route]) -> Validated<[Route]> {
+        if chain.isEmpty {
+            return fail("the chain is empty; give at least one route, such as { provider = \"openai\", model = \"gpt-4o-mini\" }")
+        }
+        if chain.count > BoxConfig.maxChainLength {
+            return fail("\(chain.count) routes in one chain; at most \(BoxConfig.maxChainLength)")
+        }
+        for (i, r) in chain.enumerated() {
+            if let first = chain[..<i].firstIndex(where: { $0.isSameModel(as: r) }) {
+                return fail("route \(i + 1) is \(r) again (route \(first + 1)); list each route once")
+            }
+        }
+        return .success(chain)
+    }
+
+    static let usdRule = "must be a number of US dollars >= 0, like 2.0"
+
+    /// A budget cap in US dollars: 0 ... `BudgetConfig.maxUSD` (a TOML float or integer).
+    public static func usd(_ v: Double) -> Validated<Double> {
+        guard v.isFinite else { return fail("\(usdRule), not \(v)") }
+        guard v >= 0 else { return fail("\(v) is negative; \(usdRule)") }
+        guard v <= BudgetConfig.maxUSD else {
+            return fail("\(v) is more than \(Int(BudgetConfig.maxUSD)) dollars; \(usdRule) and at most \(Int(BudgetConfig.maxUSD))")
+        }
+        return .success(v + 0)  // -0.0 as 0.0
+    }
+
+    /// A cap typed at the wizard: digits with at most one '.', optionally after a '$'
+    /// (`2`, `2.50`, `$30`).
+    public static func usd(_ text: String) -> Validated<Double> {
+        let digits = text.hasPrefix("$") ? String(text.dropFirst()) : text
+        let b = Array(digits.utf8)
+        let dots = b.filter { $0 == UInt8(ascii: ".") }.count
+        guard (1...16).contains(b.count), dots <= 1, b.contains(where: isDigit),
+            b.allSatisfy({ isDigit($0) || $0 == UInt8(ascii: ".") }), let v = Double(digits)
+        else {
+            return fail("\(quote(text)) is not an amount; give US dollars such as 2 or 2.50")
+        }
+        return usd(v)
+    }
+
+    /// The share of a cap at which the owner is warned: more than 0, at most 1.
+    public static func warnAt(_ v: Double) -> Validated<Double> {
+        guard v > 0, v <= 1 else {
+            return fail("\(v) is not a share of the cap; give a number more than 0 and at most 1, like 0.8 (warn at 80%)")
+        }
+        return .success(v)
+    }
+
     /// Yes or no (`yes`, `y`, `no`, `n`, any case).
     public static func yesNo(_ text: String) -> Validated<Bool> {
         switch text.lowercased() {

@@ -17,7 +17,7 @@
 
 /// The wizard's steps, in order.
 public enum SetupStep: String, Sendable, CaseIterable, Codable, Comparable {
-    case name, admin, timezone, network, providers, routing, channels, updates, summary
+    case name, admin, timezone, network, providers, routing, budget, channels, updates, summary
 
     public var number: Int { (SetupStep.allCases.firstIndex(of: self) ?? 0) + 1 }
 
@@ -29,6 +29,7 @@ public enum SetupStep: String, Sendable, CaseIterable, Codable, Comparable {
         case .network: return "Network"
         case .providers: return "LLM providers"
         case .routing: return "Routing"
+        case .budget: return "Cloud budget"
         case .channels: return "Chat channels"
         case .updates: return "Updates"
         case .summary: return "Summary"
@@ -269,17 +270,21 @@ public struct SetupWizard: Sendable {
             c.network.wifi = WifiConfig(ssid: ssid, passphraseSecret: passphrase, country: country)
         }
         c.providers = draftProviders()
-        let preview = BoxConfig.defaultChatRoute(providers: c.providers, tier: tier)
-        if let chat = text("routing.chat") {
-            if let preview, chat == preview.route.description {
-                if let p = preview.adding { c.providers.append(p) }
-                c.routing[.chat] = preview.route
-            } else {
-                c.routing[.chat] = SetupWizard.route(chat)
-            }
+        for role in LLMRole.allCases {
+            if let chain = text("routing.\(role.rawValue)").flatMap(SetupWizard.chain) { c.routing[role] = chain }
         }
-        for role in [LLMRole.code, .reasoning] {
-            if let r = text("routing.\(role.rawValue)").flatMap(SetupWizard.route) { c.routing[role] = r }
+        // The box's own model becomes a provider only when a route uses it.
+        if let p = BoxConfig.defaultChatChain(providers: c.providers, tier: tier)?.adding,
+            c.routing.values.contains(where: { $0.contains { $0.provider == p.name } })
+        {
+            c.providers.append(p)
+        }
+        let daily = text("budget.daily-usd").flatMap(SetupWizard.dollars)
+        let monthly = text("budget.monthly-usd").flatMap(SetupWizard.dollars)
+        if daily != nil || monthly != nil {
+            c.budget = BudgetConfig(
+                dailyUSD: daily, monthlyUSD: monthly,
+                whenExhausted: text("budget.when-exhausted").flatMap(BudgetExhaustion.init) ?? .local)
         }
         for (n, kind) in draftChannelKinds().enumerated() {
             let base = "channels.\(n + 1)"
@@ -575,6 +580,19 @@ public struct SetupWizard: Sendable {
     static func route(_ text: String) -> Route? {
         guard let slash = text.firstIndex(of: "/") else { return nil }
         return Route(provider: String(text[..<slash]), model: String(text[text.index(after: slash)...]))
+    }
+
+    /// A chain as answered: `provider/model` words separated by spaces (or commas), first = primary.
+    static func chain(_ text: String) -> [Route]? {
+        let routes = text.split(whereSeparator: { $0 == " " || $0 == "," }).map { SetupWizard.route(String($0)) }
+        guard !routes.isEmpty, !routes.contains(where: { $0 == nil }) else { return nil }
+        return routes.compactMap { $0 }
+    }
+
+    /// A cap as answered (checked already): dollars.
+    static func dollars(_ text: String) -> Double? {
+        if case .success(let v) = Validators.usd(text) { return v }
+        return nil
     }
 }
 

@@ -17,6 +17,7 @@ extension SetupWizard {
         case .network: return networkSpec()
         case .providers: return providersSpec()
         case .routing: return routingSpec()
+        case .budget: return budgetSpec()
         case .channels: return channelsSpec()
         case .updates: return updatesSpec()
         case .summary: return answers[Key.confirm] == nil ? summarySpec() : nil
@@ -191,10 +192,14 @@ extension SetupWizard {
                     accept: SetupWizard.yesNo)
                 s.fallback = .text(i == 1 && tier == .none ? "yes" : "no")
                 if i == 1 {
-                    s.intro = stepIntro(
-                        .providers,
-                        LocalModel.model(for: tier).map { "This box can run \($0) itself; chat uses it unless you choose another." }
-                            ?? "This box cannot run a model itself: add a provider for the agents to use.")
+                    // What chat will use is said at the routing step, once the providers are known.
+                    s.intro =
+                        stepIntro(.providers)
+                        + wrap(
+                            LocalModel.model(for: tier).map {
+                                "This box can run \($0) itself (llama.cpp). Add a cloud API for harder questions and as a "
+                                    + "fallback, or a server on your network; the next step shows what chat will use."
+                            } ?? "This box cannot run a model itself: add a provider for the agents to use.", width: 80)
                 }
                 return s
             }
@@ -254,7 +259,7 @@ extension SetupWizard {
                 switch kind {
                 case .openai: s.fallback = .text("gpt-4o-mini")
                 case .anthropic: s.fallback = .text("claude-3-5-haiku-latest")
-                case .ollama: s.fallback = .text(LocalModel.model(for: tier) ?? "llama3.1:8b")
+                case .ollama: s.fallback = .text("llama3.1:8b")
                 case .llamacpp: break
                 }
                 return s
@@ -267,37 +272,100 @@ extension SetupWizard {
 
     func routingSpec() -> Spec? {
         var providers = draftProviders()
-        guard let preview = BoxConfig.defaultChatRoute(providers: providers, tier: tier) else { return nil }
-        let chat = preview.route.description
-        if let p = preview.adding, answers["routing.chat"] == nil || text("routing.chat") == chat { providers.append(p) }
+        guard let preview = BoxConfig.defaultChatChain(providers: providers, tier: tier) else { return nil }
+        // The box's own model is offered; it is written only if a route uses it (`draft`).
+        if let p = preview.adding { providers.append(p) }
+        let chat = preview.chain.map(\.description).joined(separator: " ")
         let choices = providers.flatMap { p in p.models.map { "\(p.name)/\($0)" } }
         let known = providers
         let accept: (String) -> Validated<Given> = { t in
-            guard let r = SetupWizard.route(t) else {
-                return Validators.fail("give provider/model, such as \(chat); choices: \(choices.joined(separator: " "))")
+            let words = t.split(whereSeparator: { $0 == " " || $0 == "," })
+            if words.count > BoxConfig.maxChainLength {
+                return Validators.fail("\(words.count) routes; a chain has at most \(BoxConfig.maxChainLength)")
             }
-            guard let p = known.first(where: { $0.name == r.provider }) else {
-                return Validators.fail(
-                    "\(Validators.quote(r.provider)) is not a provider; providers are \(known.map(\.name).joined(separator: ", "))")
+            var chain: [Route] = []
+            for word in words {
+                guard let r = SetupWizard.route(String(word)) else {
+                    return Validators.fail("give provider/model, such as \(preview.chain[0]); choices: \(choices.joined(separator: " "))")
+                }
+                guard let p = known.first(where: { $0.name == r.provider }) else {
+                    return Validators.fail(
+                        "\(Validators.quote(r.provider)) is not a provider; providers are \(known.map(\.name).joined(separator: ", "))")
+                }
+                guard p.models.contains(r.model) else {
+                    return Validators.fail(
+                        "\(Validators.quote(r.model)) is not a model of \(p.name); its models are \(p.models.joined(separator: ", "))")
+                }
+                chain.append(r)
             }
-            guard p.models.contains(r.model) else {
-                return Validators.fail(
-                    "\(Validators.quote(r.model)) is not a model of \(p.name); its models are \(p.models.joined(separator: ", "))")
-            }
-            return .success(.text(r.description))
+            return Validators.routeChain(chain).map { .text($0.map(\.description).joined(separator: " ")) }
         }
         if answers["routing.chat"] == nil {
-            var s = Spec(.routing, "routing.chat", "Model for chat, as provider/model", accept: accept)
+            var s = Spec(.routing, "routing.chat", "Models for chat", accept: accept)
+            // Says exactly what Enter writes.
+            let described = preview.chain.map { r in
+                preview.adding?.name == r.provider ? "\(r.model) on this box (provider \(r.provider), llama.cpp)" : r.description
+            }
+            var said = "Enter gives chat " + described.joined(separator: ", then ") + "."
+            if preview.adding == nil, let own = LocalModel.model(for: tier), let first = preview.chain.first,
+                known.first(where: { $0.name == first.provider })?.kind.isLocal == true
+            {
+                said += " This box will not run \(own) itself: the server you added comes first."
+            }
             s.intro =
-                stepIntro(.routing, "Which model serves each role; code and reasoning use chat's unless set.")
-                + wrap("Choices: " + choices.joined(separator: " "), width: 80)
+                stepIntro(.routing)
+                + wrap(
+                    "Each role gets one or more provider/model, separated by spaces: the first is tried first, the next "
+                        + "when the one before fails. Code and reasoning use chat's unless set.", width: 80)
+                + wrap(said, width: 80) + wrap("Choices: " + choices.joined(separator: " "), width: 80)
             s.fallback = .text(chat)
             return s
         }
         for role in [LLMRole.code, .reasoning] where answers["routing.\(role.rawValue)"] == nil {
-            var s = Spec(.routing, "routing.\(role.rawValue)", "Model for \(role.rawValue)", accept: accept)
+            var s = Spec(.routing, "routing.\(role.rawValue)", "Models for \(role.rawValue)", accept: accept)
             s.isSkippable = true
             s.skipShown = "as chat"
+            return s
+        }
+        return nil
+    }
+
+    /// Asked only when a cloud provider is configured: local models cost nothing.
+    func budgetSpec() -> Spec? {
+        guard draftProviders().contains(where: { !$0.kind.isLocal }) else { return nil }
+        let usd: (String) -> Validated<Given> = { t in
+            Validators.usd(t).map { _ in .text(t.hasPrefix("$") ? String(t.dropFirst()) : t) }
+        }
+        if answers["budget.daily-usd"] == nil {
+            var s = Spec(.budget, "budget.daily-usd", "Daily cap in US dollars", accept: usd)
+            s.intro =
+                stepIntro(.budget)
+                + wrap(
+                    "Caps on what cloud models may cost a day and a month, in the box's time zone; local models cost "
+                        + "nothing. Enter for no cap.", width: 80)
+            s.isSkippable = true
+            s.skipShown = "none"
+            return s
+        }
+        if answers["budget.monthly-usd"] == nil {
+            var s = Spec(.budget, "budget.monthly-usd", "Monthly cap in US dollars", accept: usd)
+            s.isSkippable = true
+            s.skipShown = "none"
+            return s
+        }
+        guard text("budget.daily-usd") != nil || text("budget.monthly-usd") != nil else { return nil }
+        if answers["budget.when-exhausted"] == nil {
+            let names = BudgetExhaustion.allCases.map(\.rawValue)
+            var s = Spec(
+                .budget, "budget.when-exhausted", "When a cap is reached: local or refuse",
+                accept: { t in
+                    BudgetExhaustion(rawValue: t.lowercased()).map { .success(.text($0.rawValue)) }
+                        ?? Validators.fail("answer \(names.joined(separator: " or "))")
+                })
+            s.intro = wrap(
+                "local: only local models answer until the day or month is over; refuse: no answers but a notice "
+                    + "that the budget is spent.", width: 80)
+            s.fallback = .text(BudgetExhaustion.local.rawValue)
             return s
         }
         return nil
