@@ -39,7 +39,7 @@ public struct ConfigFile: Sendable {
 public enum WorkerConfig {
     static let allowedKeys: [String] = [
         "exec", "workdir", "user", "env", "secrets", "restart", "restart-delay", "restart-max-delay", "stable-after",
-        "crash-loop", "notify", "ready-timeout", "watchdog", "stop-signal", "stop-timeout", "after",
+        "crash-loop", "notify", "ready-http", "ready-timeout", "watchdog", "stop-signal", "stop-timeout", "after",
         "requires-hardware", "memory-max", "critical",
     ]
 
@@ -186,6 +186,20 @@ public enum WorkerConfig {
                 def.crashLoop.quarantine = sub.duration("quarantine") ?? def.crashLoop.quarantine
             }
             def.notify = reader.bool("notify") ?? def.notify
+            if let url = reader.string("ready-http") {
+                switch ReadyHTTP.parse(url) {
+                case .success(let check):
+                    if def.notify {
+                        fail(
+                            base + ["ready-http"],
+                            "ready-http and notify = true are two ways to say ready; keep one (READY=1 on $NOTIFY_SOCKET, or a URL that answers 200)")
+                    } else {
+                        def.readyHTTP = check
+                    }
+                case .failure(let e):
+                    fail(base + ["ready-http"], "\(quoted(url)) \(e.message)")
+                }
+            }
             def.readyTimeout = reader.duration("ready-timeout", allowZero: false) ?? def.readyTimeout
             if let wd = reader.duration("watchdog") { def.watchdog = wd == .zero ? nil : wd }
             if let sig = reader.string("stop-signal") {

@@ -126,6 +126,8 @@ public final class Supervisor {
     var random = SplitMix64(seed: UInt64.random(in: .min ... .max))
     let bootID: String
     var connections = ControlConnections()
+    /// Starting workers' `ready-http` checks (Supervisor+Readiness).
+    var readiness: [String: ReadinessProbe] = [:]
     public private(set) var exitCode: Int32 = 0
 
     public init(options: DaemonOptions, logger: Logger) throws {
@@ -386,6 +388,7 @@ public final class Supervisor {
         setupTimer(now: now)
         feedTimer(now: now)
         controlTimer(now: now)
+        if !readiness.isEmpty { readinessTimer(now: now) }
         if shuttingDown, let giveUp = shutdownGiveUp, giveUp <= now {
             logger.error("some processes did not go away after SIGKILL; exiting anyway")
             loop.stop()
@@ -514,6 +517,7 @@ public final class Supervisor {
         consider(bookkeepingDue)
         consider(shutdownGiveUp)
         consider(connections.nextDeadline)
+        if !readiness.isEmpty { consider(readinessDeadline) }
         loop.arm(at: next)
     }
 
@@ -556,6 +560,7 @@ public final class Supervisor {
                 slot.credentialsMayExist = false
             }
         }
+        if slot.machine.definition.readyHTTP != nil || !readiness.isEmpty { updateReadinessProbe(name, slot) }
         // A deadline already due (a zero restart-delay) fires in this same turn.
         if let d = slot.machine.deadline, d <= Clock.monotonic() { dueNow = true }
         if slot.removeWhenStopped && !slot.machine.state.hasProcess && slot.machine.state != .waiting {

@@ -506,6 +506,7 @@ struct WorkerConfigTests {
         Change(key: "crash-loop.window", field: "crashLoop", line: "crash-loop = { window = \"5m\" }"),
         Change(key: "crash-loop.quarantine", field: "crashLoop", line: "crash-loop = { quarantine = \"1h\" }"),
         Change(key: "notify", field: "notify", line: "notify = true"),
+        Change(key: "ready-http", field: "readyHTTP", line: "ready-http = \"http://127.0.0.1:8080/health\""),
         Change(key: "ready-timeout", field: "readyTimeout", line: "ready-timeout = \"5s\""),
         Change(key: "watchdog", field: "watchdog", line: "watchdog = \"5s\""),
         Change(key: "stop-signal", field: "stopSignal", line: "stop-signal = \"INT\""),
