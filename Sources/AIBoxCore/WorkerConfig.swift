@@ -192,7 +192,8 @@ public enum WorkerConfig {
                     if def.notify {
                         fail(
                             base + ["ready-http"],
-                            "ready-http and notify = true are two ways to say ready; keep one (READY=1 on $NOTIFY_SOCKET, or a URL that answers 200)")
+                            "ready-http and notify = true are two ways to say ready; keep one (READY=1 on $NOTIFY_SOCKET, or a URL that answers 200)"
+                        )
                     } else {
                         def.readyHTTP = check
                     }

@@ -97,13 +97,11 @@ extension Supervisor {
         if let attempt = probe.inFlight { loop.remove(attempt.fd) }
         probe.inFlight = nil
         probe.attemptDeadline = nil
-        if status == 200 {
-            readiness[name] = probe
-            apply(name, slot.machine.readinessConfirmed(now: now))
-            return
-        }
-        probe.lastOutcome = reason
+        // The next attempt is due in any case: a 200 that finds the worker no longer waiting
+        // for it must not leave the probe without a deadline (a ready worker's probe ends).
         probe.next = now + ReadyHTTP.schedule.delay(attempt: probe.attempts + 1, random: 0)
+        if status != 200 { probe.lastOutcome = reason }
         readiness[name] = probe
+        if status == 200 { apply(name, slot.machine.readinessConfirmed(now: now)) }
     }
 }

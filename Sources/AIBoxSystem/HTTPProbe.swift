@@ -49,7 +49,9 @@ public final class HTTPProbe {
                     a.sin6_port = check.port.bigEndian
                     withUnsafeMutableBytes(of: &a.sin6_addr) { raw in for (i, b) in check.address.enumerated() { raw[i] = b } }
                     return withUnsafePointer(to: &a) { p in
-                        p.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+                        p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                            Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size))
+                        }
                     }
                 }
                 var a = sockaddr_in()

@@ -134,7 +134,8 @@ struct ReadyHTTPTests {
 
     @Test("the key parses; with notify = true it is refused")
     func workerKey() throws {
-        let w = try #require(try parse("[worker.llm]\nexec = [\"/llama-server\"]\nready-http = \"http://127.0.0.1:8080/health\"\n").get().first)
+        let w = try #require(
+            try parse("[worker.llm]\nexec = [\"/llama-server\"]\nready-http = \"http://127.0.0.1:8080/health\"\n").get().first)
         #expect(w.readyHTTP?.url == "http://127.0.0.1:8080/health")
         #expect(w.notify == false && w.awaitsReadiness)
         #expect(w.readinessSignal == "200 from http://127.0.0.1:8080/health")
@@ -198,7 +199,10 @@ struct ReadyHTTPTests {
 
     @Test("no 200 within ready-timeout: stopped as a failure, the event names the URL")
     func readyTimeout() {
-        var m = spawnedMachine(llm { $0.readyTimeout = .seconds(3); $0.stopSignal = Signals.term })
+        var m = spawnedMachine(
+            llm {
+                $0.readyTimeout = .seconds(3); $0.stopSignal = Signals.term
+            })
         let actions = m.timerFired(now: at(.seconds(3)), missing: [])
         #expect(
             actions == [

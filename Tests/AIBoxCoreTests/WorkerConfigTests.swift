@@ -155,7 +155,9 @@ struct WorkerConfigTests {
         for good in ["provider.*", "channel.*", "channel.telegram.*", "a.*", "0.*", "a-b.c-d-.*", "p1.p2.p3.*"] {
             #expect(SecretSelection.isValidFamily(good), "\(good)")
         }
-        for bad in ["*", ".*", "provider", "provider*", "provider.", "-p.*", "p.-q.*", "p..*", "P.*", "p_q.*", "p.**", "p.*.*", "p .*", "é.*"] {
+        for bad in [
+            "*", ".*", "provider", "provider*", "provider.", "-p.*", "p.-q.*", "p..*", "P.*", "p_q.*", "p.**", "p.*.*", "p .*", "é.*",
+        ] {
             #expect(!SecretSelection.isValidFamily(bad), "\(bad)")
         }
         #expect(!SecretSelection.isValidFamily(String(repeating: "a", count: 127) + ".*"), "past 128 bytes")

@@ -153,7 +153,10 @@ import Testing
         #expect(try waitUntil { (try box.worker("deaf")?.restarts ?? 0) >= 1 }, "not started again after the failure")
         #expect(try box.events(worker: "deaf").allSatisfy { $0.kind != "worker.ready" })
         #expect(
-            waitUntil { box.daemonLog().contains("http://127.0.0.1:\(port)/health never answered 200; the last attempt: connect: Connection refused") },
+            waitUntil {
+                box.daemonLog().contains(
+                    "http://127.0.0.1:\(port)/health never answered 200; the last attempt: connect: Connection refused")
+            },
             "\(box.daemonLog())")
     }
 
@@ -196,10 +199,19 @@ import Testing
         }
         #expect(try box.worker("steady")?.state == "running")
         let log = box.daemonLog()
-        #expect(log.contains("worker silent: http://127.0.0.1:\(silentPort)/health never answered 200; the last attempt: no answer within 2s"), "\(log)")
-        #expect(log.contains("worker flood: http://127.0.0.1:\(floodPort)/health never answered 200; the last attempt: the answer is not an HTTP/1 status line"), "\(log)")
+        #expect(
+            log.contains("worker silent: http://127.0.0.1:\(silentPort)/health never answered 200; the last attempt: no answer within 2s"),
+            "\(log)")
+        #expect(
+            log.contains(
+                "worker flood: http://127.0.0.1:\(floodPort)/health never answered 200; the last attempt: the answer is not an HTTP/1 status line"
+            ), "\(log)")
         // Every attempt's connection was closed: none is left to either server.
-        #expect(waitUntil(.seconds(5)) { Self.tcpSockets(of: box.daemonPID) == 0 }, "the daemon holds \(Self.tcpSockets(of: box.daemonPID)) TCP sockets")
-        #expect(try box.aibox(["logs", "flood", "-n", "100"]).stdout.components(separatedBy: "connection").count - 1 >= 2, "the flooding server was tried more than once")
+        #expect(
+            waitUntil(.seconds(5)) { Self.tcpSockets(of: box.daemonPID) == 0 },
+            "the daemon holds \(Self.tcpSockets(of: box.daemonPID)) TCP sockets")
+        #expect(
+            try box.aibox(["logs", "flood", "-n", "100"]).stdout.components(separatedBy: "connection").count - 1 >= 2,
+            "the flooding server was tried more than once")
     }
 }

@@ -28,10 +28,11 @@ import Testing
     /// The `u` lines of image/sysusers.d/aibox.conf.
     static func imageUsers() throws -> Set<String> {
         let text = try #require(readTextFile(image + "/sysusers.d/aibox.conf"))
-        return Set(text.split(separator: "\n").compactMap { line in
-            let f = line.split(separator: " ", omittingEmptySubsequences: true)
-            return f.count > 1 && f[0] == "u" ? String(f[1]) : nil
-        })
+        return Set(
+            text.split(separator: "\n").compactMap { line in
+                let f = line.split(separator: " ", omittingEmptySubsequences: true)
+                return f.count > 1 && f[0] == "u" ? String(f[1]) : nil
+            })
     }
 
     @Test func theAgentsDefinition() throws {

@@ -27,7 +27,9 @@ import Testing
     /// Waits for the worker's `count`-th start to have printed, and returns what it printed.
     static func start(_ box: TestBox, _ worker: String, number count: Int) throws -> (dir: String, names: [String]) {
         var starts: [(dir: String, names: [String])] = []
-        let ok = try waitUntil { starts = try printedStarts(box, worker); return starts.count >= count }
+        let ok = try waitUntil {
+            starts = try printedStarts(box, worker); return starts.count >= count
+        }
         let logs = ok ? "" : try box.aibox(["logs", worker, "-n", "50"]).stdout
         try #require(ok, "start \(count) of \(worker) printed nothing; logs: \(logs)")
         return starts[count - 1]
