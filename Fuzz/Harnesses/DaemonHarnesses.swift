@@ -2,7 +2,8 @@ import AIBoxCore
 import AIBoxSystem
 import FoundationEssentials
 
-// What the daemon reads from its sockets: control request lines and workers' notify datagrams.
+// What the daemon reads from its sockets: control request lines, workers' notify datagrams
+// and the status lines of their ready-http servers.
 
 /// One control request line, as the server cuts it from the connection (without the newline).
 func fuzzControl(_ bytes: [UInt8]) -> Verdict {
@@ -63,4 +64,29 @@ func fuzzNotify(_ bytes: [UInt8]) -> Verdict {
     }
     // Accepted: the worker got as far as ready.
     return Verdict(accepted: readied, problems: problems)
+}
+
+/// What a worker's server answers a `ready-http` probe, as the probe sees it: the bytes
+/// received so far, read again after each piece. An answer once decided (a status, or not
+/// HTTP) stays the same however many more bytes come or however they were cut; no answer
+/// stays undecided past the bound; a status is three digits.
+func fuzzHTTPStatus(_ bytes: [UInt8]) -> Verdict {
+    let whole = ReadyHTTP.answer(bytes)
+    var problems: [String] = []
+    var decided: (at: Int, answer: ReadyHTTP.Answer)?
+    for n in 0...min(bytes.count, ReadyHTTP.maximumStatusLine + 1) {
+        let a = ReadyHTTP.answer(bytes[..<n])
+        if let d = decided, a != d.answer {
+            problems.append("http-status: \(d.answer) after \(d.at) bytes, \(a) after \(n)")
+            break
+        }
+        if decided == nil && a != .incomplete { decided = (n, a) }
+    }
+    if let d = decided, d.answer != whole { problems.append("http-status: \(d.answer) for a prefix, \(whole) for the whole") }
+    if bytes.count >= ReadyHTTP.maximumStatusLine && whole == .incomplete {
+        problems.append("http-status: undecided after \(bytes.count) bytes")
+    }
+    if case .status(let code) = whole, !(0...999).contains(code) { problems.append("http-status: status \(code)") }
+    if case .status = whole { return Verdict(accepted: true, problems: problems) }
+    return Verdict(accepted: false, problems: problems)
 }

@@ -25,6 +25,7 @@ public struct Harness: Sendable {
         Harness(name: "feed", summary: "UpdateFeed.parse: the update feed (JSON)", run: fuzzFeed),
         Harness(name: "control", summary: "ControlRequest.parse: a control socket request line (JSON)", run: fuzzControl),
         Harness(name: "notify", summary: "NotifyMessage(datagram:) into a WorkerMachine", run: fuzzNotify),
+        Harness(name: "http-status", summary: "ReadyHTTP.answer: a ready-http server's status line", run: fuzzHTTPStatus),
     ]
 
     public static func named(_ name: String) -> Harness? { all.first { $0.name == name } }

@@ -74,6 +74,8 @@ public enum Capability: String, Sendable, Codable, CaseIterable, Comparable {
     case npu, tpuCoral = "tpu.coral", camera
     case audioIn = "audio.in", audioOut = "audio.out"
     case serial, usbStorage = "usb-storage", netWifi = "net.wifi", netEthernet = "net.ethernet"
+    /// Of the box, not of a device: the local-LLM tier is above `none` (the local model's worker requires it).
+    case llmLocal = "llm-local"
 
     public static func < (a: Capability, b: Capability) -> Bool { a.rawValue < b.rawValue }
 }
@@ -257,11 +259,12 @@ public struct HardwareProfile: Codable, Sendable, Equatable {
             caps.formUnion(c)
             if c.contains(.gpu), let m = d.memoryBytes { gpuMemoryBytes = max(gpuMemoryBytes ?? 0, m) }
         }
+        localLlmTier = HardwareClassifier.localLLMTier(ramBytes: ramBytes, gpuMemoryBytes: gpuMemoryBytes)
+        if localLlmTier != .none { caps.insert(.llmLocal) }
         capabilities = caps.sorted().map(\.rawValue)
         self.ramBytes = ramBytes
         self.gpuMemoryBytes = gpuMemoryBytes
         self.cpu = cpu
-        localLlmTier = HardwareClassifier.localLLMTier(ramBytes: ramBytes, gpuMemoryBytes: gpuMemoryBytes)
     }
 
     /// One line for `aibox status`.

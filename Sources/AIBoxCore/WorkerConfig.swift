@@ -39,7 +39,7 @@ public struct ConfigFile: Sendable {
 public enum WorkerConfig {
     static let allowedKeys: [String] = [
         "exec", "workdir", "user", "env", "secrets", "restart", "restart-delay", "restart-max-delay", "stable-after",
-        "crash-loop", "notify", "ready-timeout", "watchdog", "stop-signal", "stop-timeout", "after",
+        "crash-loop", "notify", "ready-http", "ready-timeout", "watchdog", "stop-signal", "stop-timeout", "after",
         "requires-hardware", "memory-max", "critical",
     ]
 
@@ -139,8 +139,19 @@ public enum WorkerConfig {
                 }
             }
             if let secrets = reader.stringArray("secrets") {
-                for s in secrets where !isValidSecretName(s) {
-                    fail(base + ["secrets"], "\(quoted(s)) is not a secret name; use a-z, 0-9, '.', '_' and '-'")
+                for s in secrets {
+                    if s.contains("*") {
+                        guard !SecretSelection.isValidFamily(s) else { continue }
+                        fail(
+                            base + ["secrets"],
+                            "\(quoted(s)) is not a secret family; a family is a name prefix ending in \".*\", such as \"provider.*\" or \"channel.telegram.*\" (parts of a-z, 0-9 and '-' joined by '.'), and '*' may stand nowhere else"
+                        )
+                    } else if !isValidSecretName(s) {
+                        fail(
+                            base + ["secrets"],
+                            "\(quoted(s)) is not a secret name; use a-z, 0-9, '.', '_' and '-', not starting with '.' nor holding \"..\" (or a family such as \"provider.*\")"
+                        )
+                    }
                 }
                 def.secrets = secrets
             }
@@ -175,6 +186,21 @@ public enum WorkerConfig {
                 def.crashLoop.quarantine = sub.duration("quarantine") ?? def.crashLoop.quarantine
             }
             def.notify = reader.bool("notify") ?? def.notify
+            if let url = reader.string("ready-http") {
+                switch ReadyHTTP.parse(url) {
+                case .success(let check):
+                    if def.notify {
+                        fail(
+                            base + ["ready-http"],
+                            "ready-http and notify = true are two ways to say ready; keep one (READY=1 on $NOTIFY_SOCKET, or a URL that answers 200)"
+                        )
+                    } else {
+                        def.readyHTTP = check
+                    }
+                case .failure(let e):
+                    fail(base + ["ready-http"], "\(quoted(url)) \(e.message)")
+                }
+            }
             def.readyTimeout = reader.duration("ready-timeout", allowZero: false) ?? def.readyTimeout
             if let wd = reader.duration("watchdog") { def.watchdog = wd == .zero ? nil : wd }
             if let sig = reader.string("stop-signal") {
@@ -281,9 +307,53 @@ public enum WorkerConfig {
         return s.unicodeScalars.allSatisfy { $0 == "_" || ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) }
     }
 
+    /// A secret's name is a file name of `var/lib/aibox/secrets/`: a-z, 0-9, `.`, `-`, `_`, at
+    /// most 128 bytes; no leading `.` (hidden, `.`, `..`) and no `..` anywhere. The one rule
+    /// for worker files, box.toml and the secrets store.
     public static func isValidSecretName(_ s: String) -> Bool {
-        guard !s.isEmpty, s.count <= 128, s != ".", s != ".." else { return false }
-        return s.unicodeScalars.allSatisfy { "._-".unicodeScalars.contains($0) || ("a"..."z").contains($0) || ("0"..."9").contains($0) }
+        guard !s.isEmpty, s.utf8.count <= 128, !s.hasPrefix("."), !s.contains("..") else { return false }
+        return s.utf8.allSatisfy { c in
+            (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39) || c == 0x2E || c == 0x2D || c == 0x5F
+        }
+    }
+}
+
+/// The entries of `secrets = [...]`: a secret's name (it must exist: a start failure
+/// otherwise), or a family, `PREFIX.*`, which hands over every secret whose name starts with
+/// `PREFIX.` that exists when the worker starts — none is fine.
+public enum SecretSelection {
+    public static func isFamily(_ entry: String) -> Bool { entry.hasSuffix(".*") }
+
+    /// `[a-z0-9][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*)*\.\*`: "provider.*", "channel.telegram.*".
+    public static func isValidFamily(_ entry: String) -> Bool {
+        guard isFamily(entry), entry.utf8.count <= 128 else { return false }
+        let parts = entry.utf8.dropLast(2).split(separator: 0x2E, omittingEmptySubsequences: false)
+        return parts.allSatisfy { part in
+            guard let first = part.first, first != 0x2D else { return false }
+            return part.allSatisfy { c in (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39) || c == 0x2D }
+        }
+    }
+
+    /// Whether the secret `name` belongs to `family` ("provider.openai.api-key" to "provider.*").
+    public static func matches(_ name: String, family: String) -> Bool {
+        let prefix = family.dropLast()  // "provider."
+        return name.utf8.count > prefix.utf8.count && name.hasPrefix(prefix) && WorkerConfig.isValidSecretName(name)
+    }
+
+    /// What a worker gets, given the names of the secrets there are (`available`; only needed
+    /// when `entries` hold a family): `required`, the names it lists itself, in its order;
+    /// `optional`, the other members of its families, sorted. Each name once.
+    public static func expand(_ entries: [String], available: [String]) -> (required: [String], optional: [String]) {
+        var seen: Set<String> = []
+        var required: [String] = []
+        for e in entries where !isFamily(e) && seen.insert(e).inserted { required.append(e) }
+        let families = entries.filter(isFamily)
+        var optional: [String] = []
+        for name in available.sorted() where !seen.contains(name) && families.contains(where: { matches(name, family: $0) }) {
+            seen.insert(name)
+            optional.append(name)
+        }
+        return (required, optional)
     }
 }
 

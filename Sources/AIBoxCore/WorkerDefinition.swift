@@ -37,6 +37,8 @@ public struct WorkerDefinition: Equatable, Sendable {
     public var stableAfter: Duration = .seconds(30)
     public var crashLoop = CrashLoopPolicy()
     public var notify = false
+    /// Ready when this URL answers 200 (instead of READY=1).
+    public var readyHTTP: ReadyHTTP?
     public var readyTimeout: Duration = .seconds(90)
     public var watchdog: Duration?
     public var stopSignal: Int32 = Signals.term
@@ -53,6 +55,12 @@ public struct WorkerDefinition: Equatable, Sendable {
         self.name = name
         self.exec = exec
     }
+
+    /// It says when it is ready (READY=1, or its `ready-http` URL): until then it is starting.
+    public var awaitsReadiness: Bool { notify || readyHTTP != nil }
+
+    /// What readiness is awaited, for messages: "READY=1", "200 from http://…".
+    public var readinessSignal: String { readyHTTP.map { "200 from \($0.url)" } ?? "READY=1" }
 
     /// Worker names: `[a-z0-9][a-z0-9-]{0,62}`.
     public static func isValidName(_ name: String) -> Bool {

@@ -35,7 +35,8 @@ public enum WorkerEvent: Equatable, Sendable {
     case released
     case parked(reason: String)
     case watchdog(timeout: Duration)
-    case readyTimeout(timeout: Duration)
+    /// `awaiting`: what did not come, "READY=1" or "200 from URL".
+    case readyTimeout(timeout: Duration, awaiting: String = "READY=1")
     case memoryExceeded(rss: UInt64, limit: UInt64)
     case stopping(reason: String)
     case stopKilled(timeout: Duration)
@@ -78,7 +79,7 @@ public enum WorkerEvent: Equatable, Sendable {
         case .released: return "quarantine over; starting again"
         case .parked(let r): return "parked, not restarted: \(r)"
         case .watchdog(let t): return "watchdog: no WATCHDOG=1 for \(t.aiboxText); sent SIGABRT"
-        case .readyTimeout(let t): return "no READY=1 within \(t.aiboxText); stopping"
+        case .readyTimeout(let t, let awaiting): return "no \(awaiting) within \(t.aiboxText); stopping"
         case .memoryExceeded(let rss, let limit): return "memory \(rss) bytes above memory-max \(limit); restarting gracefully"
         case .stopping(let r): return "stopping: \(r)"
         case .stopKilled(let t): return "did not stop within \(t.aiboxText); killed its process group"
@@ -217,9 +218,9 @@ public struct WorkerMachine: Sendable {
 
     public var name: String { definition.name }
 
-    /// Ready for those that name this worker in `after`: READY=1 for notify workers, a
-    /// running process for the others.
-    public var isReady: Bool { state == .ready || (state == .running && !definition.notify) }
+    /// Ready for those that name this worker in `after`: READY=1 for notify workers, a 200
+    /// from the URL for ready-http ones, a running process for the others.
+    public var isReady: Bool { state == .ready || (state == .running && !definition.awaitsReadiness) }
 
     // MARK: Wanted state
 
@@ -285,7 +286,7 @@ public struct WorkerMachine: Sendable {
         self.pid = pid
         startedAt = now
         statusText = nil
-        if definition.notify {
+        if definition.awaitsReadiness {
             state = .starting
             deadline = now + definition.readyTimeout
         } else {
@@ -307,7 +308,8 @@ public struct WorkerMachine: Sendable {
         guard state.hasProcess else { return [] }
         var actions: [WorkerAction] = []
         if let s = msg.status { statusText = s }
-        if msg.ready && state == .starting {
+        // A ready-http worker is ready by its URL only.
+        if msg.ready && state == .starting && definition.readyHTTP == nil {
             state = .ready
             deadline = definition.watchdog.map { now + $0 }
             actions.append(.record(.ready))
@@ -329,6 +331,14 @@ public struct WorkerMachine: Sendable {
             actions.append(.record(.stopping(reason: "the worker sent STOPPING=1")))
         }
         return actions
+    }
+
+    /// The `ready-http` URL answered 200: ready, as READY=1 makes a notify worker.
+    public mutating func readinessConfirmed(now: Instant) -> [WorkerAction] {
+        guard state == .starting, pid != nil, definition.readyHTTP != nil else { return [] }
+        state = .ready
+        deadline = definition.watchdog.map { now + $0 }
+        return [.record(.ready)]
     }
 
     /// The main process was reaped.
@@ -384,8 +394,9 @@ public struct WorkerMachine: Sendable {
         deadline = nil
         switch state {
         case .starting:
-            var actions: [WorkerAction] = [.record(.readyTimeout(timeout: definition.readyTimeout))]
-            actions += beginStop(now: now, cause: .failure, signal: definition.stopSignal, reason: "no READY=1 in time")
+            let awaiting = definition.readinessSignal
+            var actions: [WorkerAction] = [.record(.readyTimeout(timeout: definition.readyTimeout, awaiting: awaiting))]
+            actions += beginStop(now: now, cause: .failure, signal: definition.stopSignal, reason: "no \(awaiting) in time")
             return actions
         case .running, .ready:
             return fireWatchdog(now: now)

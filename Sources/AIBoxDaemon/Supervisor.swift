@@ -126,6 +126,8 @@ public final class Supervisor {
     var random = SplitMix64(seed: UInt64.random(in: .min ... .max))
     let bootID: String
     var connections = ControlConnections()
+    /// Starting workers' `ready-http` checks (Supervisor+Readiness).
+    var readiness: [String: ReadinessProbe] = [:]
     public private(set) var exitCode: Int32 = 0
 
     public init(options: DaemonOptions, logger: Logger) throws {
@@ -386,6 +388,7 @@ public final class Supervisor {
         setupTimer(now: now)
         feedTimer(now: now)
         controlTimer(now: now)
+        if !readiness.isEmpty { readinessTimer(now: now) }
         if shuttingDown, let giveUp = shutdownGiveUp, giveUp <= now {
             logger.error("some processes did not go away after SIGKILL; exiting anyway")
             loop.stop()
@@ -514,6 +517,7 @@ public final class Supervisor {
         consider(bookkeepingDue)
         consider(shutdownGiveUp)
         consider(connections.nextDeadline)
+        if !readiness.isEmpty { consider(readinessDeadline) }
         loop.arm(at: next)
     }
 
@@ -556,6 +560,7 @@ public final class Supervisor {
                 slot.credentialsMayExist = false
             }
         }
+        if slot.machine.definition.readyHTTP != nil || !readiness.isEmpty { updateReadinessProbe(name, slot) }
         // A deadline already due (a zero restart-delay) fires in this same turn.
         if let d = slot.machine.deadline, d <= Clock.monotonic() { dueNow = true }
         if slot.removeWhenStopped && !slot.machine.state.hasProcess && slot.machine.state != .waiting {
@@ -701,16 +706,35 @@ public final class Supervisor {
 
     /// $CREDENTIALS_DIRECTORY: a private copy of only the secrets this worker lists, owned by
     /// its user and readable by it alone. Anything that cannot be made so (a previous copy
-    /// that cannot be removed, an owner or mode that cannot be set) fails the start.
+    /// that cannot be removed, an owner or mode that cannot be set) fails the start. Families
+    /// (`provider.*`) are looked up at each start: a secret added or removed since counts.
     private func prepareCredentials(_ name: String, _ secrets: [String], owner: UserIdentity?) throws -> String {
         let dir = paths.credentials + "/" + name
+        // Listed before anything is removed: a secrets directory that cannot be read fails the start as it is.
+        let available = secrets.contains(where: SecretSelection.isFamily) ? try SecretStore(directory: paths.secrets).listNames() : []
+        let (required, optional) = SecretSelection.expand(secrets, available: available)
         try makeDirectories(paths.credentials, mode: 0o711)
         // Whatever the last start left (a secret since taken off the list among it) goes first.
         try AIBoxSystem.removeCredentials(directory: dir)
         try syscall("mkdir", detail: dir) { mkdir(dir, 0o700) }
-        for s in secrets {
-            guard let bytes = readSmallFile(paths.secrets + "/" + s, followSymlinks: false) else {
-                throw SystemError("open", errno: ENOENT, detail: "secret \"\(s)\" (not in \(paths.secrets))")
+        for s in required + optional {
+            let bytes: [UInt8]
+            do {
+                bytes = try readRegularFile(paths.secrets + "/" + s, limit: 1 << 20, followSymlinks: false)
+            } catch {
+                let listed = required.contains(s)
+                switch error {
+                case .cannotOpen(_, ENOENT) where listed:
+                    throw SystemError("open", errno: ENOENT, detail: "secret \"\(s)\" (not in \(paths.secrets))")
+                case .cannotOpen(_, ENOENT):
+                    continue  // a family's member removed since the listing: gone, as if listed a moment later
+                case .notRegular where !listed:
+                    // A link or a directory is no secret: a family takes only what the store writes.
+                    pendingLog.append((.warning, "worker \(name): \(error.description); not handed over"))
+                    continue
+                default:
+                    throw error
+                }
             }
             let file = dir + "/" + s
             try writeFileAtomically(file, bytes, mode: 0o400)

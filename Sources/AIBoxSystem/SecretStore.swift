@@ -13,12 +13,7 @@ public struct SecretStore {
     public init(directory: String) { self.directory = directory }
 
     /// Names are file names: lower case, digits, `.`, `-`, `_`; no path, at most 128.
-    public static func isValidName(_ name: String) -> Bool {
-        guard !name.isEmpty, name.utf8.count <= 128, !name.hasPrefix("."), !name.contains("..") else { return false }
-        return name.utf8.allSatisfy { c in
-            (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39) || c == 0x2E || c == 0x2D || c == 0x5F
-        }
-    }
+    public static func isValidName(_ name: String) -> Bool { WorkerConfig.isValidSecretName(name) }
 
     func prepare() throws(SystemError) {
         try makeDirectories(directory, mode: 0o700)
@@ -39,6 +34,17 @@ public struct SecretStore {
     }
 
     public func names() -> [String] { listDirectory(directory).filter { SecretStore.isValidName($0) }.sorted() }
+
+    /// The secrets' names, for a worker's families: no directory is no secret; a directory that
+    /// cannot be read is an error, never taken for an empty one.
+    public func listNames() throws(SystemError) -> [String] {
+        do {
+            return try directoryEntries(directory).filter { SecretStore.isValidName($0) }.sorted()
+        } catch {
+            if error.errno == ENOENT { return [] }
+            throw error
+        }
+    }
 
     public func readAll() -> [String: Secret] {
         var out: [String: Secret] = [:]

@@ -389,17 +389,32 @@ public func removeFile(_ path: String) throws(SystemError) -> Bool {
 public func removeFileBestEffort(_ path: String) { _ = try? removeFile(path) }
 
 /// Names in a directory (no "." or ".."); empty when it cannot be read.
-public func listDirectory(_ path: String) -> [String] {
-    guard let dir = opendir(path) else { return [] }
+public func listDirectory(_ path: String) -> [String] { (try? directoryEntries(path)) ?? [] }
+
+/// Names in a directory (no "." or ".."). One that cannot be opened (ENOENT included: the
+/// caller says whether absence is fine) or read to its end is an error, not fewer names.
+public func directoryEntries(_ path: String) throws(SystemError) -> [String] {
+    // O_NONBLOCK as opendir does; O_DIRECTORY refuses anything else before it is opened.
+    let fd = try syscall("open", detail: path) { open(path, O_RDONLY | O_DIRECTORY | O_NONBLOCK | O_CLOEXEC) }
+    guard let dir = fdopendir(fd) else {
+        let e = Glibc.errno
+        closeDescriptor(fd)
+        throw SystemError("fdopendir", errno: e, detail: path)
+    }
     defer { closedir(dir) }
     var names: [String] = []
-    while let entry = readdir(dir) {
+    while true {
+        // readdir says the end and an error alike, by NULL: errno tells them apart.
+        Glibc.errno = 0
+        guard let entry = readdir(dir) else {
+            if Glibc.errno != 0 { throw SystemError("readdir", errno: Glibc.errno, detail: path) }
+            return names
+        }
         let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
             String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
         }
         if name != "." && name != ".." { names.append(name) }
     }
-    return names
 }
 
 /// pipe2(O_CLOEXEC): (read end, write end).

@@ -145,13 +145,37 @@ import Testing
             DeviceRecord(subsystem: "net", syspath: "/n/eth0", properties: ["ID_BUS": "pci"]),
         ]
         let p = HardwareProfile(devices: devices, ramBytes: 8 * Self.gib, cpu: CPUInfo(model: nil, cores: 8, flags: []))
-        #expect(p.capabilities == ["gpu", "gpu.intel", "gpu.nvidia", "net.ethernet", "npu"])
+        #expect(p.capabilities == ["gpu", "gpu.intel", "gpu.nvidia", "llm-local", "net.ethernet", "npu"])
         #expect(p.gpuMemoryBytes == 24 * Self.gib, "the largest GPU's memory; an NPU's does not count")
         #expect(p.localLlmTier == .large)
-        #expect(p.summary == "gpu gpu.intel gpu.nvidia net.ethernet npu; RAM 8.0 GiB; GPU memory 24.0 GiB; local LLM large")
+        #expect(p.summary == "gpu gpu.intel gpu.nvidia llm-local net.ethernet npu; RAM 8.0 GiB; GPU memory 24.0 GiB; local LLM large")
         let bare = HardwareProfile(devices: [], ramBytes: 3 * Self.gib / 2, cpu: CPUInfo(model: nil, cores: 1, flags: []))
         #expect(bare.summary == "no accelerators; RAM 1.5 GiB; local LLM none")
         #expect(bare.gpuMemoryBytes == nil)
+    }
+
+    /// `llm-local` is the tier above none, whatever gives it (RAM or a GPU's memory), and
+    /// comes from no device: a worker requiring it runs where a local model fits.
+    @Test func llmLocalCapabilityFollowsTheTier() {
+        let cpu = CPUInfo(model: nil, cores: 4, flags: [])
+        let gpu = DeviceRecord(subsystem: "pci", syspath: "/p/gpu", vendorId: "10de", pciClass: "030000", memoryBytes: 12 * Self.gib)
+        let cases: [(devices: [DeviceRecord], ram: UInt64, tier: LocalLLMTier)] = [
+            ([], 4 * Self.gib, .none),
+            ([], 6 * Self.gib - 1, .none),
+            ([], 6 * Self.gib, .small),
+            ([], 16 * Self.gib, .medium),
+            ([], 64 * Self.gib, .large),
+            ([gpu], 2 * Self.gib, .medium),  // a GPU's own memory on a box with little RAM
+        ]
+        for c in cases {
+            let p = HardwareProfile(devices: c.devices, ramBytes: c.ram, cpu: cpu)
+            #expect(p.localLlmTier == c.tier)
+            #expect(p.capabilities.contains(Capability.llmLocal.rawValue) == (c.tier != .none), "\(c.ram) bytes, \(c.tier)")
+        }
+        // No single device gives it.
+        let devices = [gpu, DeviceRecord(subsystem: "accel", syspath: "/a/accel0")]
+        #expect(devices.allSatisfy { !HardwareClassifier.capabilities(of: $0).contains(.llmLocal) })
+        #expect(Capability(rawValue: "llm-local") == .llmLocal)
     }
 
     @Test func coralReenumerationIsTheSameDevice() {

@@ -139,6 +139,72 @@ struct WorkerConfigTests {
         #expect(workers.map(\.source.line) == [1, 4])
     }
 
+    @Test("secrets may name families: PREFIX.* beside exact names, kept as written")
+    func secretFamiliesParse() throws {
+        let text = """
+            [worker.agent]
+            exec = ["/usr/bin/aibox-agent", "run"]
+            secrets = ["provider.*", "channel.telegram.*", "some.exact-name", "a1-b.c2.*", "x.*"]
+            """
+        let w = try #require(try parse(text).get().first)
+        #expect(w.secrets == ["provider.*", "channel.telegram.*", "some.exact-name", "a1-b.c2.*", "x.*"])
+    }
+
+    @Test("the family rule: [a-z0-9][a-z0-9-]*(.[a-z0-9][a-z0-9-]*)*.*")
+    func familyRule() {
+        for good in ["provider.*", "channel.*", "channel.telegram.*", "a.*", "0.*", "a-b.c-d-.*", "p1.p2.p3.*"] {
+            #expect(SecretSelection.isValidFamily(good), "\(good)")
+        }
+        for bad in [
+            "*", ".*", "provider", "provider*", "provider.", "-p.*", "p.-q.*", "p..*", "P.*", "p_q.*", "p.**", "p.*.*", "p .*", "é.*",
+        ] {
+            #expect(!SecretSelection.isValidFamily(bad), "\(bad)")
+        }
+        #expect(!SecretSelection.isValidFamily(String(repeating: "a", count: 127) + ".*"), "past 128 bytes")
+    }
+
+    @Test("a family hands over its members only: the prefix and a dot, then a valid name")
+    func familyMembers() {
+        #expect(SecretSelection.matches("provider.openai.api-key", family: "provider.*"))
+        #expect(SecretSelection.matches("provider.x", family: "provider.*"))
+        #expect(!SecretSelection.matches("provider.", family: "provider.*"), "the prefix alone is no member")
+        #expect(!SecretSelection.matches("providers.openai.api-key", family: "provider.*"))
+        #expect(!SecretSelection.matches("provider", family: "provider.*"))
+        #expect(!SecretSelection.matches("channel.telegram.token", family: "provider.*"))
+        #expect(!SecretSelection.matches("provider..x", family: "provider.*"), "not a valid secret name")
+        #expect(SecretSelection.matches("channel.telegram.token", family: "channel.telegram.*"))
+        #expect(!SecretSelection.matches("channel.slack.bot-token", family: "channel.telegram.*"))
+    }
+
+    @Test("expanding: listed names required in their order, family members optional and sorted, each once")
+    func expandSecrets() {
+        let available = [
+            "provider.openai.api-key", "channel.telegram.token", "provider.anthropic.api-key", "other", "provider.", "providers.x",
+            "some.exact-name",
+        ]
+        let e = SecretSelection.expand(["provider.*", "some.exact-name", "missing.one"], available: available)
+        #expect(e.required == ["some.exact-name", "missing.one"], "listed names stay required whether they exist or not")
+        #expect(e.optional == ["provider.anthropic.api-key", "provider.openai.api-key"])
+        // A name both listed and in a family is listed (required), once.
+        let both = SecretSelection.expand(["provider.*", "provider.openai.api-key", "provider.*"], available: available)
+        #expect(both.required == ["provider.openai.api-key"])
+        #expect(both.optional == ["provider.anthropic.api-key"])
+        // No member: nothing, and no failure.
+        let none = SecretSelection.expand(["channel.*"], available: ["provider.openai.api-key"])
+        #expect(none.required.isEmpty && none.optional.isEmpty)
+        #expect(SecretSelection.expand(["channel.*", "provider.*"], available: []).optional.isEmpty)
+    }
+
+    @Test("one secret-name rule: no leading dot, no '..', a-z 0-9 . - _, at most 128 bytes")
+    func secretNameRule() {
+        for good in ["provider.openai.api-key", "openai_api_key", "a", "channel.telegram.token", String(repeating: "a", count: 128)] {
+            #expect(WorkerConfig.isValidSecretName(good), "\(good)")
+        }
+        for bad in ["", ".", "..", ".hidden", "a..b", "A", "a/b", "a b", "a*", String(repeating: "a", count: 129)] {
+            #expect(!WorkerConfig.isValidSecretName(bad), "\(bad)")
+        }
+    }
+
     @Test("an empty file defines no worker")
     func emptyFile() throws {
         #expect(try parse("").get().isEmpty)
@@ -231,6 +297,43 @@ struct WorkerConfigTests {
         Bad(
             what: "bad secret name", toml: header + "secrets = [\"../etc/shadow\"]\n", line: 3, key: "worker.chat-agent.secrets",
             says: ["\"../etc/shadow\" is not a secret name", "a-z, 0-9, '.', '_' and '-'"]),
+        Bad(
+            what: "secret name starting with a dot", toml: header + "secrets = [\".hidden\"]\n", line: 3,
+            key: "worker.chat-agent.secrets", says: ["\".hidden\" is not a secret name", "not starting with '.'"]),
+        Bad(
+            what: "secret name holding ..", toml: header + "secrets = [\"provider..key\"]\n", line: 3,
+            key: "worker.chat-agent.secrets", says: ["\"provider..key\" is not a secret name"]),
+        // Families: `PREFIX.*` only; '*' anywhere else is refused.
+        Bad(
+            what: "every secret at once", toml: header + "secrets = [\"*\"]\n", line: 3, key: "worker.chat-agent.secrets",
+            says: ["\"*\" is not a secret family", "such as \"provider.*\"", "'*' may stand nowhere else"]),
+        Bad(
+            what: "a family without its dot", toml: header + "secrets = [\"provider*\"]\n", line: 3, key: "worker.chat-agent.secrets",
+            says: ["\"provider*\" is not a secret family", "ending in \".*\""]),
+        Bad(
+            what: "a star inside a name", toml: header + "\nsecrets = [\"provider.*.api-key\"]\n", line: 4,
+            key: "worker.chat-agent.secrets", says: ["\"provider.*.api-key\" is not a secret family"]),
+        Bad(
+            what: "a star as a suffix", toml: header + "secrets = [\"channel.telegram.token*\"]\n", line: 3,
+            key: "worker.chat-agent.secrets", says: ["is not a secret family"]),
+        Bad(
+            what: "a family of everything", toml: header + "secrets = [\".*\"]\n", line: 3, key: "worker.chat-agent.secrets",
+            says: ["\".*\" is not a secret family"]),
+        Bad(
+            what: "a family with an empty part", toml: header + "secrets = [\"provider..*\"]\n", line: 3,
+            key: "worker.chat-agent.secrets", says: ["is not a secret family"]),
+        Bad(
+            what: "a family in upper case", toml: header + "secrets = [\"Provider.*\"]\n", line: 3, key: "worker.chat-agent.secrets",
+            says: ["\"Provider.*\" is not a secret family", "parts of a-z, 0-9 and '-'"]),
+        Bad(
+            what: "a family part starting with a dash", toml: header + "secrets = [\"provider.-x.*\"]\n", line: 3,
+            key: "worker.chat-agent.secrets", says: ["is not a secret family"]),
+        Bad(
+            what: "a family with an underscore", toml: header + "secrets = [\"my_provider.*\"]\n", line: 3,
+            key: "worker.chat-agent.secrets", says: ["is not a secret family"]),
+        Bad(
+            what: "two stars", toml: header + "secrets = [\"provider.**\"]\n", line: 3, key: "worker.chat-agent.secrets",
+            says: ["is not a secret family"]),
         Bad(
             what: "bad memory-max", toml: header + "memory-max = \"lots\"\n", line: 3, key: "worker.chat-agent.memory-max",
             says: ["must be a size such as \"512M\" or \"2G\""]),
@@ -405,6 +508,7 @@ struct WorkerConfigTests {
         Change(key: "crash-loop.window", field: "crashLoop", line: "crash-loop = { window = \"5m\" }"),
         Change(key: "crash-loop.quarantine", field: "crashLoop", line: "crash-loop = { quarantine = \"1h\" }"),
         Change(key: "notify", field: "notify", line: "notify = true"),
+        Change(key: "ready-http", field: "readyHTTP", line: "ready-http = \"http://127.0.0.1:8080/health\""),
         Change(key: "ready-timeout", field: "readyTimeout", line: "ready-timeout = \"5s\""),
         Change(key: "watchdog", field: "watchdog", line: "watchdog = \"5s\""),
         Change(key: "stop-signal", field: "stopSignal", line: "stop-signal = \"INT\""),

@@ -174,6 +174,13 @@ private let defaultWorkerStopTimeout = 10.0
         #expect(agent.gid != 0 && agent.gid != group.gid)
         #expect(accounts.groups.values.filter { $0.members.contains("aibox-agent") }.isEmpty)
 
+        // The local model's server: a system user of its own, in no group of the agent's.
+        let llm = try #require(accounts.users["aibox-llm"], "no user aibox-llm in etc/passwd")
+        #expect(llm.uid > 0 && llm.uid < 1000 && llm.uid != agent.uid, "aibox-llm must be a system user of its own, has uid \(llm.uid)")
+        #expect(llm.shell.hasSuffix("/nologin"), "aibox-llm must not log in, has shell \(llm.shell)")
+        #expect(llm.gid != 0 && llm.gid != group.gid && llm.gid != agent.gid)
+        #expect(accounts.groups.values.filter { $0.members.contains("aibox-llm") }.isEmpty)
+
         let admin = try #require(accounts.users["admin"], "no user admin (the login setup configures)")
         #expect(admin.home == "/home/admin")
         #expect(!admin.shell.hasSuffix("/nologin"), "admin must be able to log in")

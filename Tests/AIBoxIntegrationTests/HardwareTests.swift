@@ -31,7 +31,10 @@ import Testing
         let r = try aiboxUnderFixture(text, ["hardware", "--json"])
         #expect(r.code == 0, "\(r.stderr)")
         let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
-        #expect(json["capabilities"] as? [String] == fixture.capabilities, "\(name): \(r.stdout)")
+        // The devices' capabilities, and llm-local where this machine's RAM makes a tier.
+        let tier = try #require(LocalLLMTier(rawValue: json["localLlmTier"] as? String ?? ""))
+        let expected = (fixture.capabilities + (tier == .none ? [] : ["llm-local"])).sorted()
+        #expect(json["capabilities"] as? [String] == expected, "\(name): \(r.stdout)")
         let devices = try #require(json["devices"] as? [[String: Any]])
         #expect(devices.count == text.components(separatedBy: "P: ").count - 1, "every device is listed, garbled ones too")
         for d in devices {
@@ -81,6 +84,8 @@ import Testing
         #expect(json["ramBytes"] as? Int == ramGiB << 30, "the faked /proc/meminfo was read")
         #expect(json["localLlmTier"] as? String == tier, "\(name) with \(ramGiB) GiB")
         #expect(json["gpuMemoryBytes"] as? Int == gpuMemory)
+        let capabilities = json["capabilities"] as? [String] ?? []
+        #expect(capabilities.contains("llm-local") == (tier != "none"), "\(name) with \(ramGiB) GiB: \(capabilities)")
     }
 
     /// NVIDIA's proprietary driver tells a card's memory only through NVML: a test double of
@@ -129,8 +134,44 @@ import Testing
         #expect(coral.waitingFor == ["hardware:tpu.coral"])
         #expect(coral.pid == nil)
         let status = try JSONDecoder().decode(StatusView.self, from: Data(try box.aibox(["status", "--json"]).stdout.utf8))
-        #expect(status.hardware?.hasPrefix("gpu gpu.nvidia net.ethernet;") == true, "\(status.hardware ?? "nil")")
+        // The devices' capabilities; llm-local besides where this machine's RAM makes a tier.
+        let capabilities = status.hardware?.split(separator: ";").first?.split(separator: " ").filter { $0 != "llm-local" } ?? []
+        #expect(capabilities == ["gpu", "gpu.nvidia", "net.ethernet"], "\(status.hardware ?? "nil")")
         try box.waitForEvent("hardware.profile")
+    }
+
+    /// The local model's worker (`requires-hardware = ["llm-local"]`, as the image ships it)
+    /// under the real daemon: it waits on a box whose RAM makes no local-LLM tier, and runs on
+    /// one where a small model fits. /proc/meminfo is faked through umockdev.
+    @Test(arguments: [(4, false), (8, true)])
+    func theLocalModelsWorkerRunsOnlyWhereTheTierAllows(ramGiB: Int, runs: Bool) throws {
+        try #require(fileExists(umockdevRun), "umockdev is missing: apt-get install umockdev (.ci/run does)")
+        let box = try TestBox(
+            """
+            [worker.llm-local]
+            exec = ["@WORKER@", "--no-notify"]
+            requires-hardware = ["llm-local"]
+
+            [worker.plain]
+            exec = ["@WORKER@", "--no-notify"]
+            """)
+        let meminfo = box.root + "/meminfo"
+        try writeFileAtomically(meminfo, Array(Self.meminfo(gib: ramGiB).utf8))
+        let fakeMeminfo = "mkdir -p \"$UMOCKDEV_DIR/proc\" && cp \"$0\" \"$UMOCKDEV_DIR/proc/meminfo\" && exec \"$@\""
+        try box.startDaemon(launcher: [
+            umockdevRun, "-d", fixturesDirectory + "/bare-vm.umockdev", "--", "/bin/sh", "-c", fakeMeminfo, meminfo,
+        ])
+        defer { box.stopDaemon() }
+        try box.waitFor("plain", ["running"])
+        let profile = try box.waitForEvent("hardware.profile")
+        #expect(profile.first?.message.contains("RAM \(ramGiB).0 GiB") == true, "the faked meminfo was read: \(profile)")
+        if runs {
+            try box.waitFor("llm-local", ["running"])
+        } else {
+            let waiting = try box.waitFor("llm-local", ["waiting"])
+            #expect(waiting?.waitingFor == ["hardware:llm-local"])
+            #expect(waiting?.pid == nil)
+        }
     }
 }
 
@@ -190,7 +231,9 @@ import Testing
         let added = try box.waitForEvent("provisioning.volume-added")
         #expect(added.first?.message == "AIBOX volume on /dev/sdb1 (vfat)")
         let hardware = try box.waitForEvent("hardware.profile-changed")
-        #expect(hardware.first?.message.hasPrefix("usb-storage;") == true)
+        // The profile's capabilities come first (llm-local among them where this machine's RAM makes a tier).
+        let capabilities = hardware.first?.message.split(separator: ";").first?.split(separator: " ") ?? []
+        #expect(capabilities.contains("usb-storage"), "\(hardware)")
         try testbed.send("stick-unplug")
         let removed = try box.waitForEvent("provisioning.volume-removed")
         #expect(removed.first?.message == "AIBOX volume /dev/sdb1 gone")
