@@ -42,13 +42,6 @@ public struct AgentSettings: Sendable {
         case .failure(let e): return .failure(AgentConfigError(description: e.description))
         }
         var problems: [String] = []
-        for p in config.providers {
-            if case .success(let u) = Validators.url(p.baseURL), u.scheme != "https", !u.isLoopback {
-                problems.append(
-                    "\(path): providers.\(p.name).base-url: \(p.baseURL) is plain http to another machine; use https (http only for 127.0.0.1 or localhost)"
-                )
-            }
-        }
         var prices = PriceTable()
         for file in [paths.agentPrices, paths.agentPricesOverride] {
             guard fileExists(file) else { continue }
@@ -62,11 +55,11 @@ public struct AgentSettings: Sendable {
         }
         guard problems.isEmpty else { return .failure(AgentConfigError(description: problems.joined(separator: "\n"))) }
         let tier = environment["AIBOX_AGENT_TIER"].flatMap(LocalLLMTier.init(rawValue:)) ?? HardwareProbe.scan().profile.localLlmTier
-        let table = RoutingTable.build(routing: config.routing.mapValues { [$0] }, providers: config.providers, tier: tier)
+        let table = RoutingTable.build(routing: config.routing, providers: config.providers, tier: tier)
         let secrets = environment["CREDENTIALS_DIRECTORY"].flatMap { $0.isEmpty ? nil : $0 } ?? paths.secrets
         return .success(
             AgentSettings(
-                paths: paths, config: config, tier: tier, table: table, prices: prices, policy: BudgetPolicy(),
+                paths: paths, config: config, tier: tier, table: table, prices: prices, policy: BudgetPolicy(config.budget),
                 secretsDirectory: secrets))
     }
 
@@ -90,5 +83,18 @@ public struct AgentSettings: Sendable {
 
     public func price(_ route: ResolvedRoute) -> Price? {
         route.isLocal ? Price(inputPerMillion: 0, outputPerMillion: 0) : prices.price(provider: route.key.provider, kind: route.kind, model: route.key.model)
+    }
+}
+
+extension BudgetPolicy {
+    /// box.toml's `[budget]` (none: no cap).
+    public init(_ b: BudgetConfig?) {
+        guard let b else {
+            self.init()
+            return
+        }
+        self.init(
+            daily: b.dailyUSD.flatMap(NanoUSD.init(dollars:)), monthly: b.monthlyUSD.flatMap(NanoUSD.init(dollars:)), warnAt: b.warnAt,
+            whenExhausted: b.whenExhausted)
     }
 }

@@ -1,3 +1,5 @@
+import AIBoxCore
+
 /// Money in billionths of a US dollar: exact sums (a float ledger drifts), and room for
 /// prices of a fraction of a microdollar per token.
 public struct NanoUSD: Comparable, Hashable, Sendable, CustomStringConvertible, AdditiveArithmetic {
@@ -54,7 +56,7 @@ public struct Price: Equatable, Sendable {
 
 /// `[budget]` of box.toml.
 public struct BudgetPolicy: Equatable, Sendable {
-    public enum WhenExhausted: String, Sendable, CaseIterable { case local, refuse }
+    public typealias WhenExhausted = BudgetExhaustion
     public var daily: NanoUSD?
     public var monthly: NanoUSD?
     /// The share of a cap at which the owner is warned (once per period).

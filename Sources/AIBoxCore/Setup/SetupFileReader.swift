@@ -228,7 +228,7 @@ final class SetupFileReader {
                 },
                 missing: "say which API the provider speaks: kind = \"openai\", \"anthropic\", \"ollama\" or \"llamacpp\"")
             // Kept as written (a valid URL); nil when absent or wrong.
-            let baseURL = p.check("base-url", Validators.url, missing: nil).flatMap { _ in p.value("base-url")?.string }
+            let baseURL = p.check("base-url", Validators.providerURL, missing: nil).flatMap { _ in p.value("base-url")?.string }
             let models = p.strings("models", max: nil).flatMap { list -> [String]? in
                 switch Validators.modelList(list) {
                 case .success(let m): return m

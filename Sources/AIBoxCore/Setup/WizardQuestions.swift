@@ -235,7 +235,7 @@ extension SetupWizard {
                 return s
             }
             guard let url = text("\(base).base-url") else {
-                var s = Spec(.providers, "\(base).base-url", "Base URL", accept: SetupWizard.textAnswer(Validators.url))
+                var s = Spec(.providers, "\(base).base-url", "Base URL", accept: SetupWizard.textAnswer(Validators.providerURL))
                 s.fallback = .text(kind.defaultBaseURL)
                 return s
             }
