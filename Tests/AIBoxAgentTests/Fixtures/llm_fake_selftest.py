@@ -377,8 +377,10 @@ def model_lists_and_health(fake):
     check(r.status == 200 and doc["data"][0]["type"] == "model" and doc["has_more"] is False, f"anthropic models {doc}")
     r, doc, _ = call(fake, "GET", "/v1/models", None, {})
     check(r.status == 401, "models without a key")
-    r, doc, _ = call(fake, "GET", "/api/tags")
+    r, doc, _ = call(fake, "GET", "/api/tags", None, OLL)
     check(r.status == 200 and doc["models"][0]["details"]["format"] == "gguf", f"tags {doc}")
+    r, doc, _ = call(fake, "GET", "/api/tags")
+    check(r.status == 401 and doc == {"error": "unauthorized"}, f"tags without a key {doc}")
     r, doc, _ = call(fake, "GET", "/health")
     check(doc == {"status": "ok"}, "health")
     r, _, raw = call(fake, "GET", "/")
@@ -715,7 +717,7 @@ def request_log(fake):
     call(fake, "POST", "/v1/chat/completions", oai_body(), OAI)
     script(fake, {"fault": "status", "code": 429})
     call(fake, "POST", "/v1/messages", ant_body(), ANT)
-    call(fake, "GET", "/api/tags")
+    call(fake, "GET", "/api/tags", None, OLL)
     log = requests(fake)
     check([(e["method"], e["path"], e["status"], e["fault"]) for e in log] ==
           [("POST", "/v1/chat/completions", 200, None), ("POST", "/v1/messages", 429, "status"),
