@@ -75,7 +75,7 @@ ERRORS (status fault "error" names; "code" alone picks the first of that status)
 the chat paths and the model lists); a missing or wrong key gets that provider's real 401
 body. --models A,B: only these models exist (others get the provider's not-found error); also
 what the model lists show. --latency-ms: a fixed delay before every provider answer.
-Run it with /usr/bin/python3 (a pyenv shim in between does not pass SIGTERM on).
+Run it with /usr/bin/python3, as the other test fixtures are run.
 """
 
 import argparse
