@@ -9,6 +9,7 @@ Prints one line per check and the fake's own latency; exits 1 on the first failu
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -51,6 +52,9 @@ class Fake:
             self.proc.kill()
             self.proc.wait()
             return None
+        finally:
+            self.port_file_left = os.path.exists(self.port_file)
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def check(cond, what):
@@ -780,6 +784,7 @@ def startup_flags():
         f.write('{"faults":[{"fault":"nope"}]}')
     p = subprocess.run([sys.executable, FAKE, "--port-file", os.path.join(d, "p"), "--script", bad],
                        capture_output=True, text=True, timeout=10)
+    shutil.rmtree(d, ignore_errors=True)
     check(p.returncode != 0 and "faults[0].fault" in p.stderr and bad in p.stderr, f"bad --script: {p.stderr}")
 
 
@@ -795,7 +800,7 @@ def shutdown(fake):
     t0 = time.monotonic()
     rc = fake.stop()
     check(rc == 0 and time.monotonic() - t0 < 3, f"SIGTERM: rc {rc} after {time.monotonic() - t0:.2f} s")
-    check(not os.path.exists(fake.port_file), "port file removed")
+    check(not fake.port_file_left, "port file removed")
     s.close()
 
 
