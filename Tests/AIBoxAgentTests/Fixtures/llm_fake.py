@@ -24,7 +24,8 @@ whitespace) of every message (Anthropic's top-level "system" counts as one more 
 per message; completion tokens = the words of the reply. max_tokens (OpenAI max_tokens or
 max_completion_tokens, Anthropic max_tokens, Ollama options.num_predict) smaller than the
 reply cuts it to that many words, with finish_reason "length" / stop_reason "max_tokens" /
-done_reason "length". A stream sends each word of the reply as its own delta.
+done_reason "length". A stream sends each word of the reply as its own delta. An Ollama chat
+without messages loads the model, as Ollama does: an empty reply with done_reason "load".
 
 Control paths (never recorded, never faulted):
   POST /_fake/script    {"faults": [FAULT, ...]} appended to the queue (400 with the reason
@@ -37,8 +38,9 @@ Control paths (never recorded, never faulted):
                         "status"}], "dropped": N} in arrival order
 
 FAULT = {"fault": NAME, "match": {"path": P, "model": M, "stream": B}, "times": N, ...params}
-  match keys are optional (absent = any); times defaults to 1, -1 = forever. A request takes
-  the first queued fault it matches. Every fault also takes "delay_ms" (per stream event).
+  match keys are optional (absent = any); times defaults to 1, -1 = forever. A request that
+  passes the key and validation checks takes the first queued fault it matches. Every fault
+  also takes "delay_ms" (per stream event).
   status               "code" (HTTP status) and/or "error" (the provider's real error body,
                        by name, see ERRORS below), optional "retry_after" (Retry-After header
                        value) and "message" (replaces the body's message)
@@ -53,8 +55,9 @@ FAULT = {"fault": NAME, "match": {"path": P, "model": M, "stream": B}, "times": 
   no_usage             no usage anywhere (usage chunk, message_start/message_delta usage,
                        prompt_eval_count/eval_count, the JSON reply's usage)
   error_event          streams only: "after" events (default 2), then the provider's in-stream
-                       error ("error" name: Anthropic overloaded_error by default) and the end
-                       of the body
+                       error (an "error" name of ERRORS; by default Anthropic's
+                       overloaded_error event, OpenAI's server_error data line, Ollama's
+                       {"error": ...} line) and the end of the body
   delay_ms             "ms" before each stream event (before the headers of a JSON reply)
   A stream event is one SSE event or one NDJSON line; "after" never reaches the terminator
   ("data: [DONE]", message_stop, the done:true line).
@@ -68,10 +71,11 @@ ERRORS (status fault "error" names; "code" alone picks the first of that status)
              api_error 500, overloaded_error 529
   ollama:    model_not_found 404, unauthorized 401, server_error 500, server_busy 503
 
---api-key K: OpenAI and Ollama want "Authorization: Bearer K", Anthropic "x-api-key: K";
-a missing or wrong key gets that provider's real 401 body. --models A,B: only these models
-exist (others get the provider's not-found error); also what the model lists show.
---latency-ms: a fixed delay before every provider answer.
+--api-key K: OpenAI and Ollama want "Authorization: Bearer K", Anthropic "x-api-key: K" (on
+the chat paths and the model lists); a missing or wrong key gets that provider's real 401
+body. --models A,B: only these models exist (others get the provider's not-found error); also
+what the model lists show. --latency-ms: a fixed delay before every provider answer.
+Run it with /usr/bin/python3, as the other test fixtures are run.
 """
 
 import argparse
@@ -668,6 +672,9 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"0\r\n\r\n")
 
     def models(self, kind):
+        refusal = self.auth_error(kind)
+        if refusal:
+            return self.send_json(refusal[0], refusal[1], self.id_headers(kind))
         if kind == OLLAMA:
             names = MODELS if MODELS is not None else DEFAULT_MODELS[OLLAMA]
             return self.send_json(200, {"models": [{
@@ -676,9 +683,6 @@ class Handler(BaseHTTPRequestHandler):
                 "details": {"parent_model": "", "format": "gguf", "family": "llama", "families": ["llama"],
                             "parameter_size": "3.2B", "quantization_level": "Q4_K_M"}} for n in names]},
                 ctype="application/json; charset=utf-8")
-        refusal = self.auth_error(kind)
-        if refusal:
-            return self.send_json(refusal[0], refusal[1], self.id_headers(kind))
         names = MODELS if MODELS is not None else DEFAULT_MODELS[kind]
         if kind == ANTHROPIC:
             data = [{"type": "model", "id": n, "display_name": n, "created_at": "2025-01-01T00:00:00Z"} for n in names]
