@@ -54,7 +54,7 @@ public struct AgentSettings: Sendable {
             } catch { problems.append("\(error)") }
         }
         guard problems.isEmpty else { return .failure(AgentConfigError(description: problems.joined(separator: "\n"))) }
-        let tier = environment["AIBOX_AGENT_TIER"].flatMap(LocalLLMTier.init(rawValue:)) ?? HardwareProbe.scan().profile.localLlmTier
+        let tier = environment["AGENT_LOCAL_LLM_TIER"].flatMap(LocalLLMTier.init(rawValue:)) ?? HardwareProbe.scan().profile.localLlmTier
         let table = RoutingTable.build(routing: config.routing, providers: config.providers, tier: tier)
         let secrets = environment["CREDENTIALS_DIRECTORY"].flatMap { $0.isEmpty ? nil : $0 } ?? paths.secrets
         return .success(

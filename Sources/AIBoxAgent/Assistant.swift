@@ -145,6 +145,7 @@ public final class Assistant {
                     attempts.append(Attempt(route: name, outcome: "skipped", reason: why))
                     exhausted = why
                     noticeExhausted(why)
+                    if settings.policy.whenExhausted == .refuse { return .failure(.budgetExhausted(why, attempts: attempts)) }
                     continue
                 case nil:
                     attempts.append(Attempt(route: name, outcome: "skipped", reason: "the ledger could not be written (disk full?); no cloud call without it"))
@@ -203,11 +204,11 @@ public final class Assistant {
                 }
                 var opened = false
                 if transport {
-                    opened = pb.failed(kind, now: Clock.monotonic(), configuration: generation, reason: why)
+                    opened = pb.failed(kind, now: Clock.monotonic(), configuration: generation, reason: why, local: route.isLocal)
                     mb.succeeded()  // the model is not at fault; the provider's breaker holds it back
                 } else {
                     pb.succeeded()
-                    opened = mb.failed(kind, now: Clock.monotonic(), configuration: generation, reason: why)
+                    opened = mb.failed(kind, now: Clock.monotonic(), configuration: generation, reason: why, local: route.isLocal)
                 }
                 save(&breakers, providerKey, pb)
                 save(&breakers, modelKey, mb)

@@ -109,3 +109,48 @@ public enum AgentConsole {
         _ = text.withCString { sd_notify(0, $0) }
     }
 }
+
+extension AgentConsole {
+    /// `aibox-agent chat`: a conversation at a terminal or a serial line. Plain lines of at
+    /// most 80 columns, no colour, no cursor movement: it works on a dumb serial console.
+    /// The conversation is kept in agent.db (per terminal), so it goes on after a restart.
+    public static func chat(root: String, role: LLMRole) async -> Int32 {
+        let s = settings(root: root)
+        let ledger = openLedger(s)
+        let client = ProviderClient()
+        let assistant = Assistant(settings: s, ledger: ledger, client: client)
+        let terminal = ttyname(0).map { String(cString: $0) } ?? "stdin"
+        let conversation = "console:" + terminal
+        writeStandardOutput("Chat with the box (\(role.rawValue)). /new forgets the conversation; Ctrl-D or /quit ends.\n")
+        while true {
+            writeStandardOutput("> ")
+            guard let line = readLine(strippingNewline: true) else { break }
+            let text = line.trimmingCharacters(in: " \t\r")
+            if text.isEmpty { continue }
+            if text == "/quit" { break }
+            if text == "/new" {
+                ledger.forget(conversation)
+                writeStandardOutput("(a new conversation)\n")
+                continue
+            }
+            let history = (try? ledger.history(conversation)) ?? []
+            switch await assistant.ask(role: role, history: history, message: text) {
+            case .success(let a):
+                for paragraph in a.text.split(separator: "\n", omittingEmptySubsequences: false) {
+                    writeStandardOutput(TextLayout.wrap(String(paragraph)).joined(separator: "\n") + "\n")
+                }
+                var note = "[\(a.route)"
+                if let u = a.usage { note += ", \(u.inputTokens)+\(u.outputTokens) tokens" }
+                if a.cost > .zero { note += ", \(a.cost)" }
+                if a.attempts.count > 1 { note += ", after \(a.attempts.count - 1) fallback\(a.attempts.count == 2 ? "" : "s")" }
+                writeStandardOutput(TextLayout.wrap(note + "]").joined(separator: "\n") + "\n")
+                try? ledger.append(conversation, question: text, answer: a.text, wallMS: Clock.wallMilliseconds())
+            case .failure(let f):
+                writeStandardOutput(TextLayout.wrap("(no answer: \(f))").joined(separator: "\n") + "\n")
+            }
+        }
+        writeStandardOutput("\n")
+        await client.shutdown()
+        return 0
+    }
+}

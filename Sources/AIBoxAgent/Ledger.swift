@@ -31,6 +31,9 @@ public final class Ledger {
             CREATE TABLE IF NOT EXISTS event(
                 id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, kind TEXT NOT NULL, route TEXT, message TEXT NOT NULL);
             CREATE TABLE IF NOT EXISTS notice(key TEXT PRIMARY KEY, at_ms INTEGER NOT NULL);
+            CREATE TABLE IF NOT EXISTS message(
+                id INTEGER PRIMARY KEY, conversation TEXT NOT NULL, at_ms INTEGER NOT NULL, role TEXT NOT NULL, content TEXT NOT NULL);
+            CREATE INDEX IF NOT EXISTS message_conversation ON message(conversation, id);
             """)
     }
 
@@ -176,6 +179,45 @@ public final class Ledger {
     public func firstNotice(_ key: String, wallMS: Int64) -> Bool {
         guard (try? db.query("INSERT OR IGNORE INTO notice(key, at_ms) VALUES(?,?)", [.text(key), .integer(wallMS)])) != nil else { return false }
         return (try? db.query("SELECT changes()").first?.first?.int64) == 1
+    }
+
+    // MARK: Conversations
+
+    /// The most of a conversation kept, in estimated tokens: far more than any prompt takes
+    /// (prompts are sized to their route), bounded so that a chat that never ends cannot fill the disk.
+    public static let conversationTokens = 32_768
+
+    /// A conversation's kept turns, oldest first.
+    public func history(_ conversation: String) throws(SQLiteError) -> [ChatMessage] {
+        try db.query("SELECT role, content FROM message WHERE conversation = ? ORDER BY id", [.text(conversation)]).compactMap {
+            guard let r = $0[0].string.flatMap(ChatMessage.Role.init(rawValue:)), let c = $0[1].string else { return nil }
+            return ChatMessage(r, c)
+        }
+    }
+
+    /// Adds a question and its answer (together: a question without its answer is not kept),
+    /// then drops the oldest turns past `conversationTokens`.
+    public func append(_ conversation: String, question: String, answer: String, wallMS: Int64) throws(SQLiteError) {
+        try db.transaction { () throws(SQLiteError) in
+            for (role, text) in [("user", question), ("assistant", answer)] {
+                try db.query(
+                    "INSERT INTO message(conversation, at_ms, role, content) VALUES(?,?,?,?)",
+                    [.text(conversation), .integer(wallMS), .text(role), .text(text)])
+            }
+            let rows = try db.query("SELECT id, length(content) FROM message WHERE conversation = ? ORDER BY id DESC", [.text(conversation)])
+            var tokens = 0
+            for row in rows {
+                tokens += Int((row[1].int64 ?? 0) + 3) / 4 + 4
+                if tokens > Ledger.conversationTokens, let id = row[0].int64 {
+                    try db.query("DELETE FROM message WHERE conversation = ? AND id <= ?", [.text(conversation), .integer(id)])
+                    break
+                }
+            }
+        }
+    }
+
+    public func forget(_ conversation: String) {
+        _ = try? db.query("DELETE FROM message WHERE conversation = ?", [.text(conversation)])
     }
 
     /// `YYYY-MM-DD` of a wall-clock instant in the process's time zone (the box's: the agent

@@ -24,6 +24,9 @@ public struct CircuitBreaker: Equatable, Sendable {
 
     /// Cooldowns after failures in a row: 30 s, 1 min, 5 min (then 5 min).
     public static let ladder: [Duration] = [.seconds(30), .seconds(60), .seconds(300)]
+    /// The same for a server on the box or the local network: one that aibox restarts is back
+    /// within seconds, and every second it is shunned costs cloud money.
+    public static let localLadder: [Duration] = [.seconds(5), .seconds(15), .seconds(60)]
     /// A provider out of credit: 5 h, then 24 h.
     public static let quotaLadder: [Duration] = [.seconds(5 * 3600), .seconds(24 * 3600)]
     /// A probe that neither succeeds nor fails within this is taken as failed.
@@ -71,7 +74,8 @@ public struct CircuitBreaker: Equatable, Sendable {
     /// A failure of the class given; returns whether the breaker changed from closed or
     /// probing to open or disabled (worth an event).
     @discardableResult
-    public mutating func failed(_ kind: FailureClass, now: Instant, configuration: UInt64, reason: String) -> Bool {
+    public mutating func failed(_ kind: FailureClass, now: Instant, configuration: UInt64, reason: String, local: Bool = false) -> Bool {
+        let ladder = local ? CircuitBreaker.localLadder : CircuitBreaker.ladder
         let wasOpen: Bool
         switch state {
         case .closed, .probing: wasOpen = false
@@ -90,11 +94,10 @@ public struct CircuitBreaker: Equatable, Sendable {
             state = .open(until: now + CircuitBreaker.step(CircuitBreaker.quotaLadder, failures), reason: reason)
         case .throttled(let retryAfter):
             failures += 1
-            let ladder = CircuitBreaker.step(CircuitBreaker.ladder, failures)
-            state = .open(until: now + max(ladder, retryAfter ?? .zero), reason: reason)
+            state = .open(until: now + max(CircuitBreaker.step(ladder, failures), retryAfter ?? .zero), reason: reason)
         case .unavailable:
             failures += 1
-            state = .open(until: now + CircuitBreaker.step(CircuitBreaker.ladder, failures), reason: reason)
+            state = .open(until: now + CircuitBreaker.step(ladder, failures), reason: reason)
         }
         return !wasOpen
     }

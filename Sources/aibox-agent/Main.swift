@@ -9,7 +9,7 @@ struct AIBoxAgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "aibox-agent",
         abstract: "The AI Box's assistant: answers from a local model and cloud models, within a budget.",
-        subcommands: [Ask.self, Status.self, Run.self])
+        subcommands: [Ask.self, Chat.self, Status.self, Run.self])
 
     /// argument-parser exits 64 on a usage error; AIBox's commands exit 2.
     static func main() async {
@@ -57,6 +57,21 @@ struct Ask: AsyncParsableCommand {
 
     func run() async throws {
         let code = await AgentConsole.ask(root: root.path, role: LLMRole(rawValue: role)!, text: text.joined(separator: " "), json: json)
+        if code != 0 { throw ExitCode(code) }
+    }
+}
+
+struct Chat: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "A conversation at the console (80 columns, a dumb terminal is fine).")
+    @OptionGroup var root: RootOption
+    @Option(help: "chat, code or reasoning.") var role: String = "chat"
+
+    func validate() throws {
+        guard LLMRole(rawValue: role) != nil else { throw ValidationError("--role is chat, code or reasoning, not \"\(role)\"") }
+    }
+
+    func run() async throws {
+        let code = await AgentConsole.chat(root: root.path, role: LLMRole(rawValue: role)!)
         if code != 0 { throw ExitCode(code) }
     }
 }

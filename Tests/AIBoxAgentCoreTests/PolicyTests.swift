@@ -83,6 +83,17 @@ struct CircuitBreakerTests {
         do { let r = b.admit(now: t0 + .seconds(300), configuration: 0); #expect(r) }
     }
 
+    @Test("a local server's breaker opens for 5 s, 15 s, 60 s: aibox restarts it within seconds")
+    func localLadder() {
+        var b = CircuitBreaker()
+        for (i, want) in [5, 15, 60, 60].enumerated() {
+            let now = t0 + .seconds(1000 * i)
+            if i > 0 { _ = b.admit(now: now, configuration: 1) }
+            b.failed(.unavailable, now: now, configuration: 1, reason: "refused", local: true)
+            #expect(b.state == .open(until: now + .seconds(want), reason: "refused"))
+        }
+    }
+
     @Test("throttled: at least Retry-After; quota: 5 h then 24 h; misconfigured: until the configuration changes")
     func kinds() {
         var b = CircuitBreaker()

@@ -94,7 +94,7 @@ final class FakeProvider {
 final class AgentBox {
     let root: String
     var paths: Paths { Paths(root: root) }
-    var environment: [String: String] = ["AIBOX_AGENT_TIER": "small", "CREDENTIALS_DIRECTORY": ""]
+    var environment: [String: String] = ["AGENT_LOCAL_LLM_TIER": "small", "CREDENTIALS_DIRECTORY": ""]
 
     init() throws {
         var template = Array("/tmp/aibox-agent-test-XXXXXX".utf8CString)

@@ -228,7 +228,7 @@ final class SetupFileReader {
                 },
                 missing: "say which API the provider speaks: kind = \"openai\", \"anthropic\", \"ollama\" or \"llamacpp\"")
             // Kept as written (a valid URL); nil when absent or wrong.
-            let baseURL = p.check("base-url", Validators.providerURL, missing: nil).flatMap { _ in p.value("base-url")?.string }
+            let baseURL = p.check("base-url", Validators.url, missing: nil).flatMap { _ in p.value("base-url")?.string }
             let models = p.strings("models", max: nil).flatMap { list -> [String]? in
                 switch Validators.modelList(list) {
                 case .success(let m): return m
@@ -245,7 +245,12 @@ final class SetupFileReader {
                 p, "api-key", name: SecretName.providerAPIKey(name),
                 missing: required ? "the \(kind == .openai ? "OpenAI" : "Anthropic") API needs an API key: api-key = \"…\"" : nil,
                 validate: Validators.apiKey)
-            let baseURLIsWrong = p.value("base-url") != nil && baseURL == nil
+            var baseURLIsWrong = p.value("base-url") != nil && baseURL == nil
+            // A key never crosses a network in clear (a keyless server on the LAN may speak http).
+            if let baseURL, apiKey != nil, case .failure(let e) = Validators.providerURL(baseURL) {
+                p.fail("base-url", e.message + " when it has an API key")
+                baseURLIsWrong = true
+            }
             guard let models, !baseURLIsWrong else { continue }
             providers.append(ProviderConfig(name: name, kind: kind, baseURL: url, apiKeySecret: apiKey, models: models))
         }

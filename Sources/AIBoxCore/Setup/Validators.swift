@@ -291,12 +291,12 @@ public enum Validators {
     }
 
     /// The update feed: like `url`, and https unless the host is the box itself (for tests).
-    /// A provider's base URL: like `url`, and https unless the server is the box itself (an
-    /// API key or a prompt must not cross a network in clear).
+    /// The base URL of a provider that has an API key: like `url`, and https unless the server
+    /// is the box itself (a key must not cross a network in clear).
     public static func providerURL(_ text: String) -> Validated<WebURL> {
         url(text).flatMap { u in
             u.scheme == "https" || u.isLoopback
-                ? .success(u) : fail("the URL uses http to another machine; providers need https (http only for 127.0.0.1 or localhost)")
+                ? .success(u) : fail("the URL uses http to another machine; a provider needs https (http only for 127.0.0.1 or localhost)")
         }
     }
 

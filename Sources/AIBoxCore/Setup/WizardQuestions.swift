@@ -235,12 +235,18 @@ extension SetupWizard {
                 return s
             }
             guard let url = text("\(base).base-url") else {
-                var s = Spec(.providers, "\(base).base-url", "Base URL", accept: SetupWizard.textAnswer(Validators.providerURL))
+                var s = Spec(.providers, "\(base).base-url", "Base URL", accept: SetupWizard.textAnswer(Validators.url))
                 s.fallback = .text(kind.defaultBaseURL)
                 return s
             }
             if answers["\(base).api-key"] == nil {
-                var s = Spec(.providers, "\(base).api-key", "API key (not shown)", accept: SetupWizard.secretAnswer(Validators.apiKey))
+                // Over plain http to another machine (a local server on the network) a key would cross in clear.
+                let clear: Bool = { if case .failure = Validators.providerURL(url) { return true } else { return false } }()
+                var s = Spec(
+                    .providers, "\(base).api-key", "API key (not shown)",
+                    accept: SetupWizard.secretAnswer { key in
+                        clear ? Validators.fail("this server is reached over plain http: a key would cross the network in clear; press Enter for none, or give an https URL") : Validators.apiKey(key)
+                    })
                 s.isSecret = true
                 s.isSkippable = !kind.requiresAPIKey(baseURL: url)
                 s.skipShown = "none"
