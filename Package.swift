@@ -87,6 +87,10 @@ let package = Package(
             dependencies: ["AIBoxCore", "AIBoxSystem"],
             path: "Benchmarks/bench"),
         .executableTarget(
+            name: "aibox-agent-bench",
+            dependencies: ["AIBoxAgent", "AIBoxAgentCore", "AIBoxCore", "AIBoxSystem"],
+            path: "Benchmarks/agent"),
+        .executableTarget(
             name: "aibox-bench-hardware",
             dependencies: ["AIBoxCore", "AIBoxSystem"],
             path: "Benchmarks/hardware"),

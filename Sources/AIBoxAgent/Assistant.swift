@@ -56,15 +56,15 @@ public enum AskFailure: Error, Sendable, Equatable, CustomStringConvertible {
 /// The router at work: takes a role's chain in order, skips routes whose breakers are open or
 /// that the budget does not allow, calls the first that may go, falls back on failure as the
 /// classifier says, and records every decision (events, breakers, ledger) in agent.db.
-public final class Assistant {
-    public let settings: AgentSettings
-    public let ledger: Ledger
+public actor Assistant {
+    public nonisolated let settings: AgentSettings
+    let ledger: Ledger
     let client: ProviderClient?
     let bootID: String
     /// A bound on model calls per request, whatever the chain and the failures.
     public static let maxCallsPerRequest = 8
     /// The reply allowance a call asks for (and the budget reserves).
-    public var maxTokens = 1024
+    public nonisolated let maxTokens = 1024
 
     public init(settings: AgentSettings, ledger: Ledger, client: ProviderClient?) {
         self.settings = settings
@@ -161,6 +161,7 @@ public final class Assistant {
             save(&breakers, modelKey, mb)
             calls += 1
             guard let client else { return .failure(.allFailed(attempts: attempts)) }
+            let callStart = Clock.monotonic()
             let result = await client.call(route, apiKey: route.apiKeySecret.flatMap(settings.secret), request: ModelRequest(model: route.key.model, messages: prompt, maxTokens: maxTokens, temperature: nil, context: route.context), timeouts: CallTimeouts.forRoute(route))
             let wall = Clock.wallMilliseconds()
             switch result {
@@ -196,7 +197,7 @@ public final class Assistant {
                 if let r = reservation {
                     if case .midStream = failure { try? ledger.settle(r, cost: r.amount, usage: nil, estimated: true) } else { try? ledger.release(r) }
                 }
-                attempts.append(Attempt(route: name, outcome: "failed", reason: why, milliseconds: nil))
+                attempts.append(Attempt(route: name, outcome: "failed", reason: why, milliseconds: Double(Clock.monotonic().since(callStart).nanoseconds) / 1e6))
                 let transport: Bool
                 switch failure {
                 case .transport, .stalled: transport = true
@@ -228,6 +229,18 @@ public final class Assistant {
         if let why = exhausted, settings.policy.whenExhausted == .refuse { return .failure(.budgetExhausted(why, attempts: attempts)) }
         return .failure(.allFailed(attempts: attempts))
     }
+
+    /// A conversation's kept turns (agent.db), oldest first.
+    public func history(_ conversation: String) -> [ChatMessage] { (try? ledger.history(conversation)) ?? [] }
+
+    public func remember(_ conversation: String, question: String, answer: String) {
+        try? ledger.append(conversation, question: question, answer: answer, wallMS: Clock.wallMilliseconds())
+    }
+
+    public func forget(_ conversation: String) { ledger.forget(conversation) }
+
+    /// Forgets every breaker: benchmarks measure a first failure each time.
+    public func resetBreakers() { try? ledger.resetBreakers() }
 
     private func save(_ breakers: inout [String: CircuitBreaker], _ key: String, _ b: CircuitBreaker) {
         guard breakers[key] != b else { return }

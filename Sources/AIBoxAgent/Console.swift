@@ -66,9 +66,8 @@ public enum AgentConsole {
     /// `aibox-agent ask`: one answer; 0 when one came, 1 when none did.
     public static func ask(root: String, role: LLMRole, text: String, json: Bool) async -> Int32 {
         let s = settings(root: root)
-        let ledger = openLedger(s)
         let client = ProviderClient()
-        let assistant = Assistant(settings: s, ledger: ledger, client: client)
+        let assistant = Assistant(settings: s, ledger: openLedger(s), client: client)
         let result = await assistant.ask(role: role, message: text)
         await client.shutdown()
         switch result {
@@ -116,9 +115,8 @@ extension AgentConsole {
     /// The conversation is kept in agent.db (per terminal), so it goes on after a restart.
     public static func chat(root: String, role: LLMRole) async -> Int32 {
         let s = settings(root: root)
-        let ledger = openLedger(s)
         let client = ProviderClient()
-        let assistant = Assistant(settings: s, ledger: ledger, client: client)
+        let assistant = Assistant(settings: s, ledger: openLedger(s), client: client)
         let terminal = ttyname(0).map { String(cString: $0) } ?? "stdin"
         let conversation = "console:" + terminal
         writeStandardOutput("Chat with the box (\(role.rawValue)). /new forgets the conversation; Ctrl-D or /quit ends.\n")
@@ -129,11 +127,11 @@ extension AgentConsole {
             if text.isEmpty { continue }
             if text == "/quit" { break }
             if text == "/new" {
-                ledger.forget(conversation)
+                await assistant.forget(conversation)
                 writeStandardOutput("(a new conversation)\n")
                 continue
             }
-            let history = (try? ledger.history(conversation)) ?? []
+            let history = await assistant.history(conversation)
             switch await assistant.ask(role: role, history: history, message: text) {
             case .success(let a):
                 for paragraph in a.text.split(separator: "\n", omittingEmptySubsequences: false) {
@@ -144,7 +142,7 @@ extension AgentConsole {
                 if a.cost > .zero { note += ", \(a.cost)" }
                 if a.attempts.count > 1 { note += ", after \(a.attempts.count - 1) fallback\(a.attempts.count == 2 ? "" : "s")" }
                 writeStandardOutput(TextLayout.wrap(note + "]").joined(separator: "\n") + "\n")
-                try? ledger.append(conversation, question: text, answer: a.text, wallMS: Clock.wallMilliseconds())
+                await assistant.remember(conversation, question: text, answer: a.text)
             case .failure(let f):
                 writeStandardOutput(TextLayout.wrap("(no answer: \(f))").joined(separator: "\n") + "\n")
             }

@@ -152,6 +152,9 @@ public final class Ledger {
             [.text(key), .text(state), SQLiteValue(until), SQLiteValue(reason), SQLiteValue(configuration), .integer(Int64(b.failures)), .text(bootID)])
     }
 
+    /// Forgets every breaker (benchmarks and tests measure a first failure each time).
+    public func resetBreakers() throws(SQLiteError) { try db.execute("DELETE FROM breaker") }
+
     // MARK: Events and notices
 
     public func record(kind: String, route: RouteKey?, message: String, wallMS: Int64) {

@@ -37,9 +37,16 @@ public struct AgentStatus: Encodable, Sendable {
     var budget: BudgetState
     var events: [EventRow]
 
-    public static func gather(_ assistant: Assistant, now: Instant, wallMS: Int64) -> AgentStatus {
-        let s = assistant.settings
-        let breakers = (try? assistant.ledger.breakers(bootID: assistant.bootID, now: now)) ?? [:]
+    public static func gather(_ assistant: Assistant, now: Instant, wallMS: Int64) async -> AgentStatus {
+        await assistant.status(now: now, wallMS: wallMS)
+    }
+}
+
+extension Assistant {
+    func status(now: Instant, wallMS: Int64) -> AgentStatus {
+        typealias RouteState = AgentStatus.RouteState
+        let s = settings
+        let breakers = (try? ledger.breakers(bootID: bootID, now: now)) ?? [:]
         var routes: [String: [RouteState]] = [:]
         for role in LLMRole.allCases {
             routes[role.rawValue] = (s.table.chains[role] ?? []).map { r in
@@ -57,16 +64,19 @@ public struct AgentStatus: Encodable, Sendable {
                 return RouteState(route: r.key.description, local: r.isLocal, context: r.context, state: state, reason: reason, retryInSeconds: retry)
             }
         }
-        let (period, use) = (try? assistant.ledger.currentUse(wallMS: wallMS)) ?? (BudgetPeriod(day: Ledger.localDay(wallMS)), BudgetUse())
-        let budget = BudgetState(
+        let (period, use) = (try? ledger.currentUse(wallMS: wallMS)) ?? (BudgetPeriod(day: Ledger.localDay(wallMS)), BudgetUse())
+        let budget = AgentStatus.BudgetState(
             limited: s.policy.isLimited, day: period.day, month: period.month, spentTodayUSD: use.day.dollars, spentThisMonthUSD: use.month.dollars,
             dailyCapUSD: s.policy.daily?.dollars, monthlyCapUSD: s.policy.monthly?.dollars, whenExhausted: s.policy.whenExhausted.rawValue,
-            exhausted: assistant.budgetExhausted(wallMS: wallMS))
-        let events = ((try? assistant.ledger.events(limit: 10)) ?? []).map {
-            EventRow(at: formatLocalTime(milliseconds: $0.atMS), kind: $0.kind, route: $0.route, message: $0.message)
+            exhausted: budgetExhausted(wallMS: wallMS))
+        let events = ((try? ledger.events(limit: 10)) ?? []).map {
+            AgentStatus.EventRow(at: formatLocalTime(milliseconds: $0.atMS), kind: $0.kind, route: $0.route, message: $0.message)
         }
         return AgentStatus(localLlmTier: s.tier.rawValue, routes: routes, budget: budget, events: events)
     }
+}
+
+extension AgentStatus {
 
     /// The screen: at most 80 columns.
     public func lines(width: Int = 80) -> [String] {
@@ -113,10 +123,10 @@ public struct AgentStatus: Encodable, Sendable {
 }
 
 extension AgentConsole {
-    public static func status(root: String, json: Bool) {
+    public static func status(root: String, json: Bool) async {
         let s = settings(root: root)
         let assistant = Assistant(settings: s, ledger: openLedger(s), client: nil)
-        let st = AgentStatus.gather(assistant, now: Clock.monotonic(), wallMS: Clock.wallMilliseconds())
+        let st = await AgentStatus.gather(assistant, now: Clock.monotonic(), wallMS: Clock.wallMilliseconds())
         if json { printJSON(st) } else { writeStandardOutput(st.lines().joined(separator: "\n") + "\n") }
     }
 
@@ -130,7 +140,7 @@ extension AgentConsole {
         let tick: Duration = watchdogMicroseconds > 0 ? .microseconds(watchdogMicroseconds / 2) : .seconds(10)
         var first = true
         while true {
-            let st = AgentStatus.gather(assistant, now: Clock.monotonic(), wallMS: Clock.wallMilliseconds())
+            let st = await AgentStatus.gather(assistant, now: Clock.monotonic(), wallMS: Clock.wallMilliseconds())
             notify((first ? "READY=1\n" : "") + "WATCHDOG=1\nSTATUS=" + st.summary)
             first = false
             try? await Task.sleep(for: min(tick, .seconds(10)))

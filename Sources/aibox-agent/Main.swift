@@ -82,7 +82,7 @@ struct Status: AsyncParsableCommand {
     @Flag(help: "One JSON document.") var json = false
 
     func run() async throws {
-        AgentConsole.status(root: root.path, json: json)
+        await AgentConsole.status(root: root.path, json: json)
     }
 }
 

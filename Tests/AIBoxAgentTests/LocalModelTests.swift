@@ -58,7 +58,7 @@ struct LocalModelTests {
             Array(
                 """
                 [worker.llm-local]
-                exec = ["\(server)", "--host", "127.0.0.1", "--port", "\(port)", "--alias", "smollm2", "-m", "\(gguf)", "-c", "2048", "-t", "2"]
+                exec = ["\(server)", "--host", "127.0.0.1", "--port", "\(port)", "--alias", "smollm2", "-m", "\(gguf)", "-c", "2048", "-t", "2", "--temp", "0"]
                 ready-http = "http://127.0.0.1:\(port)/health"
                 ready-timeout = "60s"
                 restart-delay = "100ms"
