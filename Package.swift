@@ -98,7 +98,7 @@ let package = Package(
         // inputs, or is libFuzzer when built by Fuzz/run (-sanitize=fuzzer,address -D FUZZING).
         .target(
             name: "AIBoxFuzzHarnesses",
-            dependencies: ["AIBoxCore", "AIBoxSystem"],
+            dependencies: ["AIBoxCore", "AIBoxAgentCore", "AIBoxSystem"],
             path: "Fuzz/Harnesses"),
         .target(name: "CLibFuzzer", path: "Fuzz/CLibFuzzer"),
         .executableTarget(name: "aibox-fuzz", dependencies: ["AIBoxFuzzHarnesses", "AIBoxSystem", "CLibFuzzer"], path: "Fuzz/Driver"),

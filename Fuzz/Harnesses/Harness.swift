@@ -26,6 +26,8 @@ public struct Harness: Sendable {
         Harness(name: "control", summary: "ControlRequest.parse: a control socket request line (JSON)", run: fuzzControl),
         Harness(name: "notify", summary: "NotifyMessage(datagram:) into a WorkerMachine", run: fuzzNotify),
         Harness(name: "http-status", summary: "ReadyHTTP.answer: a ready-http server's status line", run: fuzzHTTPStatus),
+        Harness(name: "reply-stream", summary: "ReplyDecoder: a provider's streamed reply (SSE, NDJSON)", run: fuzzReplyStream),
+        Harness(name: "prices", summary: "PriceTable.parse: the agent's prices.toml", run: fuzzPrices),
     ]
 
     public static func named(_ name: String) -> Harness? { all.first { $0.name == name } }

@@ -29,6 +29,9 @@ public struct AgentSettings: Sendable {
     public var policy: BudgetPolicy
     /// `$CREDENTIALS_DIRECTORY` when aibox started the agent, else the box's secrets.
     public var secretsDirectory: String
+    /// For tests: one silence limit (connect, first byte, idle) for every route instead of
+    /// the per-kind ones (`AGENT_SILENCE_SECONDS`).
+    public var silenceLimit: Duration?
 
     public static func load(paths: Paths, environment: [String: String]) -> Result<AgentSettings, AgentConfigError> {
         let path = paths.boxConfig
@@ -60,7 +63,8 @@ public struct AgentSettings: Sendable {
         return .success(
             AgentSettings(
                 paths: paths, config: config, tier: tier, table: table, prices: prices, policy: BudgetPolicy(config.budget),
-                secretsDirectory: secrets))
+                secretsDirectory: secrets,
+                silenceLimit: environment["AGENT_SILENCE_SECONDS"].flatMap(Double.init).map { .milliseconds(Int64($0 * 1000)) }))
     }
 
     /// A secret's value, or nil when its file is absent or unreadable (the route then fails

@@ -162,7 +162,7 @@ public actor Assistant {
             calls += 1
             guard let client else { return .failure(.allFailed(attempts: attempts)) }
             let callStart = Clock.monotonic()
-            let result = await client.call(route, apiKey: route.apiKeySecret.flatMap(settings.secret), request: ModelRequest(model: route.key.model, messages: prompt, maxTokens: maxTokens, temperature: nil, context: route.context), timeouts: CallTimeouts.forRoute(route))
+            let result = await client.call(route, apiKey: route.apiKeySecret.flatMap(settings.secret), request: ModelRequest(model: route.key.model, messages: prompt, maxTokens: maxTokens, temperature: nil, context: route.context), timeouts: settings.silenceLimit.map { CallTimeouts(connect: $0, firstByte: $0, idle: $0) } ?? CallTimeouts.forRoute(route))
             let wall = Clock.wallMilliseconds()
             switch result {
             case .success(let reply):

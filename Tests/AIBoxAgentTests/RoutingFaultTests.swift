@@ -93,6 +93,24 @@ struct RoutingFaultTests {
         #expect(((out.json["attempts"] as? [[String: Any]])?.first?["reason"] as? String)?.contains("broke off") == true)
     }
 
+    @Test("a provider that accepts the connection and never answers, or stalls mid-reply: the next route answers once the silence limit passes", arguments: [
+        #"{"fault": "hang_before_headers", "seconds": 60}"#, #"{"fault": "stall", "after": 2, "seconds": 60}"#,
+    ])
+    func wedged(fault: String) throws {
+        let fake = try FakeProvider(apiKey: RoutingFaultTests.key)
+        let b = try box(fake)
+        b.environment["AGENT_SILENCE_SECONDS"] = "1.5"
+        try fake.script("[" + fault.dropLast() + #", "match": {"path": "/v1/messages"}}]"#)
+        let start = Clock.monotonic()
+        let out = try b.ask("Are you there?", role: "reasoning")
+        let took = Clock.monotonic().since(start)
+        #expect(out.json["route"] as? String == "local/llama3.2:3b", "\(out.stdout)\(out.stderr)")
+        let reason = (out.json["attempts"] as? [[String: Any]])?.first?["reason"] as? String ?? ""
+        #expect(reason == (fault.contains("hang") ? "no answer in time" : "the reply stalled"), "\(reason)")
+        #expect(took >= .milliseconds(1400) && took < .seconds(10), "given up after the silence limit, not before: \(took)")
+        #expect(try b.routeStates("reasoning").first?["state"] as? String == "off", "the provider's breaker opened")
+    }
+
     @Test("a key refused (401): the provider stays off until its key changes; the owner is told once")
     func unauthorised() throws {
         let fake = try FakeProvider(apiKey: "sk-ant-the-right-one-0000")
