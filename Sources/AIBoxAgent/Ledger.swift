@@ -17,7 +17,7 @@ public final class Ledger {
         try db.execute(
             """
             PRAGMA journal_mode=WAL;
-            PRAGMA synchronous=FULL;
+            PRAGMA synchronous=NORMAL;
             CREATE TABLE IF NOT EXISTS charge(
                 id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, day TEXT NOT NULL, month TEXT NOT NULL,
                 provider TEXT NOT NULL, model TEXT NOT NULL, role TEXT NOT NULL,
@@ -71,10 +71,18 @@ public final class Ledger {
 
     /// Reserves `estimate` for a call, in one transaction with the check against the caps:
     /// two requests at once (from any process) cannot both pass a cap one of them fits under.
+    ///
+    /// Durability: the reservation is on disk before the call is made (`synchronous=FULL` for
+    /// its commit), so a power cut mid-call leaves it charged in full. Everything else is
+    /// written with `synchronous=NORMAL` (WAL): a power cut may lose the last settlements,
+    /// events or breakers — a lost settlement leaves its reservation, which is never less
+    /// than the charge, so the ledger errs on the side of spending less.
     public func reserve(
         _ estimate: NanoUSD, policy: BudgetPolicy, route: RouteKey, role: LLMRole, wallMS: Int64
     ) throws(SQLiteError) -> ReserveOutcome {
         var outcome = ReserveOutcome.refused(.allowed)
+        try db.execute("PRAGMA synchronous=FULL")
+        defer { try? db.execute("PRAGMA synchronous=NORMAL") }
         try db.transaction { () throws(SQLiteError) in
             let p = try period(wallMS: wallMS)
             let before = try use(in: p)

@@ -70,6 +70,26 @@ struct BudgetTests {
         #expect((second.json["costUSD"] as? Double ?? 0) > 1.0, "charged the reservation (1024 reply tokens at $0.001)")
     }
 
+    @Test("the agent killed in the middle of a cloud call: its reservation stays charged in full")
+    func killedMidCall() throws {
+        let b = try box(budget: "[budget]\ndaily-usd = 100.0\n")
+        try cloud.script(#"[{"fault": "stall", "after": 2, "seconds": 60}]"#)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: agentBinary)
+        p.arguments = ["ask", "--json", "--root", b.root, "a long question"]
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in b.environment { env[k] = v }
+        p.environment = env
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        #expect(waitFor(.seconds(15)) { ((try? cloud.requests(path: "/v1/messages").count) ?? 0) == 1 }, "the call reached the provider")
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        // 1024 reply tokens at $0.001 and the prompt: the whole reservation, not nothing.
+        #expect(try spent(b) > 1.024)
+    }
+
     @Test("the cap reached: only the local model answers, the cloud is not called, and the owner is told exactly once")
     func capReached() throws {
         let b = try box(budget: "[budget]\ndaily-usd = 1.5\nwhen-exhausted = \"local\"\n")
