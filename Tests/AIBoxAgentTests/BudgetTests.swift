@@ -90,6 +90,30 @@ struct BudgetTests {
         #expect(try spent(b) > 1.024)
     }
 
+    @Test("the wall clock jumps back to 1970 (no RTC, no NTP yet): the day already charged goes on, no fresh allowance; forward: a new day")
+    func clockJumps() throws {
+        let lib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+        try #require(fileExists(lib), "libfaketime is missing: apt-get install libfaketime (.ci/run does)")
+        let b = try box(budget: "[budget]\ndaily-usd = 2.5\n")
+        try cloud.script(#"[{"fault": "no_usage", "times": -1}]"#)  // each cloud call charged its reservation, about $1.03
+        func at(_ time: String) throws -> Output {
+            // Through /usr/bin/env: a Swift program exec'd directly under LD_PRELOAD=libfaketime loses its argv.
+            var env = b.environment
+            env["LD_PRELOAD"] = lib
+            env["FAKETIME"] = "@" + time
+            env["DONT_FAKE_MONOTONIC"] = "1"
+            return try runProgram("/usr/bin/env", [agentBinary, "ask", "--json", "--root", b.root, "hello at \(time)"], environment: env)
+        }
+        #expect(try at("2026-12-02 12:00:00").json["route"] as? String == "anthropic/claude-3-5-haiku-latest")
+        // Rebooted without a clock: 1970. The day counted is still 2026-12-02.
+        #expect(try at("1970-01-01 00:00:10").json["route"] as? String == "anthropic/claude-3-5-haiku-latest")
+        let third = try at("1970-01-01 00:01:00")
+        #expect(third.json["route"] as? String == "local/llama3.2:3b", "2 × $1.03 charged today; a third would pass $2.50: \(third.stdout)")
+        // NTP answers: the next day is a new day.
+        #expect(try at("2026-12-03 08:00:00").json["route"] as? String == "anthropic/claude-3-5-haiku-latest")
+        #expect(try cloud.requests(path: "/v1/messages").count == 3)
+    }
+
     @Test("the cap reached: only the local model answers, the cloud is not called, and the owner is told exactly once")
     func capReached() throws {
         let b = try box(budget: "[budget]\ndaily-usd = 1.5\nwhen-exhausted = \"local\"\n")

@@ -104,6 +104,14 @@ struct LocalModelTests {
         #expect(try b.events().contains { $0["kind"] as? String == "route.recovered" && $0["route"] as? String == "local/smollm2" })
         // The agent worker tells aibox what it is doing.
         #expect((try b.workerStatus("agent") ?? "").hasPrefix("chat: local/smollm2"))
+        // The key went to the provider and is nowhere else: not in any file of the box but its
+        // secret (the daemon's database and log, agent.db, the worker's credentials copy under
+        // run/ aside), not in any output.
+        #expect((try cloud.requests(path: "/v1/messages").first?["headers"] as? [String: Any])?["x-api-key"] as? String == "sk-ant-local-test-000111")
+        let grep = try runProgram("/bin/grep", ["-r", "-l", "-a", "-F", "sk-ant-local-test-000111", b.root])
+        let files = grep.stdout.split(separator: "\n").map(String.init).filter { !$0.contains("/run/aibox/credentials/agent/") }
+        #expect(files == [b.paths.secrets + "/provider.anthropic.api-key"], "the key is in \(files)")
+        #expect(!(first.stdout + second.stdout + first.stderr + second.stderr).contains("sk-ant-local-test-000111"))
     }
 
     @Test("a prompt over the local model's context: llama-server's 400 is a context overflow, and the next route with room answers")
