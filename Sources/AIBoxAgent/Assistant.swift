@@ -63,6 +63,8 @@ public actor Assistant {
     let bootID: String
     /// A bound on model calls per request, whatever the chain and the failures.
     public static let maxCallsPerRequest = 8
+    /// The longest Retry-After a request waits out for its one more try, when nothing else answered.
+    public static let maxRetryWait: Duration = .seconds(20)
     /// The reply allowance a call asks for (and the budget reserves).
     public nonisolated let maxTokens = 1024
 
@@ -90,7 +92,22 @@ public actor Assistant {
         if let why = exhausted { chain = budgetShrunk(chain, why: why, attempts: &attempts) }
         var calls = 0
         var breakers = (try? ledger.breakers(bootID: bootID, now: Clock.monotonic())) ?? [:]
-        for route in chain {
+        // When every route has failed or been skipped and one of them only asked to wait
+        // (throttled, Retry-After within `maxRetryWait`), it gets one more try after that
+        // wait, its breaker aside: a busy provider is still better than no answer.
+        var queue = chain[...]
+        var retry: (route: ResolvedRoute, wait: Duration)?
+        var retried = false
+        var bypass: RouteKey?
+        while true {
+            guard let route = queue.popFirst() else {
+                guard !retried, let r = retry, calls < Assistant.maxCallsPerRequest else { break }
+                retried = true
+                bypass = r.route.key
+                queue = [r.route][...]
+                try? await Task.sleep(for: r.wait)
+                continue
+            }
             if calls >= Assistant.maxCallsPerRequest {
                 attempts.append(Attempt(route: route.key.description, outcome: "skipped", reason: "\(Assistant.maxCallsPerRequest) calls for one request"))
                 break
@@ -103,11 +120,11 @@ public actor Assistant {
             let generation = settings.configurationHash(provider: route.key.provider)
             let now = Clock.monotonic()
             let providerKey = route.key.provider, modelKey = name
-            if let b = breakers[providerKey], !b.isAvailable(now: now, configuration: generation) {
+            if route.key != bypass, let b = breakers[providerKey], !b.isAvailable(now: now, configuration: generation) {
                 attempts.append(Attempt(route: name, outcome: "skipped", reason: "provider off: \(Assistant.reason(b))"))
                 continue
             }
-            if let b = breakers[modelKey], !b.isAvailable(now: now, configuration: generation) {
+            if route.key != bypass, let b = breakers[modelKey], !b.isAvailable(now: now, configuration: generation) {
                 attempts.append(Attempt(route: name, outcome: "skipped", reason: "route off: \(Assistant.reason(b))"))
                 continue
             }
@@ -224,6 +241,13 @@ public actor Assistant {
                 default: break
                 }
                 if !kind.fallsBack { return .failure(.rejected(why, attempts: attempts)) }
+                if case .throttled(let after) = kind, retry == nil, !retried {
+                    let wait = max(after ?? .seconds(1), .milliseconds(500))
+                    if wait <= Assistant.maxRetryWait {
+                        // Jittered up to a quarter more: boxes told the same Retry-After do not return together.
+                        retry = (route, wait + .milliseconds(Int64(Double(wait.components.seconds * 1000) * Double.random(in: 0...0.25))))
+                    }
+                }
             }
         }
         if let why = exhausted, settings.policy.whenExhausted == .refuse { return .failure(.budgetExhausted(why, attempts: attempts)) }

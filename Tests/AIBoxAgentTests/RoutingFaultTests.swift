@@ -66,6 +66,39 @@ struct RoutingFaultTests {
         #expect(try b.events().contains { $0["kind"] as? String == "route.fallback" })
     }
 
+    @Test("throttled, and no other route answers: one more try after Retry-After, and it answers")
+    func retryAfterWhenNothingElseAnswers() throws {
+        let fake = try FakeProvider(apiKey: RoutingFaultTests.key)
+        let b = try AgentBox()
+        try b.configure(
+            """
+            [providers.anthropic]
+            kind = "anthropic"
+            base-url = "\(fake.base)"
+            api-key-secret = "provider.anthropic.api-key"
+            models = ["claude-3-5-haiku-latest"]
+
+            [providers.local]
+            kind = "ollama"
+            base-url = "http://127.0.0.1:\(try closedPort())"
+            models = ["llama3.2:3b"]
+
+            [routing]
+            reasoning = { provider = "anthropic", model = "claude-3-5-haiku-latest" }
+
+            """)
+        try b.secret("provider.anthropic.api-key", RoutingFaultTests.key)
+        try fake.script(#"[{"fault": "status", "match": {"path": "/v1/messages"}, "error": "rate_limit_error", "retry_after": "1"}]"#)
+        let start = Clock.monotonic()
+        let out = try b.ask("Still there?", role: "reasoning")
+        let took = Clock.monotonic().since(start)
+        #expect(out.json["route"] as? String == "anthropic/claude-3-5-haiku-latest", "\(out.stdout)\(out.stderr)")
+        let outcomes = (out.json["attempts"] as? [[String: Any]] ?? []).map { "\($0["route"] ?? "")=\($0["outcome"] ?? "")" }
+        #expect(outcomes == ["anthropic/claude-3-5-haiku-latest=failed", "local/llama3.2:3b=failed", "anthropic/claude-3-5-haiku-latest=answered"])
+        #expect(took >= .seconds(1) && took < .seconds(5), "waited Retry-After (1 s, up to a quarter more): \(took)")
+        #expect(try fake.requests(path: "/v1/messages").count == 2)
+    }
+
     @Test("every cloud route unreachable: the local model answers; the provider's breaker opens")
     func cloudDown() throws {
         let fake = try FakeProvider(apiKey: RoutingFaultTests.key)
