@@ -282,7 +282,10 @@ public actor Assistant {
 
     private func noticeExhausted(_ why: String) {
         let wall = Clock.wallMilliseconds()
-        guard let (period, _) = try? ledger.currentUse(wallMS: wall), ledger.firstNotice("budget.exhausted:\(period.day)", wallMS: wall) else { return }
+        // Once per period: a spent monthly cap is told once that month, not every day of it.
+        guard let (period, _) = try? ledger.currentUse(wallMS: wall),
+            ledger.firstNotice("budget.exhausted:" + (why.contains("monthly") ? period.month : period.day), wallMS: wall)
+        else { return }
         let then = settings.policy.whenExhausted == .local ? "only the local model answers until it renews" : "cloud requests are refused until it renews"
         ledger.record(kind: "owner.notice", route: nil, message: "\(why); \(then)", wallMS: wall)
     }

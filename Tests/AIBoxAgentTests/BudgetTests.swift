@@ -92,18 +92,9 @@ struct BudgetTests {
 
     @Test("the wall clock jumps back to 1970 (no RTC, no NTP yet): the day already charged goes on, no fresh allowance; forward: a new day")
     func clockJumps() throws {
-        let lib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
-        try #require(fileExists(lib), "libfaketime is missing: apt-get install libfaketime (.ci/run does)")
         let b = try box(budget: "[budget]\ndaily-usd = 2.5\n")
         try cloud.script(#"[{"fault": "no_usage", "times": -1}]"#)  // each cloud call charged its reservation, about $1.03
-        func at(_ time: String) throws -> Output {
-            // Through /usr/bin/env: a Swift program exec'd directly under LD_PRELOAD=libfaketime loses its argv.
-            var env = b.environment
-            env["LD_PRELOAD"] = lib
-            env["FAKETIME"] = "@" + time
-            env["DONT_FAKE_MONOTONIC"] = "1"
-            return try runProgram("/usr/bin/env", [agentBinary, "ask", "--json", "--root", b.root, "hello at \(time)"], environment: env)
-        }
+        func at(_ time: String) throws -> Output { try ask(b, at: time) }
         #expect(try at("2026-12-02 12:00:00").json["route"] as? String == "anthropic/claude-3-5-haiku-latest")
         // Rebooted without a clock: 1970. The day counted is still 2026-12-02.
         #expect(try at("1970-01-01 00:00:10").json["route"] as? String == "anthropic/claude-3-5-haiku-latest")
@@ -112,6 +103,30 @@ struct BudgetTests {
         // NTP answers: the next day is a new day.
         #expect(try at("2026-12-03 08:00:00").json["route"] as? String == "anthropic/claude-3-5-haiku-latest")
         #expect(try cloud.requests(path: "/v1/messages").count == 3)
+    }
+
+    @Test("a spent monthly cap is told once that month, not once a day")
+    func monthlyNoticeOnce() throws {
+        let b = try box(budget: "[budget]\nmonthly-usd = 1.5\n")
+        try cloud.script(#"[{"fault": "no_usage", "times": -1}]"#)
+        for day in ["2026-12-02", "2026-12-02", "2026-12-03", "2026-12-04"] { _ = try ask(b, at: day + " 10:00:00") }
+        #expect(try cloud.requests(path: "/v1/messages").count == 1)
+        let notices = try b.events().filter { $0["kind"] as? String == "owner.notice" }
+        #expect(notices.count == 1, "\(notices)")
+        // A new month, a new allowance.
+        #expect(try ask(b, at: "2027-01-01 10:00:00").json["route"] as? String == "anthropic/claude-3-5-haiku-latest")
+    }
+
+    /// `aibox-agent ask` with the wall clock at `time` (libfaketime; the monotonic clock is left alone).
+    func ask(_ b: AgentBox, at time: String) throws -> Output {
+        let lib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+        try #require(fileExists(lib), "libfaketime is missing: apt-get install libfaketime (.ci/run does)")
+        // Through /usr/bin/env: a Swift program exec'd directly under LD_PRELOAD=libfaketime loses its argv.
+        var env = b.environment
+        env["LD_PRELOAD"] = lib
+        env["FAKETIME"] = "@" + time
+        env["DONT_FAKE_MONOTONIC"] = "1"
+        return try runProgram("/usr/bin/env", [agentBinary, "ask", "--json", "--root", b.root, "hello at \(time)"], environment: env)
     }
 
     @Test("the cap reached: only the local model answers, the cloud is not called, and the owner is told exactly once")
