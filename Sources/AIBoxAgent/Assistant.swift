@@ -68,9 +68,13 @@ public actor Assistant {
     /// The reply allowance a call asks for (and the budget reserves).
     public nonisolated let maxTokens = 1024
 
-    public init(settings: AgentSettings, ledger: Ledger, client: ProviderClient?) {
+    /// Why agent.db could not be opened (the ledger is then in memory): no cloud call under a budget.
+    let ledgerProblem: String?
+
+    public init(settings: AgentSettings, ledger: Ledger, client: ProviderClient?, ledgerProblem: String? = nil) {
         self.settings = settings
         self.ledger = ledger
+        self.ledgerProblem = ledgerProblem
         self.client = client
         bootID = readTextFile("/proc/sys/kernel/random/boot_id")?.trimmingCharacters(in: " \n") ?? ""
     }
@@ -139,6 +143,10 @@ public actor Assistant {
             var reservation: Ledger.Reservation?
             let price = settings.price(route)
             if !route.isLocal && settings.policy.isLimited {
+                if let problem = ledgerProblem {
+                    attempts.append(Attempt(route: name, outcome: "skipped", reason: "agent.db cannot be written (\(problem)); no cloud call without its ledger"))
+                    continue
+                }
                 guard let price else {
                     attempts.append(Attempt(route: name, outcome: "skipped", reason: "no price for this model, and a budget is set (add it to prices.toml)"))
                     if ledger.firstNotice("unpriced:\(name)", wallMS: Clock.wallMilliseconds()) {
@@ -147,7 +155,12 @@ public actor Assistant {
                     continue
                 }
                 let estimate = CallCost.estimate(price, promptTokens: TokenEstimate.tokens(prompt), maxTokens: maxTokens)
-                switch (try? ledger.reserve(estimate, policy: settings.policy, route: route.key, role: role, wallMS: Clock.wallMilliseconds())) {
+                var outcome: Ledger.ReserveOutcome?
+                var ledgerError = ""
+                do { outcome = try ledger.reserve(estimate, policy: settings.policy, route: route.key, role: role, wallMS: Clock.wallMilliseconds()) } catch {
+                    ledgerError = error.description
+                }
+                switch outcome {
                 case .reserved(let r, let warnings)?:
                     reservation = r
                     for w in warnings where ledger.firstNotice("budget.warn:\(w):\(w == "daily" ? r.period.day : r.period.month)", wallMS: Clock.wallMilliseconds()) {
@@ -165,7 +178,8 @@ public actor Assistant {
                     if settings.policy.whenExhausted == .refuse { return .failure(.budgetExhausted(why, attempts: attempts)) }
                     continue
                 case nil:
-                    attempts.append(Attempt(route: name, outcome: "skipped", reason: "the ledger could not be written (disk full?); no cloud call without it"))
+                    // Money is not spent without its record: the local routes still answer.
+                    attempts.append(Attempt(route: name, outcome: "skipped", reason: "agent.db cannot be written (\(ledgerError)); no cloud call without its ledger"))
                     continue
                 }
             }

@@ -53,21 +53,34 @@ public enum AgentConsole {
         tzset()
     }
 
-    public static func openLedger(_ s: AgentSettings) -> Ledger {
+    /// agent.db, or — when it cannot be opened (the disk is full, the file system read-only) —
+    /// a ledger in memory and the reason: the agent then answers from its local routes and
+    /// makes no cloud call under a budget, whose spending it could not record.
+    public static func openLedger(_ s: AgentSettings) -> (Ledger, problem: String?) {
         do {
             try makeDirectories(s.paths.agentDirectory, mode: 0o750)
-            return try Ledger(path: s.paths.agentDatabase)
+            return (try Ledger(path: s.paths.agentDatabase), nil)
         } catch {
-            writeStandardError("aibox-agent: cannot open \(s.paths.agentDatabase): \(error)\n")
-            exit(AgentExit.failure)
+            let problem = "\(s.paths.agentDatabase): \(error)"
+            writeStandardError("aibox-agent: cannot open \(problem); answering from local models only until it can\n")
+            // An in-memory database opens whatever the disk does (SQLite needs no file for it).
+            do { return (try Ledger(path: ":memory:"), problem) } catch {
+                writeStandardError("aibox-agent: not even a database in memory opens: \(error)\n")
+                exit(AgentExit.failure)
+            }
         }
+    }
+
+    public static func assistant(_ s: AgentSettings, client: ProviderClient?) -> Assistant {
+        let (ledger, problem) = openLedger(s)
+        return Assistant(settings: s, ledger: ledger, client: client, ledgerProblem: problem)
     }
 
     /// `aibox-agent ask`: one answer; 0 when one came, 1 when none did.
     public static func ask(root: String, role: LLMRole, text: String, json: Bool) async -> Int32 {
         let s = settings(root: root)
         let client = ProviderClient()
-        let assistant = Assistant(settings: s, ledger: openLedger(s), client: client)
+        let assistant = assistant(s, client: client)
         let result = await assistant.ask(role: role, message: text)
         await client.shutdown()
         switch result {
@@ -116,7 +129,7 @@ extension AgentConsole {
     public static func chat(root: String, role: LLMRole) async -> Int32 {
         let s = settings(root: root)
         let client = ProviderClient()
-        let assistant = Assistant(settings: s, ledger: openLedger(s), client: client)
+        let assistant = assistant(s, client: client)
         let terminal = ttyname(0).map { String(cString: $0) } ?? "stdin"
         let conversation = "console:" + terminal
         writeStandardOutput("Chat with the box (\(role.rawValue)). /new forgets the conversation; Ctrl-D or /quit ends.\n")

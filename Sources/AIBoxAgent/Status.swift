@@ -33,6 +33,8 @@ public struct AgentStatus: Encodable, Sendable {
         var message: String
     }
     var localLlmTier: String
+    /// Why agent.db cannot be used (then no cloud call is made under a budget); nil when it can.
+    var ledgerProblem: String?
     var routes: [String: [RouteState]]
     var budget: BudgetState
     var events: [EventRow]
@@ -72,7 +74,7 @@ extension Assistant {
         let events = ((try? ledger.events(limit: 10)) ?? []).map {
             AgentStatus.EventRow(at: formatLocalTime(milliseconds: $0.atMS), kind: $0.kind, route: $0.route, message: $0.message)
         }
-        return AgentStatus(localLlmTier: s.tier.rawValue, routes: routes, budget: budget, events: events)
+        return AgentStatus(localLlmTier: s.tier.rawValue, ledgerProblem: ledgerProblem, routes: routes, budget: budget, events: events)
     }
 }
 
@@ -81,6 +83,7 @@ extension AgentStatus {
     /// The screen: at most 80 columns.
     public func lines(width: Int = 80) -> [String] {
         var out: [String] = ["local LLM tier: \(localLlmTier)"]
+        if let p = ledgerProblem { out.append(fit("agent.db unavailable (\(p)): local models only", width)) }
         for role in LLMRole.allCases {
             let chain = routes[role.rawValue] ?? []
             out.append("\(role.rawValue):" + (chain.isEmpty ? " no route" : ""))
@@ -125,7 +128,7 @@ extension AgentStatus {
 extension AgentConsole {
     public static func status(root: String, json: Bool) async {
         let s = settings(root: root)
-        let assistant = Assistant(settings: s, ledger: openLedger(s), client: nil)
+        let assistant = assistant(s, client: nil)
         let st = await AgentStatus.gather(assistant, now: Clock.monotonic(), wallMS: Clock.wallMilliseconds())
         if json { printJSON(st) } else { writeStandardOutput(st.lines().joined(separator: "\n") + "\n") }
     }
@@ -135,7 +138,7 @@ extension AgentConsole {
     /// bring it requests come with the next step of the agent.
     public static func runWorker(root: String) async {
         let s = settings(root: root)
-        let assistant = Assistant(settings: s, ledger: openLedger(s), client: ProviderClient())
+        let assistant = assistant(s, client: ProviderClient())
         let watchdogMicroseconds = currentEnvironment()["WATCHDOG_USEC"].flatMap { Int64($0) } ?? 0
         let tick: Duration = watchdogMicroseconds > 0 ? .microseconds(watchdogMicroseconds / 2) : .seconds(10)
         var first = true

@@ -1,3 +1,4 @@
+import AIBoxAgent
 import AIBoxCore
 import AIBoxSystem
 import Foundation
@@ -103,6 +104,29 @@ struct BudgetTests {
         // NTP answers: the next day is a new day.
         #expect(try at("2026-12-03 08:00:00").json["route"] as? String == "anthropic/claude-3-5-haiku-latest")
         #expect(try cloud.requests(path: "/v1/messages").count == 3)
+    }
+
+    @Test("the disk fills: no cloud call without its reservation written, the local model still answers; space again: the cloud again")
+    func diskFull() throws {
+        try #require(geteuid() == 0, "mounting a small tmpfs needs root (CI runs as root)")
+        let b = try box(budget: "[budget]\ndaily-usd = 100.0\n")
+        let dir = b.paths.agentDirectory
+        try makeDirectories(dir)
+        let mounted = try runProgram("/bin/mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", dir])
+        try #require(mounted.code == 0, "mount failed: \(mounted.stderr)")
+        defer { _ = try? runProgram("/bin/umount", ["-l", dir]) }
+        #expect(try b.ask("first").json["route"] as? String == "anthropic/claude-3-5-haiku-latest")
+        // Fill what is left of it.
+        _ = try runProgram("/bin/dd", ["if=/dev/zero", "of=" + dir + "/filler", "bs=4k"])
+        let full = try b.ask("second")
+        #expect(full.code == 0)
+        #expect(full.json["route"] as? String == "local/llama3.2:3b", "\(full.stdout)\(full.stderr)")
+        let reason = (full.json["attempts"] as? [[String: Any]])?.first?["reason"] as? String ?? ""
+        #expect(reason.contains("agent.db cannot be written"), "\(reason)")
+        #expect(try b.agent(["status", "--json"]).json["ledgerProblem"] as? String != nil, "status says agent.db is unavailable")
+        #expect(try cloud.requests(path: "/v1/messages").count == 1, "no cloud call without its reservation")
+        _ = try runProgram("/bin/rm", ["-f", dir + "/filler"])
+        #expect(try b.ask("third").json["route"] as? String == "anthropic/claude-3-5-haiku-latest")
     }
 
     @Test("a spent monthly cap is told once that month, not once a day")
