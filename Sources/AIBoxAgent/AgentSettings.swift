@@ -80,8 +80,13 @@ public struct AgentSettings: Sendable {
     /// a provider that was switched off for bad configuration is tried again. The key enters
     /// only as a SHA-256 digest.
     public func configurationHash(provider name: String) -> UInt64 {
+        configurationHash(provider: name, key: config.provider(named: name)?.apiKeySecret.flatMap(secret))
+    }
+
+    /// The same, with the provider's key already read.
+    public func configurationHash(provider name: String, key: Secret?) -> UInt64 {
         guard let p = config.provider(named: name) else { return 0 }
-        let key = p.apiKeySecret.flatMap(secret).map { SHA256.hash(data: Array($0.reveal().utf8)).map { String($0, radix: 16) }.joined() } ?? ""
+        let key = key.map { SHA256.hash(data: Array($0.reveal().utf8)).map { String($0, radix: 16) }.joined() } ?? ""
         return stableHash([p.kind.rawValue, p.baseURL, p.models.joined(separator: ","), key])
     }
 

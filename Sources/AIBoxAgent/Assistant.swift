@@ -121,7 +121,9 @@ public actor Assistant {
                 attempts.append(Attempt(route: name, outcome: "skipped", reason: why))
                 continue
             }
-            let generation = settings.configurationHash(provider: route.key.provider)
+            // The key is read once per attempt: for the breakers' "configuration changed", the call, the masking.
+            let apiKey = route.apiKeySecret.flatMap(settings.secret)
+            let generation = settings.configurationHash(provider: route.key.provider, key: apiKey)
             let now = Clock.monotonic()
             let providerKey = route.key.provider, modelKey = name
             if route.key != bypass, let b = breakers[providerKey], !b.isAvailable(now: now, configuration: generation) {
@@ -193,7 +195,7 @@ public actor Assistant {
             calls += 1
             guard let client else { return .failure(.allFailed(attempts: attempts)) }
             let callStart = Clock.monotonic()
-            let result = await client.call(route, apiKey: route.apiKeySecret.flatMap(settings.secret), request: ModelRequest(model: route.key.model, messages: prompt, maxTokens: maxTokens, temperature: nil, context: route.context), timeouts: settings.silenceLimit.map { CallTimeouts(connect: $0, firstByte: $0, idle: $0) } ?? CallTimeouts.forRoute(route))
+            let result = await client.call(route, apiKey: apiKey, request: ModelRequest(model: route.key.model, messages: prompt, maxTokens: maxTokens, temperature: nil, context: route.context), timeouts: settings.silenceLimit.map { CallTimeouts(connect: $0, firstByte: $0, idle: $0) } ?? CallTimeouts.forRoute(route))
             let wall = Clock.wallMilliseconds()
             switch result {
             case .success(let reply):
@@ -223,7 +225,7 @@ public actor Assistant {
                 let kind = FailureClassifier.classify(failure)
                 var why = Assistant.describe(failure)
                 // Providers quote the key they were sent (OpenAI: its first and last characters); never pass it on.
-                if let key = route.apiKeySecret.flatMap(settings.secret)?.reveal(), key.count >= 8 { why = why.replacing(key, with: Secret.masked) }
+                if let key = apiKey?.reveal(), key.count >= 8 { why = why.replacing(key, with: Secret.masked) }
                 // A call cut in the middle of its reply was billed by the provider: keep the reservation.
                 if let r = reservation {
                     if case .midStream = failure { try? ledger.settle(r, cost: r.amount, usage: nil, estimated: true) } else { try? ledger.release(r) }

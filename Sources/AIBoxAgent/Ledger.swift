@@ -114,10 +114,10 @@ public final class Ledger {
 
     /// Records a call that cost nothing (a local model), for the usage figures.
     public func recordFree(route: RouteKey, role: LLMRole, usage: Usage?, wallMS: Int64) throws(SQLiteError) {
-        let day = Ledger.localDay(wallMS)
+        let p = BudgetPeriod(day: Ledger.localDay(wallMS))
         try db.query(
             "INSERT INTO charge(at_ms, day, month, provider, model, role, input_tokens, output_tokens, nano_usd, state) VALUES(?,?,?,?,?,?,?,?,0,'settled')",
-            [.integer(wallMS), .text(day), .text(String(day.prefix(7))), .text(route.provider), .text(route.model), .text(role.rawValue),
+            [.integer(wallMS), .text(p.day), .text(p.month), .text(route.provider), .text(route.model), .text(role.rawValue),
              SQLiteValue(usage.map { Int64($0.inputTokens) }), SQLiteValue(usage.map { Int64($0.outputTokens) })])
     }
 

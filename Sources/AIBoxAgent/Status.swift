@@ -83,7 +83,7 @@ extension AgentStatus {
     /// The screen: at most 80 columns.
     public func lines(width: Int = 80) -> [String] {
         var out: [String] = ["local LLM tier: \(localLlmTier)"]
-        if let p = ledgerProblem { out.append(fit("agent.db unavailable (\(p)): local models only", width)) }
+        if let p = ledgerProblem { out.append(fitColumns("agent.db unavailable (\(p)): local models only", width: width)) }
         for role in LLMRole.allCases {
             let chain = routes[role.rawValue] ?? []
             out.append("\(role.rawValue):" + (chain.isEmpty ? " no route" : ""))
@@ -91,7 +91,7 @@ extension AgentStatus {
                 var line = "  \(r.route)\(r.local ? " (local)" : "")  \(r.state)"
                 if let why = r.reason { line += ": \(why)" }
                 if let t = r.retryInSeconds { line += ", probe in \(t) s" }
-                out.append(fit(line, width))
+                out.append(fitColumns(line, width: width))
             }
         }
         var b = "budget: "
@@ -100,14 +100,14 @@ extension AgentStatus {
             if let d = budget.dailyCapUSD { parts.append("today \(usd(budget.spentTodayUSD)) of \(usd(d))") }
             if let m = budget.monthlyCapUSD { parts.append("this month \(usd(budget.spentThisMonthUSD)) of \(usd(m))") }
             b += parts.joined(separator: ", ")
-            if let e = budget.exhausted { out.append(fit(b, width)); b = "  " + e }
+            if let e = budget.exhausted { out.append(fitColumns(b, width: width)); b = "  " + e }
         } else {
             b += "none set; spent today \(usd(budget.spentTodayUSD)), this month \(usd(budget.spentThisMonthUSD))"
         }
-        out.append(fit(b, width))
+        out.append(fitColumns(b, width: width))
         if !events.isEmpty {
             out.append("recent:")
-            for e in events { out.append(fit("  \(e.at) \(e.kind) \(e.message)", width)) }
+            for e in events { out.append(fitColumns("  \(e.at) \(e.kind) \(e.message)", width: width)) }
         }
         return out
     }
@@ -122,7 +122,6 @@ extension AgentStatus {
     }
 
     func usd(_ d: Double) -> String { NanoUSD(dollars: d).map(\.description) ?? "$?" }
-    func fit(_ s: String, _ width: Int) -> String { s.count <= width ? s : String(s.prefix(width - 1)) + "…" }
 }
 
 extension AgentConsole {

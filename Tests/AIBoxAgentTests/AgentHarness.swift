@@ -14,6 +14,8 @@ let agentProducts: String = {
 }()
 let agentBinary = agentProducts + "/aibox-agent"
 let fixtures = parentDirectory(#filePath) + "/Fixtures"
+/// The repository's root (scripts/, image/).
+let repository = parentDirectory(parentDirectory(parentDirectory(#filePath)))
 
 struct Output {
     var code: Int32
@@ -116,6 +118,28 @@ final class AgentBox {
 
             """
         try writeFileAtomically(paths.boxConfig, Array((head + body).utf8))
+    }
+
+    /// box.toml with a cloud route (Anthropic's API at `cloud`, its key `key` stored as
+    /// `provider.anthropic.api-key`) and a local one (a keyless Ollama at `local`), then `rest`
+    /// ([routing], [budget]).
+    func configureCloudAndLocal(cloud: String, key: String, local: String, _ rest: String) throws {
+        try configure(
+            """
+            [providers.anthropic]
+            kind = "anthropic"
+            base-url = "\(cloud)"
+            api-key-secret = "provider.anthropic.api-key"
+            models = ["claude-3-5-haiku-latest"]
+
+            [providers.local]
+            kind = "ollama"
+            base-url = "\(local)"
+            models = ["llama3.2:3b"]
+
+            \(rest)
+            """)
+        try secret("provider.anthropic.api-key", key)
     }
 
     func secret(_ name: String, _ value: String) throws {

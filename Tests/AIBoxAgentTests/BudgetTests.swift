@@ -22,25 +22,14 @@ struct BudgetTests {
     /// reservation (1024 reply tokens) is about $1.03.
     func box(budget: String, priced: Bool = true) throws -> AgentBox {
         let b = try AgentBox()
-        try b.configure(
+        try b.configureCloudAndLocal(
+            cloud: cloud.base, key: BudgetTests.key, local: local.base,
             """
-            [providers.anthropic]
-            kind = "anthropic"
-            base-url = "\(cloud.base)"
-            api-key-secret = "provider.anthropic.api-key"
-            models = ["claude-3-5-haiku-latest"]
-
-            [providers.local]
-            kind = "ollama"
-            base-url = "\(local.base)"
-            models = ["llama3.2:3b"]
-
             [routing]
             chat = [{ provider = "anthropic", model = "claude-3-5-haiku-latest" }, { provider = "local", model = "llama3.2:3b" }]
 
             \(budget)
             """)
-        try b.secret("provider.anthropic.api-key", BudgetTests.key)
         if priced {
             try makeDirectories(b.root + "/usr/lib/aibox/agent")
             try writeFileAtomically(

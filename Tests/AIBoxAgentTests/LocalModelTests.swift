@@ -15,8 +15,7 @@ struct LocalModelTests {
     /// LLAMA_SERVER and GGUF from scripts/local-model; a missing install fails the test
     /// saying what to run (it is never skipped).
     static func localModel() throws -> (server: String, gguf: String) {
-        let repo = parentDirectory(parentDirectory(parentDirectory(#filePath)))
-        let out = try runProgram(repo + "/scripts/local-model", ["path"])
+        let out = try runProgram(repository + "/scripts/local-model", ["path"])
         var server = "", gguf = ""
         for line in out.stdout.split(separator: "\n") {
             if line.hasPrefix("LLAMA_SERVER=") { server = String(line.dropFirst(13)) }
@@ -160,10 +159,9 @@ struct LocalModelTests {
 
     @Test("the shipped price table reads")
     func shippedPrices() throws {
-        let repo = parentDirectory(parentDirectory(parentDirectory(#filePath)))
         let b = try AgentBox()
         try makeDirectories(b.root + "/usr/lib/aibox/agent")
-        try writeFileAtomically(b.paths.under("usr/lib/aibox/agent/prices.toml"), try readRegularFile(repo + "/image/agent/prices.toml", limit: 1 << 20))
+        try writeFileAtomically(b.paths.under("usr/lib/aibox/agent/prices.toml"), try readRegularFile(repository + "/image/agent/prices.toml", limit: 1 << 20))
         try b.configure("[budget]\ndaily-usd = 1.0\n")
         let o = try b.agent(["status", "--json"])
         #expect(o.code == 0, "\(o.stderr)")

@@ -19,24 +19,9 @@ struct RoutingFaultTests {
 
     func box(_ fake: FakeProvider, cloudBase: String? = nil) throws -> AgentBox {
         let b = try AgentBox()
-        try b.configure(
-            """
-            [providers.anthropic]
-            kind = "anthropic"
-            base-url = "\(cloudBase ?? fake.base)"
-            api-key-secret = "provider.anthropic.api-key"
-            models = ["claude-3-5-haiku-latest"]
-
-            [providers.local]
-            kind = "ollama"
-            base-url = "\(local.base)"
-            models = ["llama3.2:3b"]
-
-            [routing]
-            reasoning = { provider = "anthropic", model = "claude-3-5-haiku-latest" }
-
-            """)
-        try b.secret("provider.anthropic.api-key", RoutingFaultTests.key)
+        try b.configureCloudAndLocal(
+            cloud: cloudBase ?? fake.base, key: RoutingFaultTests.key, local: local.base,
+            "[routing]\nreasoning = { provider = \"anthropic\", model = \"claude-3-5-haiku-latest\" }\n")
         return b
     }
 
@@ -70,24 +55,10 @@ struct RoutingFaultTests {
     func retryAfterWhenNothingElseAnswers() throws {
         let fake = try FakeProvider(apiKey: RoutingFaultTests.key)
         let b = try AgentBox()
-        try b.configure(
-            """
-            [providers.anthropic]
-            kind = "anthropic"
-            base-url = "\(fake.base)"
-            api-key-secret = "provider.anthropic.api-key"
-            models = ["claude-3-5-haiku-latest"]
-
-            [providers.local]
-            kind = "ollama"
-            base-url = "http://127.0.0.1:\(try closedPort())"
-            models = ["llama3.2:3b"]
-
-            [routing]
-            reasoning = { provider = "anthropic", model = "claude-3-5-haiku-latest" }
-
-            """)
-        try b.secret("provider.anthropic.api-key", RoutingFaultTests.key)
+        // Nothing listens where the local route points: no other route can answer.
+        try b.configureCloudAndLocal(
+            cloud: fake.base, key: RoutingFaultTests.key, local: "http://127.0.0.1:\(try closedPort())",
+            "[routing]\nreasoning = { provider = \"anthropic\", model = \"claude-3-5-haiku-latest\" }\n")
         try fake.script(#"[{"fault": "status", "match": {"path": "/v1/messages"}, "error": "rate_limit_error", "retry_after": "1"}]"#)
         let start = Clock.monotonic()
         let out = try b.ask("Still there?", role: "reasoning")

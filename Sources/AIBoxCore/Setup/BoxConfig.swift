@@ -582,7 +582,7 @@ extension BoxConfig {
 }
 
 /// Cuts `text` to `width` characters, ending with "…" when cut.
-func fitColumns(_ text: String, width: Int) -> String {
+public func fitColumns(_ text: String, width: Int) -> String {
     guard text.count > width, width > 1 else { return text }
     return String(text.prefix(width - 1)) + "…"
 }
