@@ -144,8 +144,8 @@ extension AgentConsole {
                 writeStandardOutput("(a new conversation)\n")
                 continue
             }
-            let history = await assistant.history(conversation)
-            switch await assistant.ask(role: role, history: history, message: text) {
+            let kept = await assistant.conversation(conversation)
+            switch await assistant.ask(role: role, system: kept.system(nil), history: kept.messages, message: text) {
             case .success(let a):
                 for paragraph in a.text.split(separator: "\n", omittingEmptySubsequences: false) {
                     writeStandardOutput(TextLayout.wrap(String(paragraph)).joined(separator: "\n") + "\n")
@@ -155,12 +155,13 @@ extension AgentConsole {
                 if a.cost > .zero { note += ", \(a.cost)" }
                 if a.attempts.count > 1 { note += ", after \(a.attempts.count - 1) fallback\(a.attempts.count == 2 ? "" : "s")" }
                 writeStandardOutput(TextLayout.wrap(note + "]").joined(separator: "\n") + "\n")
-                await assistant.remember(conversation, question: text, answer: a.text)
+                await assistant.remember(conversation, role: role, question: text, answer: a.text)
             case .failure(let f):
                 writeStandardOutput(TextLayout.wrap("(no answer: \(f))").joined(separator: "\n") + "\n")
             }
         }
         writeStandardOutput("\n")
+        _ = await assistant.conversation(conversation)  // a folding under way ends before the process does
         await client.shutdown()
         return 0
     }

@@ -34,6 +34,8 @@ public final class Ledger {
             CREATE TABLE IF NOT EXISTS message(
                 id INTEGER PRIMARY KEY, conversation TEXT NOT NULL, at_ms INTEGER NOT NULL, role TEXT NOT NULL, content TEXT NOT NULL);
             CREATE INDEX IF NOT EXISTS message_conversation ON message(conversation, id);
+            CREATE TABLE IF NOT EXISTS summary(
+                conversation TEXT PRIMARY KEY, at_ms INTEGER NOT NULL, through_id INTEGER NOT NULL, content TEXT NOT NULL);
             """)
     }
 
@@ -198,11 +200,25 @@ public final class Ledger {
     /// (prompts are sized to their route), bounded so that a chat that never ends cannot fill the disk.
     public static let conversationTokens = 32_768
 
-    /// A conversation's kept turns, oldest first.
-    public func history(_ conversation: String) throws(SQLiteError) -> [ChatMessage] {
-        try db.query("SELECT role, content FROM message WHERE conversation = ? ORDER BY id", [.text(conversation)]).compactMap {
-            guard let r = $0[0].string.flatMap(ChatMessage.Role.init(rawValue:)), let c = $0[1].string else { return nil }
-            return ChatMessage(r, c)
+    /// A conversation as kept: its summary and the turns after it, oldest first.
+    public func conversation(_ id: String) throws(SQLiteError) -> Conversation {
+        let summary = try db.query("SELECT content FROM summary WHERE conversation = ?", [.text(id)]).first?.first?.string
+        let turns: [Conversation.Turn] = try db.query("SELECT id, role, content FROM message WHERE conversation = ? ORDER BY id", [.text(id)])
+            .compactMap {
+                guard let row = $0[0].int64, let r = $0[1].string.flatMap(ChatMessage.Role.init(rawValue:)), let c = $0[2].string else { return nil }
+                return Conversation.Turn(id: row, ChatMessage(r, c))
+            }
+        return Conversation(summary: summary, turns: turns)
+    }
+
+    /// Replaces the turns up to `through` by `summary`, in one transaction: a power cut leaves
+    /// the turns or the summary, never neither. Turns added meanwhile (later ids) stay.
+    public func compact(_ id: String, through: Int64, summary: String, wallMS: Int64) throws(SQLiteError) {
+        try db.transaction { () throws(SQLiteError) in
+            try db.query("DELETE FROM message WHERE conversation = ? AND id <= ?", [.text(id), .integer(through)])
+            try db.query(
+                "INSERT OR REPLACE INTO summary(conversation, at_ms, through_id, content) VALUES(?,?,?,?)",
+                [.text(id), .integer(wallMS), .integer(through), .text(summary)])
         }
     }
 
@@ -228,7 +244,10 @@ public final class Ledger {
     }
 
     public func forget(_ conversation: String) {
-        _ = try? db.query("DELETE FROM message WHERE conversation = ?", [.text(conversation)])
+        _ = try? db.transaction { () throws(SQLiteError) in
+            try db.query("DELETE FROM message WHERE conversation = ?", [.text(conversation)])
+            try db.query("DELETE FROM summary WHERE conversation = ?", [.text(conversation)])
+        }
     }
 
     /// `YYYY-MM-DD` of a wall-clock instant in the process's time zone (the box's: the agent

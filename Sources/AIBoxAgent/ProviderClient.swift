@@ -102,19 +102,32 @@ public final class ProviderClient: Sendable {
             }
             var decoder = ReplyDecoder(kind: kind)
             var firstByte: Instant?
+            var reply: CallReply?
+            var trailing = 0
             for try await chunk in response.body {
                 let now = Clock.monotonic()
+                if let reply {
+                    // The reply is whole; the body's own end (the chunked terminator) follows at
+                    // once. It is read, not abandoned: a response given up half-read closes its
+                    // connection while the pool may already be handing it to the next call
+                    // ("I/O on closed channel" on a keep-alive llama-server). A server that
+                    // goes on sending is cut after 64 KiB; one that sends nothing more is cut
+                    // by the watch, which then answers with the reply.
+                    trailing += chunk.readableBytes
+                    if trailing > 64 << 10 { return .success(reply) }
+                    continue
+                }
                 if firstByte == nil, chunk.readableBytes > 0 { firstByte = now }
                 watch.extend(to: now + timeouts.idle)
                 if let f = decoder.feed(chunk.readableBytesView) { return .failure(f) }
-                if decoder.complete { break }
+                if decoder.complete {
+                    reply = Self.reply(decoder, start: start, firstByte: firstByte, end: now)
+                    watch.complete(reply!, grace: .seconds(2))
+                }
             }
+            if let reply { return .success(reply) }
             if let f = decoder.finish() { return .failure(f) }
-            let end = Clock.monotonic()
-            return .success(
-                CallReply(
-                    text: decoder.text, usage: decoder.usage, stopReason: decoder.stopReason,
-                    firstByteMS: Double((firstByte ?? end).since(start).nanoseconds) / 1e6, totalMS: Double(end.since(start).nanoseconds) / 1e6))
+            return .success(Self.reply(decoder, start: start, firstByte: firstByte, end: Clock.monotonic()))
         } catch is CancellationError {
             return .failure(.transport("cancelled"))
         } catch {
@@ -122,6 +135,12 @@ public final class ProviderClient: Sendable {
             let why = ProviderClient.describe(error)
             return .failure(answered ? .midStream(why) : .transport(why))
         }
+    }
+
+    static func reply(_ decoder: ReplyDecoder, start: Instant, firstByte: Instant?, end: Instant) -> CallReply {
+        CallReply(
+            text: decoder.text, usage: decoder.usage, stopReason: decoder.stopReason,
+            firstByteMS: Double((firstByte ?? end).since(start).nanoseconds) / 1e6, totalMS: Double(end.since(start).nanoseconds) / 1e6)
     }
 
     /// What went wrong in words, without anything of the request (AHC's errors hold none).
@@ -138,11 +157,12 @@ public final class ProviderClient: Sendable {
         return String(describing: error)
     }
 
-    /// The call's silence deadline, moved on by every read; `expire` returns a stall once it passes.
+    /// The call's silence deadline, moved on by every read; `expire` returns a stall once it
+    /// passes, or the reply when it was whole and only the body's end was awaited.
     final class Watch: Sendable {
-        private let state: Mutex<(deadline: Instant, bodyStarted: Bool)>
+        private let state: Mutex<(deadline: Instant, bodyStarted: Bool, reply: CallReply?)>
 
-        init(deadline: Instant) { state = Mutex((deadline, false)) }
+        init(deadline: Instant) { state = Mutex((deadline, false, nil)) }
 
         func extend(to deadline: Instant) {
             state.withLock {
@@ -151,11 +171,19 @@ public final class ProviderClient: Sendable {
             }
         }
 
+        /// The reply is whole: at most `grace` more for the body's end.
+        func complete(_ reply: CallReply, grace: Duration) {
+            state.withLock {
+                $0.reply = reply
+                $0.deadline = Clock.monotonic() + grace
+            }
+        }
+
         func expire() async -> Result<CallReply, CallFailure>? {
             while true {
-                let (deadline, started) = state.withLock { ($0.deadline, $0.bodyStarted) }
+                let (deadline, started, reply) = state.withLock { ($0.deadline, $0.bodyStarted, $0.reply) }
                 let now = Clock.monotonic()
-                if now >= deadline { return .failure(.stalled(firstByte: !started)) }
+                if now >= deadline { return reply.map { .success($0) } ?? .failure(.stalled(firstByte: !started)) }
                 do { try await Task.sleep(for: deadline.since(now)) } catch { return nil }
             }
         }

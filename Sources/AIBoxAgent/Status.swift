@@ -141,6 +141,10 @@ extension AgentConsole {
         let watchdogMicroseconds = currentEnvironment()["WATCHDOG_USEC"].flatMap { Int64($0) } ?? 0
         let tick: Duration = watchdogMicroseconds > 0 ? .microseconds(watchdogMicroseconds / 2) : .seconds(10)
         var first = true
+        // Warm the local model while the loop runs: READY does not wait for it.
+        Task {
+            for line in await assistant.warmUp() { writeStandardError("aibox-agent: \(line)\n") }
+        }
         while true {
             let st = await AgentStatus.gather(assistant, now: Clock.monotonic(), wallMS: Clock.wallMilliseconds())
             notify((first ? "READY=1\n" : "") + "WATCHDOG=1\nSTATUS=" + st.summary)

@@ -49,11 +49,15 @@ public struct RoutingTable: Equatable, Sendable {
     /// Routes naming a provider or model box.toml does not have are left out (validation
     /// refuses such a file; this keeps the table sound whatever it is given).
     public static func build(routing: [LLMRole: [Route]], providers: [ProviderConfig], tier: LocalLLMTier) -> RoutingTable {
+        // A context given anywhere in [routing] is that model's: the routes added here (the
+        // local model first, the last resort) carry it too.
+        var contexts: [RouteKey: Int] = [:]
+        for r in routing.values.joined() { if let c = r.context, contexts[RouteKey(r)] == nil { contexts[RouteKey(r)] = c } }
         func resolve(_ r: Route) -> ResolvedRoute? {
             guard let p = providers.first(where: { $0.name == r.provider }), p.models.contains(r.model) else { return nil }
             return ResolvedRoute(
                 key: RouteKey(r), kind: p.kind, baseURL: p.baseURL, apiKeySecret: p.apiKeySecret,
-                context: r.context ?? ResolvedRoute.defaultContext(p.kind), isLocal: p.kind.isLocal)
+                context: r.context ?? contexts[RouteKey(r)] ?? ResolvedRoute.defaultContext(p.kind), isLocal: p.kind.isLocal)
         }
         func first(_ p: ProviderConfig) -> Route? { p.models.first.map { Route(provider: p.name, model: $0) } }
         let localProvider = providers.first { $0.kind.isLocal }

@@ -193,6 +193,18 @@ struct RoutingTableTests {
         #expect(t.chains[.chat]?[0].context == 128_000)
         #expect(t.chains[.chat]?.allSatisfy { !$0.isLocal } == true)
     }
+
+    @Test("a model's context written on one route holds for the routes the table adds (the local model first, the last resort)")
+    func contextCarried() {
+        let t = RoutingTable.build(
+            routing: [.chat: [Route(provider: "local", model: "smollm2", context: 2048)], .code: [Route(provider: "openai", model: "gpt-4o", context: 64_000)]],
+            providers: [openai, local], tier: .small)
+        #expect(chain(t, .chat) == ["local/smollm2"])
+        #expect(t.chains[.chat]?.first?.context == 2048)
+        #expect(chain(t, .code) == ["openai/gpt-4o", "local/smollm2"])
+        #expect(t.chains[.code]?.map(\.context) == [64_000, 2048])
+        #expect(t.chains[.reasoning]?.map(\.context) == [2048])
+    }
 }
 
 @Suite("prompt sizing, prices")
