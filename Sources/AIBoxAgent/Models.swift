@@ -293,6 +293,10 @@ final class PartFileSink: DownloadSink {
     private var fd: Int32
     private var hasher = SHA256()
     private(set) var position: UInt64 = 0
+    /// Bytes written since the last fsync: every 64 MiB the part file is synced, so that a
+    /// power cut loses at most that much of a long download.
+    private var unsynced: UInt64 = 0
+    static let syncEvery: UInt64 = 64 << 20
     /// The catalog's size: a server that sends more is not sending this model.
     let limit: UInt64?
     let report: (ModelStore.PullReport) -> Void
@@ -342,6 +346,11 @@ final class PartFileSink: DownloadSink {
         }
         hasher.update(bufferPointer: bytes)
         position += UInt64(bytes.count)
+        unsynced += UInt64(bytes.count)
+        if unsynced >= PartFileSink.syncEvery {
+            unsynced = 0
+            _ = try? syscall("fsync", detail: path) { fsync(fd) }
+        }
         report(.progress(done: position, total: limit))
     }
 

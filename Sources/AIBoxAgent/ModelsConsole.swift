@@ -187,7 +187,9 @@ extension AgentConsole {
             var text = result.alreadyPresent ? "\(result.name) is already here" : "pulled \(result.name)"
             text += ": \(result.path), \(ByteSize.text(result.size)), sha256 \(result.sha256)"
             if result.resumedFrom > 0 { text += " (resumed at byte \(result.resumedFrom))" }
-            if result.madeDefault { text += "; default.gguf → \(result.name).gguf" }
+            if result.madeDefault {
+                text += "; default.gguf → \(result.name).gguf (the local model serves it from its next start: `aibox restart llm-local`)"
+            }
             writeStandardOutput(TextLayout.wrap(text).joined(separator: "\n") + "\n")
         }
         return 0
