@@ -152,9 +152,7 @@ public final class ModelStore {
     ) throws(ModelError) -> Pulled {
         if let p = ModelName.problem(entry.name) { throw ModelError(p, code: AgentExit.usage) }
         do { try makeDirectories(directory, mode: 0o755) } catch { throw ModelError("cannot create \(directory): \(error)") }
-        let lock: ProcessLock?
-        do { lock = try ProcessLock(path: lockFile) } catch { throw ModelError("cannot lock \(lockFile): \(error)") }
-        guard let lock else { throw ModelError("another `aibox-agent models pull` is downloading into \(directory); wait for it to end") }
+        let lock = try takeLock()
         defer { withExtendedLifetime(lock) {} }
 
         let name = entry.name
@@ -234,6 +232,9 @@ public final class ModelStore {
     /// points to is refused unless `force`; forced, the link goes with it.
     public func remove(_ name: String, force: Bool) throws(ModelError) -> (removedFile: Bool, removedDefault: Bool) {
         if let p = ModelName.problem(name) { throw ModelError(p, code: AgentExit.usage) }
+        guard fileExists(directory) else { throw ModelError("no model \(name): there is no \(directory)") }
+        let lock = try takeLock()
+        defer { withExtendedLifetime(lock) {} }
         let present = (try? fileStatus(file(name), followSymlinks: false)) != nil
         let partial = partialBytes(name) != nil
         guard present || partial else {
@@ -256,6 +257,14 @@ public final class ModelStore {
         }
         syncDirectory(directory)
         return (present, isDefault)
+    }
+
+    /// The directory's lock: one pull (or removal) at a time.
+    func takeLock() throws(ModelError) -> ProcessLock {
+        let lock: ProcessLock?
+        do { lock = try ProcessLock(path: lockFile) } catch { throw ModelError("cannot lock \(lockFile): \(error)") }
+        guard let lock else { throw ModelError("another `aibox-agent models pull` is downloading into \(directory); wait for it to end") }
+        return lock
     }
 
     /// Refuses a download that would leave less than the margin free.

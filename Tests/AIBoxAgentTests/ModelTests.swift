@@ -198,6 +198,10 @@ struct ModelTests {
         let part = store.partFile("tiny")
         let deadline = Clock.monotonic() + .seconds(20)
         while (store.partialBytes("tiny") ?? 0) < 512 << 10 && Clock.monotonic() < deadline && p.isRunning { usleep(20_000) }
+        // One pull at a time: a second one is refused while this one runs.
+        let second = try models(["pull", "tiny"])
+        #expect(second.code == 1 && second.stderr.contains("another `aibox-agent models pull`"), "\(second.stderr)")
+        #expect(p.isRunning, "the first pull was still downloading")
         kill(p.processIdentifier, SIGKILL)
         p.waitUntilExit()
         let kept = try #require(store.partialBytes("tiny"), "a part file is left")
