@@ -57,7 +57,7 @@ public struct AgentSettings: Sendable {
             } catch { problems.append("\(error)") }
         }
         guard problems.isEmpty else { return .failure(AgentConfigError(description: problems.joined(separator: "\n"))) }
-        let tier = environment["AGENT_LOCAL_LLM_TIER"].flatMap(LocalLLMTier.init(rawValue:)) ?? HardwareProbe.scan().profile.localLlmTier
+        let tier = localTier(environment: environment)
         let table = RoutingTable.build(routing: config.routing, providers: config.providers, tier: tier)
         let secrets = environment["CREDENTIALS_DIRECTORY"].flatMap { $0.isEmpty ? nil : $0 } ?? paths.secrets
         return .success(
@@ -65,6 +65,11 @@ public struct AgentSettings: Sendable {
                 paths: paths, config: config, tier: tier, table: table, prices: prices, policy: BudgetPolicy(config.budget),
                 secretsDirectory: secrets,
                 silenceLimit: environment["AGENT_SILENCE_SECONDS"].flatMap(Double.init).map { .milliseconds(Int64($0 * 1000)) }))
+    }
+
+    /// The local-LLM tier: `AGENT_LOCAL_LLM_TIER` when set (tests), else the hardware probe's.
+    public static func localTier(environment: [String: String]) -> LocalLLMTier {
+        environment["AGENT_LOCAL_LLM_TIER"].flatMap(LocalLLMTier.init(rawValue:)) ?? HardwareProbe.scan().profile.localLlmTier
     }
 
     /// A secret's value, or nil when its file is absent or unreadable (the route then fails

@@ -9,6 +9,7 @@ import Glibc
 /// aibox parks the worker rather than restarting it into the same error).
 public enum AgentExit {
     public static let failure: Int32 = 1
+    public static let usage: Int32 = 2
     public static let configuration: Int32 = 78
 }
 

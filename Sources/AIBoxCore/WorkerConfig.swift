@@ -40,7 +40,7 @@ public enum WorkerConfig {
     static let allowedKeys: [String] = [
         "exec", "workdir", "user", "env", "secrets", "restart", "restart-delay", "restart-max-delay", "stable-after",
         "crash-loop", "notify", "ready-http", "ready-timeout", "watchdog", "stop-signal", "stop-timeout", "after",
-        "requires-hardware", "memory-max", "critical",
+        "requires-hardware", "requires-files", "memory-max", "critical",
     ]
 
     /// Parses one file. Every problem is collected; the result has either workers or errors.
@@ -218,6 +218,12 @@ public enum WorkerConfig {
                 def.after = after
             }
             if let hw = reader.stringArray("requires-hardware") { def.requiresHardware = hw }
+            if let files = reader.stringArray("requires-files", entry: "path") {
+                for f in files where !f.hasPrefix("/") || f.hasSuffix("/") {
+                    fail(base + ["requires-files"], "\(quoted(f)) must be the absolute path of a file, like \"/var/lib/aibox/models/default.gguf\"")
+                }
+                def.requiresFiles = files
+            }
             if let m = reader.value("memory-max") {
                 if let s = m.string, let bytes = parseByteSize(s), bytes > 0 {
                     def.memoryMax = bytes

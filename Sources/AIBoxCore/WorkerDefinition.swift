@@ -45,6 +45,9 @@ public struct WorkerDefinition: Equatable, Sendable {
     public var stopTimeout: Duration = .seconds(10)
     public var after: [String] = []
     public var requiresHardware: [String] = []
+    /// Files that must be there (non-empty regular files, links followed) before it starts,
+    /// such as a model's weights; absolute paths, as written.
+    public var requiresFiles: [String] = []
     public var memoryMax: UInt64?
     public var critical = false
 

@@ -14,6 +14,8 @@ public struct DaemonOptions: Sendable {
     public var environment: [String: String]
     /// How often memory-max is checked (a scan of /proc).
     public var memoryCheckInterval: Duration = .seconds(2)
+    /// How often the files of `requires-files` are looked at for workers that wait for them.
+    public var fileCheckInterval: Duration = .seconds(2)
 
     public init(paths: Paths, logTarget: LogTarget, environment: [String: String]) {
         self.paths = paths
@@ -72,10 +74,16 @@ public final class Supervisor {
     var notifySocket: NotifySocket?
     var control: ControlListener?
     var definitions: [WorkerDefinition] = [] {
-        didSet { memoryLimited = definitions.contains { $0.memoryMax != nil } }
+        didSet {
+            memoryLimited = definitions.contains { $0.memoryMax != nil }
+            filesRequired = definitions.contains { !$0.requiresFiles.isEmpty }
+        }
     }
     /// Some worker has `memory-max`: known when the definitions change, not looked up each turn.
     private var memoryLimited = false
+    /// Some worker has `requires-files`: the same.
+    private var filesRequired = false
+    var nextFileCheck: Instant?
     var slots: [String: WorkerSlot] = [:]
     /// Every worker's deadline, kept by its slot: the loop's next wake-up without a look at each worker.
     let deadlines = DeadlineQueue()
@@ -383,6 +391,9 @@ public final class Supervisor {
         if let check = nextMemoryCheck, check <= now {
             checkMemory(now: now)
         }
+        if let check = nextFileCheck, check <= now {
+            checkRequiredFiles(now: now)
+        }
         containmentTimer(now: now)
         hardwareTimer(now: now)
         setupTimer(now: now)
@@ -416,6 +427,17 @@ public final class Supervisor {
             }
         }
         nextMemoryCheck = now + options.memoryCheckInterval
+    }
+
+    /// Workers waiting for files of their `requires-files`: started once every file is there
+    /// (a few stat calls every `fileCheckInterval`; a running worker is not stopped when one goes).
+    private func checkRequiredFiles(now: Instant) {
+        nextFileCheck = filesRequired ? now + options.fileCheckInterval : nil
+        for name in order {
+            guard let slot = slots[name], slot.machine.state == .waiting, !slot.machine.definition.requiresFiles.isEmpty else { continue }
+            let missing = missing(for: name)
+            if missing != slot.machine.waitingFor { apply(name, slot.machine.dependenciesChanged(now: now, missing: missing)) }
+        }
     }
 
     /// After every turn of the loop: dependencies, the database, systemd's status, the timer.
@@ -507,6 +529,10 @@ public final class Supervisor {
             nextMemoryCheck = Clock.monotonic() + options.memoryCheckInterval
         }
         consider(nextMemoryCheck)
+        if nextFileCheck == nil && filesRequired {
+            nextFileCheck = Clock.monotonic() + options.fileCheckInterval
+        }
+        consider(nextFileCheck)
         consider(nextOrphanCheck)
         consider(nextPressureCheck)
         consider(hardwareDeadline)
@@ -766,13 +792,22 @@ public final class Supervisor {
 
     // MARK: Dependencies, shutdown, reload
 
-    /// What a worker still waits for: workers of its `after` not ready yet, and capabilities
-    /// of its `requires-hardware` the box does not have ("hardware:gpu").
+    /// What a worker still waits for: workers of its `after` not ready yet, capabilities of
+    /// its `requires-hardware` the box does not have ("hardware:gpu"), and files of its
+    /// `requires-files` that are not there ("file:/var/lib/aibox/models/default.gguf").
     func missing(for name: String) -> [String] {
         guard let d = slots[name]?.machine.definition else { return [] }
         let workers = d.after.filter { dep in !(slots[dep]?.machine.isReady ?? true) }
         let hardware = d.requiresHardware.filter { !capabilities.contains($0) }.map { "hardware:" + $0 }
-        return (setup.provisioned ? [] : ["setup"]) + workers + hardware
+        let files = d.requiresFiles.filter { !Supervisor.isUsableFile($0) }.map { "file:" + $0 }
+        return (setup.provisioned ? [] : ["setup"]) + workers + hardware + files
+    }
+
+    /// A file a worker can use: a regular file with something in it, links followed (a
+    /// dangling link, an empty file, a directory are not).
+    static func isUsableFile(_ path: String) -> Bool {
+        guard let st = try? fileStatus(path) else { return false }
+        return st.st_mode & S_IFMT == S_IFREG && st.st_size > 0
     }
 
     var allStopped: Bool { slots.values.allSatisfy { !$0.machine.state.hasProcess && $0.machine.state != .starting } }

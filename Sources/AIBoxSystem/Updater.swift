@@ -76,22 +76,6 @@ public struct InstallProgress: Sendable {
     public var total: UInt64
 }
 
-/// A cut download about to be resumed: what the person at the terminal is told.
-public struct DownloadRetry: Sendable, CustomStringConvertible {
-    /// 1 for the first retry.
-    public var attempt: Int
-    public var of: Int
-    /// Where the transfer was cut (the next request resumes there, or from 0 when the
-    /// server cannot resume).
-    public var position: UInt64
-    public var reason: String
-    public var delaySeconds: Double
-
-    public var description: String {
-        "download cut at byte \(position) (\(reason)); retry \(attempt) of \(of) in \(Int(delaySeconds.rounded())) s"
-    }
-}
-
 /// What an install tells its caller while it runs.
 public enum InstallReport: Sendable {
     case progress(InstallProgress)
@@ -200,74 +184,49 @@ public enum Installer {
     }
 
     /// Download tuning: how long to wait for a connection, how long a stalled transfer may
-    /// hang before it is cut, how often a cut transfer is resumed.
+    /// hang before it is cut, how often a cut transfer is resumed (`Downloader`'s).
     public static let connectTimeoutSeconds = 15
     public static let stallTimeoutSeconds = 30
     public static let retries = 6
 
-    /// Streams a URL into the session: a cut transfer resumes with a Range request from the
-    /// last byte taken, after 1, 2, 4 … s (at most 30 s, ±20 %); a server that answers a
-    /// resume with the whole file makes the install start over. A bundle error stops at once.
-    /// libcurl results that no retry can mend: bad URL, unsupported protocol, a certificate
-    /// that does not verify, an unusable CA file.
-    static let permanentCurlErrors: Set<Int32> = [1, 3, 58, 60, 77]
-
+    /// Streams a URL into the session through the shared download loop (`Downloader`): a
+    /// cut transfer resumes with a Range request from the last byte taken; a server that
+    /// answers a resume with the whole file makes the install start over. A bundle error
+    /// stops at once.
     static func download(
-        _ url: String, ca: String?, makeSession: () -> InstallSession, report: (InstallReport) -> Void
+        _ url: String, ca: String?, makeSession: @escaping () -> InstallSession, report: (InstallReport) -> Void
     ) throws -> SemanticVersion {
-        var session = makeSession()
-        var failures = 0
-        while true {
-            let box = SinkBox(session)
-            var result = aibox_http_result()
-            let code = withExtendedLifetime(box) {
-                aibox_http_get(
-                    url, session.position, connectTimeoutSeconds, stallTimeoutSeconds, "aibox/\(AIBoxVersion.current)", ca,
-                    { data, length, context in
-                        let box = Unmanaged<SinkBox>.fromOpaque(context!).takeUnretainedValue()
-                        guard let data else { return 0 }
-                        do {
-                            try box.session.consume(UnsafeRawBufferPointer(start: data, count: length))
-                            return length
-                        } catch {
-                            box.error = error
-                            return 0
-                        }
-                    }, Unmanaged.passUnretained(box).toOpaque(), &result)
+        let sink = InstallSink(makeSession: makeSession)
+        var downloader = Downloader(url: url, caFile: ca)
+        downloader.connectTimeoutSeconds = connectTimeoutSeconds
+        downloader.stallTimeoutSeconds = stallTimeoutSeconds
+        downloader.retries = retries
+        do {
+            try downloader.run(into: sink) { retry in
+                sink.session.agent.journal.record("update.download-retry", retry.description)
+                report(.retry(retry))
             }
-            if let e = box.error { throw e }
-            var message = withUnsafeBytes(of: result.error) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if code == -1 { throw UpdateError(message) }
-            if permanentCurlErrors.contains(result.curl_code) { throw UpdateError("\(url): \(message); not retried") }
-            if code == 0 { return try session.finish() }
-            let cutAt = session.position
-            if result.range_ignored != 0 {
-                session = makeSession()  // the server cannot resume: from the start
-                message = "the server ignored the Range request; starting over"
-            } else if (400..<500).contains(result.status) && result.status != 408 && result.status != 429 {
-                throw UpdateError("\(url): HTTP \(result.status) (\(message)); not retried")
-            }
-            failures += 1
-            guard failures <= retries else {
-                throw UpdateError("\(url): the download failed \(failures) times; the last: \(message)")
-            }
-            let delay =
-                Double(
-                    Backoff(base: .seconds(1), max: .seconds(30)).delay(attempt: failures, random: Double.random(in: 0...1)).milliseconds)
-                / 1000
-            let retry = DownloadRetry(attempt: failures, of: retries, position: cutAt, reason: message, delaySeconds: delay)
-            session.agent.journal.record("update.download-retry", retry.description)
-            report(.retry(retry))
-            sleep(for: .nanoseconds(Int64(delay * 1e9)))
+        } catch let e as DownloadError {
+            throw UpdateError(e.description)
         }
+        return try sink.session.finish()
     }
 }
 
-/// The C callback's way back to the session.
-final class SinkBox {
-    let session: InstallSession
-    var error: Error?
-    init(_ session: InstallSession) { self.session = session }
+/// The download loop's view of an install: a resume continues the session; starting over
+/// (the server ignored the Range request) begins a new one.
+final class InstallSink: DownloadSink {
+    private let makeSession: () -> InstallSession
+    private(set) var session: InstallSession
+
+    init(makeSession: @escaping () -> InstallSession) {
+        self.makeSession = makeSession
+        session = makeSession()
+    }
+
+    var position: UInt64 { session.position }
+    func consume(_ bytes: UnsafeRawBufferPointer) throws { try session.consume(bytes) }
+    func startOver() throws { session = makeSession() }
 }
 
 /// One pass of a bundle through the verifier into the slot.

@@ -9,7 +9,7 @@ struct AIBoxAgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "aibox-agent",
         abstract: "The AI Box's assistant: answers from a local model and cloud models, within a budget.",
-        subcommands: [Ask.self, Chat.self, Status.self, Run.self])
+        subcommands: [Ask.self, Chat.self, Status.self, Models.self, Run.self])
 
     /// argument-parser exits 64 on a usage error; AIBox's commands exit 2.
     static func main() async {
@@ -92,5 +92,56 @@ struct Run: AsyncParsableCommand {
 
     func run() async throws {
         await AgentConsole.runWorker(root: root.path)
+    }
+}
+
+struct Models: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "The local model's weights (GGUF) on the box: list, pull, remove.",
+        subcommands: [ModelsList.self, ModelsPull.self, ModelsRemove.self], defaultSubcommand: ModelsList.self)
+}
+
+struct ModelsList: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "list", abstract: "Models on the box and in the catalog; * marks the default.")
+    @OptionGroup var root: RootOption
+    @Flag(help: "One JSON document.") var json = false
+
+    func run() throws {
+        let code = AgentConsole.modelsList(root: root.path, json: json)
+        if code != 0 { throw ExitCode(code) }
+    }
+}
+
+struct ModelsPull: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pull",
+        abstract: "Downloads a model (resumed after a cut, checked against its SHA-256); no NAME: the hardware tier's default.")
+    @OptionGroup var root: RootOption
+    @Argument(help: "A model of the catalog, or any name with --url and --sha256.") var name: String?
+    @Option(help: "Where its GGUF file is (http or https), for a model not in the catalog.") var url: String?
+    @Option(help: "The file's SHA-256 (64 hex digits), with --url.") var sha256: String?
+    @Option(help: "The file's size in bytes, with --url (checked against the free space first).") var size: UInt64?
+    @Flag(name: .customLong("default"), help: "Make it the default model (default.gguf) the local model worker serves.")
+    var makeDefault = false
+    @Flag(help: "One JSON document.") var json = false
+
+    func run() throws {
+        let code = AgentConsole.modelsPull(
+            root: root.path, name: name, url: url, sha256: sha256, size: size, makeDefault: makeDefault, json: json)
+        if code != 0 { throw ExitCode(code) }
+    }
+}
+
+struct ModelsRemove: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "remove", abstract: "Removes a model from the box.")
+    @OptionGroup var root: RootOption
+    @Argument(help: "The model.") var name: String
+    @Flag(help: "Remove it even when it is the default (default.gguf goes with it).") var force = false
+    @Flag(help: "One JSON document.") var json = false
+
+    func run() throws {
+        let code = AgentConsole.modelsRemove(root: root.path, name: name, force: force, json: json)
+        if code != 0 { throw ExitCode(code) }
     }
 }

@@ -75,6 +75,19 @@ struct WorkerConfigTests {
         #expect(w.source == SourceLocation(file: vendorPath, line: 1))
     }
 
+    @Test("requires-files: absolute paths of files; anything else is an error with its line and key")
+    func requiresFiles() throws {
+        let w = try #require(
+            try parse("[worker.llm]\nexec = [\"/usr/bin/llm\"]\nrequires-files = [\"/var/lib/aibox/models/default.gguf\"]\n").get().first)
+        #expect(w.requiresFiles == ["/var/lib/aibox/models/default.gguf"])
+        let relative = parseErrors("[worker.llm]\nexec = [\"/usr/bin/llm\"]\nrequires-files = [\"models/default.gguf\", \"/var/lib/\"]\n")
+        #expect(relative.count == 2)
+        #expect(relative.allSatisfy { $0.location.line == 3 && $0.key == "worker.llm.requires-files" }, "\(relative)")
+        #expect(relative.first?.message.contains("must be the absolute path of a file") == true, "\(relative)")
+        let notStrings = parseErrors("[worker.llm]\nexec = [\"/usr/bin/llm\"]\nrequires-files = \"/a\"\n")
+        #expect(notStrings.first?.message.contains("must be an array of strings") == true, "\(notStrings)")
+    }
+
     @Test("absent keys take the documented defaults")
     func defaults() throws {
         let w = try #require(try parse("\n\n[worker.minimal]\nexec = [\"/usr/bin/minimal\"]\n").get().first)
@@ -515,6 +528,7 @@ struct WorkerConfigTests {
         Change(key: "stop-timeout", field: "stopTimeout", line: "stop-timeout = \"3s\""),
         Change(key: "after", field: "after", line: "after = [\"x\"]"),
         Change(key: "requires-hardware", field: "requiresHardware", line: "requires-hardware = [\"gpu\"]"),
+        Change(key: "requires-files", field: "requiresFiles", line: "requires-files = [\"/var/lib/w/model.gguf\"]"),
         Change(key: "memory-max", field: "memoryMax", line: "memory-max = \"1G\""),
         Change(key: "critical", field: "critical", line: "critical = true"),
     ]

@@ -129,6 +129,7 @@ private let defaultWorkerStopTimeout = 10.0
         #expect(run.stderr.isEmpty, "systemd-tmpfiles complained:\n\(run.stderr)")
 
         let aiboxGID = try #require(try Accounts(root: root.path).groups["aibox"]?.gid)
+        let agent = try #require(try Accounts(root: root.path).users["aibox-agent"])
         let expected: [(path: String, mode: mode_t, uid: uid_t, gid: gid_t)] = [
             ("run/aibox", 0o755, 0, 0),
             ("var/lib/aibox", 0o755, 0, 0),
@@ -137,6 +138,8 @@ private let defaultWorkerStopTimeout = 10.0
             // setgid: log files the daemon creates 0640 belong to `aibox`.
             ("var/lib/aibox/logs", 0o2750, 0, aiboxGID),
             ("var/lib/aibox/work", 0o755, 0, 0),
+            // Model weights: the agent's user pulls them, everyone (llm-local's user) reads them.
+            ("var/lib/aibox/models", 0o755, agent.uid, agent.gid),
             ("etc/aibox", 0o755, 0, 0),
             ("etc/aibox/workers.d", 0o755, 0, 0),
         ]
@@ -151,6 +154,12 @@ private let defaultWorkerStopTimeout = 10.0
                 st.st_mode & 0o7777 == e.mode, "\(e.path): mode \(String(st.st_mode & 0o7777, radix: 8)), not \(String(e.mode, radix: 8))")
             #expect(st.st_uid == e.uid && st.st_gid == e.gid, "\(e.path): owner \(st.st_uid):\(st.st_gid), not \(e.uid):\(e.gid)")
         }
+    }
+
+    @Test func theDefaultModelLinkPointsToTheImagesModel() throws {
+        let tmpfiles = try String(contentsOf: tmpfilesFile, encoding: .utf8)
+        let link = tmpfiles.split(separator: "\n").first { $0.hasPrefix("L ") }?.split(separator: " ", omittingEmptySubsequences: true)
+        #expect(link?[1] == "/var/lib/aibox/models/default.gguf" && link?.last == "/usr/lib/aibox/models/default.gguf", "\(link ?? [])")
     }
 
     // MARK: (d) systemd-sysusers

@@ -69,6 +69,7 @@ import Testing
         #expect(llm.user == "aibox-llm")
         #expect(llm.secrets.isEmpty, "the model server gets no secret")
         #expect(llm.requiresHardware == [Capability.llmLocal.rawValue])
+        #expect(llm.requiresFiles == [value("-m")], "it waits for the weights it is started with")
         // Readiness from its health endpoint, on the port it listens on.
         let ready = try #require(llm.readyHTTP)
         #expect(!llm.notify)
