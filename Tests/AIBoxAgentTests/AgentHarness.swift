@@ -24,8 +24,8 @@ struct Output {
     var json: [String: Any] { (try? JSONSerialization.jsonObject(with: Data(stdout.utf8))) as? [String: Any] ?? [:] }
 }
 
-/// Runs a program to completion, capturing its output.
-func runProgram(_ path: String, _ args: [String], environment: [String: String] = [:]) throws -> Output {
+/// Runs a program to completion, capturing its output; `input` (when given) is its standard input, then closed.
+func runProgram(_ path: String, _ args: [String], environment: [String: String] = [:], input: String? = nil) throws -> Output {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: path)
     p.arguments = args
@@ -35,27 +35,35 @@ func runProgram(_ path: String, _ args: [String], environment: [String: String] 
     let out = Pipe(), err = Pipe()
     p.standardOutput = out
     p.standardError = err
+    let stdin = input.map { _ in Pipe() }
+    if let stdin { p.standardInput = stdin }
     try p.run()
+    if let stdin, let input {
+        stdin.fileHandleForWriting.write(Data(input.utf8))
+        try stdin.fileHandleForWriting.close()
+    }
     let o = out.fileHandleForReading.readDataToEndOfFile()
     let e = err.fileHandleForReading.readDataToEndOfFile()
     p.waitUntilExit()
     return Output(code: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
 }
 
-/// The loopback fake of the cloud APIs (Fixtures/llm_fake.py) as a real process on an
-/// ephemeral port, with its fault script and its record of requests.
-final class FakeProvider {
+/// A python3 fixture server (Fixtures/NAME.py) as a real process on an ephemeral port of
+/// 127.0.0.1: started with `--port 0 --port-file`, waited for, SIGKILLed with its directory
+/// removed when dropped.
+final class FixtureServer {
     let process = Process()
     let port: Int
+    /// A directory of its own (the port file; whatever the fixture keeps).
     let dir: String
     var base: String { "http://127.0.0.1:\(port)" }
 
-    init(apiKey: String? = nil) throws {
-        var template = Array("/tmp/aibox-fake-XXXXXX".utf8CString)
+    init(_ script: String, _ arguments: (_ dir: String) throws -> [String] = { _ in [] }) throws {
+        var template = Array("/tmp/aibox-fixture-XXXXXX".utf8CString)
         guard let d = mkdtemp(&template) else { throw SystemError("mkdtemp", errno: errno) }
         dir = String(cString: d)
         process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        process.arguments = [fixtures + "/llm_fake.py", "--port", "0", "--port-file", dir + "/port"] + (apiKey.map { ["--api-key", $0] } ?? [])
+        process.arguments = [fixtures + "/" + script, "--port", "0", "--port-file", dir + "/port"] + (try arguments(dir))
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle(forWritingAtPath: "/dev/null")
         try process.run()
@@ -65,7 +73,7 @@ final class FakeProvider {
             found = readTextFile(dir + "/port").flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
             if found == nil { usleep(20_000) }
         }
-        guard let found else { throw SystemError("the fake provider did not start", errno: 0) }
+        guard let found else { throw SystemError("\(script) did not start", errno: 0) }
         port = found
     }
 
@@ -74,6 +82,18 @@ final class FakeProvider {
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
         _ = try? runProgram("/bin/rm", ["-rf", dir])
+    }
+}
+
+/// The loopback fake of the cloud APIs (Fixtures/llm_fake.py) with its fault script and its
+/// record of requests.
+final class FakeProvider {
+    let server: FixtureServer
+    var port: Int { server.port }
+    var base: String { server.base }
+
+    init(apiKey: String? = nil) throws {
+        server = try FixtureServer("llm_fake.py") { _ in apiKey.map { ["--api-key", $0] } ?? [] }
     }
 
     private func http(_ method: String, _ path: String, _ body: String? = nil) throws -> Data {

@@ -12,23 +12,7 @@ import Testing
 struct ConversationMemoryTests {
     /// Runs `aibox-agent chat` with `lines` on its standard input (a pipe: not a terminal).
     func chat(_ b: AgentBox, _ lines: [String]) throws -> Output {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: agentBinary)
-        p.arguments = ["chat", "--root", b.root]
-        var env = ProcessInfo.processInfo.environment
-        for (k, v) in b.environment { env[k] = v }
-        p.environment = env
-        let input = Pipe(), out = Pipe(), err = Pipe()
-        p.standardInput = input
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        input.fileHandleForWriting.write(Data((lines.joined(separator: "\n") + "\n").utf8))
-        try input.fileHandleForWriting.close()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return Output(code: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+        try runProgram(agentBinary, ["chat", "--root", b.root], environment: b.environment, input: lines.joined(separator: "\n") + "\n")
     }
 
     static let filler = String(repeating: "the box on the shelf hums along all day and night, ", count: 5)

@@ -9,35 +9,15 @@ import Testing
 /// A file server on 127.0.0.1 (Fixtures/range_server.py) that answers Range requests and
 /// follows a script of faults: a cut after N bytes, a wrong body, a slow transfer.
 final class ModelServer {
-    let process = Process()
-    let port: Int
-    let dir: String
-    var base: String { "http://127.0.0.1:\(port)" }
+    let server: FixtureServer
+    var base: String { server.base }
+    var dir: String { server.dir }
 
     init() throws {
-        var template = Array("/tmp/aibox-models-XXXXXX".utf8CString)
-        guard let d = mkdtemp(&template) else { throw SystemError("mkdtemp", errno: errno) }
-        dir = String(cString: d)
-        try makeDirectories(dir + "/files")
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        process.arguments = [fixtures + "/range_server.py", "--dir", dir + "/files", "--port", "0", "--port-file", dir + "/port"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
-        try process.run()
-        let deadline = Clock.monotonic() + .seconds(15)
-        var found: Int?
-        while found == nil && Clock.monotonic() < deadline && process.isRunning {
-            found = readTextFile(dir + "/port").flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
-            if found == nil { usleep(20_000) }
+        server = try FixtureServer("range_server.py") { dir in
+            try makeDirectories(dir + "/files")
+            return ["--dir", dir + "/files"]
         }
-        guard let found else { throw SystemError("the model server did not start", errno: 0) }
-        port = found
-    }
-
-    deinit {
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-        _ = try? runProgram("/bin/rm", ["-rf", dir])
     }
 
     /// Serves `bytes` as /NAME; returns their SHA-256.
