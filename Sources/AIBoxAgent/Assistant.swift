@@ -395,28 +395,42 @@ public actor Assistant {
     }
 
     /// One token from each local model the chains use, so that its weights are read into memory
-    /// before the owner's first question (a cold model on flash takes seconds more). Not a
-    /// request: no breaker, no event; nil when there is no local model, else what happened.
-    public func warmUp() async -> [String] {
+    /// before the owner's first question (a cold model on flash takes seconds more). The agent
+    /// and its model start together, so a model still loading (503) or not yet listening is
+    /// asked again after 1, 2, 4 … s (at most 15 s apart) for up to `warmUpFor`. Not a request:
+    /// no breaker, no event. What happened, a line per model.
+    public func warmUp(for limit: Duration = Assistant.warmUpFor) async -> [String] {
         guard let client else { return [] }
         var done: Set<String> = []
         var said: [String] = []
         for role in LLMRole.allCases {
             for route in settings.table.chains[role] ?? [] where route.isLocal && done.insert(route.key.description).inserted {
-                guard await enterLocal(route.key.provider, wait: Assistant.localWaitWithFallback) else { continue }
-                let request = ModelRequest(model: route.key.model, messages: [ChatMessage(.user, "Hello")], maxTokens: 1, temperature: nil, context: route.context)
                 let start = Clock.monotonic()
-                let result = await client.call(route, apiKey: route.apiKeySecret.flatMap(settings.secret), request: request, timeouts: CallTimeouts.forRoute(route))
-                leaveLocal(route.key.provider)
-                let ms = Clock.monotonic().since(start).nanoseconds / 1_000_000
-                switch result {
-                case .success: said.append("\(route.key) warmed up in \(ms) ms")
-                case .failure(let f): said.append("\(route.key) not warmed up: \(Assistant.describe(f))")
+                var delay: Duration = .seconds(1)
+                while true {
+                    guard await enterLocal(route.key.provider, wait: Assistant.localWaitWithFallback) else { break }
+                    let request = ModelRequest(model: route.key.model, messages: [ChatMessage(.user, "Hello")], maxTokens: 1, temperature: nil, context: route.context)
+                    let result = await client.call(route, apiKey: route.apiKeySecret.flatMap(settings.secret), request: request, timeouts: CallTimeouts.forRoute(route))
+                    leaveLocal(route.key.provider)
+                    let ms = Clock.monotonic().since(start).nanoseconds / 1_000_000
+                    if case .failure(let f) = result {
+                        if Clock.monotonic().since(start) + delay <= limit {
+                            try? await Task.sleep(for: delay)
+                            delay = min(delay * 2, .seconds(15))
+                            continue
+                        }
+                        said.append("\(route.key) not warmed up in \(ms) ms: \(Assistant.describe(f))")
+                    } else {
+                        said.append("\(route.key) warmed up in \(ms) ms")
+                    }
+                    break
                 }
             }
         }
         return said
     }
+
+    public static let warmUpFor: Duration = .seconds(300)
 
     // MARK: Conversations
 

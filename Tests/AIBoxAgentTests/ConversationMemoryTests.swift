@@ -136,11 +136,13 @@ struct ConversationMemoryTests {
         #expect(times[1] - times[0] >= 1.0, "\(times)")
     }
 
-    @Test("the worker warms the local model at its start: one token asked, before any question")
+    @Test("the worker warms the local model at its start: one token asked, before any question, again while the model loads")
     func warmUp() throws {
         let fake = try FakeProvider()
         let b = try AgentBox()
         try configureLocal(b, fake, context: 4096)
+        // The model is still loading at the first try (llama-server: 503 "Loading model").
+        try fake.script(#"[{"fault": "status", "code": 503}]"#)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: agentBinary)
         p.arguments = ["run", "--root", b.root]
@@ -155,15 +157,20 @@ struct ConversationMemoryTests {
             kill(p.processIdentifier, SIGKILL)
             p.waitUntilExit()
         }
-        var warm: [String: Any]?
+        var warm: [[String: Any]] = []
         #expect(
             try waitFor(.seconds(20)) {
-                warm = try fake.requests(path: "/api/chat").first
-                return warm != nil
+                warm = try fake.requests(path: "/api/chat")
+                return warm.count >= 2
             })
-        let body = warm?["body"] as? [String: Any]
-        #expect((body?["options"] as? [String: Any])?["num_predict"] as? Int == 1, "\(body ?? [:])")
-        #expect(body?["model"] as? String == "llama3.2:3b")
+        #expect(warm.count == 2 && warm.first?["fault"] as? String == "status", "\(warm)")
+        for body in warm.map({ $0["body"] as? [String: Any] }) {
+            #expect((body?["options"] as? [String: Any])?["num_predict"] as? Int == 1, "\(body ?? [:])")
+            #expect(body?["model"] as? String == "llama3.2:3b")
+        }
+        // Once warm, it asks no more.
+        usleep(1_500_000)
+        #expect(try fake.requests(path: "/api/chat").count == 2)
         // Not a request of the owner's: no event, no breaker, no charge.
         let status = try b.agent(["status", "--json"]).json
         #expect((status["events"] as? [Any])?.isEmpty == true, "\(status)")
