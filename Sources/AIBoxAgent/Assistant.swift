@@ -68,6 +68,10 @@ public actor Assistant {
     /// The reply allowance a call asks for (and the budget reserves).
     public nonisolated let maxTokens = 1024
 
+    /// Every operation with a deadline (model calls here; the channels' too): the worker's
+    /// watchdog pings stop while one is stuck.
+    public nonisolated let liveness = LivenessBoard()
+
     /// Why agent.db could not be opened (the ledger is then in memory): no cloud call under a budget.
     let ledgerProblem: String?
 
@@ -220,7 +224,7 @@ public actor Assistant {
         let callStart = Clock.monotonic()
         let timeouts = settings.silenceLimit.map { CallTimeouts(connect: $0, firstByte: $0, idle: $0) } ?? CallTimeouts.forRoute(route)
         let request = ModelRequest(model: route.key.model, messages: prompt, maxTokens: r.maxTokens, temperature: nil, context: route.context)
-        switch await client.call(route, apiKey: apiKey, request: request, timeouts: timeouts) {
+        switch await client.call(route, apiKey: apiKey, request: request, timeouts: timeouts, liveness: liveness) {
         case .success(let reply):
             pb.succeeded()
             mb.succeeded()
@@ -410,7 +414,8 @@ public actor Assistant {
                 while true {
                     guard await enterLocal(route.key.provider, wait: Assistant.localWaitWithFallback) else { break }
                     let request = ModelRequest(model: route.key.model, messages: [ChatMessage(.user, "Hello")], maxTokens: 1, temperature: nil, context: route.context)
-                    let result = await client.call(route, apiKey: route.apiKeySecret.flatMap(settings.secret), request: request, timeouts: CallTimeouts.forRoute(route))
+                    let result = await client.call(
+                        route, apiKey: route.apiKeySecret.flatMap(settings.secret), request: request, timeouts: CallTimeouts.forRoute(route), liveness: liveness)
                     leaveLocal(route.key.provider)
                     let ms = Clock.monotonic().since(start).nanoseconds / 1_000_000
                     if case .failure(let f) = result {

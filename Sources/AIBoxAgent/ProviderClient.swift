@@ -61,11 +61,16 @@ public final class ProviderClient: Sendable {
 
     public func shutdown() async { try? await http.shutdown() }
 
-    public func call(_ route: ResolvedRoute, apiKey: Secret?, request: ModelRequest, timeouts: CallTimeouts) async -> Result<CallReply, CallFailure> {
+    /// - Parameter liveness: where the call is on record as an operation with a deadline (the
+    ///   watch's, moved on as the reply flows), so that a call its watch fails to end shows as stuck.
+    public func call(
+        _ route: ResolvedRoute, apiKey: Secret?, request: ModelRequest, timeouts: CallTimeouts, liveness: LivenessBoard? = nil
+    ) async -> Result<CallReply, CallFailure> {
         let wire = ProviderWire.request(kind: route.kind, baseURL: route.baseURL, apiKey: apiKey, request)
         let kind = route.kind
         let start = Clock.monotonic()
-        let watch = Watch(deadline: start + timeouts.connect + timeouts.firstByte)
+        let watch = Watch(deadline: start + timeouts.connect + timeouts.firstByte, liveness: liveness, what: "a call to \(route.key)")
+        defer { watch.ended() }
         return await withTaskGroup(of: Result<CallReply, CallFailure>?.self) { group in
             group.addTask {
                 var req = HTTPClientRequest(url: wire.url)
@@ -161,23 +166,35 @@ public final class ProviderClient: Sendable {
     /// passes, or the reply when it was whole and only the body's end was awaited.
     final class Watch: Sendable {
         private let state: Mutex<(deadline: Instant, bodyStarted: Bool, reply: CallReply?)>
+        private let liveness: LivenessBoard?
+        private let token: UInt64
 
-        init(deadline: Instant) { state = Mutex((deadline, false, nil)) }
+        init(deadline: Instant, liveness: LivenessBoard? = nil, what: String = "") {
+            state = Mutex((deadline, false, nil))
+            self.liveness = liveness
+            token = liveness?.begin(what, deadline: deadline) ?? 0
+        }
 
         func extend(to deadline: Instant) {
             state.withLock {
                 $0.deadline = deadline
                 $0.bodyStarted = true
             }
+            liveness?.extend(token, to: deadline)
         }
 
         /// The reply is whole: at most `grace` more for the body's end.
         func complete(_ reply: CallReply, grace: Duration) {
+            let deadline = Clock.monotonic() + grace
             state.withLock {
                 $0.reply = reply
-                $0.deadline = Clock.monotonic() + grace
+                $0.deadline = deadline
             }
+            liveness?.extend(token, to: deadline)
         }
+
+        /// The call is over, however it went.
+        func ended() { liveness?.end(token) }
 
         func expire() async -> Result<CallReply, CallFailure>? {
             while true {

@@ -145,9 +145,19 @@ extension AgentConsole {
         Task {
             for line in await assistant.warmUp() { writeStandardError("aibox-agent: \(line)\n") }
         }
+        var told = false
         while true {
             let st = await AgentStatus.gather(assistant, now: Clock.monotonic(), wallMS: Clock.wallMilliseconds())
-            notify((first ? "READY=1\n" : "") + "WATCHDOG=1\nSTATUS=" + st.summary)
+            // Alive while nothing is stuck: an operation its own timer failed to end is mended
+            // only by a restart, which aibox's watchdog brings when the pings stop.
+            if let stuck = assistant.liveness.stuck(now: Clock.monotonic()).first {
+                let why = "stuck: \(stuck.what), past its deadline by \(Clock.monotonic().since(stuck.deadline).components.seconds) s"
+                if !told { writeStandardError("aibox-agent: \(why); no more watchdog pings\n") }
+                told = true
+                notify((first ? "READY=1\n" : "") + "STATUS=" + why)
+            } else {
+                notify((first ? "READY=1\n" : "") + "WATCHDOG=1\nSTATUS=" + st.summary)
+            }
             first = false
             try? await Task.sleep(for: min(tick, .seconds(10)))
         }
