@@ -34,6 +34,7 @@ public final class Ledger {
             CREATE TABLE IF NOT EXISTS message(
                 id INTEGER PRIMARY KEY, conversation TEXT NOT NULL, at_ms INTEGER NOT NULL, role TEXT NOT NULL, content TEXT NOT NULL);
             CREATE INDEX IF NOT EXISTS message_conversation ON message(conversation, id);
+            CREATE TABLE IF NOT EXISTS state(key TEXT PRIMARY KEY, value TEXT NOT NULL);
             CREATE TABLE IF NOT EXISTS summary(
                 conversation TEXT PRIMARY KEY, at_ms INTEGER NOT NULL, through_id INTEGER NOT NULL, content TEXT NOT NULL);
             """)
@@ -189,6 +190,22 @@ public final class Ledger {
     }
 
     /// True the first time `key` is noticed: "tell the owner once" across every process and restart.
+    /// The agent's own events after `afterID` (id, event), oldest first: what the owner's notices follow.
+    public func events(afterID: Int64, limit: Int) throws(SQLiteError) -> [(id: Int64, event: Event)] {
+        try db.query("SELECT id, at_ms, kind, route, message FROM event WHERE id > ? ORDER BY id LIMIT ?", [.integer(afterID), .integer(Int64(limit))]).map {
+            ($0[0].int64 ?? 0, Event(atMS: $0[1].int64 ?? 0, kind: $0[2].string ?? "", route: $0[3].string, message: $0[4].string ?? ""))
+        }
+    }
+
+    public func lastEventID() -> Int64 { (try? db.query("SELECT max(id) FROM event").first?.first?.int64) ?? 0 }
+
+    /// A small value the agent keeps across restarts (a follower's cursor).
+    public func state(_ key: String) -> String? { try? db.query("SELECT value FROM state WHERE key = ?", [.text(key)]).first?.first?.string }
+
+    public func setState(_ key: String, _ value: String) throws(SQLiteError) {
+        try db.query("INSERT OR REPLACE INTO state(key, value) VALUES(?,?)", [.text(key), .text(value)])
+    }
+
     public func firstNotice(_ key: String, wallMS: Int64) -> Bool {
         guard (try? db.query("INSERT OR IGNORE INTO notice(key, at_ms) VALUES(?,?)", [.text(key), .integer(wallMS)])) != nil else { return false }
         return (try? db.query("SELECT changes()").first?.first?.int64) == 1

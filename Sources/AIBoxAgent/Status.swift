@@ -146,7 +146,12 @@ extension AgentConsole {
             for line in await assistant.warmUp() { writeStandardError("aibox-agent: \(line)\n") }
         }
         var told = false
+        // The box's trouble for the owner: to the channels once they are there; to the log until then.
+        let watcher = BoxWatcher(paths: s.paths, ledger: openLedger(s).0)
         while true {
+            if let message = watcher.poll(now: Clock.monotonic(), wallMS: Clock.wallMilliseconds()) {
+                for line in message.split(separator: "\n") { writeStandardError("aibox-agent: for the owner: \(line)\n") }
+            }
             let st = await AgentStatus.gather(assistant, now: Clock.monotonic(), wallMS: Clock.wallMilliseconds())
             // Alive while nothing is stuck: an operation its own timer failed to end is mended
             // only by a restart, which aibox's watchdog brings when the pings stop.
@@ -159,7 +164,7 @@ extension AgentConsole {
                 notify((first ? "READY=1\n" : "") + "WATCHDOG=1\nSTATUS=" + st.summary)
             }
             first = false
-            try? await Task.sleep(for: min(tick, .seconds(10)))
+            try? await Task.sleep(for: min(tick, .seconds(2)))
         }
     }
 }

@@ -399,6 +399,16 @@ public struct StoreReader {
         }
     }
 
+    /// Events after the one with id `afterID`, oldest first, at most `limit` (a follower's read).
+    public func events(afterID: Int64, limit: Int) throws -> [EventRecord] {
+        try db.query("SELECT id, at, kind, worker, message FROM events WHERE id > ? ORDER BY id LIMIT ?", [.integer(afterID), .integer(Int64(limit))]).map { r in
+            EventRecord(id: r[0].int64, at: r[1].int64 ?? 0, kind: r[2].string ?? "", worker: r[3].string, message: r[4].string ?? "")
+        }
+    }
+
+    /// The newest event's id (0 when there is none).
+    public func lastEventID() throws -> Int64 { try db.query("SELECT max(id) FROM events").first?.first?.int64 ?? 0 }
+
     public func meta() throws -> [String: String] { try StoreReader.meta(db) }
 
     static func meta(_ db: SQLiteConnection) throws(SQLiteError) -> [String: String] {
