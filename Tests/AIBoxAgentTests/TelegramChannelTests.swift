@@ -319,6 +319,10 @@ struct TelegramChannelTests {
         seen.append("\(refused)")
         await closed.shutdown()
         #expect(seen.count > 3)
+        // The echoes were seen, masked.
+        #expect(seen.contains { $0.contains("500") && $0.contains(Secret.masked) })
+        #expect("\(outcome)".contains(Secret.masked))
+        #expect(refused != .sent)
         for s in seen { #expect(!s.contains(Self.token) && !s.contains("AAH-very-secret"), "\(s)") }
         // Settings errors name no URL path with a token either, and http to another host is refused.
         #expect(throws: TelegramConnection.SettingsError.self) { try TelegramConnection(token: Secret(Self.token), baseURL: "http://api.telegram.org", store: MemoryOffsetStore()) }
