@@ -300,7 +300,7 @@ public enum TelegramWire {
             if end == rest.startIndex { end = rest.index(after: rest.startIndex) }  // one character over the limit
             let head = rest[rest.startIndex..<end]
             var cut = end
-            if let nl = head.lastIndex(of: "\n"), nl > head.startIndex {
+            if let nl = head.lastIndex(where: \.isNewline), nl > head.startIndex {
                 cut = head.index(after: nl)
             } else if let sp = head.lastIndex(of: " "), sp > head.startIndex {
                 cut = head.index(after: sp)

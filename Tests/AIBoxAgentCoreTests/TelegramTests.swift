@@ -228,6 +228,9 @@ struct TelegramWireTests {
         #expect(parts.joined() == lines)
         #expect(parts.allSatisfy { $0.utf16.count <= 4096 })
         #expect(parts[0].hasSuffix("\n"))
+        // A CRLF line end (one Character in Swift) is a line end too.
+        let crlf = String(repeating: "a", count: 3000) + "\r\n" + String(repeating: "b", count: 3000)
+        #expect(TelegramWire.split(crlf) == [String(repeating: "a", count: 3000) + "\r\n", String(repeating: "b", count: 3000)])
         // No line break: cut after a space.
         let words = String(repeating: "word ", count: 2000)
         let w = TelegramWire.split(words)

@@ -163,6 +163,54 @@ struct TelegramChannelTests {
         await c.shutdown()
     }
 
+    @Test("a message the receiver could not record is not confirmed: Telegram sends it again, nothing is lost")
+    func unrecordedComesAgain() async throws {
+        let fake = try FakeTelegram(token: Self.token)
+        let store = MemoryOffsetStore()
+        let c = try channel(fake, store: store)
+        let inbox = Inbox()
+        let refusals = Inbox()
+        // The first attempt fails (a full disk), the next succeeds.
+        let run = Task {
+            await c.run(deliver: { m in
+                if refusals.messages.isEmpty { return !refusals.add(m) }
+                return inbox.add(m)
+            })
+        }
+        defer { run.cancel() }
+        let id = try fake.userSends(from: 3, text: "keep me")
+        #expect(await eventually(within: .seconds(10)) { inbox.messages.count == 1 })
+        #expect(refusals.messages.map(\.text) == ["keep me"])
+        #expect(inbox.messages.map(\.text) == ["keep me"])
+        #expect(store.load() == Int64(id + 1))
+        // The offset sent before the message was recorded never confirmed it.
+        let offsets = try fake.requests(method: "getUpdates").map { ($0["body"] as? [String: Any])?["offset"] as? Int }
+        #expect(offsets.first! == nil)
+        #expect(offsets.filter { $0 == id + 1 }.count >= 1)
+        #expect(offsets.firstIndex(of: id + 1)! >= 2)
+        run.cancel()
+        await run.value
+        await c.shutdown()
+    }
+
+    @Test("an offset file that is not a number is an error naming the file; the offset is written whole")
+    func offsetFile() throws {
+        let fake = try FakeTelegram(token: Self.token)
+        let store = FileOffsetStore(path: fake.dir + "/offset")
+        #expect(try store.load() == nil)
+        try store.save(123_456_789_012)
+        #expect(try store.load() == 123_456_789_012)
+        #expect(readTextFile(fake.dir + "/offset") == "123456789012\n")
+        try writeFileAtomically(fake.dir + "/offset", Array("12ab\n".utf8))
+        do {
+            _ = try store.load()
+            Issue.record("garbage taken as an offset")
+        } catch {
+            #expect("\(error)".contains(fake.dir + "/offset"))
+            #expect("\(error)".contains("12ab"))
+        }
+    }
+
     @Test("Telegram serving a confirmed update again: it is delivered once (the poller drops updates below its offset)")
     func duplicateDeliveredOnce() async throws {
         let fake = try FakeTelegram(token: Self.token)
@@ -290,6 +338,21 @@ struct TelegramChannelTests {
         try fake.script(#"[{"fault": "status", "code": 403, "method": "sendMessage"}]"#)
         let blocked = await c.send(OutgoingMessage(channel: .telegram, chat: "4242", text: "hi"))
         #expect(blocked == .failed(reason: "sendMessage: 403 Forbidden: bot was blocked by the user"))
+        await c.shutdown()
+    }
+
+    @Test("a sendMessage never answered is given up at its deadline and told as a retry")
+    func sendHang() async throws {
+        let fake = try FakeTelegram(token: Self.token)
+        try fake.script(#"[{"fault": "hang", "method": "sendMessage"}]"#)
+        let c = try TelegramConnection(token: Secret(Self.token), baseURL: fake.base, store: MemoryOffsetStore(), sendTimeout: .seconds(1))
+        let start = Clock.monotonic()
+        let outcome = await c.send(OutgoingMessage(channel: .telegram, chat: "8", text: "hello"))
+        let took = Clock.monotonic().since(start)
+        #expect(took >= .milliseconds(950) && took < .seconds(3), "took \(took)")
+        guard case .retry(_, let reason, let partsSent) = outcome else { Issue.record("\(outcome)"); return }
+        #expect(partsSent == 0 && reason.contains("no answer within 1s"))
+        #expect(await c.send(OutgoingMessage(channel: .telegram, chat: "8", text: "hello")) == .sent)
         await c.shutdown()
     }
 
