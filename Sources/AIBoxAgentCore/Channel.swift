@@ -60,3 +60,14 @@ public enum ChannelState: Equatable, Sendable {
     /// changes; the owner is told on another channel.
     case broken(reason: String)
 }
+
+/// How sending one message ended.
+public enum SendOutcome: Equatable, Sendable {
+    /// Sent whole.
+    case sent
+    /// Not sent yet: try again after `after`. The first `partsSent` parts of a message the
+    /// channel splits were sent; the retry starts at the next one.
+    case retry(after: Duration, reason: String, partsSent: Int)
+    /// Refused for good (the chat does not exist, the bot was blocked, the token is wrong).
+    case failed(reason: String)
+}
