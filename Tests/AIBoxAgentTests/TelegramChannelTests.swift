@@ -8,34 +8,13 @@ import Testing
 
 /// The loopback fake of Telegram's Bot API (Fixtures/telegram_fake.py) as a real process.
 final class FakeTelegram {
-    let process = Process()
-    let port: Int
-    let dir: String
-    var base: String { "http://127.0.0.1:\(port)" }
+    let server: FixtureServer
+    var port: Int { server.port }
+    var base: String { server.base }
+    var dir: String { server.dir }
 
     init(token: String) throws {
-        var template = Array("/tmp/aibox-telegram-XXXXXX".utf8CString)
-        guard let d = mkdtemp(&template) else { throw SystemError("mkdtemp", errno: errno) }
-        dir = String(cString: d)
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        process.arguments = [fixtures + "/telegram_fake.py", "--port", "0", "--port-file", dir + "/port", "--token", token]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
-        try process.run()
-        let deadline = Clock.monotonic() + .seconds(15)
-        var found: Int?
-        while found == nil && Clock.monotonic() < deadline && process.isRunning {
-            found = readTextFile(dir + "/port").flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
-            if found == nil { usleep(20_000) }
-        }
-        guard let found else { throw SystemError("the fake Telegram did not start", errno: 0) }
-        port = found
-    }
-
-    deinit {
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-        _ = try? runProgram("/bin/rm", ["-rf", dir])
+        server = try FixtureServer("telegram_fake.py") { _ in ["--token", token] }
     }
 
     private func http(_ method: String, _ path: String, _ body: String? = nil) throws -> [String: Any] {
