@@ -47,19 +47,10 @@ public final class ProviderClient: Sendable {
     /// The most of an error body read (its JSON names the error; the rest is noise).
     static let maxErrorBody = 64 << 10
 
-    public init() {
-        var configuration = HTTPClient.Configuration(
-            redirectConfiguration: .disallow,  // a redirect would carry the key to another host
-            timeout: .init(connect: .seconds(10), read: nil),
-            decompression: .disabled)
-        configuration.connectionPool = .init(idleTimeout: .seconds(60))
-        // A refused connection fails the call at once (the next route answers); AHC would
-        // otherwise retry it until the connect timeout.
-        configuration.connectionPool.retryConnectionEstablishment = false
-        http = HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: configuration)
-    }
+    public init() { http = AgentHTTP.client }
 
-    public func shutdown() async { try? await http.shutdown() }
+    /// Nothing to release: the HTTP client is the agent's one (`AgentHTTP`).
+    public func shutdown() async {}
 
     /// - Parameter liveness: where the call is on record as an operation with a deadline (the
     ///   watch's, moved on as the reply flows), so that a call its watch fails to end shows as stuck.

@@ -85,16 +85,11 @@ public final class TelegramConnection: Sendable {
         self.settings = settings
         self.store = store
         self.sendTimeout = sendTimeout
-        var configuration = HTTPClient.Configuration(
-            redirectConfiguration: .disallow,  // a redirect would carry the token to another host
-            timeout: .init(connect: .seconds(10), read: nil),
-            decompression: .disabled)
-        configuration.connectionPool = .init(idleTimeout: .seconds(60))
-        configuration.connectionPool.retryConnectionEstablishment = false
-        http = HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: configuration)
+        http = AgentHTTP.client
     }
 
-    public func shutdown() async { try? await http.shutdown() }
+    /// Nothing to release: the HTTP client is the agent's one (`AgentHTTP`).
+    public func shutdown() async {}
 
     /// How the channel is doing.
     public var state: ChannelState { status.withLock { $0.state } }

@@ -95,17 +95,17 @@ struct TelegramChannelTests {
         let run = startRun(c, inbox)
         defer { run.cancel() }
         let id = try fake.userSends(from: 4242, text: "hello box")
-        #expect(await eventually(within: .seconds(10)) { inbox.messages.count == 1 })
+        #expect(await eventually(within: .seconds(30)) { inbox.messages.count == 1 })
         let m = try #require(inbox.messages.first)
         #expect(m == IncomingMessage(channel: .telegram, id: String(id), chat: "4242", sender: "4242", isDirect: true, text: "hello box"))
         #expect(await eventually(within: .seconds(5)) { (try? store.load()) == Int64(id + 1) })
         #expect(c.state == .up)
         // A sticker (no text) moves the offset on without a delivery.
         let sticker = try fake.userSends(from: 4242, text: nil)
-        #expect(await eventually(within: .seconds(10)) { (try? store.load()) == Int64(sticker + 1) })
+        #expect(await eventually(within: .seconds(30)) { (try? store.load()) == Int64(sticker + 1) })
         // A group message is not direct.
         try fake.userSends(from: 4343, text: "in a group", chatType: "group")
-        #expect(await eventually(within: .seconds(10)) { inbox.messages.count == 2 })
+        #expect(await eventually(within: .seconds(30)) { inbox.messages.count == 2 })
         #expect(inbox.messages.last?.isDirect == false)
         try await Task.sleep(for: .milliseconds(300))
         #expect(inbox.messages.count == 2)
@@ -126,7 +126,7 @@ struct TelegramChannelTests {
             let c = try channel(fake, store: store)
             let run = startRun(c, inbox)
             let id = try fake.userSends(from: 1, text: "one")
-            #expect(await eventually(within: .seconds(10)) { (try? store.load()) == Int64(id + 1) })
+            #expect(await eventually(within: .seconds(30)) { (try? store.load()) == Int64(id + 1) })
             run.cancel()
             await run.value
             await c.shutdown()
@@ -134,7 +134,7 @@ struct TelegramChannelTests {
         try fake.userSends(from: 1, text: "two")
         let c = try channel(fake, store: store)
         let run = startRun(c, inbox)
-        #expect(await eventually(within: .seconds(10)) { inbox.messages.count == 2 })
+        #expect(await eventually(within: .seconds(30)) { inbox.messages.count == 2 })
         try await Task.sleep(for: .milliseconds(500))
         #expect(inbox.messages.map(\.text) == ["one", "two"])
         run.cancel()
@@ -158,7 +158,7 @@ struct TelegramChannelTests {
         }
         defer { run.cancel() }
         let id = try fake.userSends(from: 3, text: "keep me")
-        #expect(await eventually(within: .seconds(10)) { inbox.messages.count == 1 })
+        #expect(await eventually(within: .seconds(30)) { inbox.messages.count == 1 })
         #expect(refusals.messages.map(\.text) == ["keep me"])
         #expect(inbox.messages.map(\.text) == ["keep me"])
         #expect(store.load() == Int64(id + 1))
@@ -198,12 +198,12 @@ struct TelegramChannelTests {
         let run = startRun(c, inbox)
         defer { run.cancel() }
         try fake.userSends(from: 5, text: "first")
-        #expect(await eventually(within: .seconds(10)) { inbox.messages.count == 1 })
+        #expect(await eventually(within: .seconds(30)) { inbox.messages.count == 1 })
         try fake.script(#"[{"fault": "duplicate", "method": "getUpdates"}]"#)
         // The duplicate fault waits for the next poll: the one held now answers empty first.
-        #expect(try await eventually(within: .seconds(10)) { (try fake.requests(method: "getUpdates")).contains { $0["fault"] as? String == "duplicate" } })
+        #expect(try await eventually(within: .seconds(30)) { (try fake.requests(method: "getUpdates")).contains { $0["fault"] as? String == "duplicate" } })
         try fake.userSends(from: 5, text: "second")
-        #expect(await eventually(within: .seconds(10)) { inbox.messages.count >= 2 })
+        #expect(await eventually(within: .seconds(30)) { inbox.messages.count >= 2 })
         try await Task.sleep(for: .milliseconds(500))
         #expect(inbox.messages.map(\.text) == ["first", "second"])
         run.cancel()
@@ -243,7 +243,7 @@ struct TelegramChannelTests {
         let inbox = Inbox()
         let run = startRun(c, inbox)
         defer { run.cancel() }
-        #expect(try await eventually(within: .seconds(10)) { (try fake.requests(method: "getUpdates")).count >= 2 })
+        #expect(try await eventually(within: .seconds(30)) { (try fake.requests(method: "getUpdates")).count >= 2 })
         let polls = try fake.requests(method: "getUpdates")
         #expect(polls[0]["status"] as? Int == 429)
         let gap = (polls[1]["time"] as! Double) - (polls[0]["end"] as! Double)
