@@ -64,7 +64,8 @@ public final class ChannelStore {
     public func pairedOwners(_ channel: ChannelKind? = nil) throws(SQLiteError) -> [PairedOwner] {
         let rows: [[SQLiteValue]]
         if let channel {
-            rows = try db.query("SELECT channel, sender, at_ms FROM channel_owner WHERE channel = ? ORDER BY at_ms, sender", [.text(channel.rawValue)])
+            rows = try db.query(
+                "SELECT channel, sender, at_ms FROM channel_owner WHERE channel = ? ORDER BY at_ms, sender", [.text(channel.rawValue)])
         } else {
             rows = try db.query("SELECT channel, sender, at_ms FROM channel_owner ORDER BY channel, at_ms, sender")
         }
@@ -81,7 +82,9 @@ public final class ChannelStore {
 
     /// Adds an owner (already one: nothing changes).
     public func addOwner(_ channel: ChannelKind, sender: String, wallMS: Int64) throws(SQLiteError) {
-        try db.query("INSERT OR IGNORE INTO channel_owner(channel, sender, at_ms) VALUES(?,?,?)", [.text(channel.rawValue), .text(sender), .integer(wallMS)])
+        try db.query(
+            "INSERT OR IGNORE INTO channel_owner(channel, sender, at_ms) VALUES(?,?,?)",
+            [.text(channel.rawValue), .text(sender), .integer(wallMS)])
     }
 
     /// Removes a paired owner; false when `sender` had not paired on `channel`.
@@ -96,13 +99,17 @@ public final class ChannelStore {
     public func savePairing(_ channel: ChannelKind, _ code: OneTimeCode, wallMS: Int64) throws(SQLiteError) {
         try db.query(
             "INSERT OR REPLACE INTO channel_pairing(channel, code, boot_id, expires_ns, at_ms) VALUES(?,?,?,?,?)",
-            [.text(channel.rawValue), .text(code.code), .text(bootID), .integer(Int64(bitPattern: code.expires.nanoseconds)), .integer(wallMS)])
+            [
+                .text(channel.rawValue), .text(code.code), .text(bootID), .integer(Int64(bitPattern: code.expires.nanoseconds)),
+                .integer(wallMS),
+            ])
     }
 
     /// The codes waiting, valid at `now` in this boot; the others are deleted.
     public func pairing(now: Instant) throws(SQLiteError) -> Pairing {
         try db.query(
-            "DELETE FROM channel_pairing WHERE boot_id != ? OR expires_ns <= ?", [.text(bootID), .integer(Int64(bitPattern: now.nanoseconds))])
+            "DELETE FROM channel_pairing WHERE boot_id != ? OR expires_ns <= ?",
+            [.text(bootID), .integer(Int64(bitPattern: now.nanoseconds))])
         var codes: [ChannelKind: OneTimeCode] = [:]
         for r in try db.query("SELECT channel, code, expires_ns FROM channel_pairing") {
             guard let c = r[0].string.flatMap(ChannelKind.init(rawValue:)), let code = r[1].string, let e = r[2].int64 else { continue }
@@ -141,7 +148,8 @@ public final class ChannelStore {
             guard let waiting, try pair(m.channel, sender: sender, code: waiting.code, now: now, wallMS: wallMS) else {
                 return .ignore(IgnoredMessage(reason: .wrongCode, record: false, skipped: 0))
             }
-            ledger.record(kind: "channel.paired", route: nil, message: "\(m.channel.rawValue): \(sender) paired and is an owner now", wallMS: wallMS)
+            ledger.record(
+                kind: "channel.paired", route: nil, message: "\(m.channel.rawValue): \(sender) paired and is an owner now", wallMS: wallMS)
             return decision
         case .ignore(let i):
             if i.record { ledger.record(kind: "channel.ignored", route: nil, message: i.eventText(m), wallMS: wallMS) }
@@ -157,10 +165,13 @@ public final class ChannelStore {
         var first = false
         try db.transaction { () throws(SQLiteError) in
             try db.query(
-                "INSERT OR IGNORE INTO channel_seen(channel, message_id, at_ms) VALUES(?,?,?)", [.text(channel.rawValue), .text(id), .integer(wallMS)])
+                "INSERT OR IGNORE INTO channel_seen(channel, message_id, at_ms) VALUES(?,?,?)",
+                [.text(channel.rawValue), .text(id), .integer(wallMS)])
             first = try changes() == 1
             guard first else { return }
-            try db.query("DELETE FROM channel_seen WHERE rowid <= (SELECT max(rowid) FROM channel_seen) - ?", [.integer(Int64(ChannelStore.seenLimit))])
+            try db.query(
+                "DELETE FROM channel_seen WHERE rowid <= (SELECT max(rowid) FROM channel_seen) - ?",
+                [.integer(Int64(ChannelStore.seenLimit))])
             try db.query("DELETE FROM channel_seen WHERE at_ms < ?", [.integer(wallMS - ChannelStore.seenDays * 86_400_000)])
         }
         return first
@@ -189,7 +200,10 @@ public final class ChannelStore {
         try db.transaction { () throws(SQLiteError) in
             try db.query(
                 "INSERT INTO channel_outbox(channel, chat, text, next_ns, boot_id, state, at_ms) VALUES(?,?,?,?,?,'queued',?)",
-                [.text(m.channel.rawValue), .text(m.chat), .text(m.text), .integer(Int64(bitPattern: now.nanoseconds)), .text(bootID), .integer(wallMS)])
+                [
+                    .text(m.channel.rawValue), .text(m.chat), .text(m.text), .integer(Int64(bitPattern: now.nanoseconds)), .text(bootID),
+                    .integer(wallMS),
+                ])
             id = try db.query("SELECT last_insert_rowid()").first?.first?.int64 ?? 0
         }
         return id
@@ -212,7 +226,8 @@ public final class ChannelStore {
         sql += " AND (boot_id != ? OR next_ns <= ?) ORDER BY id LIMIT ?"
         args += [.text(bootID), .integer(Int64(bitPattern: now.nanoseconds)), .integer(Int64(limit))]
         return try db.query(sql, args).compactMap { r in
-            guard let id = r[0].int64, let c = r[1].string.flatMap(ChannelKind.init(rawValue:)), let chat = r[2].string, let text = r[3].string
+            guard let id = r[0].int64, let c = r[1].string.flatMap(ChannelKind.init(rawValue:)), let chat = r[2].string,
+                let text = r[3].string
             else { return nil }
             return Queued(id: id, message: OutgoingMessage(channel: c, chat: chat, text: text), attempts: Int(r[4].int64 ?? 0))
         }
@@ -234,8 +249,10 @@ public final class ChannelStore {
                     state = CASE WHEN ? OR attempts + 1 >= ? THEN 'failed' ELSE 'queued' END
                 WHERE id = ?
                 """,
-                [.integer(Int64(bitPattern: (now + delay).nanoseconds)), .text(bootID), .text(reason), .integer(giveUp ? 1 : 0),
-                 .integer(Int64(ChannelStore.maxAttempts)), .integer(id)])
+                [
+                    .integer(Int64(bitPattern: (now + delay).nanoseconds)), .text(bootID), .text(reason), .integer(giveUp ? 1 : 0),
+                    .integer(Int64(ChannelStore.maxAttempts)), .integer(id),
+                ])
             try db.query(
                 "DELETE FROM channel_outbox WHERE state = 'failed' AND id <= (SELECT max(id) FROM channel_outbox WHERE state = 'failed') - ?",
                 [.integer(Int64(ChannelStore.failedLimit))])

@@ -52,12 +52,16 @@ extension AgentConsole {
     static func configuredChannel(_ name: String, _ s: AgentSettings) -> Result<ChannelKind, AgentConfigError> {
         guard let kind = ChannelKind(rawValue: name.lowercased()) else {
             return .failure(
-                AgentConfigError(description: "no channel \"\(name)\"; the channels are " + ChannelKind.allCases.map(\.rawValue).joined(separator: ", ")))
+                AgentConfigError(
+                    description: "no channel \"\(name)\"; the channels are " + ChannelKind.allCases.map(\.rawValue).joined(separator: ", "))
+            )
         }
         guard s.config.channels.configured.contains(kind) else {
             return .failure(
                 AgentConfigError(
-                    description: "\(kind.rawValue) is not set up in \(s.paths.boxConfig) (no [channels.\(kind.rawValue)]); add it with `aibox setup` first"))
+                    description:
+                        "\(kind.rawValue) is not set up in \(s.paths.boxConfig) (no [channels.\(kind.rawValue)]); add it with `aibox setup` first"
+                ))
         }
         return .success(kind)
     }
@@ -81,7 +85,9 @@ extension AgentConsole {
         var pairing = Pairing()
         let wall = Clock.wallMilliseconds()
         let code = pairing.issue(kind, now: Clock.monotonic(), using: &random)
-        do { try store.savePairing(kind, code, wallMS: wall) } catch { return fail("cannot write \(s.paths.agentDatabase): \(error)", AgentExit.failure) }
+        do { try store.savePairing(kind, code, wallMS: wall) } catch {
+            return fail("cannot write \(s.paths.agentDatabase): \(error)", AgentExit.failure)
+        }
         let seconds = Int(Pairing.validity.nanoseconds / 1_000_000_000)
         let until = formatLocalTime(milliseconds: wall + Int64(seconds) * 1000)
         if json {
@@ -89,14 +95,17 @@ extension AgentConsole {
         } else {
             let how =
                 kind == .telegram
-                ? "Send it to the bot in a private chat (or open t.me/BOTNAME?start=\(code.code))." : "Send it to the bot in a direct message."
+                ? "Send it to the bot in a private chat (or open t.me/BOTNAME?start=\(code.code))."
+                : "Send it to the bot in a direct message."
             writeStandardOutput(
                 TextLayout.wrap(
-                    "Pairing code for \(kind.rawValue): \(code.code) (valid \(seconds / 60) minutes, until \(until))").joined(separator: "\n")
+                    "Pairing code for \(kind.rawValue): \(code.code) (valid \(seconds / 60) minutes, until \(until))"
+                ).joined(separator: "\n")
                     + "\n"
                     + TextLayout.wrap(
                         "\(how) The account that sends it becomes an owner of this box. A new code replaces this one; "
-                            + "a restart of the box voids it.").joined(separator: "\n") + "\n")
+                            + "a restart of the box voids it."
+                    ).joined(separator: "\n") + "\n")
         }
         return 0
     }
@@ -142,7 +151,9 @@ extension AgentConsole {
             return code
         }
         guard let kind = ChannelKind(rawValue: channel.lowercased()) else {
-            return fail("no channel \"\(channel)\"; the channels are " + ChannelKind.allCases.map(\.rawValue).joined(separator: ", "), AgentExit.usage)
+            return fail(
+                "no channel \"\(channel)\"; the channels are " + ChannelKind.allCases.map(\.rawValue).joined(separator: ", "),
+                AgentExit.usage)
         }
         guard let (store, ledger) = channelStore(s) else { return AgentExit.failure }
         let removed: Bool
@@ -158,7 +169,11 @@ extension AgentConsole {
         let wall = Clock.wallMilliseconds()
         ledger.record(kind: "channel.revoked", route: nil, message: "\(kind.rawValue): \(id) is no longer an owner (revoked)", wallMS: wall)
         let view = OwnerView(channel: kind.rawValue, id: id, source: "paired")
-        if json { printJSON(OwnersReport(ok: true, revoked: view)) } else { writeStandardOutput("\(kind.rawValue): \(id) is no longer an owner.\n") }
+        if json {
+            printJSON(OwnersReport(ok: true, revoked: view))
+        } else {
+            writeStandardOutput("\(kind.rawValue): \(id) is no longer an owner.\n")
+        }
         return 0
     }
 }

@@ -357,7 +357,8 @@ public enum ChatCommand: Equatable, Sendable {
             guard let slash = args[1].firstIndex(of: "/"), slash != args[1].startIndex, slash != args[1].index(before: args[1].endIndex)
             else { return usage(u, "\"\(clip(args[1]))\" is not PROVIDER/MODEL") }
             return .command(
-                .model(role: role, route: Route(provider: String(args[1][..<slash]), model: String(args[1][args[1].index(after: slash)...]))))
+                .model(
+                    role: role, route: Route(provider: String(args[1][..<slash]), model: String(args[1][args[1].index(after: slash)...]))))
         case "update":
             let u = "/update check, or /update install"
             switch args.first?.lowercased() {

@@ -8,7 +8,9 @@ struct OwnersTests {
     static let t0 = Instant(nanoseconds: 1_000_000_000_000)
     static func at(_ seconds: Double) -> Instant { t0 + .nanoseconds(Int64(seconds * 1e9)) }
 
-    static func message(_ text: String, from sender: String = "555", direct: Bool = true, channel: ChannelKind = .telegram) -> IncomingMessage {
+    static func message(_ text: String, from sender: String = "555", direct: Bool = true, channel: ChannelKind = .telegram)
+        -> IncomingMessage
+    {
         IncomingMessage(channel: channel, id: "1", chat: sender, sender: sender, isDirect: direct, text: text)
     }
 
@@ -74,7 +76,9 @@ struct OwnersTests {
         var pairing = Pairing()
         var limiter = StrangerLimiter()
         let owners: Set<String> = ["111"]
-        #expect(OwnerGate.decide(Self.message("hi", from: "111"), owners: owners, pairing: &pairing, now: Self.t0, limiter: &limiter) == .handle)
+        #expect(
+            OwnerGate.decide(Self.message("hi", from: "111"), owners: owners, pairing: &pairing, now: Self.t0, limiter: &limiter) == .handle
+        )
         guard case .ignore(let i) = OwnerGate.decide(Self.message("hi"), owners: owners, pairing: &pairing, now: Self.t0, limiter: &limiter)
         else {
             Issue.record("a stranger was let through")
@@ -85,7 +89,9 @@ struct OwnersTests {
 
         let code = pairing.issue(.telegram, now: Self.t0, using: &random).code
         // A wrong code: ignored like any stranger, and the right code still works after.
-        guard case .ignore(let w) = OwnerGate.decide(Self.message("AAAAAAAA"), owners: owners, pairing: &pairing, now: Self.at(1), limiter: &limiter)
+        guard
+            case .ignore(let w) = OwnerGate.decide(
+                Self.message("AAAAAAAA"), owners: owners, pairing: &pairing, now: Self.at(1), limiter: &limiter)
         else {
             Issue.record("a wrong code was taken")
             return
@@ -93,11 +99,16 @@ struct OwnersTests {
         #expect(w.reason == .wrongCode)
         // The code in a group is not taken (anyone in the group would see it).
         #expect(
-            OwnerGate.decide(Self.message(code, from: "556", direct: false), owners: owners, pairing: &pairing, now: Self.at(1), limiter: &limiter)
+            OwnerGate.decide(
+                Self.message(code, from: "556", direct: false), owners: owners, pairing: &pairing, now: Self.at(1), limiter: &limiter)
                 != .paired(sender: "556"))
-        #expect(OwnerGate.decide(Self.message(code), owners: owners, pairing: &pairing, now: Self.at(2), limiter: &limiter) == .paired(sender: "555"))
+        #expect(
+            OwnerGate.decide(Self.message(code), owners: owners, pairing: &pairing, now: Self.at(2), limiter: &limiter)
+                == .paired(sender: "555"))
         // Used up: a second sender with the same code is a stranger.
-        guard case .ignore = OwnerGate.decide(Self.message(code, from: "777"), owners: owners, pairing: &pairing, now: Self.at(3), limiter: &limiter)
+        guard
+            case .ignore = OwnerGate.decide(
+                Self.message(code, from: "777"), owners: owners, pairing: &pairing, now: Self.at(3), limiter: &limiter)
         else {
             Issue.record("a used code paired again")
             return
@@ -110,7 +121,9 @@ struct OwnersTests {
         var reasons: [IgnoredMessage.Reason] = []
         var recorded = 0
         for i in 0..<100 {
-            if case .ignore(let m) = OwnerGate.decide(Self.message("x"), owners: [], pairing: &pairing, now: Self.at(Double(i) / 10), limiter: &limiter) {
+            if case .ignore(let m) = OwnerGate.decide(
+                Self.message("x"), owners: [], pairing: &pairing, now: Self.at(Double(i) / 10), limiter: &limiter)
+            {
                 reasons.append(m.reason)
                 if m.record { recorded += 1 }
             }
@@ -135,7 +148,9 @@ struct OwnersTests {
         var limiter = StrangerLimiter(rules: .init(maxSenders: 64))
         var looked = 0
         for i in 0..<10_000 {
-            let d = OwnerGate.decide(Self.message("guess\(i)", from: "\(1000 + i)"), owners: [], pairing: &pairing, now: Self.at(Double(i) / 1000), limiter: &limiter)
+            let d = OwnerGate.decide(
+                Self.message("guess\(i)", from: "\(1000 + i)"), owners: [], pairing: &pairing, now: Self.at(Double(i) / 1000),
+                limiter: &limiter)
             if case .ignore(let m) = d, m.reason == .wrongCode { looked += 1 }
             #expect(limiter.rememberedSenders <= 64)
         }
@@ -238,7 +253,8 @@ struct OwnersTests {
 
     @Test func ownersOfEachConfiguredChannel() {
         let channels = ChannelsConfig(
-            telegram: TelegramChannel(owners: ["123"]), whatsapp: WhatsAppChannel(phoneNumberId: "106540352242922", owners: ["4915112345678"]))
+            telegram: TelegramChannel(owners: ["123"]),
+            whatsapp: WhatsAppChannel(phoneNumberId: "106540352242922", owners: ["4915112345678"]))
         #expect(channels.configured == [.telegram, .whatsapp])
         #expect(channels.owners(.telegram) == ["123"])
         #expect(channels.owners(.whatsapp) == ["4915112345678"])

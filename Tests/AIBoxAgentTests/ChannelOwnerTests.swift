@@ -132,23 +132,41 @@ import Testing
         // The worker's side: agent.db has the code; a stranger's guess, then the code.
         let ledger = try Ledger(path: box.paths.agentDatabase)
         let store = try ChannelStore(ledger: ledger)
-        let config = try BoxConfig.parse(text: String(decoding: try readRegularFile(box.paths.boxConfig, limit: 1 << 20), as: UTF8.self), path: "box.toml").get()
+        let config = try BoxConfig.parse(
+            text: String(decoding: try readRegularFile(box.paths.boxConfig, limit: 1 << 20), as: UTF8.self), path: "box.toml"
+        ).get()
         var limiter = StrangerLimiter()
         func message(_ text: String, from sender: String) -> IncomingMessage {
             IncomingMessage(channel: .telegram, id: "u\(sender)", chat: sender, sender: sender, isDirect: true, text: text)
         }
         let now = Clock.monotonic(), wall = Clock.wallMilliseconds()
-        #expect(try store.admit(message("111111 says hi", from: "111111"), config: config.channels, limiter: &limiter, ledger: ledger, now: now, wallMS: wall) == .handle)
-        guard case .ignore(let wrong) = try store.admit(message("my secret guess", from: "666"), config: config.channels, limiter: &limiter, ledger: ledger, now: now, wallMS: wall),
+        #expect(
+            try store.admit(
+                message("111111 says hi", from: "111111"), config: config.channels, limiter: &limiter, ledger: ledger, now: now,
+                wallMS: wall) == .handle)
+        guard
+            case .ignore(let wrong) = try store.admit(
+                message("my secret guess", from: "666"), config: config.channels, limiter: &limiter, ledger: ledger, now: now, wallMS: wall),
             wrong.reason == .wrongCode
         else {
             Issue.record("a wrong code was not ignored as one")
             return
         }
-        #expect(try store.admit(message(code, from: "555"), config: config.channels, limiter: &limiter, ledger: ledger, now: now, wallMS: wall) != .paired(sender: "555"))
-        #expect(try store.admit(message(second, from: "555"), config: config.channels, limiter: &limiter, ledger: ledger, now: now, wallMS: wall) == .paired(sender: "555"))
-        #expect(try store.admit(message(second, from: "777"), config: config.channels, limiter: &limiter, ledger: ledger, now: now, wallMS: wall) != .paired(sender: "777"))
-        #expect(try store.admit(message("hello", from: "555"), config: config.channels, limiter: &limiter, ledger: ledger, now: now, wallMS: wall) == .handle)
+        #expect(
+            try store.admit(message(code, from: "555"), config: config.channels, limiter: &limiter, ledger: ledger, now: now, wallMS: wall)
+                != .paired(sender: "555"))
+        #expect(
+            try store.admit(
+                message(second, from: "555"), config: config.channels, limiter: &limiter, ledger: ledger, now: now, wallMS: wall)
+                == .paired(sender: "555"))
+        #expect(
+            try store.admit(
+                message(second, from: "777"), config: config.channels, limiter: &limiter, ledger: ledger, now: now, wallMS: wall)
+                != .paired(sender: "777"))
+        #expect(
+            try store.admit(
+                message("hello", from: "555"), config: config.channels, limiter: &limiter, ledger: ledger, now: now, wallMS: wall)
+                == .handle)
         // Events say who and why, never what was written.
         let events = try box.events().compactMap { $0["message"] as? String }
         #expect(events.contains("telegram: ignored a message from 666 (a wrong pairing code)"))

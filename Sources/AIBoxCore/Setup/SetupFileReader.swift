@@ -434,7 +434,8 @@ final class SetupFileReader {
             }
         }
         if let c = t.table("whatsapp", example: "[channels.whatsapp]") {
-            c.rejectUnknownKeys(["phone-number-id", secretKey("access-token"), secretKey("app-secret"), secretKey("verify-token")] + common)
+            c.rejectUnknownKeys(
+                ["phone-number-id", secretKey("access-token"), secretKey("app-secret"), secretKey("verify-token")] + common)
             let owners = readOwners(c, Validators.whatsAppNumber, example: "\"4915112345678\"")
             let url = baseURL(c)
             let id = c.check(
@@ -443,7 +444,8 @@ final class SetupFileReader {
             let token = secret(
                 c, "access-token", name: SecretName.whatsAppAccessToken, missing: "WhatsApp needs the Cloud API access token (EAA…)",
                 validate: Validators.whatsAppAccessToken)
-            let appSecret = secret(c, "app-secret", name: SecretName.whatsAppAppSecret, missing: nil, validate: Validators.whatsAppAppSecret)
+            let appSecret = secret(
+                c, "app-secret", name: SecretName.whatsAppAppSecret, missing: nil, validate: Validators.whatsAppAppSecret)
             let verify = secret(
                 c, "verify-token", name: SecretName.whatsAppVerifyToken, missing: nil, validate: Validators.whatsAppVerifyToken)
             if let id, let token {

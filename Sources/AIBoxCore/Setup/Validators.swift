@@ -303,7 +303,8 @@ public enum Validators {
 
     /// A chat channel's API base URL (tests point it at a loopback fake): https, http only for loopback.
     public static func channelURL(_ text: String) -> Validated<WebURL> {
-        secureURL(text, otherwise: "the URL uses http to another machine; a channel's API needs https (http only for 127.0.0.1 or localhost)")
+        secureURL(
+            text, otherwise: "the URL uses http to another machine; a channel's API needs https (http only for 127.0.0.1 or localhost)")
     }
 
     /// A URL that is https, or http to this machine only; `otherwise` says why not.
@@ -609,7 +610,8 @@ public enum Validators {
     public static func whatsAppVerifyToken(_ text: String) -> Validated<Secret> {
         if let problem = tokenProblem(text, what: "the verify token", maxLength: 128) { return .failure(problem) }
         guard text.utf8.count >= 8 else {
-            return fail("the verify token has \(text.utf8.count) characters; choose at least 8 (and type the same into Meta's webhook settings)")
+            return fail(
+                "the verify token has \(text.utf8.count) characters; choose at least 8 (and type the same into Meta's webhook settings)")
         }
         return .success(Secret(text))
     }
