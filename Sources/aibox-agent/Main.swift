@@ -9,7 +9,7 @@ struct AIBoxAgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "aibox-agent",
         abstract: "The AI Box's assistant: answers from a local model and cloud models, within a budget.",
-        subcommands: [Ask.self, Chat.self, Status.self, Models.self, Run.self])
+        subcommands: [Ask.self, Chat.self, Status.self, Models.self, Pair.self, Owners.self, Run.self])
 
     /// argument-parser exits 64 on a usage error; AIBox's commands exit 2.
     static func main() async {
@@ -142,6 +142,50 @@ struct ModelsRemove: ParsableCommand {
 
     func run() throws {
         let code = AgentConsole.modelsRemove(root: root.path, name: name, force: force, json: json)
+        if code != 0 { throw ExitCode(code) }
+    }
+}
+
+struct Pair: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "A one-time code (valid 10 minutes): whoever sends it to the bot in a direct message becomes an owner.")
+    @OptionGroup var root: RootOption
+    @Argument(help: "telegram, slack, discord or whatsapp.") var channel: String
+    @Flag(help: "One JSON document.") var json = false
+
+    func run() throws {
+        let code = AgentConsole.pair(root: root.path, channel: channel, json: json)
+        if code != 0 { throw ExitCode(code) }
+    }
+}
+
+struct Owners: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Who may use the box over each channel: box.toml's owners and those who paired.",
+        subcommands: [OwnersList.self, OwnersRevoke.self], defaultSubcommand: OwnersList.self)
+}
+
+struct OwnersList: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "Every owner of every channel.")
+    @OptionGroup var root: RootOption
+    @Flag(help: "One JSON document.") var json = false
+
+    func run() throws {
+        let code = AgentConsole.ownersList(root: root.path, json: json)
+        if code != 0 { throw ExitCode(code) }
+    }
+}
+
+struct OwnersRevoke: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "revoke", abstract: "Removes an owner who paired (box.toml's owners are changed with aibox setup).")
+    @OptionGroup var root: RootOption
+    @Argument(help: "telegram, slack, discord or whatsapp.") var channel: String
+    @Argument(help: "The owner's id, as `owners` lists it.") var id: String
+    @Flag(help: "One JSON document.") var json = false
+
+    func run() throws {
+        let code = AgentConsole.ownersRevoke(root: root.path, channel: channel, id: id, json: json)
         if code != 0 { throw ExitCode(code) }
     }
 }

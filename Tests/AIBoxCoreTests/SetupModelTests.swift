@@ -1670,14 +1670,125 @@ struct BadSeed: Sendable, CustomStringConvertible {
         }
         #expect(!m.contains("EAAtooShort"))
         #expect(w.answer(F.whatsApp) == .next)
+        // The app secret is optional: without it the box only sends.
+        #expect(w.question?.prompt == "WhatsApp app secret, for incoming messages (not shown) [send only]: ")
+        #expect(w.answer("") == .next)
+        #expect(w.question?.prompt == "WhatsApp owners: numbers with country code, digits only [none]: ")
+        #expect(w.question?.intro.joined(separator: " ").contains("nobody until you pair with `aibox-agent pair whatsapp`") == true)
+        #expect(w.answer("+4915112345678") == .invalid("\"+4915112345678\": leave out the '+'; a WhatsApp owner is the phone number with its country code, digits only, such as \"4915112345678\""))
+        #expect(w.answer("4915112345678") == .next)
         #expect(w.question?.prompt == "Add another channel: telegram, slack, discord or no [no]: ")
         #expect(w.answer("whatsapp") == .invalid("whatsapp is already set up; answer telegram, slack, discord or no"))
         #expect(w.answer("discord") == .next)
         #expect(w.answer(F.discord) == .next)
+        #expect(w.question?.key == "channels.2.owners")
+        #expect(w.answer("") == .next)
         #expect(w.answer("") == .next)
         #expect(w.step == .updates)
         let config = w.draft().config
-        #expect(config.channels == ChannelsConfig(discord: DiscordChannel(), whatsapp: WhatsAppChannel(phoneNumberId: "106540352242922")))
+        #expect(
+            config.channels
+                == ChannelsConfig(discord: DiscordChannel(), whatsapp: WhatsAppChannel(phoneNumberId: "106540352242922", owners: ["4915112345678"])))
+    }
+
+    @Test func wizardTakesOwnersAndTheWebhookSecrets() throws {
+        var w = SetupWizard(tier: .none, hashPassword: F.hasher)
+        Self.drive(&w, ["admin.ssh-key.1": F.ed25519, "providers.1.add": "no"], until: .channels)
+        #expect(w.answer("telegram") == .next)
+        #expect(w.answer(F.telegram) == .next)
+        #expect(w.question?.prompt == "Telegram owners: user ids, separated by spaces [none]: ")
+        guard case .invalid(let m) = w.answer("@kitchen_owner") else {
+            Issue.record("a user name was taken")
+            return
+        }
+        #expect(m.contains("is a user name, which its owner can change"))
+        #expect(w.answer("123456789, 987654321 123456789") == .next)
+        #expect(w.answer("whatsapp") == .next)
+        #expect(w.answer("106540352242922") == .next)
+        #expect(w.answer(F.whatsApp) == .next)
+        #expect(w.answer("0123456789abcdef0123456789ABCDEF") == .next)
+        #expect(w.question?.key == "channels.2.verify-token" && w.question?.isSecret == true)
+        #expect(w.answer("kitchen-webhook-7") == .next)
+        #expect(w.answer("") == .next)
+        #expect(w.answer("") == .next)
+        let (config, secrets) = w.draft()
+        #expect(config.channels.telegram == TelegramChannel(owners: ["123456789", "987654321"]))
+        #expect(
+            config.channels.whatsapp
+                == WhatsAppChannel(
+                    phoneNumberId: "106540352242922", appSecretSecret: "channel.whatsapp.app-secret",
+                    verifyTokenSecret: "channel.whatsapp.verify-token"))
+        #expect(secrets["channel.whatsapp.app-secret"] == Secret("0123456789abcdef0123456789abcdef"))
+        #expect(secrets["channel.whatsapp.verify-token"] == Secret("kitchen-webhook-7"))
+        #expect(try BoxConfig.parse(text: config.tomlText(), path: "box.toml").get() == config)
+    }
+
+    @Test func ownersAndBaseURLsInSeedsAndBoxToml() throws {
+        let text = BadSeed.valid + """
+            [channels.telegram]
+            token = "\(F.telegram)"
+            owners = ["123456789"]
+            base-url = "http://127.0.0.1:8081"
+            [channels.slack]
+            bot-token = "\(F.slackBot)"
+            app-token = "\(F.slackApp)"
+            owners = ["T0123ABC:U0456DEF", "E0AAA111:W0BBB222"]
+            [channels.discord]
+            token = "\(F.discord)"
+            owners = ["80351110224678912"]
+            base-url = "https://discord.example.com/api/v10"
+            [channels.whatsapp]
+            phone-number-id = "106540352242922"
+            access-token = "\(F.whatsApp)"
+            app-secret = "0123456789abcdef0123456789abcdef"
+            verify-token = "kitchen-webhook-7"
+            owners = ["4915112345678"]
+
+            """
+        let (config, secrets) = try Self.seed(text).get()
+        #expect(config.channels.telegram == TelegramChannel(owners: ["123456789"], baseURL: "http://127.0.0.1:8081"))
+        #expect(config.channels.slack == SlackChannel(owners: ["T0123ABC:U0456DEF", "E0AAA111:W0BBB222"]))
+        #expect(config.channels.discord == DiscordChannel(owners: ["80351110224678912"], baseURL: "https://discord.example.com/api/v10"))
+        #expect(
+            config.channels.whatsapp
+                == WhatsAppChannel(
+                    phoneNumberId: "106540352242922", appSecretSecret: "channel.whatsapp.app-secret",
+                    verifyTokenSecret: "channel.whatsapp.verify-token", owners: ["4915112345678"]))
+        #expect(Set(config.secretNames) == Set(secrets.keys))
+        let toml = config.tomlText()
+        #expect(toml.contains("owners = [\"T0123ABC:U0456DEF\", \"E0AAA111:W0BBB222\"]"))
+        #expect(toml.contains("app-secret-secret = \"channel.whatsapp.app-secret\""))
+        #expect(try BoxConfig.parse(text: toml, path: "box.toml").get() == config)
+        #expect(config.summaryLines().joined().contains("1 owner"))
+    }
+
+    @Test(
+        "owners and base URLs that are refused",
+        arguments: [
+            ("[channels.telegram]\ntoken = \"\(SetupFixtures.telegram)\"\nowners = [123456789]\n", "channels.telegram.owners", 6,
+             "ids are strings in quotes"),
+            ("[channels.telegram]\ntoken = \"\(SetupFixtures.telegram)\"\nowners = [\"-1001234\"]\n", "channels.telegram.owners", 6,
+             "entry 1: \"-1001234\" is a group's or channel's id"),
+            ("[channels.telegram]\ntoken = \"\(SetupFixtures.telegram)\"\nowners = [\"12\", \"12\"]\n", "channels.telegram.owners", 6,
+             "entry 2 is \"12\" again; list each owner once"),
+            ("[channels.slack]\nbot-token = \"\(SetupFixtures.slackBot)\"\napp-token = \"\(SetupFixtures.slackApp)\"\nowners = [\"U0456DEF\"]\n",
+             "channels.slack.owners", 7, "is a member id alone; put the workspace id before it"),
+            ("[channels.discord]\ntoken = \"\(SetupFixtures.discord)\"\nowners = [\"someone#1234\"]\n", "channels.discord.owners", 6,
+             "is a user name"),
+            ("[channels.whatsapp]\nphone-number-id = \"106540352242922\"\naccess-token = \"\(SetupFixtures.whatsApp)\"\nowners = [\"0049151\"]\n",
+             "channels.whatsapp.owners", 7, "leave out the leading 00"),
+            ("[channels.telegram]\ntoken = \"\(SetupFixtures.telegram)\"\nbase-url = \"http://telegram.example.com\"\n",
+             "channels.telegram.base-url", 6, "a channel's API needs https (http only for 127.0.0.1 or localhost)"),
+            ("[channels.whatsapp]\nphone-number-id = \"106540352242922\"\naccess-token = \"\(SetupFixtures.whatsApp)\"\napp-secret = \"short\"\n",
+             "channels.whatsapp.app-secret", 7, "an app secret is 32 hex digits"),
+        ])
+    func refusedOwners(_ body: String, _ key: String, _ line: Int, _ fragment: String) {
+        let errors = Self.seedErrors(BadSeed.valid + body)
+        #expect(errors.count == 1, "\(errors)")
+        #expect(errors.first?.key == key)
+        #expect(errors.first?.line == line)
+        #expect(errors.first?.message.contains(fragment) == true, "\(errors)")
+        #expect(errors.first?.description.contains("/media/AIBOX/aibox-seed.toml") == true)
     }
 
     @Test func aTimeZoneThatIsNotInstalledIsRefusedWhenTheBoxCanTell() {

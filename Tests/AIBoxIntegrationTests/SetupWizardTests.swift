@@ -92,6 +92,7 @@ private enum Script {
         [
             ask("Add a chat channel: telegram, slack, discord, whatsapp or no [no]: ", "telegram"),
             askSecret("Telegram bot token from @BotFather (not shown): ", Typed.telegram),
+            ask("Telegram owners: user ids, separated by spaces [none]: ", "123456789"),
             ask("Add another channel: slack, discord, whatsapp or no [no]: ", ""),
         ],
         [
@@ -130,6 +131,7 @@ private enum Script {
         ],
         [
             askSecret("Telegram bot token from @BotFather (not shown) [••••]: ", ""),
+            ask("Telegram owners: user ids, separated by spaces [123456789]: ", ""),
             ask("Add another channel: slack, discord, whatsapp or no [no]: ", ""),
         ],
         [ask("Install window, HH:MM-HH:MM local time [22:00-02:00]: ", "")],
@@ -424,7 +426,7 @@ private final class PtySession {
         #expect(c.routing[.code] == [Route(provider: "openai", model: "gpt-4o")], sourceLocation: sourceLocation)
         #expect(c.routing[.reasoning] == [Route(provider: "openai", model: "gpt-4o-mini")], sourceLocation: sourceLocation)
         #expect(c.budget == BudgetConfig(dailyUSD: 2, whenExhausted: .refuse), sourceLocation: sourceLocation)
-        #expect(c.channels.telegram != nil, sourceLocation: sourceLocation)
+        #expect(c.channels.telegram == TelegramChannel(owners: ["123456789"]), sourceLocation: sourceLocation)
         #expect(c.updates.window.description == "22:00-02:00", sourceLocation: sourceLocation)
         // The secrets, as typed, where the agents read them.
         let store = SecretStore(directory: box.paths.secrets)

@@ -35,6 +35,10 @@ public enum SecretName {
     public static let slackAppToken = "channel.slack.app-token"
     public static let discordToken = "channel.discord.token"
     public static let whatsAppAccessToken = "channel.whatsapp.access-token"
+    /// The WhatsApp app's secret: checks the signature of the webhook's deliveries.
+    public static let whatsAppAppSecret = "channel.whatsapp.app-secret"
+    /// The token Meta's webhook verification handshake echoes.
+    public static let whatsAppVerifyToken = "channel.whatsapp.verify-token"
 
     public static func providerAPIKey(_ provider: String) -> String { "provider.\(provider).api-key" }
 }
@@ -89,7 +93,10 @@ public struct BoxConfig: Equatable, Sendable {
         if let t = channels.telegram { names.append(t.tokenSecret) }
         if let s = channels.slack { names += [s.botTokenSecret, s.appTokenSecret] }
         if let d = channels.discord { names.append(d.tokenSecret) }
-        if let w = channels.whatsapp { names.append(w.accessTokenSecret) }
+        if let w = channels.whatsapp {
+            names.append(w.accessTokenSecret)
+            names += [w.appSecretSecret, w.verifyTokenSecret].compactMap { $0 }
+        }
         return names
     }
 }
@@ -315,34 +322,83 @@ public struct ChannelsConfig: Equatable, Sendable {
     public var isEmpty: Bool { telegram == nil && slack == nil && discord == nil && whatsapp == nil }
 }
 
+// What every channel has besides its credentials: who owns the box there, and where its
+// API is (nil: the service's own; tests point it at a loopback fake).
+//
+// `owners` are the service's immutable user ids as strings: a Telegram user id (digits), a
+// Slack `TEAM:USER`, a Discord user id (a snowflake), a WhatsApp number (E.164 without '+').
+// Empty: nobody, until someone pairs with `aibox-agent pair CHANNEL`.
+
 public struct TelegramChannel: Equatable, Sendable {
     public var tokenSecret: String
-    public init(tokenSecret: String = SecretName.telegramToken) { self.tokenSecret = tokenSecret }
+    /// Telegram user ids, each once.
+    public var owners: [String]
+    /// The Bot API's base URL; nil: https://api.telegram.org.
+    public var baseURL: String?
+    public init(tokenSecret: String = SecretName.telegramToken, owners: [String] = [], baseURL: String? = nil) {
+        self.tokenSecret = tokenSecret
+        self.owners = owners
+        self.baseURL = baseURL
+    }
 }
 
 /// Slack in Socket Mode: the bot token (`xoxb-`) acts, the app-level token (`xapp-`) opens the socket.
 public struct SlackChannel: Equatable, Sendable {
     public var botTokenSecret: String
     public var appTokenSecret: String
-    public init(botTokenSecret: String = SecretName.slackBotToken, appTokenSecret: String = SecretName.slackAppToken) {
+    /// `TEAM:USER` ids, each once.
+    public var owners: [String]
+    /// The Web API's base URL; nil: https://slack.com/api.
+    public var baseURL: String?
+    public init(
+        botTokenSecret: String = SecretName.slackBotToken, appTokenSecret: String = SecretName.slackAppToken, owners: [String] = [],
+        baseURL: String? = nil
+    ) {
         self.botTokenSecret = botTokenSecret
         self.appTokenSecret = appTokenSecret
+        self.owners = owners
+        self.baseURL = baseURL
     }
 }
 
 public struct DiscordChannel: Equatable, Sendable {
     public var tokenSecret: String
-    public init(tokenSecret: String = SecretName.discordToken) { self.tokenSecret = tokenSecret }
+    /// Discord user ids (snowflakes), each once.
+    public var owners: [String]
+    /// The REST API's base URL; nil: https://discord.com/api/v10.
+    public var baseURL: String?
+    public init(tokenSecret: String = SecretName.discordToken, owners: [String] = [], baseURL: String? = nil) {
+        self.tokenSecret = tokenSecret
+        self.owners = owners
+        self.baseURL = baseURL
+    }
 }
 
 /// WhatsApp through Meta's WhatsApp Business Cloud API: the phone number ID the messages are
 /// sent from (not the phone number) and an access token (a system user's permanent token).
+/// Messages come in only through the webhook, whose deliveries the app secret signs; without
+/// it the box still sends.
 public struct WhatsAppChannel: Equatable, Sendable {
     public var phoneNumberId: String
     public var accessTokenSecret: String
-    public init(phoneNumberId: String, accessTokenSecret: String = SecretName.whatsAppAccessToken) {
+    /// The app secret's secret name; nil: no webhook (the box sends only).
+    public var appSecretSecret: String?
+    /// The webhook's verify token's secret name; nil: no webhook verification handshake.
+    public var verifyTokenSecret: String?
+    /// Phone numbers, E.164 without '+', each once.
+    public var owners: [String]
+    /// The Graph API's base URL; nil: https://graph.facebook.com.
+    public var baseURL: String?
+    public init(
+        phoneNumberId: String, accessTokenSecret: String = SecretName.whatsAppAccessToken, appSecretSecret: String? = nil,
+        verifyTokenSecret: String? = nil, owners: [String] = [], baseURL: String? = nil
+    ) {
         self.phoneNumberId = phoneNumberId
         self.accessTokenSecret = accessTokenSecret
+        self.appSecretSecret = appSecretSecret
+        self.verifyTokenSecret = verifyTokenSecret
+        self.owners = owners
+        self.baseURL = baseURL
     }
 }
 
@@ -496,23 +552,33 @@ extension BoxConfig {
             out.set("when-exhausted", .string(b.whenExhausted.rawValue))
         }
 
+        func common(_ owners: [String], _ baseURL: String?) {
+            if !owners.isEmpty { out.set("owners", .strings(owners)) }
+            if let u = baseURL { out.set("base-url", .string(u)) }
+        }
         if let t = channels.telegram {
             out.table("channels.telegram")
             out.set("token-secret", .string(t.tokenSecret))
+            common(t.owners, t.baseURL)
         }
         if let s = channels.slack {
             out.table("channels.slack")
             out.set("bot-token-secret", .string(s.botTokenSecret))
             out.set("app-token-secret", .string(s.appTokenSecret))
+            common(s.owners, s.baseURL)
         }
         if let d = channels.discord {
             out.table("channels.discord")
             out.set("token-secret", .string(d.tokenSecret))
+            common(d.owners, d.baseURL)
         }
         if let w = channels.whatsapp {
             out.table("channels.whatsapp")
             out.set("phone-number-id", .string(w.phoneNumberId))
             out.set("access-token-secret", .string(w.accessTokenSecret))
+            if let a = w.appSecretSecret { out.set("app-secret-secret", .string(a)) }
+            if let v = w.verifyTokenSecret { out.set("verify-token-secret", .string(v)) }
+            common(w.owners, w.baseURL)
         }
 
         out.table("updates")
@@ -563,10 +629,11 @@ extension BoxConfig {
         for (i, c) in chains.enumerated() { rows.append((i == 0 ? "routing" : "", c)) }
         rows.append(("budget", budget?.summary ?? "none"))
         var chans: [String] = []
-        if channels.telegram != nil { chans.append("Telegram (token \(Secret.masked))") }
-        if channels.slack != nil { chans.append("Slack (tokens \(Secret.masked))") }
-        if channels.discord != nil { chans.append("Discord (token \(Secret.masked))") }
-        if let w = channels.whatsapp { chans.append("WhatsApp \(w.phoneNumberId) (token \(Secret.masked))") }
+        func owners(_ o: [String]) -> String { o.isEmpty ? "no owner yet" : "\(o.count) owner\(o.count == 1 ? "" : "s")" }
+        if let t = channels.telegram { chans.append("Telegram (token \(Secret.masked), \(owners(t.owners)))") }
+        if let s = channels.slack { chans.append("Slack (tokens \(Secret.masked), \(owners(s.owners)))") }
+        if let d = channels.discord { chans.append("Discord (token \(Secret.masked), \(owners(d.owners)))") }
+        if let w = channels.whatsapp { chans.append("WhatsApp \(w.phoneNumberId) (token \(Secret.masked), \(owners(w.owners)))") }
         rows.append(("channels", chans.isEmpty ? "none" : chans.joined(separator: "; ")))
         let feed = updates.feedURL ?? "built-in feed"
         let auto = updates.automatic ? "automatic \(updates.window)" : "manual"

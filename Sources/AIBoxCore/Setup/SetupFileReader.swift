@@ -398,45 +398,92 @@ final class SetupFileReader {
     func readChannels(_ t: SetupTable) -> ChannelsConfig {
         t.rejectUnknownKeys(["telegram", "slack", "discord", "whatsapp"])
         var channels = ChannelsConfig()
+        let common = ["owners", "base-url"]
         if let c = t.table("telegram", example: "[channels.telegram]") {
-            c.rejectUnknownKeys([secretKey("token")])
+            c.rejectUnknownKeys([secretKey("token")] + common)
+            let owners = readOwners(c, Validators.telegramUserId, example: "\"123456789\"")
+            let url = baseURL(c)
             if let token = secret(
                 c, "token", name: SecretName.telegramToken, missing: "Telegram needs the bot token @BotFather gave",
                 validate: Validators.telegramBotToken)
             {
-                channels.telegram = TelegramChannel(tokenSecret: token)
+                channels.telegram = TelegramChannel(tokenSecret: token, owners: owners, baseURL: url)
             }
         }
         if let c = t.table("slack", example: "[channels.slack]") {
-            c.rejectUnknownKeys([secretKey("bot-token"), secretKey("app-token")])
+            c.rejectUnknownKeys([secretKey("bot-token"), secretKey("app-token")] + common)
+            let owners = readOwners(c, Validators.slackMember, example: "\"T0123ABC:U0456DEF\"")
+            let url = baseURL(c)
             let bot = secret(
                 c, "bot-token", name: SecretName.slackBotToken, missing: "Slack needs the bot token (xoxb-…)",
                 validate: Validators.slackBotToken)
             let app = secret(
                 c, "app-token", name: SecretName.slackAppToken, missing: "Slack needs the app-level token for Socket Mode (xapp-…)",
                 validate: Validators.slackAppToken)
-            if let bot, let app { channels.slack = SlackChannel(botTokenSecret: bot, appTokenSecret: app) }
+            if let bot, let app { channels.slack = SlackChannel(botTokenSecret: bot, appTokenSecret: app, owners: owners, baseURL: url) }
         }
         if let c = t.table("discord", example: "[channels.discord]") {
-            c.rejectUnknownKeys([secretKey("token")])
+            c.rejectUnknownKeys([secretKey("token")] + common)
+            let owners = readOwners(c, Validators.discordUserId, example: "\"80351110224678912\"")
+            let url = baseURL(c)
             if let token = secret(
                 c, "token", name: SecretName.discordToken, missing: "Discord needs the bot token (Developer Portal, Bot)",
                 validate: Validators.discordBotToken)
             {
-                channels.discord = DiscordChannel(tokenSecret: token)
+                channels.discord = DiscordChannel(tokenSecret: token, owners: owners, baseURL: url)
             }
         }
         if let c = t.table("whatsapp", example: "[channels.whatsapp]") {
-            c.rejectUnknownKeys(["phone-number-id", secretKey("access-token")])
+            c.rejectUnknownKeys(
+                ["phone-number-id", secretKey("access-token"), secretKey("app-secret"), secretKey("verify-token")] + common)
+            let owners = readOwners(c, Validators.whatsAppNumber, example: "\"4915112345678\"")
+            let url = baseURL(c)
             let id = c.check(
                 "phone-number-id", Validators.whatsAppPhoneNumberId,
                 missing: "WhatsApp needs the phone number ID (WhatsApp, API Setup), such as phone-number-id = \"106540352242922\"")
             let token = secret(
                 c, "access-token", name: SecretName.whatsAppAccessToken, missing: "WhatsApp needs the Cloud API access token (EAA…)",
                 validate: Validators.whatsAppAccessToken)
-            if let id, let token { channels.whatsapp = WhatsAppChannel(phoneNumberId: id, accessTokenSecret: token) }
+            let appSecret = secret(
+                c, "app-secret", name: SecretName.whatsAppAppSecret, missing: nil, validate: Validators.whatsAppAppSecret)
+            let verify = secret(
+                c, "verify-token", name: SecretName.whatsAppVerifyToken, missing: nil, validate: Validators.whatsAppVerifyToken)
+            if let id, let token {
+                channels.whatsapp = WhatsAppChannel(
+                    phoneNumberId: id, accessTokenSecret: token, appSecretSecret: appSecret, verifyTokenSecret: verify, owners: owners,
+                    baseURL: url)
+            }
         }
         return channels
+    }
+
+    /// A channel's `owners`: each id checked by `validate`, each once; absent or empty: nobody.
+    func readOwners(_ c: SetupTable, _ validate: (String) -> Validated<String>, example: String) -> [String] {
+        guard let v = c.value("owners") else { return [] }
+        // Ids written as numbers are the commonest slip: say how to write them.
+        if let a = v.array, a.contains(where: { $0.int != nil }) {
+            c.fail("owners", "ids are strings in quotes (they are names, not numbers), such as owners = [\(example)]")
+            return []
+        }
+        guard let list = c.strings("owners", max: Validators.maxOwners) else { return [] }
+        var owners: [String] = []
+        for (i, text) in list.enumerated() {
+            switch validate(text) {
+            case .success(let id):
+                if owners.contains(id) {
+                    c.fail("owners", "entry \(i + 1) is \(Validators.quote(id)) again; list each owner once")
+                } else {
+                    owners.append(id)
+                }
+            case .failure(let e): c.fail("owners", "entry \(i + 1): \(e.message)")
+            }
+        }
+        return owners
+    }
+
+    /// A channel's `base-url`: https, http only for loopback; nil when absent or wrong (reported).
+    func baseURL(_ c: SetupTable) -> String? {
+        c.check("base-url", Validators.channelURL, missing: nil) != nil ? c.value("base-url")?.string : nil
     }
 
     func readUpdates(_ t: SetupTable) -> UpdatesConfig {

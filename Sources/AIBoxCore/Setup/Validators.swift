@@ -294,17 +294,22 @@ public enum Validators {
     /// The base URL of a provider that has an API key: like `url`, and https unless the server
     /// is the box itself (a key must not cross a network in clear).
     public static func providerURL(_ text: String) -> Validated<WebURL> {
-        url(text).flatMap { u in
-            u.scheme == "https" || u.isLoopback
-                ? .success(u) : fail("the URL uses http to another machine; a provider needs https (http only for 127.0.0.1 or localhost)")
-        }
+        secureURL(text, otherwise: "the URL uses http to another machine; a provider needs https (http only for 127.0.0.1 or localhost)")
     }
 
     public static func feedURL(_ text: String) -> Validated<WebURL> {
-        url(text).flatMap { u in
-            u.scheme == "https" || u.isLoopback
-                ? .success(u) : fail("the feed URL uses http; update feeds need https (http only for 127.0.0.1 or localhost)")
-        }
+        secureURL(text, otherwise: "the feed URL uses http; update feeds need https (http only for 127.0.0.1 or localhost)")
+    }
+
+    /// A chat channel's API base URL (tests point it at a loopback fake): https, http only for loopback.
+    public static func channelURL(_ text: String) -> Validated<WebURL> {
+        secureURL(
+            text, otherwise: "the URL uses http to another machine; a channel's API needs https (http only for 127.0.0.1 or localhost)")
+    }
+
+    /// A URL that is https, or http to this machine only; `otherwise` says why not.
+    static func secureURL(_ text: String, otherwise: String) -> Validated<WebURL> {
+        url(text).flatMap { u in u.scheme == "https" || u.isLoopback ? .success(u) : fail(otherwise) }
     }
 
     /// An IPv4 (`192.168.1.50`) or IPv6 (`fd00::50`) address.
@@ -586,6 +591,88 @@ public enum Validators {
         if text.hasPrefix("+") { return fail("\(quote(text)) looks like a phone number; give the phone number ID instead: \(place)") }
         guard (6...20).contains(text.utf8.count), text.utf8.allSatisfy(isDigit) else {
             return fail("\(quote(text)) is not a phone number ID: it has 6 to 20 digits only; \(place)")
+        }
+        return .success(text)
+    }
+
+    /// A WhatsApp app's secret (Meta for Developers, App settings, Basic): 32 hex digits; it
+    /// signs the webhook's deliveries (`X-Hub-Signature-256`).
+    public static func whatsAppAppSecret(_ text: String) -> Validated<Secret> {
+        let shape = "an app secret is 32 hex digits (Meta for Developers, App settings, Basic, App secret, Show)"
+        guard text.utf8.count == 32, text.utf8.allSatisfy(isHex) else {
+            return fail("this is not an app secret: it has \(text.utf8.count) characters; \(shape)")
+        }
+        return .success(Secret(text.lowercased()))
+    }
+
+    /// The verify token of the WhatsApp webhook, chosen by the owner and typed into Meta's
+    /// webhook settings: 8–128 of printable ASCII without spaces.
+    public static func whatsAppVerifyToken(_ text: String) -> Validated<Secret> {
+        if let problem = tokenProblem(text, what: "the verify token", maxLength: 128) { return .failure(problem) }
+        guard text.utf8.count >= 8 else {
+            return fail(
+                "the verify token has \(text.utf8.count) characters; choose at least 8 (and type the same into Meta's webhook settings)")
+        }
+        return .success(Secret(text))
+    }
+
+    // MARK: Owners of channels
+
+    /// The most owners one channel may list.
+    public static let maxOwners = 32
+
+    /// A Telegram user id (the owner's, not the bot's or a group's): 1–16 digits. @userinfobot tells it.
+    public static func telegramUserId(_ text: String) -> Validated<String> {
+        let rule = "a Telegram user id is 1 to 16 digits, such as \"123456789\" (send /start to @userinfobot to learn yours)"
+        if text.hasPrefix("-") { return fail("\(quote(text)) is a group's or channel's id; owners are people: \(rule)") }
+        if text.hasPrefix("@") { return fail("\(quote(text)) is a user name, which its owner can change; give the user id: \(rule)") }
+        guard (1...16).contains(text.utf8.count), text.utf8.allSatisfy(isDigit), text.first != "0" else {
+            return fail("\(quote(text)) is not a Telegram user id; \(rule)")
+        }
+        return .success(text)
+    }
+
+    /// A Slack member as `TEAM:USER`: the workspace's id (`T…`, or `E…` on Enterprise Grid)
+    /// and the member id (`U…` or `W…`), each 3–24 of `A-Z 0-9`.
+    public static func slackMember(_ text: String) -> Validated<String> {
+        let rule =
+            "a Slack owner is TEAM:USER, the workspace id and the member id, such as \"T0123ABC:U0456DEF\" "
+            + "(profile, ⋮, Copy member ID; the workspace id is in the browser's URL)"
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false).map { Array($0.utf8) }
+        func id(_ b: [UInt8], _ first: String) -> Bool {
+            (3...24).contains(b.count) && first.utf8.contains(b[0]) && b.allSatisfy { isDigit($0) || ($0 >= 0x41 && $0 <= 0x5A) }
+        }
+        guard parts.count == 2 else {
+            if parts.count == 1, let only = parts.first, !only.isEmpty, id(only, "UW") {
+                return fail("\(quote(text)) is a member id alone; put the workspace id before it: \(rule)")
+            }
+            return fail("\(quote(text)) is not TEAM:USER; \(rule)")
+        }
+        guard id(parts[0], "TE") else { return fail("\(quote(text)): the part before ':' is not a workspace id (T…); \(rule)") }
+        guard id(parts[1], "UW") else { return fail("\(quote(text)): the part after ':' is not a member id (U… or W…); \(rule)") }
+        return .success(text)
+    }
+
+    /// A Discord user id (a snowflake): 17–20 digits (Developer Mode on, right-click the user, Copy User ID).
+    public static func discordUserId(_ text: String) -> Validated<String> {
+        let rule = "a Discord user id is 17 to 20 digits (User Settings, Advanced, Developer Mode; then right-click the user, Copy User ID)"
+        if text.contains("#") || text.hasPrefix("@") {
+            return fail("\(quote(text)) is a user name, which its owner can change; give the user id: \(rule)")
+        }
+        guard (17...20).contains(text.utf8.count), text.utf8.allSatisfy(isDigit) else {
+            return fail("\(quote(text)) is not a Discord user id; \(rule)")
+        }
+        return .success(text)
+    }
+
+    /// A WhatsApp user as the Cloud API names senders: the phone number in E.164 without '+'
+    /// (country code first), 7–15 digits.
+    public static func whatsAppNumber(_ text: String) -> Validated<String> {
+        let rule = "a WhatsApp owner is the phone number with its country code, digits only, such as \"4915112345678\""
+        if text.hasPrefix("+") { return fail("\(quote(text)): leave out the '+'; \(rule)") }
+        if text.hasPrefix("00") { return fail("\(quote(text)): leave out the leading 00; \(rule)") }
+        guard (7...15).contains(text.utf8.count), text.utf8.allSatisfy(isDigit), text.first != "0" else {
+            return fail("\(quote(text)) is not a phone number in international form; \(rule)")
         }
         return .success(text)
     }

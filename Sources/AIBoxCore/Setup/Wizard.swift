@@ -288,13 +288,20 @@ public struct SetupWizard: Sendable {
         }
         for (n, kind) in draftChannelKinds().enumerated() {
             let base = "channels.\(n + 1)"
+            let owners = text("\(base).owners").map { $0.split(separator: " ").map(String.init) } ?? []
             switch kind {
-            case "telegram" where isSecretGiven("\(base).token"): c.channels.telegram = TelegramChannel()
+            case "telegram" where isSecretGiven("\(base).token"): c.channels.telegram = TelegramChannel(owners: owners)
             case "slack" where isSecretGiven("\(base).bot-token") && isSecretGiven("\(base).app-token"):
-                c.channels.slack = SlackChannel()
-            case "discord" where isSecretGiven("\(base).token"): c.channels.discord = DiscordChannel()
+                c.channels.slack = SlackChannel(owners: owners)
+            case "discord" where isSecretGiven("\(base).token"): c.channels.discord = DiscordChannel(owners: owners)
             case "whatsapp" where isSecretGiven("\(base).access-token"):
-                if let id = text("\(base).phone-number-id") { c.channels.whatsapp = WhatsAppChannel(phoneNumberId: id) }
+                let webhook = isSecretGiven("\(base).app-secret")
+                if let id = text("\(base).phone-number-id") {
+                    c.channels.whatsapp = WhatsAppChannel(
+                        phoneNumberId: id, appSecretSecret: webhook ? SecretName.whatsAppAppSecret : nil,
+                        verifyTokenSecret: webhook && isSecretGiven("\(base).verify-token") ? SecretName.whatsAppVerifyToken : nil,
+                        owners: owners)
+                }
             default: break
             }
         }

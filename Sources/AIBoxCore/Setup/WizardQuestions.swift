@@ -32,6 +32,21 @@ extension SetupWizard {
         { s in check(s).map { .secret($0) } }
     }
 
+    /// Owner ids separated by spaces or commas, each checked by `check`; kept once each, space-separated.
+    static func ownersAnswer(_ check: @escaping (String) -> Validated<String>) -> (String) -> Validated<Given> {
+        { s in
+            var ids: [String] = []
+            for word in s.split(whereSeparator: { $0 == " " || $0 == "," }).map(String.init) {
+                switch check(word) {
+                case .success(let id): if !ids.contains(id) { ids.append(id) }
+                case .failure(let e): return .failure(e)
+                }
+            }
+            if ids.count > Validators.maxOwners { return Validators.fail("\(ids.count) owners; at most \(Validators.maxOwners)") }
+            return ids.isEmpty ? Validators.fail("give owner ids, or Enter for none") : .success(.text(ids.joined(separator: " ")))
+        }
+    }
+
     static func yesNo(_ s: String) -> Validated<Given> { Validators.yesNo(s).map { .text($0 ? "yes" : "no") } }
 
     func nameSpec() -> Spec? {
@@ -442,6 +457,38 @@ extension SetupWizard {
                         "access-token", "WhatsApp access token, EAA… (not shown)", SecretName.whatsAppAccessToken,
                         Validators.whatsAppAccessToken)
                 }
+                if answers["\(base).app-secret"] == nil {
+                    var s = secretSpec(
+                        "app-secret", "WhatsApp app secret, for incoming messages (not shown)", SecretName.whatsAppAppSecret,
+                        Validators.whatsAppAppSecret)
+                    s.intro = wrap(
+                        "Messages reach the box through a webhook it serves, signed with the app secret "
+                            + "(App settings, Basic). Without it the box only sends.", width: 80)
+                    s.isSkippable = true
+                    s.skipShown = "send only"
+                    return s
+                }
+                if isSecretGiven("\(base).app-secret") && answers["\(base).verify-token"] == nil {
+                    return secretSpec(
+                        "verify-token", "Webhook verify token, as typed in Meta's webhook settings", SecretName.whatsAppVerifyToken,
+                        Validators.whatsAppVerifyToken)
+                }
+            }
+            if answers["\(base).owners"] == nil {
+                let (prompt, check): (String, (String) -> Validated<String>)
+                switch kind {
+                case "telegram": (prompt, check) = ("Telegram owners: user ids, separated by spaces", Validators.telegramUserId)
+                case "slack": (prompt, check) = ("Slack owners: TEAM:USER ids, separated by spaces", Validators.slackMember)
+                case "discord": (prompt, check) = ("Discord owners: user ids, separated by spaces", Validators.discordUserId)
+                default: (prompt, check) = ("WhatsApp owners: numbers with country code, digits only", Validators.whatsAppNumber)
+                }
+                var s = Spec(.channels, "\(base).owners", prompt, accept: SetupWizard.ownersAnswer(check))
+                s.intro = wrap(
+                    "Only owners may use the box here; strangers get no answer. None: nobody until you pair "
+                        + "with `aibox-agent pair \(kind)` on the box's console.", width: 80)
+                s.isSkippable = true
+                s.skipShown = "none"
+                return s
             }
             used.append(kind)
             i += 1
