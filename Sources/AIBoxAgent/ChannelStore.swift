@@ -41,6 +41,9 @@ public final class ChannelStore {
                 attempts INTEGER NOT NULL DEFAULT 0, next_ns INTEGER NOT NULL, boot_id TEXT NOT NULL,
                 state TEXT NOT NULL, at_ms INTEGER NOT NULL, last_error TEXT);
             CREATE INDEX IF NOT EXISTS channel_outbox_due ON channel_outbox(state, channel, chat, id);
+            CREATE TABLE IF NOT EXISTS channel_inbox(
+                id INTEGER PRIMARY KEY, channel TEXT NOT NULL, message_id TEXT NOT NULL, chat TEXT NOT NULL,
+                sender TEXT NOT NULL, direct INTEGER NOT NULL, text TEXT NOT NULL, at_ms INTEGER NOT NULL);
             """)
     }
 
@@ -177,6 +180,51 @@ public final class ChannelStore {
         return first
     }
 
+    // MARK: The inbound queue
+
+    /// Takes an owner's message in: seen (a later delivery of the same id is a duplicate) and
+    /// waiting to be handled, in one synced transaction — once this returns, the channel may
+    /// confirm the message to its service. False: a duplicate, nothing kept.
+    public func take(_ m: IncomingMessage, wallMS: Int64) throws(SQLiteError) -> Bool {
+        try db.execute("PRAGMA synchronous=FULL")
+        defer { try? db.execute("PRAGMA synchronous=NORMAL") }
+        var first = false
+        try db.transaction { () throws(SQLiteError) in
+            try db.query(
+                "INSERT OR IGNORE INTO channel_seen(channel, message_id, at_ms) VALUES(?,?,?)",
+                [.text(m.channel.rawValue), .text(m.id), .integer(wallMS)])
+            first = try changes() == 1
+            guard first else { return }
+            try db.query(
+                "INSERT INTO channel_inbox(channel, message_id, chat, sender, direct, text, at_ms) VALUES(?,?,?,?,?,?,?)",
+                [.text(m.channel.rawValue), .text(m.id), .text(m.chat), .text(m.sender), .integer(m.isDirect ? 1 : 0), .text(m.text), .integer(wallMS)])
+        }
+        return first
+    }
+
+    /// Owners' messages taken in and not yet answered, oldest first (after a restart: those the
+    /// agent was handling when it stopped).
+    public func waiting(limit: Int = 64) throws(SQLiteError) -> [(id: Int64, message: IncomingMessage)] {
+        try db.query("SELECT id, channel, message_id, chat, sender, direct, text FROM channel_inbox ORDER BY id LIMIT ?", [.integer(Int64(limit))])
+            .compactMap { r in
+                guard let id = r[0].int64, let c = r[1].string.flatMap(ChannelKind.init(rawValue:)), let mid = r[2].string, let chat = r[3].string,
+                    let sender = r[4].string, let text = r[6].string
+                else { return nil }
+                return (id, IncomingMessage(channel: c, id: mid, chat: chat, sender: sender, isDirect: r[5].int64 == 1, text: text))
+            }
+    }
+
+    /// A message handled: its replies queued and the message gone from the inbox, in one synced
+    /// transaction — a crash before it handles the message again, after it never twice.
+    public func answer(_ inboxID: Int64, with replies: [OutgoingMessage], now: Instant, wallMS: Int64) throws(SQLiteError) {
+        try db.execute("PRAGMA synchronous=FULL")
+        defer { try? db.execute("PRAGMA synchronous=NORMAL") }
+        try db.transaction { () throws(SQLiteError) in
+            for m in replies { try insertOutbox(m, now: now, wallMS: wallMS) }
+            try db.query("DELETE FROM channel_inbox WHERE id = ?", [.integer(inboxID)])
+        }
+    }
+
     /// How many message ids are kept.
     public func seenCount() throws(SQLiteError) -> Int { Int(try db.query("SELECT count(*) FROM channel_seen").first?.first?.int64 ?? 0) }
 
@@ -198,15 +246,19 @@ public final class ChannelStore {
         defer { try? db.execute("PRAGMA synchronous=NORMAL") }
         var id: Int64 = 0
         try db.transaction { () throws(SQLiteError) in
-            try db.query(
-                "INSERT INTO channel_outbox(channel, chat, text, next_ns, boot_id, state, at_ms) VALUES(?,?,?,?,?,'queued',?)",
-                [
-                    .text(m.channel.rawValue), .text(m.chat), .text(m.text), .integer(Int64(bitPattern: now.nanoseconds)), .text(bootID),
-                    .integer(wallMS),
-                ])
+            try insertOutbox(m, now: now, wallMS: wallMS)
             id = try db.query("SELECT last_insert_rowid()").first?.first?.int64 ?? 0
         }
         return id
+    }
+
+    private func insertOutbox(_ m: OutgoingMessage, now: Instant, wallMS: Int64) throws(SQLiteError) {
+        try db.query(
+            "INSERT INTO channel_outbox(channel, chat, text, next_ns, boot_id, state, at_ms) VALUES(?,?,?,?,?,'queued',?)",
+            [
+                .text(m.channel.rawValue), .text(m.chat), .text(m.text), .integer(Int64(bitPattern: now.nanoseconds)), .text(bootID),
+                .integer(wallMS),
+            ])
     }
 
     /// Messages due at `now`, oldest first, at most one per chat (the oldest waiting: a chat's

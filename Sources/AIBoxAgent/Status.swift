@@ -38,6 +38,31 @@ public struct AgentStatus: Encodable, Sendable {
     var routes: [String: [RouteState]]
     var budget: BudgetState
     var events: [EventRow]
+    /// The worker's channels (the worker's STATUS= only: a console command runs none).
+    var channels: [ChannelRow] = []
+
+    public struct ChannelRow: Encodable, Sendable {
+        var channel: String
+        /// `starting`, `up`, `retrying` or `broken`.
+        var state: String
+        var reason: String?
+        var lastRoundTripMs: Double?
+
+        init(_ kind: ChannelKind, _ state: ChannelState, _ roundTrip: Duration?) {
+            channel = kind.rawValue
+            switch state {
+            case .starting: self.state = "starting"
+            case .up: self.state = "up"
+            case .retrying(let r):
+                self.state = "retrying"
+                reason = r
+            case .broken(let r):
+                self.state = "broken"
+                reason = r
+            }
+            lastRoundTripMs = roundTrip.map { Double($0.components.seconds) * 1000 + Double($0.components.attoseconds) / 1e15 }
+        }
+    }
 
     public static func gather(_ assistant: Assistant, now: Instant, wallMS: Int64) async -> AgentStatus {
         await assistant.status(now: now, wallMS: wallMS)
@@ -118,6 +143,7 @@ extension AgentStatus {
         var s = "chat: " + (chat.isEmpty ? "no route" : chat)
         if budget.limited, let d = budget.dailyCapUSD { s += "; today \(usd(budget.spentTodayUSD)) of \(usd(d))" }
         if budget.exhausted != nil { s += "; cloud budget spent" }
+        if !channels.isEmpty { s += "; " + channels.map { "\($0.channel) \($0.state)" }.joined(separator: ", ") }
         return s
     }
 
@@ -133,8 +159,7 @@ extension AgentConsole {
     }
 
     /// The worker: ready once its configuration and database are open, then alive (watchdog
-    /// pings) with its status line up to date, until aibox stops it. The chat channels that
-    /// bring it requests come with the next step of the agent.
+    /// pings) with its status line up to date, its channels running, until aibox stops it.
     public static func runWorker(root: String) async {
         let s = settings(root: root)
         let assistant = assistant(s, client: ProviderClient())
@@ -146,13 +171,28 @@ extension AgentConsole {
             for line in await assistant.warmUp() { writeStandardError("aibox-agent: \(line)\n") }
         }
         var told = false
-        // The box's trouble for the owner: to the channels once they are there; to the log until then.
+        // The channels (each on its own connection to agent.db: the ledger's is the assistant's).
+        let (connections, problems) = ChannelHub.connections(s)
+        for p in problems { writeStandardError("aibox-agent: channel \(p)\n") }
+        var hub: ChannelHub?
+        if !connections.isEmpty {
+            do {
+                let h = try ChannelHub(settings: s, assistant: assistant, ledger: openLedger(s).0, connections: connections)
+                hub = h
+                Task { await h.run() }
+            } catch {
+                writeStandardError("aibox-agent: the channels cannot keep their messages in agent.db (\(error)); they stay off\n")
+            }
+        }
+        // The box's trouble for the owner: to every owner on every channel, and to the log.
         let watcher = BoxWatcher(paths: s.paths, ledger: openLedger(s).0)
         while true {
             if let message = watcher.poll(now: Clock.monotonic(), wallMS: Clock.wallMilliseconds()) {
                 for line in message.split(separator: "\n") { writeStandardError("aibox-agent: for the owner: \(line)\n") }
+                await hub?.tellOwners(message)
             }
-            let st = await AgentStatus.gather(assistant, now: Clock.monotonic(), wallMS: Clock.wallMilliseconds())
+            var st = await AgentStatus.gather(assistant, now: Clock.monotonic(), wallMS: Clock.wallMilliseconds())
+            st.channels = (hub?.states() ?? []).map { AgentStatus.ChannelRow($0.0, $0.1, $0.2) }
             // Alive while nothing is stuck: an operation its own timer failed to end is mended
             // only by a restart, which aibox's watchdog brings when the pings stop.
             if let stuck = assistant.liveness.stuck(now: Clock.monotonic()).first {

@@ -1,0 +1,253 @@
+import AIBoxAgentCore
+import AIBoxCore
+import AIBoxSystem
+import Glibc
+
+/// A channel's connection as the hub drives it (Telegram's, and each channel's after it).
+public protocol ChannelConnection: AnyObject, Sendable {
+    var kind: ChannelKind { get }
+    var state: ChannelState { get }
+    var lastRoundTrip: Duration? { get }
+    /// Receives until cancelled or refused for good; `deliver` answers whether it recorded the
+    /// message durably (only then is it confirmed to the service).
+    func run(deliver: @Sendable (IncomingMessage) async -> Bool) async
+    func send(_ message: OutgoingMessage, fromPart: Int) async -> SendOutcome
+}
+
+extension TelegramConnection: ChannelConnection {
+    public var kind: ChannelKind { .telegram }
+}
+
+/// The channels at work in the worker: each connection run (and run again, after a pause, if
+/// it ever returns while not refused); every message through the owner gate (strangers cost
+/// nothing); an owner's message taken into agent.db's inbox before its service is told it
+/// arrived, then answered — a command, or a conversation through the router — with the reply
+/// queued in the same transaction that takes the message out; the queue sent in order per chat,
+/// retried on the monotonic clock. A message being handled holds `run/aibox/reboot.inhibit`
+/// (an unattended update's reboot waits for it).
+public actor ChannelHub {
+    let settings: AgentSettings
+    let assistant: Assistant
+    let store: ChannelStore
+    let ledger: Ledger
+    let inhibitPath: String
+    public nonisolated let connections: [ChannelKind: any ChannelConnection]
+    private var limiter = StrangerLimiter()
+    private var handling = false
+    private var wake: CheckedContinuation<Void, Never>?
+
+    /// How long a connection that returned (not refused for good) waits before it runs again.
+    static let rerunDelay: Duration = .seconds(5)
+
+    public init(settings: AgentSettings, assistant: Assistant, ledger: Ledger, connections: [any ChannelConnection]) throws(SQLiteError) {
+        self.settings = settings
+        self.assistant = assistant
+        self.ledger = ledger
+        store = try ChannelStore(ledger: ledger)
+        inhibitPath = settings.paths.under("run/aibox/reboot.inhibit")
+        var byKind: [ChannelKind: any ChannelConnection] = [:]
+        for c in connections { byKind[c.kind] = c }
+        self.connections = byKind
+    }
+
+    /// The connections box.toml configures and whose secrets are there; what could not be set
+    /// up, in words (for the log and the owner: never a token).
+    public static func connections(_ s: AgentSettings) -> ([any ChannelConnection], problems: [String]) {
+        var out: [any ChannelConnection] = []
+        var problems: [String] = []
+        if let t = s.config.channels.telegram {
+            if let token = s.secret(t.tokenSecret) {
+                do {
+                    out.append(
+                        try TelegramConnection(
+                            token: token, baseURL: t.baseURL ?? TelegramWire.defaultBaseURL,
+                            store: FileOffsetStore(path: s.paths.agentDirectory + "/telegram.offset")))
+                } catch { problems.append("telegram: \(error.description)") }
+            } else {
+                problems.append("telegram: its token (secret \(t.tokenSecret)) is missing; `aibox setup` stores it")
+            }
+        }
+        return (out, problems)
+    }
+
+    /// Runs every channel, the inbox and the outbox until cancelled.
+    public func run() async {
+        await withTaskGroup(of: Void.self) { group in
+            for connection in connections.values {
+                group.addTask { await self.keep(connection) }
+            }
+            group.addTask { await self.handleInbox() }
+            group.addTask { await self.sendOutbox() }
+            await group.waitForAll()
+        }
+    }
+
+    /// A connection's run, run again when it returns while not refused for good.
+    private nonisolated func keep(_ connection: any ChannelConnection) async {
+        while !Task.isCancelled {
+            await connection.run(deliver: { m in await self.receive(m) })
+            if Task.isCancelled { return }
+            if case .broken(let reason) = connection.state {
+                await noticeBroken(connection.kind, reason)
+                return
+            }
+            try? await Task.sleep(for: ChannelHub.rerunDelay)
+        }
+    }
+
+    private func noticeBroken(_ kind: ChannelKind, _ reason: String) {
+        let wall = Clock.wallMilliseconds()
+        // Told on the other channels (the box's notices go to every owner on every channel that works).
+        ledger.record(kind: "owner.notice", route: nil, message: "The \(kind.rawValue) channel is refused and stopped: \(reason)", wallMS: wall)
+    }
+
+    /// A message from a channel: strangers and wrong codes end here (no answer, no model call);
+    /// an owner's message is in the inbox (synced) before this returns true.
+    func receive(_ m: IncomingMessage) -> Bool {
+        let now = Clock.monotonic(), wall = Clock.wallMilliseconds()
+        do {
+            switch try store.admit(m, config: settings.config.channels, limiter: &limiter, ledger: ledger, now: now, wallMS: wall) {
+            case .ignore: return true
+            case .paired:
+                try store.enqueue(OutgoingMessage(channel: m.channel, chat: m.chat, text: "Paired: you are an owner of this box now. /help lists the commands."), now: now, wallMS: wall)
+                kick()
+                return true
+            case .handle:
+                _ = try store.take(m, wallMS: wall)
+                kick()
+                return true
+            }
+        } catch {
+            // agent.db cannot be written: not confirmed, the service delivers it again.
+            return false
+        }
+    }
+
+    private func kick() {
+        wake?.resume()
+        wake = nil
+    }
+
+    /// Waits for a kick, or `at most`.
+    private func nap(_ atMost: Duration) async {
+        let timer = Task {
+            try? await Task.sleep(for: atMost)
+            self.kick()
+        }
+        await withCheckedContinuation { c in
+            if let w = wake { w.resume() }
+            wake = c
+        }
+        timer.cancel()
+    }
+
+    /// Owners' messages, oldest first, one at a time (the local model takes one anyway); what
+    /// the agent was handling when it stopped comes first after a restart.
+    private func handleInbox() async {
+        while !Task.isCancelled {
+            let waiting = (try? store.waiting(limit: 8)) ?? []
+            if waiting.isEmpty {
+                await nap(.seconds(1))
+                continue
+            }
+            for (id, m) in waiting where !Task.isCancelled {
+                let inhibit = holdInhibit()
+                let replies = await answer(m)
+                releaseInhibit(inhibit)
+                try? store.answer(id, with: replies.map { OutgoingMessage(channel: m.channel, chat: m.chat, text: $0) }, now: Clock.monotonic(), wallMS: Clock.wallMilliseconds())
+            }
+        }
+    }
+
+    /// What an owner's message is answered with.
+    func answer(_ m: IncomingMessage) async -> [String] {
+        switch OwnerIntent.of(m) {
+        case .reply(let text): return [text]
+        case .command(let c): return [await command(c)]
+        case .conversation:
+            let kept = await assistant.conversation(m.conversation)
+            switch await assistant.ask(role: .chat, system: kept.system(nil), history: kept.messages, message: m.text) {
+            case .success(let a):
+                await assistant.remember(m.conversation, role: .chat, question: m.text, answer: a.text)
+                return [a.text]
+            case .failure(let f):
+                return ["(no answer: \(f))"]
+            }
+        }
+    }
+
+    /// The commands the agent answers itself; the box's own (workers, restart, logs, updates)
+    /// go through aibox's control socket.
+    func command(_ c: ChatCommand) async -> String {
+        switch c {
+        case .help: return ChatCommand.helpText
+        case .status, .budget:
+            let st = await AgentStatus.gather(assistant, now: Clock.monotonic(), wallMS: Clock.wallMilliseconds())
+            return st.summary
+        default:
+            return "That command needs aibox's control socket, which this version of the agent does not use yet. At the console: `aibox workers`, `aibox restart`, `aibox logs`, `aibox update`."
+        }
+    }
+
+    /// The queue, sent: the oldest message of each chat whose time has come.
+    private func sendOutbox() async {
+        while !Task.isCancelled {
+            let due = (try? store.due(now: Clock.monotonic())) ?? []
+            if due.isEmpty {
+                await nap(.seconds(1))
+                continue
+            }
+            for q in due where !Task.isCancelled {
+                guard let connection = connections[q.message.channel] else {
+                    try? store.retryLater(q.id, after: .seconds(60), now: Clock.monotonic(), reason: "\(q.message.channel.rawValue) is not configured", giveUp: true)
+                    continue
+                }
+                switch await connection.send(q.message, fromPart: 0) {
+                case .sent: try? store.markSent(q.id)
+                case .retry(let after, let reason, _):
+                    try? store.retryLater(q.id, after: after, now: Clock.monotonic(), reason: reason)
+                case .failed(let reason):
+                    try? store.retryLater(q.id, after: .zero, now: Clock.monotonic(), reason: reason, giveUp: true)
+                }
+            }
+        }
+    }
+
+    /// Sends a message of the box's (a notice) to every owner on every configured channel.
+    public func tellOwners(_ text: String) {
+        let now = Clock.monotonic(), wall = Clock.wallMilliseconds()
+        for kind in connections.keys.sorted() {
+            // A direct chat's id is its owner's user id on Telegram (and Discord's DM channel is
+            // opened by the connection; WhatsApp's chat is the number).
+            for owner in ((try? store.owners(kind, config: settings.config.channels)) ?? []).sorted() {
+                try? store.enqueue(OutgoingMessage(channel: kind, chat: owner, text: text), now: now, wallMS: wall)
+            }
+        }
+        kick()
+    }
+
+    /// Each channel's state and last round trip, for status.
+    public nonisolated func states() -> [(ChannelKind, ChannelState, Duration?)] {
+        connections.keys.sorted().map { ($0, connections[$0]!.state, connections[$0]!.lastRoundTrip) }
+    }
+
+    // MARK: The reboot inhibit
+
+    private func holdInhibit() -> Int32 {
+        guard handling == false else { return -1 }
+        let fd = open(inhibitPath, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return -1 }  // no file: no daemon that reboots (or not yet made)
+        if flock(fd, LOCK_SH) != 0 {
+            close(fd)
+            return -1
+        }
+        handling = true
+        return fd
+    }
+
+    private func releaseInhibit(_ fd: Int32) {
+        guard fd >= 0 else { return }
+        handling = false
+        close(fd)  // the lock goes with the descriptor
+    }
+}

@@ -1,0 +1,103 @@
+import AIBoxCore
+import AIBoxSystem
+import Foundation
+import Glibc
+import Testing
+
+/// The agent worker with its Telegram channel against the loopback fake of the Bot API and the
+/// provider fake as its local model: owners answered, strangers not, nothing lost when killed.
+@Suite("the worker's channels", .serialized)
+struct ChannelHubTests {
+    static let token = "7000002:AAH-hub-test-token-value-xyz"
+    static let owner = 4242
+
+    /// A box whose chat goes to the provider fake, with Telegram at the Bot API fake.
+    func box(_ llm: FakeProvider, _ telegram: FakeTelegram) throws -> AgentBox {
+        let b = try AgentBox()
+        try b.configure(
+            """
+            [providers.local]
+            kind = "ollama"
+            base-url = "\(llm.base)"
+            models = ["llama3.2:3b"]
+
+            [channels.telegram]
+            token-secret = "channel.telegram.token"
+            owners = ["\(ChannelHubTests.owner)"]
+            base-url = "\(telegram.base)"
+
+            """)
+        try b.secret("channel.telegram.token", ChannelHubTests.token)
+        return b
+    }
+
+    func startWorker(_ b: AgentBox) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: agentBinary)
+        p.arguments = ["run", "--root", b.root]
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in b.environment { env[k] = v }
+        env["NOTIFY_SOCKET"] = nil
+        p.environment = env
+        p.standardOutput = FileHandle.nullDevice
+        _ = creat(b.root + "/agent.log", 0o644)
+        p.standardError = FileHandle(forWritingAtPath: b.root + "/agent.log")
+        try p.run()
+        return p
+    }
+
+    func stop(_ p: Process) {
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+    }
+
+    /// The texts the bot sent to a chat, in order.
+    func sent(_ t: FakeTelegram, to chat: Int) throws -> [String] {
+        try t.sent().filter { "\($0["chat_id"] ?? "")" == "\(chat)" }.compactMap { $0["text"] as? String }
+    }
+
+    @Test("an owner's message is answered from the model; /help by the agent; a stranger gets nothing and costs no model call")
+    func ownersOnly() throws {
+        let llm = try FakeProvider()
+        let telegram = try FakeTelegram(token: ChannelHubTests.token)
+        let b = try box(llm, telegram)
+        let worker = try startWorker(b)
+        defer { stop(worker) }
+        try telegram.userSends(from: 777, text: "stranger here")
+        try telegram.userSends(from: ChannelHubTests.owner, text: "hello box")
+        #expect(waitFor(.seconds(30)) { ((try? sent(telegram, to: ChannelHubTests.owner)) ?? []).count == 1 }, "\(readTextFile(b.root + "/agent.log") ?? "")")
+        #expect(try sent(telegram, to: ChannelHubTests.owner) == ["ollama llama3.2:3b: hello box"])
+        try telegram.userSends(from: ChannelHubTests.owner, text: "/help")
+        #expect(waitFor(.seconds(30)) { ((try? sent(telegram, to: ChannelHubTests.owner)) ?? []).count == 2 })
+        #expect(try sent(telegram, to: ChannelHubTests.owner).last?.hasPrefix("Commands (in a direct message):") == true)
+        // The stranger's message came first; by now it would have been answered.
+        #expect(try sent(telegram, to: 777).isEmpty)
+        let asked = try llm.requests(path: "/api/chat").compactMap { (($0["body"] as? [String: Any])?["messages"] as? [[String: Any]])?.last?["content"] as? String }
+        #expect(asked.filter { $0.contains("stranger") }.isEmpty && asked.filter { $0 == "hello box" }.count == 1, "\(asked)")
+        #expect(try b.events().contains { $0["kind"] as? String == "channel.ignored" && !(($0["message"] as? String) ?? "").contains("stranger here") })
+        // The token is in its secret file and nowhere else of the box, nor in the worker's log.
+        let grep = try runProgram("/bin/grep", ["-r", "-l", "-a", "-F", ChannelHubTests.token, b.root])
+        #expect(grep.stdout.split(separator: "\n").map(String.init) == [b.paths.secrets + "/channel.telegram.token"], "\(grep.stdout)")
+    }
+
+    @Test("the worker SIGKILLed while the model answers: after its restart the reply is sent, exactly once")
+    func killedMidReply() throws {
+        let llm = try FakeProvider()
+        let telegram = try FakeTelegram(token: ChannelHubTests.token)
+        let b = try box(llm, telegram)
+        // The first answer takes seconds (each streamed word 1 s apart).
+        try llm.script(#"[{"fault": "delay_ms", "ms": 1000}]"#)
+        var worker = try startWorker(b)
+        try telegram.userSends(from: ChannelHubTests.owner, text: "a slow question")
+        #expect(waitFor(.seconds(30)) { ((try? llm.requests(path: "/api/chat")) ?? []).contains { ($0["fault"] as? String) == "delay_ms" } })
+        stop(worker)
+        #expect(try sent(telegram, to: ChannelHubTests.owner).isEmpty)
+        worker = try startWorker(b)
+        defer { stop(worker) }
+        #expect(waitFor(.seconds(30)) { ((try? sent(telegram, to: ChannelHubTests.owner)) ?? []).count == 1 }, "\(readTextFile(b.root + "/agent.log") ?? "")")
+        // One more message as a barrier: once its answer is out, nothing else is coming.
+        try telegram.userSends(from: ChannelHubTests.owner, text: "and another")
+        #expect(waitFor(.seconds(30)) { ((try? sent(telegram, to: ChannelHubTests.owner)) ?? []).count == 2 })
+        #expect(try sent(telegram, to: ChannelHubTests.owner) == ["ollama llama3.2:3b: a slow question", "ollama llama3.2:3b: and another"])
+    }
+}
