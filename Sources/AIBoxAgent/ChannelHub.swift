@@ -202,10 +202,11 @@ public actor ChannelHub {
                     try? store.retryLater(q.id, after: .seconds(60), now: Clock.monotonic(), reason: "\(q.message.channel.rawValue) is not configured", giveUp: true)
                     continue
                 }
-                switch await connection.send(q.message, fromPart: 0) {
+                switch await connection.send(q.message, fromPart: q.partsSent) {
                 case .sent: try? store.markSent(q.id)
-                case .retry(let after, let reason, _):
-                    try? store.retryLater(q.id, after: after, now: Clock.monotonic(), reason: reason)
+                case .retry(let after, let reason, let parts):
+                    // Parts already out (counted from the message's first) are not sent again.
+                    try? store.retryLater(q.id, after: after, now: Clock.monotonic(), reason: reason, partsSent: max(parts, q.partsSent))
                 case .failed(let reason):
                     try? store.retryLater(q.id, after: .zero, now: Clock.monotonic(), reason: reason, giveUp: true)
                 }

@@ -39,7 +39,7 @@ public final class ChannelStore {
             CREATE TABLE IF NOT EXISTS channel_outbox(
                 id INTEGER PRIMARY KEY, channel TEXT NOT NULL, chat TEXT NOT NULL, text TEXT NOT NULL,
                 attempts INTEGER NOT NULL DEFAULT 0, next_ns INTEGER NOT NULL, boot_id TEXT NOT NULL,
-                state TEXT NOT NULL, at_ms INTEGER NOT NULL, last_error TEXT);
+                state TEXT NOT NULL, at_ms INTEGER NOT NULL, last_error TEXT, parts_sent INTEGER NOT NULL DEFAULT 0);
             CREATE INDEX IF NOT EXISTS channel_outbox_due ON channel_outbox(state, channel, chat, id);
             CREATE TABLE IF NOT EXISTS channel_inbox(
                 id INTEGER PRIMARY KEY, channel TEXT NOT NULL, message_id TEXT NOT NULL, chat TEXT NOT NULL,
@@ -236,6 +236,8 @@ public final class ChannelStore {
         public var message: OutgoingMessage
         /// Failed sends so far.
         public var attempts: Int
+        /// Parts of a message the channel splits that are already out: a retry starts after them.
+        public var partsSent: Int = 0
     }
 
     /// Queues a message; it is on disk (synced) when this returns, so a restart or a power
@@ -266,7 +268,7 @@ public final class ChannelStore {
     /// held back in an earlier boot is due at once (its monotonic time meant nothing now).
     public func due(now: Instant, channel: ChannelKind? = nil, limit: Int = 32) throws(SQLiteError) -> [Queued] {
         var sql = """
-            SELECT id, channel, chat, text, attempts, next_ns, boot_id FROM channel_outbox o
+            SELECT id, channel, chat, text, attempts, next_ns, boot_id, parts_sent FROM channel_outbox o
             WHERE state = 'queued' AND NOT EXISTS (
                 SELECT 1 FROM channel_outbox p WHERE p.state = 'queued' AND p.channel = o.channel AND p.chat = o.chat AND p.id < o.id)
             """
@@ -281,7 +283,8 @@ public final class ChannelStore {
             guard let id = r[0].int64, let c = r[1].string.flatMap(ChannelKind.init(rawValue:)), let chat = r[2].string,
                 let text = r[3].string
             else { return nil }
-            return Queued(id: id, message: OutgoingMessage(channel: c, chat: chat, text: text), attempts: Int(r[4].int64 ?? 0))
+            return Queued(
+                id: id, message: OutgoingMessage(channel: c, chat: chat, text: text), attempts: Int(r[4].int64 ?? 0), partsSent: Int(r[7].int64 ?? 0))
         }
     }
 
@@ -293,17 +296,20 @@ public final class ChannelStore {
     /// The send failed: try again after `delay` (on the monotonic clock), or — past
     /// `maxAttempts`, or when `giveUp` (the service refused it for good) — keep it as failed.
     /// `reason` is kept for `status`; it must hold no secret and no URL with a token.
-    public func retryLater(_ id: Int64, after delay: Duration, now: Instant, reason: String, giveUp: Bool = false) throws(SQLiteError) {
+    public func retryLater(
+        _ id: Int64, after delay: Duration, now: Instant, reason: String, giveUp: Bool = false, partsSent: Int? = nil
+    ) throws(SQLiteError) {
         try db.transaction { () throws(SQLiteError) in
             try db.query(
                 """
                 UPDATE channel_outbox SET attempts = attempts + 1, next_ns = ?, boot_id = ?, last_error = ?,
-                    state = CASE WHEN ? OR attempts + 1 >= ? THEN 'failed' ELSE 'queued' END
+                    state = CASE WHEN ? OR attempts + 1 >= ? THEN 'failed' ELSE 'queued' END,
+                    parts_sent = coalesce(?, parts_sent)
                 WHERE id = ?
                 """,
                 [
                     .integer(Int64(bitPattern: (now + delay).nanoseconds)), .text(bootID), .text(reason), .integer(giveUp ? 1 : 0),
-                    .integer(Int64(ChannelStore.maxAttempts)), .integer(id),
+                    .integer(Int64(ChannelStore.maxAttempts)), SQLiteValue(partsSent.map { Int64($0) }), .integer(id),
                 ])
             try db.query(
                 "DELETE FROM channel_outbox WHERE state = 'failed' AND id <= (SELECT max(id) FROM channel_outbox WHERE state = 'failed') - ?",

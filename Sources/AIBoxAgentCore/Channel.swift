@@ -66,7 +66,8 @@ public enum SendOutcome: Equatable, Sendable {
     /// Sent whole.
     case sent
     /// Not sent yet: try again after `after`. The first `partsSent` parts of a message the
-    /// channel splits were sent; the retry starts at the next one.
+    /// channel splits (counted from its first part, whatever `fromPart` was) were sent; the
+    /// retry starts at the next one.
     case retry(after: Duration, reason: String, partsSent: Int)
     /// Refused for good (the chat does not exist, the bot was blocked, the token is wrong).
     case failed(reason: String)

@@ -60,6 +60,40 @@ import Testing
         #expect(try store.due(now: now).map(\.id) == [id])
     }
 
+    @Test func theRetryOfASplitMessageStartsAfterThePartsAlreadySent() throws {
+        let db = try Database()
+        let now = Clock.monotonic()
+        let (store, _) = try db.open()
+        try store.enqueue(Self.reply("A", "a long reply in three parts"), now: now, wallMS: 1)
+        var q = try #require(try store.due(now: now).first)
+        #expect(q.partsSent == 0)
+        try store.retryLater(q.id, after: .seconds(1), now: now, reason: "HTTP 429", partsSent: 2)
+        q = try #require(try db.open().0.due(now: now + .seconds(1)).first)
+        #expect(q.partsSent == 2 && q.attempts == 1)
+        // A retry that says nothing of parts (a failure before any) keeps the count.
+        try store.retryLater(q.id, after: .seconds(1), now: now, reason: "timed out")
+        #expect(try store.due(now: now + .seconds(2)).first?.partsSent == 2)
+    }
+
+    @Test func anOwnersMessageTakenInIsHandledOnceAndItsReplyQueuedAsItLeaves() throws {
+        let db = try Database()
+        let now = Clock.monotonic()
+        let m = IncomingMessage(channel: .telegram, id: "500001", chat: "4242", sender: "4242", isDirect: true, text: "hello")
+        do {
+            let (store, _) = try db.open()
+            #expect(try store.take(m, wallMS: 1))
+            #expect(try store.take(m, wallMS: 2) == false)  // delivered twice: kept once
+        }
+        // A restart before it was answered: it is still waiting.
+        let (store, _) = try db.open()
+        let waiting = try store.waiting()
+        #expect(waiting.map(\.message) == [m])
+        try store.answer(try #require(waiting.first?.id), with: [Self.reply("4242", "hi there")], now: now, wallMS: 3)
+        #expect(try store.waiting().isEmpty)
+        #expect(try store.due(now: now).map(\.message.text) == ["hi there"])
+        #expect(try store.take(m, wallMS: 4) == false)  // and a late duplicate is still one
+    }
+
     @Test func aMessageIsGivenUpAfterItsAttemptsAndKeptAsFailed() throws {
         let db = try Database()
         let (store, _) = try db.open()
