@@ -199,7 +199,8 @@ public final class WhatsAppConnection: Sendable, CustomStringConvertible, Custom
                             return true
                         }
                         guard admitted else {
-                            connection.channel.close(promise: nil)
+                            // Closed at once (through the async channel, which must finish its writer).
+                            try? await connection.executeThenClose { _, _ in }
                             continue
                         }
                         group.addTask {
