@@ -103,7 +103,7 @@ let package = Package(
         // inputs, or is libFuzzer when built by Fuzz/run (-sanitize=fuzzer,address -D FUZZING).
         .target(
             name: "AIBoxFuzzHarnesses",
-            dependencies: ["AIBoxCore", "AIBoxAgentCore", "AIBoxSystem"],
+            dependencies: ["AIBoxCore", "AIBoxAgentCore", "AIBoxSystem", .product(name: "Crypto", package: "swift-crypto")],
             path: "Fuzz/Harnesses"),
         .target(name: "CLibFuzzer", path: "Fuzz/CLibFuzzer"),
         .executableTarget(name: "aibox-fuzz", dependencies: ["AIBoxFuzzHarnesses", "AIBoxSystem", "CLibFuzzer"], path: "Fuzz/Driver"),
