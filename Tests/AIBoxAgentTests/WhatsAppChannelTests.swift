@@ -115,6 +115,13 @@ struct WhatsAppChannelTests {
         return (run, port)
     }
 
+    @Test("the fake's self-test passes (its payloads signed as Meta signs them, checked by a webhook of its own)")
+    func fakeSelfTest() throws {
+        let out = try runProgram("/usr/bin/python3", [fixtures + "/whatsapp_fake_selftest.py"])
+        #expect(out.code == 0, "\(out.stdout)\(out.stderr)")
+        #expect(out.stdout.contains("all checks passed"))
+    }
+
     @Test("a delivered message reaches the receiver once, a duplicate delivery too; until then the channel says it only sends")
     func deliveredOnce() async throws {
         let fake = try fake()
