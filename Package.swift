@@ -35,7 +35,10 @@ let package = Package(
         .target(name: "AIBoxCore"),
         // The agent's pure logic: stream parsers, failure classes, breakers, budget
         // arithmetic, routing. No I/O, time injected; the daemon never links it.
-        .target(name: "AIBoxAgentCore", dependencies: ["AIBoxCore"]),
+        // HMAC (a pure function) from swift-crypto: the WhatsApp webhook's signature.
+        .target(
+            name: "AIBoxAgentCore",
+            dependencies: ["AIBoxCore", .product(name: "Crypto", package: "swift-crypto")]),
         // Adapters over the OS.
         .target(
             name: "AIBoxSystem",
@@ -69,6 +72,8 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                // The WhatsApp webhook's small HTTP/1.1 server.
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
         // The assistant: a worker supervised by aibox, and its console commands.
@@ -98,13 +103,15 @@ let package = Package(
         // inputs, or is libFuzzer when built by Fuzz/run (-sanitize=fuzzer,address -D FUZZING).
         .target(
             name: "AIBoxFuzzHarnesses",
-            dependencies: ["AIBoxCore", "AIBoxAgentCore", "AIBoxSystem"],
+            dependencies: ["AIBoxCore", "AIBoxAgentCore", "AIBoxSystem", .product(name: "Crypto", package: "swift-crypto")],
             path: "Fuzz/Harnesses"),
         .target(name: "CLibFuzzer", path: "Fuzz/CLibFuzzer"),
         .executableTarget(name: "aibox-fuzz", dependencies: ["AIBoxFuzzHarnesses", "AIBoxSystem", "CLibFuzzer"], path: "Fuzz/Driver"),
 
         .testTarget(name: "AIBoxCoreTests", dependencies: ["AIBoxCore"], exclude: ["TOMLCorpus"]),
-        .testTarget(name: "AIBoxAgentCoreTests", dependencies: ["AIBoxAgentCore", "AIBoxCore"]),
+        .testTarget(
+            name: "AIBoxAgentCoreTests",
+            dependencies: ["AIBoxAgentCore", "AIBoxCore", .product(name: "Crypto", package: "swift-crypto")]),
         // Runs the built aibox-agent against loopback fakes of the cloud APIs and a real
         // llama-server (scripts/local-model), under a real aibox daemon.
         .testTarget(

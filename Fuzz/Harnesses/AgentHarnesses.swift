@@ -1,5 +1,6 @@
 import AIBoxAgentCore
 import AIBoxCore
+import Crypto
 
 // What the agent reads from the network and its files: a provider's streamed reply (SSE or
 // NDJSON, from any server a box.toml names) and prices.toml.
@@ -48,4 +49,37 @@ func fuzzPrices(_ bytes: [UInt8]) -> Verdict {
         }
         return Verdict(accepted: false, problems: linesInside(lines.map { $0 == 0 ? nil : $0 }, of: bytes, "prices"))
     }
+}
+
+/// A POST body to the WhatsApp webhook, signed as Meta signs it and then with one bit of the
+/// signature changed. Signed, it is taken whatever it holds (Meta would redeliver a refusal for
+/// days), and every message out of it has an id and a WhatsApp number (digits) as its sender;
+/// badly signed, it is refused with 401 before anything reads it.
+func fuzzWhatsAppWebhook(_ bytes: [UInt8]) -> Verdict {
+    let secret = "fuzz-app-secret"
+    let hook = WhatsAppWebhook(verifyToken: Secret("fuzz-verify"), appSecret: Secret(secret), phoneNumberID: "106540352242922")
+    let mac = Array(HMAC<SHA256>.authenticationCode(for: bytes, using: SymmetricKey(data: Array(secret.utf8))))
+    func header(_ m: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        return "sha256=" + String(decoding: m.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 15)]] }, as: UTF8.self)
+    }
+    var problems: [String] = []
+    var accepted = false
+    switch hook.receive(signature: header(mac), body: bytes) {
+    case .rejected(let reply, let why):
+        if !(reply.status == 413 && bytes.count > WhatsAppWebhook.maxBody) {
+            problems.append("whatsapp-webhook: a body signed with the app secret was refused: \(reply.status) \(why)")
+        }
+    case .signed(let messages, _):
+        accepted = !messages.isEmpty
+        for m in messages where m.id.isEmpty || m.sender.isEmpty || !m.sender.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) || m.chat != m.sender || !m.isDirect {
+            problems.append("whatsapp-webhook: a message taken with id \"\(m.id)\" from \"\(m.sender)\"")
+        }
+    }
+    var forged = mac
+    forged[Int(bytes.first ?? 0) % forged.count] ^= 1 << ((bytes.last ?? 0) % 8)
+    if case .signed = hook.receive(signature: header(forged), body: bytes) {
+        problems.append("whatsapp-webhook: a body with a wrong signature was taken")
+    }
+    return Verdict(accepted: accepted, problems: problems)
 }

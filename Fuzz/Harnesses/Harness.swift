@@ -28,6 +28,7 @@ public struct Harness: Sendable {
         Harness(name: "http-status", summary: "ReadyHTTP.answer: a ready-http server's status line", run: fuzzHTTPStatus),
         Harness(name: "reply-stream", summary: "ReplyDecoder: a provider's streamed reply (SSE, NDJSON)", run: fuzzReplyStream),
         Harness(name: "prices", summary: "PriceTable.parse: the agent's prices.toml", run: fuzzPrices),
+        Harness(name: "whatsapp-webhook", summary: "WhatsAppWebhook.receive: a POST body Meta (or anyone) sends", run: fuzzWhatsAppWebhook),
     ]
 
     public static func named(_ name: String) -> Harness? { all.first { $0.name == name } }
