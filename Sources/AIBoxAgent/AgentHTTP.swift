@@ -1,4 +1,8 @@
+import AIBoxCore
+import AIBoxSystem
 import AsyncHTTPClient
+import NIOCore
+import NIOHTTP1
 import NIOPosix
 
 /// The agent's one HTTP client, shared by the model calls and the channels: no redirects (a
@@ -18,4 +22,51 @@ enum AgentHTTP {
         configuration.connectionPool.retryConnectionEstablishment = false
         return HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: configuration)
     }()
+}
+
+/// How one bounded call ended.
+enum BoundedExchange: Sendable {
+    case answered(status: Int, headers: HTTPHeaders, body: [UInt8])
+    /// The transport failed (async-http-client's words: the caller masks its secrets in them).
+    case failed(String)
+    case timedOut
+    case cancelled
+}
+
+extension AgentHTTP {
+    /// One POST, given up at `deadline` (the monotonic clock) whatever the connection does — a
+    /// race with a timer, whose loser is cancelled (a connection that never answers is closed).
+    /// The answer's body is read to its end, or to `maxBody + 1` bytes (the caller refuses more).
+    static func post(url: String, headers: [(String, String)], body: [UInt8], maxBody: Int, deadline: Instant) async -> BoundedExchange {
+        await withTaskGroup(of: BoundedExchange?.self) { group in
+            group.addTask {
+                var req = HTTPClientRequest(url: url)
+                req.method = .POST
+                for (name, value) in headers { req.headers.add(name: name, value: value) }
+                req.body = .bytes(ByteBuffer(bytes: body))
+                do {
+                    // The race below, not this deadline, bounds the call; this one only frees the connection.
+                    let response = try await client.execute(req, deadline: .now() + .minutes(30))
+                    var got: [UInt8] = []
+                    for try await chunk in response.body {
+                        got += chunk.readableBytesView.prefix(maxBody + 1 - got.count)
+                        if got.count > maxBody { break }
+                    }
+                    return .answered(status: Int(response.status.code), headers: response.headers, body: got)
+                } catch is CancellationError {
+                    return .cancelled
+                } catch {
+                    return .failed(ProviderClient.describe(error))
+                }
+            }
+            group.addTask {
+                do { try await Task.sleep(for: deadline.since(AIBoxSystem.Clock.monotonic())) } catch { return nil }
+                return .timedOut
+            }
+            var outcome: BoundedExchange = .cancelled
+            if let first = await group.next(), let r = first { outcome = r }
+            group.cancelAll()
+            return outcome
+        }
+    }
 }

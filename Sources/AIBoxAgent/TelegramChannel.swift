@@ -59,7 +59,6 @@ public final class TelegramConnection: Sendable {
         public var description: String
     }
 
-    let http: HTTPClient
     let baseURL: String
     let token: Secret
     public let settings: TelegramPollSettings
@@ -85,7 +84,6 @@ public final class TelegramConnection: Sendable {
         self.settings = settings
         self.store = store
         self.sendTimeout = sendTimeout
-        http = AgentHTTP.client
     }
 
     /// Nothing to release: the HTTP client is the agent's one (`AgentHTTP`).
@@ -177,36 +175,13 @@ public final class TelegramConnection: Sendable {
     /// One call, given up at `deadline` (the monotonic clock): the request's connection is
     /// closed then, so a server that never answers holds nothing.
     func exchange(_ request: TelegramRequest, deadline: Instant) async -> Exchange {
-        await withTaskGroup(of: Exchange?.self) { group in
-            group.addTask {
-                var req = HTTPClientRequest(url: request.url)
-                req.method = .POST
-                req.headers.add(name: "content-type", value: "application/json")
-                req.body = .bytes(ByteBuffer(bytes: request.body))
-                do {
-                    // The race below, not this deadline, bounds the call; this one only frees the connection.
-                    let response = try await self.http.execute(req, deadline: .now() + .minutes(30))
-                    var body: [UInt8] = []
-                    for try await chunk in response.body {
-                        body += chunk.readableBytesView.prefix(TelegramWire.maxBody + 1 - body.count)
-                        if body.count > TelegramWire.maxBody { break }
-                    }
-                    return .answered(status: Int(response.status.code), body: body)
-                } catch is CancellationError {
-                    return .cancelled
-                } catch {
-                    return .failed(self.scrub(ProviderClient.describe(error)))
-                }
-            }
-            group.addTask {
-                let now = Clock.monotonic()
-                do { try await Task.sleep(for: deadline.since(now)) } catch { return nil }
-                return .timedOut
-            }
-            var outcome: Exchange = .cancelled
-            if let first = await group.next(), let r = first { outcome = r }
-            group.cancelAll()
-            return outcome
+        switch await AgentHTTP.post(
+            url: request.url, headers: [("content-type", "application/json")], body: request.body, maxBody: TelegramWire.maxBody, deadline: deadline)
+        {
+        case .answered(let status, _, let body): return .answered(status: status, body: body)
+        case .failed(let why): return .failed(scrub(why))
+        case .timedOut: return .timedOut
+        case .cancelled: return .cancelled
         }
     }
 

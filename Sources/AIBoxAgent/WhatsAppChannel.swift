@@ -51,7 +51,6 @@ public final class WhatsAppConnection: Sendable, CustomStringConvertible, Custom
     /// on the box to forward to.
     public static let defaultListen = "127.0.0.1:8790"
 
-    let http: HTTPClient
     let baseURL: String
     let apiVersion: String
     let phoneNumberID: String
@@ -115,16 +114,10 @@ public final class WhatsAppConnection: Sendable, CustomStringConvertible, Custom
         self.webhookSettings = settings
         self.retry = retry
         self.sendTimeout = sendTimeout
-        var configuration = HTTPClient.Configuration(
-            redirectConfiguration: .disallow,  // a redirect would carry the token to another host
-            timeout: .init(connect: .seconds(10), read: nil),
-            decompression: .disabled)
-        configuration.connectionPool = .init(idleTimeout: .seconds(60))
-        configuration.connectionPool.retryConnectionEstablishment = false
-        http = HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: configuration)
     }
 
-    public func shutdown() async { try? await http.shutdown() }
+    /// Nothing to release: the HTTP client is the agent's one (`AgentHTTP`); the webhook stops with `run`.
+    public func shutdown() async {}
 
     /// The phone number id and the webhook's address: nothing secret.
     public var description: String { "WhatsApp \(phoneNumberID) (webhook \(webhookSettings.listen))" }
@@ -370,38 +363,16 @@ public final class WhatsAppConnection: Sendable, CustomStringConvertible, Custom
 
     /// One call, given up at `deadline` (the monotonic clock).
     func exchange(_ request: WhatsAppRequest, deadline: Instant) async -> Exchange {
-        await withTaskGroup(of: Exchange?.self) { group in
-            group.addTask {
-                var req = HTTPClientRequest(url: request.url)
-                req.method = .POST
-                req.headers.add(name: "content-type", value: "application/json")
-                req.headers.add(name: "authorization", value: request.authorization)
-                req.body = .bytes(ByteBuffer(bytes: request.body))
-                do {
-                    // The race below, not this deadline, bounds the call; this one only frees the connection.
-                    let response = try await self.http.execute(req, deadline: .now() + .minutes(30))
-                    var body: [UInt8] = []
-                    for try await chunk in response.body {
-                        body += chunk.readableBytesView.prefix(WhatsAppWire.maxAnswer + 1 - body.count)
-                        if body.count > WhatsAppWire.maxAnswer { break }
-                    }
-                    let retryAfter = response.headers.first(name: "retry-after").flatMap { Int64($0) }.map { Duration.seconds(max(0, min($0, 86_400))) }
-                    return .answered(status: Int(response.status.code), retryAfter: retryAfter, body: body)
-                } catch is CancellationError {
-                    return .cancelled
-                } catch {
-                    return .failed(self.scrub(ProviderClient.describe(error)))
-                }
-            }
-            group.addTask {
-                let now = Clock.monotonic()
-                do { try await Task.sleep(for: deadline.since(now)) } catch { return nil }
-                return .timedOut
-            }
-            var outcome: Exchange = .cancelled
-            if let first = await group.next(), let r = first { outcome = r }
-            group.cancelAll()
-            return outcome
+        switch await AgentHTTP.post(
+            url: request.url, headers: [("content-type", "application/json"), ("authorization", request.authorization)], body: request.body,
+            maxBody: WhatsAppWire.maxAnswer, deadline: deadline)
+        {
+        case .answered(let status, let headers, let body):
+            let retryAfter = headers.first(name: "retry-after").flatMap { Int64($0) }.map { Duration.seconds(max(0, min($0, 86_400))) }
+            return .answered(status: status, retryAfter: retryAfter, body: body)
+        case .failed(let why): return .failed(scrub(why))
+        case .timedOut: return .timedOut
+        case .cancelled: return .cancelled
         }
     }
 
