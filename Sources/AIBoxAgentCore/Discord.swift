@@ -182,7 +182,7 @@ public struct DiscordSession: Sendable {
     public var nextDeadline: Instant? {
         switch phase {
         case .waiting(let until, _): return until
-        case .hello, .handshaking: return [heartbeatDue, handshakeDeadline].compactMap { $0 }.min()
+        case .connecting, .hello, .handshaking: return [heartbeatDue, handshakeDeadline].compactMap { $0 }.min()
         case .ready: return heartbeatDue
         default: return nil
         }
@@ -190,7 +190,7 @@ public struct DiscordSession: Sendable {
 
     /// The first connection: a stored session is resumed, else the Gateway is looked up.
     public mutating func start(now: Instant, wall: Int64) -> [DiscordAction] {
-        report(.starting) + connect(resume: record.resumable, now: now, wall: wall)
+        [.report(.starting)] + connect(resume: record.resumable, now: now, wall: wall)
     }
 
     /// The lookup ended.
@@ -324,7 +324,7 @@ public struct DiscordSession: Sendable {
         case .waiting(let until, let resume):
             guard now >= until else { return [] }
             return connect(resume: resume && record.resumable, now: now, wall: wall)
-        case .hello, .handshaking, .ready:
+        case .connecting, .hello, .handshaking, .ready:
             if phase != .ready, let d = handshakeDeadline, now >= d {
                 failures += 1
                 return drop(
@@ -442,6 +442,12 @@ public struct DiscordRequest: Equatable, Sendable {
     public var url: String
     /// JSON.
     public var body: [UInt8]
+
+    public init(method: String, url: String, body: [UInt8]) {
+        self.method = method
+        self.url = url
+        self.body = body
+    }
 }
 
 /// How a REST call ended.
@@ -471,7 +477,7 @@ public enum DiscordWire {
         var base = url
         if let q = base.firstIndex(of: "?") { base = String(base[..<q]) }
         // Discord gives its URL without a path ("wss://gateway.discord.gg"): the path is "/".
-        if let scheme = base.range(of: "://"), !base[scheme.upperBound...].contains("/") { base += "/" }
+        if let scheme = base.firstRange(of: "://"), !base[scheme.upperBound...].contains("/") { base += "/" }
         return base + "?v=10&encoding=json"
     }
 
