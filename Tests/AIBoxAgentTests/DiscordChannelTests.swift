@@ -103,8 +103,10 @@ struct DiscordChannelTests {
         #expect(try fake.resumes().first?["ok"] as? Bool == true)
         #expect(await eventually(within: .seconds(5)) { c.state == .up && inbox.messages.map(\.text) == ["during the outage"] })
         #expect(try fake.identifies() == 1)
-        // The dead socket was closed with a resumable code.
-        #expect(try fake.connections().first?["client_close_code"] as? Int != 1000)
+        #expect(!texts(c).contains(Self.token))
+        // The dead socket was closed by the client with a resumable code.
+        #expect(try fake.connections().first?["client_close_code"] as? Int == 4000)
+        #expect(try fake.connections().first?["client_initiated_close"] as? Bool == true)
         run.cancel()
         await run.value
         await c.shutdown()
@@ -214,6 +216,7 @@ struct DiscordChannelTests {
         #expect(await eventually(within: .seconds(5)) { (try? fake.connections().first?["open"] as? Bool) == false })
         let code = try fake.connections().first?["client_close_code"] as? Int
         #expect(code == 4000)
+        #expect(try fake.connections().first?["client_initiated_close"] as? Bool == true)
         let record = try #require(try store.load())
         #expect(record.sessionID != nil && record.identifies.count == 1)
         #expect(readTextFile(path)?.contains(Self.token) == false)
@@ -278,6 +281,13 @@ struct DiscordChannelTests {
         } catch {
             #expect(error.description.contains("https"))
         }
+    }
+
+    @Test("the fake's own self-test (its wire format and faults, with a WebSocket client of its own) passes")
+    func fakeSelfTest() throws {
+        let out = try runProgram("/usr/bin/python3", [fixtures + "/discord_fake_selftest.py"])
+        #expect(out.code == 0, "\(out.stdout)\(out.stderr)")
+        #expect(out.stdout.contains("ok"))
     }
 
     @Test("a session file that is not a record is an error naming the file")

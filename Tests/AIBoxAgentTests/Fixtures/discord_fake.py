@@ -26,8 +26,8 @@ Gateway (https://discord.com/developers/docs/events/gateway), a WebSocket at / o
   op 6         Resume: a wrong token → close 4004; an unknown session → op 9 d=false; else every
                event after `seq` replayed, then RESUMED
   a second Identify/Resume on a connection, or a frame that is not JSON → close 4002/4005
-A close frame from the client is answered and recorded with its code (1000/1001 invalidate
-the session, as on Discord).
+A close frame from the client is answered and recorded with its code; a close the client
+starts with 1000/1001 ends the session, as on Discord (an answer to the fake's close does not).
 
 Control paths (never recorded; no token):
   POST /_fake/send      {"author_id", "channel_id" (default "dm-" + author_id), "guild_id"
@@ -40,7 +40,7 @@ Control paths (never recorded; no token):
   GET  /_fake/sent      {"sent": [{"channel_id", "content", "id"}]}
   GET  /_fake/gateway   {"identifies": [{"session_id", "intents"}], "resumes": [{"session_id",
                         "seq", "ok"}], "connections": [{"path", "query", "client_close_code",
-                        "open"}], "heartbeats": N, "acks": N, "sessions": [ids valid]}
+                        "client_initiated_close", "open"}], "heartbeats": N, "acks": N, "sessions": [ids valid]}
 
 FAULT = {"fault": NAME, ...}. Gateway faults act at once on every open connection, or on the
 next Identify ("on": "identify"):
@@ -283,9 +283,11 @@ class Handler(BaseHTTPRequestHandler):
             with st.lock:
                 record["open"] = False
                 record["client_close_code"] = ws.peer_close_code
+                record["client_initiated_close"] = ws.peer_initiated_close
                 if conn in st.conns:
                     st.conns.remove(conn)
-                if ws.peer_close_code in (1000, 1001) and conn.session:
+                # A client's own close with 1000/1001 ends its session; an answer to ours does not.
+                if ws.peer_initiated_close and ws.peer_close_code in (1000, 1001) and conn.session:
                     st.sessions.pop(conn.session, None)
 
     def on_frame(self, conn, op, d):

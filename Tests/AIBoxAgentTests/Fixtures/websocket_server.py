@@ -62,6 +62,8 @@ class WebSocket:
         self.lock = threading.Lock()
         self.closed = False  # a close frame was sent, or the socket is gone
         self.peer_close_code = None
+        # True when the peer sent its close frame first (not an answer to ours).
+        self.peer_initiated_close = False
 
     # --- sending (thread-safe) ---
 
@@ -144,6 +146,7 @@ class WebSocket:
                     continue
                 if opcode == OP_CLOSE:
                     self.peer_close_code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
+                    self.peer_initiated_close = not self.closed
                     if not self.closed:
                         self._send_frame(OP_CLOSE, payload[:2])
                         self.closed = True
