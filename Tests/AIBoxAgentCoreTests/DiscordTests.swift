@@ -217,6 +217,21 @@ struct DiscordSessionTests {
         #expect(closeOf(a) == 4000)
     }
 
+    @Test func aSocketThatNeverOpensIsGivenUpAtTheHelloDeadline() {
+        var s = DiscordSession(settings: DiscordSettings(helloTimeout: .seconds(5)), record: DiscordSessionRecord(sessionID: "S1", resumeURL: resumeURL))
+        _ = s.start(now: t0, wall: wall)
+        #expect(s.nextDeadline == t0 + .seconds(5))
+        #expect(closeOf(s.tick(now: t0 + .seconds(5), wall: wall, random: 0)) == 4000)
+        // A late `connected` of the socket given up changes nothing.
+        #expect(s.connected(now: t0 + .seconds(6)) == [])
+    }
+
+    @Test func theGatewayURLGetsItsVersionAndEncoding() {
+        #expect(DiscordWire.gatewayQuery("wss://gateway.discord.gg") == "wss://gateway.discord.gg/?v=10&encoding=json")
+        #expect(DiscordWire.gatewayQuery("wss://g.example/path?v=9") == "wss://g.example/path?v=10&encoding=json")
+        #expect(DiscordWire.gatewayQuery("ws://127.0.0.1:5000/resume") == "ws://127.0.0.1:5000/resume?v=10&encoding=json")
+    }
+
     @Test func aRefusedLookupIsBrokenOn401AndRetriedOtherwise() {
         var s = DiscordSession(record: DiscordSessionRecord())
         _ = s.start(now: t0, wall: wall)
