@@ -16,6 +16,8 @@ let package = Package(
         // The agent's HTTP client (streaming bodies, idle read timeouts); the daemon never links it.
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.100.0"),
+        // The agent's WebSocket client (Discord's Gateway); the daemon never links it.
+        .package(url: "https://github.com/hummingbird-project/swift-websocket", from: "1.6.2"),
     ],
     targets: [
         // C libraries of the system, in the shape GRDB uses for SQLite.
@@ -74,6 +76,8 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 // The WhatsApp webhook's small HTTP/1.1 server.
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "WSClient", package: "swift-websocket"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
         // The assistant: a worker supervised by aibox, and its console commands.
