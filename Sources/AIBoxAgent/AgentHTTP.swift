@@ -34,16 +34,19 @@ enum BoundedExchange: Sendable {
 }
 
 extension AgentHTTP {
-    /// One POST, given up at `deadline` (the monotonic clock) whatever the connection does — a
-    /// race with a timer, whose loser is cancelled (a connection that never answers is closed).
-    /// The answer's body is read to its end, or to `maxBody + 1` bytes (the caller refuses more).
-    static func post(url: String, headers: [(String, String)], body: [UInt8], maxBody: Int, deadline: Instant) async -> BoundedExchange {
+    /// One call (a POST with `body`, a GET without), given up at `deadline` (the monotonic
+    /// clock) whatever the connection does — a race with a timer, whose loser is cancelled (a
+    /// connection that never answers is closed). The answer's body is read to its end, or to
+    /// `maxBody + 1` bytes (the caller refuses more).
+    static func call(
+        _ method: HTTPMethod = .POST, url: String, headers: [(String, String)], body: [UInt8], maxBody: Int, deadline: Instant
+    ) async -> BoundedExchange {
         await withTaskGroup(of: BoundedExchange?.self) { group in
             group.addTask {
                 var req = HTTPClientRequest(url: url)
-                req.method = .POST
+                req.method = method
                 for (name, value) in headers { req.headers.add(name: name, value: value) }
-                req.body = .bytes(ByteBuffer(bytes: body))
+                if method != .GET { req.body = .bytes(ByteBuffer(bytes: body)) }
                 do {
                     // The race below, not this deadline, bounds the call; this one only frees the connection.
                     let response = try await client.execute(req, deadline: .now() + .minutes(30))

@@ -66,7 +66,6 @@ public final class DiscordConnection: Sendable {
         public var description: String
     }
 
-    let http: HTTPClient
     let baseURL: String
     let token: Secret
     public let settings: DiscordSettings
@@ -91,13 +90,6 @@ public final class DiscordConnection: Sendable {
         self.settings = settings
         self.store = store
         self.sendTimeout = sendTimeout
-        var configuration = HTTPClient.Configuration(
-            redirectConfiguration: .disallow,  // a redirect would carry the Authorization header elsewhere
-            timeout: .init(connect: .seconds(10), read: nil),
-            decompression: .disabled)
-        configuration.connectionPool = .init(idleTimeout: .seconds(60))
-        configuration.connectionPool.retryConnectionEstablishment = false
-        http = HTTPClient(eventLoopGroup: MultiThreadedEventLoopGroup.singleton, configuration: configuration)
     }
 
     /// Why `url` must not carry the token (nil when it may): not a URL, or plain text to
@@ -115,7 +107,8 @@ public final class DiscordConnection: Sendable {
         }
     }
 
-    public func shutdown() async { try? await http.shutdown() }
+    /// Nothing to release: the HTTP client is the agent's one (`AgentHTTP`).
+    public func shutdown() async {}
 
     /// How the channel is doing.
     public var state: ChannelState { status.withLock { $0.state } }
@@ -343,39 +336,17 @@ public final class DiscordConnection: Sendable {
     /// One REST call with the bot's Authorization, given up at `deadline` (the monotonic
     /// clock).
     func exchange(_ request: DiscordRequest, deadline: Instant) async -> Exchange {
-        await withTaskGroup(of: Exchange?.self) { group in
-            group.addTask {
-                var req = HTTPClientRequest(url: request.url)
-                req.method = request.method == "GET" ? .GET : .POST
-                req.headers.add(name: "authorization", value: "Bot " + self.token.reveal())
-                req.headers.add(name: "user-agent", value: "DiscordBot (https://github.com/aibox, 1)")
-                if !request.body.isEmpty {
-                    req.headers.add(name: "content-type", value: "application/json")
-                    req.body = .bytes(ByteBuffer(bytes: request.body))
-                }
-                do {
-                    let response = try await self.http.execute(req, deadline: .now() + .minutes(30))
-                    var body: [UInt8] = []
-                    for try await chunk in response.body {
-                        body += chunk.readableBytesView.prefix(DiscordWire.maxBody + 1 - body.count)
-                        if body.count > DiscordWire.maxBody { break }
-                    }
-                    return .answered(status: Int(response.status.code), body: body, resetAfter: response.headers.first(name: "x-ratelimit-reset-after"))
-                } catch is CancellationError {
-                    return .cancelled
-                } catch {
-                    return .failed(self.scrub(ProviderClient.describe(error)))
-                }
-            }
-            group.addTask {
-                let now = Clock.monotonic()
-                do { try await Task.sleep(for: deadline.since(now)) } catch { return nil }
-                return .timedOut
-            }
-            var outcome: Exchange = .cancelled
-            if let first = await group.next(), let r = first { outcome = r }
-            group.cancelAll()
-            return outcome
+        var headers = [("authorization", "Bot " + token.reveal()), ("user-agent", "DiscordBot (https://github.com/aibox, 1)")]
+        if !request.body.isEmpty { headers.append(("content-type", "application/json")) }
+        switch await AgentHTTP.call(
+            request.method == "GET" ? .GET : .POST, url: request.url, headers: headers, body: request.body, maxBody: DiscordWire.maxBody,
+            deadline: deadline)
+        {
+        case .answered(let status, let headers, let body):
+            return .answered(status: status, body: body, resetAfter: headers.first(name: "x-ratelimit-reset-after"))
+        case .failed(let why): return .failed(scrub(why))
+        case .timedOut: return .timedOut
+        case .cancelled: return .cancelled
         }
     }
 

@@ -175,7 +175,7 @@ public final class TelegramConnection: Sendable {
     /// One call, given up at `deadline` (the monotonic clock): the request's connection is
     /// closed then, so a server that never answers holds nothing.
     func exchange(_ request: TelegramRequest, deadline: Instant) async -> Exchange {
-        switch await AgentHTTP.post(
+        switch await AgentHTTP.call(
             url: request.url, headers: [("content-type", "application/json")], body: request.body, maxBody: TelegramWire.maxBody, deadline: deadline)
         {
         case .answered(let status, _, let body): return .answered(status: status, body: body)

@@ -363,7 +363,7 @@ public final class WhatsAppConnection: Sendable, CustomStringConvertible, Custom
 
     /// One call, given up at `deadline` (the monotonic clock).
     func exchange(_ request: WhatsAppRequest, deadline: Instant) async -> Exchange {
-        switch await AgentHTTP.post(
+        switch await AgentHTTP.call(
             url: request.url, headers: [("content-type", "application/json"), ("authorization", request.authorization)], body: request.body,
             maxBody: WhatsAppWire.maxAnswer, deadline: deadline)
         {

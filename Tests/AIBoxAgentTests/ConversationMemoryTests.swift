@@ -114,26 +114,28 @@ struct ConversationMemoryTests {
 
     @Test("a local model serves one request at a time: the second waits its turn instead of timing out in the server's queue")
     func oneAtATime() async throws {
-        let fake = try FakeProvider()
-        let b = try AgentBox()
-        try configureLocal(b, fake, context: 4096)
-        // Each reply takes about 6 × 250 ms.
-        try fake.script(#"[{"fault": "delay_ms", "ms": 250, "times": 2}]"#)
-        let settings = try AgentSettings.load(paths: b.paths, environment: b.environment).get()
-        let client = ProviderClient()
-        let assistant = Assistant(settings: settings, ledger: try Ledger(path: ":memory:"), client: client)
-        async let first = assistant.ask(role: .chat, message: "first question")
-        async let second = assistant.ask(role: .chat, message: "second question")
-        let (a, c) = await (first, second)
-        await client.shutdown()
-        #expect((try? a.get().route.description) == "local/llama3.2:3b")
-        #expect((try? c.get().route.description) == "local/llama3.2:3b")
-        let times = try fake.requests(path: "/api/chat").compactMap { $0["time"] as? Double }
-        try #require(times.count == 2)
-        let firstTook = (try? a.get().totalMS) ?? 0
-        // The second request reached the model only once the first was answered.
-        #expect((times[1] - times[0]) * 1000 >= min(firstTook, (try? c.get().totalMS) ?? 0) * 0.9, "\(times), first took \(firstTook) ms")
-        #expect(times[1] - times[0] >= 1.0, "\(times)")
+        try await onTestThreads {
+            let fake = try FakeProvider()
+            let b = try AgentBox()
+            try configureLocal(b, fake, context: 4096)
+            // Each reply takes about 6 × 250 ms.
+            try fake.script(#"[{"fault": "delay_ms", "ms": 250, "times": 2}]"#)
+            let settings = try AgentSettings.load(paths: b.paths, environment: b.environment).get()
+            let client = ProviderClient()
+            let assistant = Assistant(settings: settings, ledger: try Ledger(path: ":memory:"), client: client)
+            async let first = assistant.ask(role: .chat, message: "first question")
+            async let second = assistant.ask(role: .chat, message: "second question")
+            let (a, c) = await (first, second)
+            await client.shutdown()
+            #expect((try? a.get().route.description) == "local/llama3.2:3b")
+            #expect((try? c.get().route.description) == "local/llama3.2:3b")
+            let times = try fake.requests(path: "/api/chat").compactMap { $0["time"] as? Double }
+            try #require(times.count == 2)
+            let firstTook = (try? a.get().totalMS) ?? 0
+            // The second request reached the model only once the first was answered.
+            #expect((times[1] - times[0]) * 1000 >= min(firstTook, (try? c.get().totalMS) ?? 0) * 0.9, "\(times), first took \(firstTook) ms")
+            #expect(times[1] - times[0] >= 1.0, "\(times)")
+        }
     }
 
     @Test("the worker warms the local model at its start: one token asked, before any question, again while the model loads")
