@@ -78,10 +78,15 @@ public final class DiscordConnection: Sendable {
 
     /// `baseURL`: Discord's REST API with its version (the default), or a fake's; https unless
     /// it is the box itself. The Gateway's URL comes from `GET /gateway/bot`.
+    /// Where the connection's own tasks run (nil: the default executor; tests give threads of
+    /// their own, which the cooperative threads' blocked tests cannot starve).
+    let taskExecutor: (any TaskExecutor)?
+
     public init(
         token: Secret, baseURL: String = DiscordWire.defaultBaseURL, settings: DiscordSettings = DiscordSettings(),
-        store: any DiscordSessionStore, sendTimeout: Duration = .seconds(30)
+        store: any DiscordSessionStore, sendTimeout: Duration = .seconds(30), taskExecutor: (any TaskExecutor)? = nil
     ) throws(SettingsError) {
+        self.taskExecutor = taskExecutor
         if let why = Self.unsafe(baseURL, secure: "https") { throw SettingsError(description: "the Discord base URL: \(why)") }
         var base = baseURL
         while base.hasSuffix("/") { base.removeLast() }
@@ -159,7 +164,7 @@ public final class DiscordConnection: Sendable {
                     // A failed save costs an identify (or a replay) after a restart, no more.
                     try? store.save(record)
                 case .lookUpGateway:
-                    Task { input.yield(.lookedUp(await self.lookUpGateway())) }
+                    Task(executorPreference: taskExecutor) { input.yield(.lookedUp(await self.lookUpGateway())) }
                 case .connect(let url):
                     generation += 1
                     socket?.commands.finish()
@@ -188,7 +193,7 @@ public final class DiscordConnection: Sendable {
             timer?.cancel()
             timer = nil
             if let due = session.nextDeadline {
-                timer = Task {
+                timer = Task(executorPreference: taskExecutor) {
                     let now = Clock.monotonic()
                     if due > now {
                         do { try await Task.sleep(for: due.since(now)) } catch { return }
@@ -225,8 +230,8 @@ public final class DiscordConnection: Sendable {
         await perform(session.shutdown())
         timer?.cancel()
         if let open {
-            let done = Task { await open.task.value }
-            let watchdog = Task {
+            let done = Task(executorPreference: taskExecutor) { await open.task.value }
+            let watchdog = Task(executorPreference: taskExecutor) {
                 try? await Task.sleep(for: .seconds(3))
                 open.task.cancel()
             }
@@ -241,7 +246,7 @@ public final class DiscordConnection: Sendable {
     private func openSocket(
         url: String, generation: Int, commands: AsyncStream<Command>, events: AsyncStream<Event>.Continuation, logger: Logger
     ) -> Task<Void, Never> {
-        Task {
+        Task(executorPreference: taskExecutor) {
             // A short close timeout: a zombie peer never answers our close frame.
             let configuration = WebSocketClientConfiguration(maxFrameSize: DiscordWire.maxBody, closeTimeout: .seconds(1))
             do {

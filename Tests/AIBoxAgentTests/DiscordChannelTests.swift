@@ -49,7 +49,7 @@ struct DiscordChannelTests {
         try DiscordConnection(
             token: Secret(token), baseURL: fake.base,
             settings: DiscordSettings(backoff: Backoff(base: .milliseconds(200), max: .seconds(1), jitter: 0.2), helloTimeout: .seconds(5)),
-            store: store, sendTimeout: .seconds(5))
+            store: store, sendTimeout: .seconds(5), taskExecutor: TestThreads.shared)
     }
 
     func startRun(_ c: DiscordConnection, _ inbox: Inbox) -> Task<Void, Never> {
