@@ -1,6 +1,7 @@
 import AIBoxAgentCore
 import AIBoxCore
 import AIBoxSystem
+import FoundationEssentials
 import Glibc
 
 /// What `aibox-agent status` shows: each role's chain with its breakers, the budget, the
@@ -38,10 +39,12 @@ public struct AgentStatus: Encodable, Sendable {
     var routes: [String: [RouteState]]
     var budget: BudgetState
     var events: [EventRow]
-    /// The worker's channels (the worker's STATUS= only: a console command runs none).
+    /// The worker's channels: its own in its STATUS=; at the console, as the worker last wrote
+    /// them into agent.db (`channelsAt` says when; a console command runs no channel).
     var channels: [ChannelRow] = []
+    var channelsAt: String?
 
-    public struct ChannelRow: Encodable, Sendable {
+    public struct ChannelRow: Codable, Sendable, Equatable {
         var channel: String
         /// `starting`, `up`, `retrying` or `broken`.
         var state: String
@@ -99,11 +102,41 @@ extension Assistant {
         let events = ((try? ledger.events(limit: 10)) ?? []).map {
             AgentStatus.EventRow(at: formatLocalTime(milliseconds: $0.atMS), kind: $0.kind, route: $0.route, message: $0.message)
         }
-        return AgentStatus(localLlmTier: s.tier.rawValue, ledgerProblem: ledgerProblem, routes: routes, budget: budget, events: events)
+        var st = AgentStatus(localLlmTier: s.tier.rawValue, ledgerProblem: ledgerProblem, routes: routes, budget: budget, events: events)
+        if let saved = ledger.state(AgentStatus.channelsKey).flatMap({ try? JSONDecoder().decode(SavedChannels.self, from: Data($0.utf8)) }) {
+            st.channels = saved.channels
+            st.channelsAt = formatLocalTime(milliseconds: saved.atMS)
+        }
+        return st
     }
 }
 
+/// The worker's channels as kept in agent.db for the console's `status`.
+struct SavedChannels: Codable {
+    var atMS: Int64
+    var channels: [AgentStatus.ChannelRow]
+}
+
 extension AgentStatus {
+    static let channelsKey = "status:channels"
+
+    /// The worker keeps its channels' states in agent.db for `status` at the console: when a
+    /// state changes, and at most every 30 s besides (a round trip changes with each poll; a
+    /// write every tick would wear a small box's flash for nothing).
+    struct ChannelsWriter {
+        var last: [ChannelRow]?
+        var lastAt: Instant?
+
+        mutating func write(_ rows: [ChannelRow], ledger: Ledger, now: Instant, wallMS: Int64) {
+            let states = rows.map { [$0.channel, $0.state, $0.reason ?? ""] }
+            let changed = last.map { $0.map { [$0.channel, $0.state, $0.reason ?? ""] } != states } ?? true
+            guard changed || lastAt.map({ now.since($0) >= .seconds(30) }) ?? true else { return }
+            guard let data = try? JSONEncoder().encode(SavedChannels(atMS: wallMS, channels: rows)) else { return }
+            try? ledger.setState(AgentStatus.channelsKey, String(decoding: data, as: UTF8.self))
+            last = rows
+            lastAt = now
+        }
+    }
 
     /// The screen: at most 80 columns.
     public func lines(width: Int = 80) -> [String] {
@@ -130,6 +163,15 @@ extension AgentStatus {
             b += "none set; spent today \(usd(budget.spentTodayUSD)), this month \(usd(budget.spentThisMonthUSD))"
         }
         out.append(fitColumns(b, width: width))
+        if !channels.isEmpty {
+            out.append("channels" + (channelsAt.map { " (the worker, \($0)):" } ?? ":"))
+            for c in channels {
+                var line = "  \(c.channel)  \(c.state)"
+                if let r = c.reason { line += ": \(r)" }
+                if let ms = c.lastRoundTripMs { line += ", last round trip \(Int(ms.rounded())) ms" }
+                out.append(fitColumns(line, width: width))
+            }
+        }
         if !events.isEmpty {
             out.append("recent:")
             for e in events { out.append(fitColumns("  \(e.at) \(e.kind) \(e.message)", width: width)) }
@@ -186,13 +228,17 @@ extension AgentConsole {
         }
         // The box's trouble for the owner: to every owner on every channel, and to the log.
         let watcher = BoxWatcher(paths: s.paths, ledger: openLedger(s).0)
+        var channelsWriter = AgentStatus.ChannelsWriter()
         while true {
             if let message = watcher.poll(now: Clock.monotonic(), wallMS: Clock.wallMilliseconds()) {
                 for line in message.split(separator: "\n") { writeStandardError("aibox-agent: for the owner: \(line)\n") }
                 await hub?.tellOwners(message)
             }
             var st = await AgentStatus.gather(assistant, now: Clock.monotonic(), wallMS: Clock.wallMilliseconds())
-            st.channels = (hub?.states() ?? []).map { AgentStatus.ChannelRow($0.0, $0.1, $0.2) }
+            if let hub {
+                st.channels = hub.states().map { AgentStatus.ChannelRow($0.0, $0.1, $0.2) }
+                channelsWriter.write(st.channels, ledger: watcher.ledger, now: Clock.monotonic(), wallMS: Clock.wallMilliseconds())
+            }
             // Alive while nothing is stuck: an operation its own timer failed to end is mended
             // only by a restart, which aibox's watchdog brings when the pings stop.
             if let stuck = assistant.liveness.stuck(now: Clock.monotonic()).first {

@@ -75,6 +75,13 @@ struct ChannelHubTests {
         let asked = try llm.requests(path: "/api/chat").compactMap { (($0["body"] as? [String: Any])?["messages"] as? [[String: Any]])?.last?["content"] as? String }
         #expect(asked.filter { $0.contains("stranger") }.isEmpty && asked.filter { $0 == "hello box" }.count == 1, "\(asked)")
         #expect(try b.events().contains { $0["kind"] as? String == "channel.ignored" && !(($0["message"] as? String) ?? "").contains("stranger here") })
+        // `status` at the console shows the worker's channels (kept in agent.db by the worker).
+        #expect(
+            waitFor(.seconds(10)) {
+                let st = (try? b.agent(["status", "--json"]).json) ?? [:]
+                return ((st["channels"] as? [[String: Any]])?.first).map { $0["channel"] as? String == "telegram" && $0["state"] as? String == "up" } ?? false
+            })
+        #expect(try b.agent(["status"]).stdout.contains("  telegram  up"))
         // The token is in its secret file and nowhere else of the box, nor in the worker's log.
         let grep = try runProgram("/bin/grep", ["-r", "-l", "-a", "-F", ChannelHubTests.token, b.root])
         #expect(grep.stdout.split(separator: "\n").map(String.init) == [b.paths.secrets + "/channel.telegram.token"], "\(grep.stdout)")
