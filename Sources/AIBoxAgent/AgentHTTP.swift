@@ -24,6 +24,18 @@ enum AgentHTTP {
     }()
 }
 
+extension AgentHTTP {
+    /// Sends `req`; once more on a fresh connection when the pooled one turned out closed
+    /// before a byte of the request went out (`ioOnClosedChannel`: the server — llama-server,
+    /// say — closed a keep-alive connection just as the pool handed it over). The request
+    /// reached nobody, so sending it again cannot run it twice; any other failure is the caller's.
+    static func execute(_ req: HTTPClientRequest) async throws -> HTTPClientResponse {
+        do { return try await client.execute(req, deadline: .now() + .minutes(30)) } catch let e as ChannelError where e == .ioOnClosedChannel {
+            return try await client.execute(req, deadline: .now() + .minutes(30))
+        }
+    }
+}
+
 /// How one bounded call ended.
 enum BoundedExchange: Sendable {
     case answered(status: Int, headers: HTTPHeaders, body: [UInt8])
@@ -49,7 +61,7 @@ extension AgentHTTP {
                 if method != .GET { req.body = .bytes(ByteBuffer(bytes: body)) }
                 do {
                     // The race below, not this deadline, bounds the call; this one only frees the connection.
-                    let response = try await client.execute(req, deadline: .now() + .minutes(30))
+                    let response = try await execute(req)
                     var got: [UInt8] = []
                     for try await chunk in response.body {
                         got += chunk.readableBytesView.prefix(maxBody + 1 - got.count)

@@ -84,7 +84,7 @@ public final class ProviderClient: Sendable {
         var answered = false
         do {
             // The watch, not this deadline, bounds the call; this one only frees the connection.
-            let response = try await http.execute(req, deadline: .now() + .minutes(30))
+            let response = try await AgentHTTP.execute(req)
             answered = true
             watch.extend(to: Clock.monotonic() + timeouts.firstByte)
             guard (200..<300).contains(Int(response.status.code)) else {
