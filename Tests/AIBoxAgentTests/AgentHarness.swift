@@ -48,6 +48,40 @@ func runProgram(_ path: String, _ args: [String], environment: [String: String] 
     return Output(code: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
 }
 
+/// A new directory under /tmp for one test (`aibox-PREFIX-` and six random characters; the
+/// caller removes it).
+func temporaryDirectory(_ prefix: String) throws -> String {
+    var template = Array("/tmp/aibox-\(prefix)-XXXXXX".utf8CString)
+    guard let d = mkdtemp(&template) else { throw SystemError("mkdtemp", errno: errno) }
+    return String(cString: d)
+}
+
+/// llama-server (scripts/local-model) on its own on a free loopback port, with the test model,
+/// ready (its /health answers) when this returns; SIGKILLed when dropped.
+final class LlamaServer {
+    let process = Process()
+    let port: Int
+
+    init(context: Int, extra: [String] = []) throws {
+        let (server, gguf) = try LocalModelTests.localModel()
+        port = try closedPort()
+        process.executableURL = URL(fileURLWithPath: server)
+        process.arguments = ["--host", "127.0.0.1", "--port", "\(port)", "--alias", "smollm2", "-m", gguf, "-c", "\(context)", "-t", "2"] + extra
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let port = port
+        guard waitFor(.seconds(30), { (try? runProgram("/usr/bin/curl", ["-sf", "http://127.0.0.1:\(port)/health"]).code) == 0 }) else {
+            throw SystemError("llama-server did not become healthy within 30 s", errno: 0)
+        }
+    }
+
+    deinit {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+}
+
 /// A python3 fixture server (Fixtures/NAME.py) as a real process on an ephemeral port of
 /// 127.0.0.1: started with `--port 0 --port-file`, waited for, SIGKILLed with its directory
 /// removed when dropped.
@@ -59,9 +93,7 @@ final class FixtureServer {
     var base: String { "http://127.0.0.1:\(port)" }
 
     init(_ script: String, _ arguments: (_ dir: String) throws -> [String] = { _ in [] }) throws {
-        var template = Array("/tmp/aibox-fixture-XXXXXX".utf8CString)
-        guard let d = mkdtemp(&template) else { throw SystemError("mkdtemp", errno: errno) }
-        dir = String(cString: d)
+        dir = try temporaryDirectory("fixture")
         process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
         process.arguments = [fixtures + "/" + script, "--port", "0", "--port-file", dir + "/port"] + (try arguments(dir))
         process.standardOutput = FileHandle.nullDevice
@@ -119,9 +151,7 @@ final class AgentBox {
     var environment: [String: String] = ["AGENT_LOCAL_LLM_TIER": "small", "CREDENTIALS_DIRECTORY": ""]
 
     init() throws {
-        var template = Array("/tmp/aibox-agent-test-XXXXXX".utf8CString)
-        guard let d = mkdtemp(&template) else { throw SystemError("mkdtemp", errno: errno) }
-        root = String(cString: d)
+        root = try temporaryDirectory("agent-test")
         try makeDirectories(paths.secrets, mode: 0o700)
         try makeDirectories(root + "/etc/aibox")
     }

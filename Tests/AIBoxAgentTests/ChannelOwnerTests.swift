@@ -15,9 +15,7 @@ import Testing
         var path: String { dir + "/agent.db" }
 
         init() throws {
-            var template = Array("/tmp/aibox-channels-XXXXXX".utf8CString)
-            guard let d = mkdtemp(&template) else { throw SystemError("mkdtemp", errno: errno) }
-            dir = String(cString: d)
+            dir = try temporaryDirectory("channels")
         }
 
         deinit { _ = try? runProgram("/bin/rm", ["-rf", dir]) }

@@ -74,19 +74,9 @@ struct ConversationMemoryTests {
 
     @Test("the real local model folds a long conversation and goes on answering")
     func realCompaction() throws {
-        let (server, gguf) = try LocalModelTests.localModel()
-        let port = try closedPort()
-        let llama = Process()
-        llama.executableURL = URL(fileURLWithPath: server)
-        llama.arguments = ["--host", "127.0.0.1", "--port", "\(port)", "--alias", "smollm2", "-m", gguf, "-c", "2048", "-np", "1", "-t", "2", "--temp", "0"]
-        llama.standardOutput = FileHandle.nullDevice
-        llama.standardError = FileHandle.nullDevice
-        try llama.run()
-        defer {
-            kill(llama.processIdentifier, SIGKILL)
-            llama.waitUntilExit()
-        }
-        #expect(waitFor(.seconds(30)) { (try? runProgram("/usr/bin/curl", ["-sf", "http://127.0.0.1:\(port)/health"]).code) == 0 })
+        let llama = try LlamaServer(context: 2048, extra: ["-np", "1", "--temp", "0"])
+        let port = llama.port
+        defer { withExtendedLifetime(llama) {} }  // the server lives as long as the test
         let b = try AgentBox()
         try b.configure(
             """

@@ -308,8 +308,7 @@ struct DiscordChannelTests {
 
     @Test("a session file that is not a record is an error naming the file")
     func sessionFile() throws {
-        var template = Array("/tmp/aibox-discord-XXXXXX".utf8CString)
-        let dir = String(cString: mkdtemp(&template)!)
+        let dir = try temporaryDirectory("discord")
         defer { _ = try? runProgram("/bin/rm", ["-rf", dir]) }
         let store = FileDiscordSessionStore(path: dir + "/session.json")
         #expect(try store.load() == nil)

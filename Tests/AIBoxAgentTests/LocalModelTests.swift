@@ -115,19 +115,9 @@ struct LocalModelTests {
 
     @Test("a prompt over the local model's context: llama-server's 400 is a context overflow, and the next route with room answers")
     func contextOverflow() throws {
-        let (server, gguf) = try LocalModelTests.localModel()
-        let port = try closedPort()
-        let llama = Process()
-        llama.executableURL = URL(fileURLWithPath: server)
-        llama.arguments = ["--host", "127.0.0.1", "--port", "\(port)", "--alias", "smollm2", "-m", gguf, "-c", "256", "-t", "2"]
-        llama.standardOutput = FileHandle.nullDevice
-        llama.standardError = FileHandle.nullDevice
-        try llama.run()
-        defer {
-            kill(llama.processIdentifier, SIGKILL)
-            llama.waitUntilExit()
-        }
-        #expect(waitFor(.seconds(30)) { (try? runProgram("/usr/bin/curl", ["-sf", "http://127.0.0.1:\(port)/health"]).code) == 0 })
+        let llama = try LlamaServer(context: 256)
+        let port = llama.port
+        defer { withExtendedLifetime(llama) {} }  // the server lives as long as the test
         let cloud = try FakeProvider()
         let b = try AgentBox()
         // The route says 8192 (wrong: the server runs with 256), so the prompt is sent and refused.
