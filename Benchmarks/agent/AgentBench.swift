@@ -3,6 +3,7 @@
 // (Tests/AIBoxAgentTests/Fixtures/llm_fake.py). docs/BENCHMARKS.md §9 has the figures.
 //
 //   aibox-agent-bench [--requests N] [--litellm PATH/TO/litellm] [--agent PATH/TO/aibox-agent]
+//   aibox-agent-bench --channels ...   (the channels' figures: ChannelBench.swift)
 //
 // Routing overhead: the time of `Assistant.ask` (chains, breakers, the budget's reservation
 // and settlement in agent.db, events) minus the time of the same streamed call made directly
@@ -117,6 +118,10 @@ func post(_ url: String, _ body: String) {
 @main
 struct Bench {
     static func main() async throws {
+        if CommandLine.arguments.contains("--channels") {
+            try await ChannelBench.run(Array(CommandLine.arguments.dropFirst()))
+            return
+        }
         let o = parse()
         let dir = "/tmp/aibox-agent-bench-\(getpid())"
         try makeDirectories(dir + "/root/etc/aibox")

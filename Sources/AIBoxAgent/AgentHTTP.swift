@@ -53,7 +53,10 @@ extension AgentHTTP {
     static func call(
         _ method: HTTPMethod = .POST, url: String, headers: [(String, String)], body: [UInt8], maxBody: Int, deadline: Instant
     ) async -> BoundedExchange {
-        await withTaskGroup(of: BoundedExchange?.self) { group in
+        // On record while it runs: a call its own race fails to end is stuck (the watchdog's business).
+        let watch = LivenessBoard.channels.begin("an HTTP call to \(host(url))", deadline: deadline)
+        defer { LivenessBoard.channels.end(watch) }
+        return await withTaskGroup(of: BoundedExchange?.self) { group in
             group.addTask {
                 var req = HTTPClientRequest(url: url)
                 req.method = method
@@ -83,5 +86,16 @@ extension AgentHTTP {
             group.cancelAll()
             return outcome
         }
+    }
+}
+
+extension AgentHTTP {
+    /// A URL's host, for words: never its path or query (Telegram's carry the token) nor its user info.
+    static func host(_ url: String) -> String {
+        var rest = Substring(url)
+        if let scheme = rest.firstRange(of: "://") { rest = rest[scheme.upperBound...] }
+        rest = rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" }
+        if let at = rest.lastIndex(of: "@") { rest = rest[rest.index(after: at)...] }
+        return String(rest.prefix(100))
     }
 }

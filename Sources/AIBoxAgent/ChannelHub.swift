@@ -10,12 +10,27 @@ public protocol ChannelConnection: AnyObject, Sendable {
     var lastRoundTrip: Duration? { get }
     /// Receives until cancelled or refused for good; `deliver` answers whether it recorded the
     /// message durably (only then is it confirmed to the service).
-    func run(deliver: @Sendable (IncomingMessage) async -> Bool) async
+    func run(deliver: @escaping @Sendable (IncomingMessage) async -> Bool) async
     func send(_ message: OutgoingMessage, fromPart: Int) async -> SendOutcome
+    /// The chat a notice to `owner` (an id of `owners`) goes to; nil: not known now.
+    func directChat(with owner: String) async -> String?
+}
+
+extension ChannelConnection {
+    /// Telegram's direct chat id is its user's id; WhatsApp's chat is the number.
+    public func directChat(with owner: String) async -> String? { owner }
 }
 
 extension TelegramConnection: ChannelConnection {
     public var kind: ChannelKind { .telegram }
+}
+
+extension DiscordConnection: ChannelConnection {
+    public var kind: ChannelKind { .discord }
+}
+
+extension WhatsAppConnection: ChannelConnection {
+    public var kind: ChannelKind { .whatsapp }
 }
 
 /// The channels at work in the worker: each connection run (and run again, after a pause, if
@@ -55,17 +70,40 @@ public actor ChannelHub {
     public static func connections(_ s: AgentSettings) -> ([any ChannelConnection], problems: [String]) {
         var out: [any ChannelConnection] = []
         var problems: [String] = []
-        if let t = s.config.channels.telegram {
-            if let token = s.secret(t.tokenSecret) {
-                do {
-                    out.append(
-                        try TelegramConnection(
-                            token: token, baseURL: t.baseURL ?? TelegramWire.defaultBaseURL,
-                            store: FileOffsetStore(path: s.paths.agentDirectory + "/telegram.offset")))
-                } catch { problems.append("telegram: \(error.description)") }
-            } else {
-                problems.append("telegram: its token (secret \(t.tokenSecret)) is missing; `aibox setup` stores it")
-            }
+        let channels = s.config.channels
+        let dir = s.paths.agentDirectory
+        /// The secret named, or a problem saying it is missing.
+        func secret(_ kind: ChannelKind, _ what: String, _ name: String) -> Secret? {
+            if let v = s.secret(name) { return v }
+            problems.append("\(kind.rawValue): its \(what) (secret \(name)) is missing; `aibox setup` stores it")
+            return nil
+        }
+        if let t = channels.telegram, let token = secret(.telegram, "token", t.tokenSecret) {
+            do {
+                out.append(
+                    try TelegramConnection(
+                        token: token, baseURL: t.baseURL ?? TelegramWire.defaultBaseURL, store: FileOffsetStore(path: dir + "/telegram.offset")))
+            } catch { problems.append("telegram: \(error.description)") }
+        }
+        if let d = channels.discord, let token = secret(.discord, "token", d.tokenSecret) {
+            do {
+                out.append(
+                    try DiscordConnection(
+                        token: token, baseURL: d.baseURL ?? DiscordWire.defaultBaseURL,
+                        store: FileDiscordSessionStore(path: dir + "/discord.session")))
+            } catch { problems.append("discord: \(error.description)") }
+        }
+        if let w = channels.whatsapp, let token = secret(.whatsapp, "access token", w.accessTokenSecret) {
+            // Without the app secret the box sends only (no delivery could be verified).
+            let appSecret = w.appSecretSecret.flatMap { secret(.whatsapp, "app secret", $0) }
+            let verify = w.verifyTokenSecret.flatMap { secret(.whatsapp, "verify token", $0) }
+            do {
+                out.append(
+                    try WhatsAppConnection(
+                        phoneNumberID: w.phoneNumberId, token: token, appSecret: appSecret, verifyToken: verify,
+                        baseURL: w.baseURL ?? WhatsAppWire.defaultBaseURL,
+                        webhook: WhatsAppWebhookSettings(listen: w.listen ?? WhatsAppConnection.defaultListen)))
+            } catch { problems.append("whatsapp: \(error.description)") }
         }
         return (out, problems)
     }
@@ -215,13 +253,15 @@ public actor ChannelHub {
     }
 
     /// Sends a message of the box's (a notice) to every owner on every configured channel.
-    public func tellOwners(_ text: String) {
-        let now = Clock.monotonic(), wall = Clock.wallMilliseconds()
+    /// An owner whose direct chat cannot be found now (Discord not answering) misses it; it is
+    /// in the log either way.
+    public func tellOwners(_ text: String) async {
         for kind in connections.keys.sorted() {
-            // A direct chat's id is its owner's user id on Telegram (and Discord's DM channel is
-            // opened by the connection; WhatsApp's chat is the number).
+            guard let connection = connections[kind] else { continue }
+            if case .broken = connection.state { continue }  // refused: nothing would go out
             for owner in ((try? store.owners(kind, config: settings.config.channels)) ?? []).sorted() {
-                try? store.enqueue(OutgoingMessage(channel: kind, chat: owner, text: text), now: now, wallMS: wall)
+                guard let chat = await connection.directChat(with: owner) else { continue }
+                try? store.enqueue(OutgoingMessage(channel: kind, chat: chat, text: text), now: Clock.monotonic(), wallMS: Clock.wallMilliseconds())
             }
         }
         kick()

@@ -75,6 +75,8 @@ public final class DiscordConnection: Sendable {
     /// A 429 without retry_after nor X-RateLimit-Reset-After.
     let defaultRetryAfter: Duration = .seconds(5)
     private let status: Mutex<(state: ChannelState, roundTrip: Duration?)> = Mutex((.starting, nil))
+    /// Owners' direct channels, by user id.
+    private let directs: Mutex<[String: String]> = Mutex([:])
 
     /// `baseURL`: Discord's REST API with its version (the default), or a fake's; https unless
     /// it is the box itself. The Gateway's URL comes from `GET /gateway/bot`.
@@ -137,7 +139,7 @@ public final class DiscordConnection: Sendable {
     /// intents) or the task is cancelled; then the socket is closed so that the session stays
     /// resumable, and the session is stored. Each message goes to `deliver`, which answers
     /// whether it recorded it durably.
-    public func run(deliver: @Sendable (IncomingMessage) async -> Bool) async {
+    public func run(deliver: @escaping @Sendable (IncomingMessage) async -> Bool) async {
         let stored: DiscordSessionRecord?
         do { stored = try store.load() } catch {
             // An unreadable record: identify anew (the budget restarts with it).
@@ -150,6 +152,8 @@ public final class DiscordConnection: Sendable {
         var timer: Task<Void, Never>?
         var generator = SystemRandomNumberGenerator()
         let logger = Logger(label: "aibox.discord", factory: { _ in SwiftLogNoOpLogHandler() })
+        let watch = LivenessBoard.channels.begin("Discord's gateway loop", deadline: Clock.monotonic() + .seconds(60))
+        defer { LivenessBoard.channels.end(watch) }
 
         func wall() -> Int64 { Int64(time(nil)) }
         func random() -> Double { Double.random(in: 0...1, using: &generator) }
@@ -189,6 +193,9 @@ public final class DiscordConnection: Sendable {
                 }
             }
             status.withLock { $0.roundTrip = session.lastRoundTrip }
+            // The loop is due again by the session's next deadline: if no tick comes by then
+            // (a timer that never fired, a loop that wedged), it is stuck.
+            LivenessBoard.channels.extend(watch, to: session.nextDeadline ?? Clock.monotonic() + .seconds(3600))
             // The next tick.
             timer?.cancel()
             timer = nil
@@ -329,6 +336,17 @@ public final class DiscordConnection: Sendable {
             }
         }
         return .sent
+    }
+
+    /// The direct channel with an owner (for the box's notices), opened through REST once and
+    /// remembered; nil while Discord does not answer.
+    public func directChat(with owner: String) async -> String? {
+        if let known = directs.withLock({ $0[owner] }) { return known }
+        guard case .answered(let code, let body, _) = await exchange(DiscordWire.openDirect(baseURL: baseURL, user: owner), deadline: Clock.monotonic() + sendTimeout),
+            let id = DiscordWire.parseDirect(status: code, body: body)
+        else { return nil }
+        directs.withLock { $0[owner] = id }
+        return id
     }
 
     enum Exchange {

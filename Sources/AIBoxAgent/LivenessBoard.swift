@@ -8,6 +8,9 @@ import Synchronization
 public final class LivenessBoard: Sendable {
     private let state = Mutex(Liveness())
 
+    /// The channels' operations: their HTTP calls (AgentHTTP.call) and their socket loops.
+    public static let channels = LivenessBoard()
+
     public init() {}
 
     public func begin(_ what: String, deadline: Instant) -> UInt64 { state.withLock { $0.begin(what, deadline: deadline) } }

@@ -241,7 +241,8 @@ extension AgentConsole {
             }
             // Alive while nothing is stuck: an operation its own timer failed to end is mended
             // only by a restart, which aibox's watchdog brings when the pings stop.
-            if let stuck = assistant.liveness.stuck(now: Clock.monotonic()).first {
+            let now = Clock.monotonic()
+            if let stuck = (assistant.liveness.stuck(now: now) + LivenessBoard.channels.stuck(now: now)).min(by: { $0.deadline < $1.deadline }) {
                 let why = "stuck: \(stuck.what), past its deadline by \(Clock.monotonic().since(stuck.deadline).components.seconds) s"
                 if !told { writeStandardError("aibox-agent: \(why); no more watchdog pings\n") }
                 told = true

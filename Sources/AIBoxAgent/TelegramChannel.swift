@@ -97,7 +97,7 @@ public final class TelegramConnection: Sendable {
     /// Polls until the channel is broken (a refused token) or the task is cancelled. Each text
     /// message goes to `deliver`, which answers whether it recorded it durably; the offset
     /// that confirms a batch to Telegram is saved and sent only once every message of it was.
-    public func run(deliver: @Sendable (IncomingMessage) async -> Bool) async {
+    public func run(deliver: @escaping @Sendable (IncomingMessage) async -> Bool) async {
         let stored: Int64?
         do { stored = try store.load() } catch {
             // An unreadable offset: Telegram still holds the unconfirmed updates; the

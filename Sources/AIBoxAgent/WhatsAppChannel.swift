@@ -57,7 +57,8 @@ public final class WhatsAppConnection: Sendable, CustomStringConvertible, Custom
     let token: Secret
     /// The three secrets, for masking.
     let secrets: [Secret]
-    let webhook: WhatsAppWebhook
+    /// nil without an app secret: nothing can be verified, so nothing is received (sending works).
+    let webhook: WhatsAppWebhook?
     public let webhookSettings: WhatsAppWebhookSettings
     let host: String
     let port: Int
@@ -77,11 +78,11 @@ public final class WhatsAppConnection: Sendable, CustomStringConvertible, Custom
     private let status: Mutex<Status> = Mutex(Status())
 
     /// `phoneNumberID`: the business number's id at Meta (not the number); `token`: a system
-    /// user's access token; `appSecret`: the Meta app's secret (the webhook's HMAC key);
-    /// `verifyToken`: the word the webhook handshake must carry. `baseURL`: Graph's (the
+    /// user's access token; `appSecret`: the Meta app's secret (the webhook's HMAC key; nil:
+    /// no webhook, the box sends only); `verifyToken`: the word the webhook handshake must carry. `baseURL`: Graph's (the
     /// default) or a fake's; https unless it is the box itself.
     public init(
-        phoneNumberID: String, token: Secret, appSecret: Secret, verifyToken: Secret,
+        phoneNumberID: String, token: Secret, appSecret: Secret?, verifyToken: Secret?,
         baseURL: String = WhatsAppWire.defaultBaseURL, apiVersion: String = WhatsAppWire.defaultAPIVersion,
         webhook settings: WhatsAppWebhookSettings = WhatsAppWebhookSettings(), retry: WhatsAppRetry = WhatsAppRetry(),
         sendTimeout: Duration = .seconds(30)
@@ -99,7 +100,7 @@ public final class WhatsAppConnection: Sendable, CustomStringConvertible, Custom
         guard apiVersion.hasPrefix("v"), apiVersion.count <= 8, apiVersion.dropFirst().allSatisfy({ $0.isNumber || $0 == "." }) else {
             throw SettingsError(description: "the Graph API version \"\(apiVersion.prefix(20))\" is not one; give it as v21.0")
         }
-        guard let (host, port) = Self.parseListen(settings.listen) else {
+        guard let (host, port) = Validators.hostPort(settings.listen) else {
             throw SettingsError(description: "the WhatsApp webhook address \"\(settings.listen.prefix(80))\" is not HOST:PORT; give an IP address and a port, such as 127.0.0.1:8790 or [::1]:8790")
         }
         guard settings.maxConnections >= 1 else { throw SettingsError(description: "the webhook's connection limit is \(settings.maxConnections); at least 1") }
@@ -109,8 +110,8 @@ public final class WhatsAppConnection: Sendable, CustomStringConvertible, Custom
         self.apiVersion = apiVersion
         self.phoneNumberID = phoneNumberID
         self.token = token
-        self.secrets = [token, appSecret, verifyToken]
-        self.webhook = WhatsAppWebhook(verifyToken: verifyToken, appSecret: appSecret, phoneNumberID: phoneNumberID)
+        self.secrets = [token] + [appSecret, verifyToken].compactMap { $0 }
+        self.webhook = appSecret.map { WhatsAppWebhook(verifyToken: verifyToken ?? Secret(""), appSecret: $0, phoneNumberID: phoneNumberID) }
         self.webhookSettings = settings
         self.retry = retry
         self.sendTimeout = sendTimeout
@@ -133,6 +134,7 @@ public final class WhatsAppConnection: Sendable, CustomStringConvertible, Custom
     /// Whether messages come in: "sending only: …" until Meta's first signed delivery.
     public var receiving: String {
         status.withLock { s in
+            if webhook == nil { return "sending only: no app secret, so no webhook (box.toml [channels.whatsapp] app-secret)" }
             if let why = s.bindFailure { return "sending only: the webhook cannot listen on \(webhookSettings.listen): \(why)" }
             if s.deliveries == 0 { return "sending only: no webhook delivery seen" }
             return "receiving: \(s.deliveries) webhook deliveries"
@@ -146,6 +148,11 @@ public final class WhatsAppConnection: Sendable, CustomStringConvertible, Custom
     /// every message of a delivery was (else 503: Meta delivers it again). A failed bind (the
     /// port taken) is retried every `rebindDelay`; sending works meanwhile.
     public func run(deliver: @escaping @Sendable (IncomingMessage) async -> Bool) async {
+        guard webhook != nil else {
+            // Sending only: nothing to run until the agent stops.
+            while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+            return
+        }
         while !Task.isCancelled {
             do {
                 try await serve(deliver: deliver)
@@ -261,7 +268,7 @@ public final class WhatsAppConnection: Sendable, CustomStringConvertible, Custom
     /// The reply to a whole request; deliveries handed on.
     private func answer(_ head: HTTPRequestHead, body: [UInt8], deliver: @Sendable (IncomingMessage) async -> Bool) async -> WebhookReply {
         let path = head.uri.prefix { $0 != "?" }
-        guard path == WhatsAppWebhook.path else { return .notFound }
+        guard path == WhatsAppWebhook.path, let webhook else { return .notFound }
         switch head.method {
         case .GET:
             let query = head.uri.firstIndex(of: "?").map { String(head.uri[head.uri.index(after: $0)...]) } ?? ""
@@ -381,23 +388,6 @@ public final class WhatsAppConnection: Sendable, CustomStringConvertible, Custom
         var t = text
         for s in secrets where !s.reveal().isEmpty { t = t.replacing(s.reveal(), with: Secret.masked) }
         return t
-    }
-
-    /// `HOST:PORT` or `[V6]:PORT` with an IP address and a port 0…65535.
-    static func parseListen(_ text: String) -> (String, Int)? {
-        let host: String
-        let portText: Substring
-        if text.hasPrefix("[") {
-            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else { return nil }
-            host = String(text[text.index(after: text.startIndex)..<close])
-            portText = text[text.index(close, offsetBy: 2)...]
-        } else {
-            guard let colon = text.lastIndex(of: ":") else { return nil }
-            host = String(text[..<colon])
-            portText = text[text.index(after: colon)...]
-        }
-        guard IPAddress(host) != nil, let port = Int(portText), (0...65535).contains(port), portText.allSatisfy(\.isNumber) else { return nil }
-        return (host, port)
     }
 }
 

@@ -611,6 +611,25 @@ public enum DiscordWire {
         }
     }
 
+    /// Create DM: the direct channel with `user` (Discord answers the existing one if there is one).
+    public static func openDirect(baseURL: String, user: String) -> DiscordRequest {
+        struct Body: Encodable { var recipient_id: String }
+        var base = baseURL
+        while base.hasSuffix("/") { base.removeLast() }
+        return DiscordRequest(method: "POST", url: base + "/users/@me/channels", body: Array(text(Body(recipient_id: user)).utf8))
+    }
+
+    /// The channel id of a Create DM answer (200 with a channel object); nil otherwise.
+    public static func parseDirect(status: Int, body: [UInt8]) -> String? {
+        struct Channel: Decodable { var id: String }
+        guard (200..<300).contains(status), body.count <= maxBody, let c = try? JSONDecoder().decode(Channel.self, from: Data(body)),
+            // It goes into a URL's path: a snowflake's digits (and a fake's letters), nothing else.
+            !c.id.isEmpty, c.id.utf8.count <= 32,
+            c.id.unicodeScalars.allSatisfy({ ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) || $0 == "-" })
+        else { return nil }
+        return c.id
+    }
+
     /// `text` in parts of at most `limit` characters (Discord counts characters, not
     /// UTF-16 units), cut after a line break, else a space, else anywhere.
     public static func split(_ text: String, limit: Int = maxText) -> [String] {

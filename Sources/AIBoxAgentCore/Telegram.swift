@@ -114,6 +114,8 @@ public struct TelegramPoller: Sendable {
     private var conflicts = 0
     private var pendingOffset: Int64?
     private var pollStarted: Instant?
+    /// How long the poll under way may take (its long poll and the slack).
+    private var pollLimit: Duration = .zero
 
     public init(settings: TelegramPollSettings = TelegramPollSettings(), offset: Int64?) {
         self.settings = settings
@@ -185,8 +187,7 @@ public struct TelegramPoller: Sendable {
         case .transport(let why):
             return backoff("getUpdates: \(why)", now: now, random: random)
         case .timedOut:
-            let limit = settings.longPoll + settings.slack
-            return backoff("getUpdates: no answer within \(limit.aiboxText): the connection is dead", now: now, random: random)
+            return backoff("getUpdates: no answer within \(pollLimit.aiboxText): the connection is dead", now: now, random: random)
         }
     }
 
@@ -202,9 +203,14 @@ public struct TelegramPoller: Sendable {
         return [.report(s)]
     }
 
+    /// A long poll once the channel is up; until then (at start, after a failure) a poll that
+    /// Telegram answers at once, so that a working connection shows `up` without waiting out a
+    /// long poll with nothing in it.
     private mutating func poll(_ now: Instant) -> TelegramAction {
         pollStarted = now
-        return .poll(offset: offset, timeout: settings.longPoll, deadline: now + settings.longPoll + settings.slack)
+        let wait: Duration = state == .up ? settings.longPoll : .zero
+        pollLimit = wait + settings.slack
+        return .poll(offset: offset, timeout: wait, deadline: now + pollLimit)
     }
 }
 

@@ -302,6 +302,18 @@ struct DiscordWireTests {
         #expect(parts.joined() == text)
     }
 
+    @Test func anOwnersDirectChannelIsOpenedByCreateDM() {
+        let r = DiscordWire.openDirect(baseURL: "http://127.0.0.1:1/api/v10/", user: "80351110224678912")
+        #expect(r.method == "POST" && r.url == "http://127.0.0.1:1/api/v10/users/@me/channels")
+        #expect(String(decoding: r.body, as: UTF8.self) == #"{"recipient_id":"80351110224678912"}"#)
+        #expect(DiscordWire.parseDirect(status: 200, body: Array(#"{"id":"319674150115610528","type":1}"#.utf8)) == "319674150115610528")
+        // Not a channel: a refusal, no id, or an id that would change the URL it goes into.
+        #expect(DiscordWire.parseDirect(status: 403, body: Array(#"{"id":"1"}"#.utf8)) == nil)
+        #expect(DiscordWire.parseDirect(status: 200, body: Array(#"{"type":1}"#.utf8)) == nil)
+        #expect(DiscordWire.parseDirect(status: 200, body: Array(#"{"id":"1/../../users"}"#.utf8)) == nil)
+        #expect(DiscordWire.parseDirect(status: 200, body: Array(#"{"id":""}"#.utf8)) == nil)
+    }
+
     @Test func restAnswersAreClassified() {
         #expect(DiscordWire.parseSend(status: 200, body: Array("{}".utf8), resetAfter: nil) == .sent)
         #expect(

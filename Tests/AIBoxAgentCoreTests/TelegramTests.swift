@@ -23,14 +23,24 @@ struct TelegramPollerTests {
         return nil
     }
 
-    @Test func firstPollHasTheStoredOffsetAndADeadlineBeyondTheLongPoll() {
+    @Test func firstPollIsAnsweredAtOnceThenLongPollsWithADeadlineBeyondThem() {
         var p = TelegramPoller(settings: TelegramPollSettings(longPoll: .seconds(30), slack: .seconds(15)), offset: 77)
         let a = p.start(now: t0)
         #expect(a.first == .report(.starting))
-        let poll = pollOf(a)
-        #expect(poll?.offset == 77)
-        #expect(poll?.timeout == .seconds(30))
-        #expect(poll?.deadline == t0 + .seconds(45))
+        // Not up yet: a poll Telegram answers at once shows whether the connection works.
+        let first = pollOf(a)
+        #expect(first?.offset == 77)
+        #expect(first?.timeout == .zero)
+        #expect(first?.deadline == t0 + .seconds(15))
+        // Up: long polls, each given up 15 s after Telegram should have answered.
+        let b = p.received(.updates([]), now: t0 + .milliseconds(40), random: 0.5)
+        #expect(b.first == .report(.up))
+        #expect(pollOf(b)?.timeout == .seconds(30))
+        #expect(pollOf(b)?.deadline == t0 + .milliseconds(40) + .seconds(45))
+        // After a failure, the first poll is short again.
+        let c = p.received(.timedOut, now: t0 + .seconds(100), random: 0.5)
+        guard case .wait(let until) = c.last else { Issue.record("no wait after a failure: \(c)"); return }
+        #expect(pollOf(p.wake(now: until))?.timeout == .zero)
     }
 
     @Test func messagesAreDeliveredBeforeTheOffsetIsPersisted() {
@@ -158,7 +168,8 @@ struct TelegramPollerTests {
 
     @Test func aHungPollIsCutAtItsDeadlineAndPollingResumes() {
         var p = TelegramPoller(settings: TelegramPollSettings(longPoll: .seconds(25), slack: .seconds(10)), offset: 3)
-        let deadline = pollOf(p.start(now: t0))!.deadline
+        _ = p.start(now: t0)
+        let deadline = pollOf(p.received(.updates([]), now: t0, random: 0.5))!.deadline
         #expect(deadline == t0 + .seconds(35))
         let a = p.received(.timedOut, now: deadline, random: 0.5)
         guard case .retrying(let reason) = p.state else { Issue.record("\(p.state)"); return }

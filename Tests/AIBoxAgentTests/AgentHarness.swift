@@ -92,10 +92,12 @@ final class FixtureServer {
     let dir: String
     var base: String { "http://127.0.0.1:\(port)" }
 
-    init(_ script: String, _ arguments: (_ dir: String) throws -> [String] = { _ in [] }) throws {
+    /// `launcher`: a command it runs under (`ip netns exec NS`: on a test host of its own).
+    init(_ script: String, launcher: [String] = [], _ arguments: (_ dir: String) throws -> [String] = { _ in [] }) throws {
         dir = try temporaryDirectory("fixture")
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        process.arguments = [fixtures + "/" + script, "--port", "0", "--port-file", dir + "/port"] + (try arguments(dir))
+        let argv = launcher + ["/usr/bin/python3", fixtures + "/" + script, "--port", "0", "--port-file", dir + "/port"] + (try arguments(dir))
+        process.executableURL = URL(fileURLWithPath: argv[0])
+        process.arguments = Array(argv.dropFirst())
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle(forWritingAtPath: "/dev/null")
         try process.run()
@@ -200,6 +202,31 @@ final class AgentBox {
         try runProgram(agentBinary, args + ["--root", root], environment: environment)
     }
 
+    /// `aibox-agent run` on its own (no daemon, no notify socket), its output in `agent.log`;
+    /// stopped with `killAndReap`.
+    func startWorker() throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: agentBinary)
+        p.arguments = ["run", "--root", root]
+        var env = ProcessInfo.processInfo.environment
+        for (k, v) in environment { env[k] = v }
+        env["NOTIFY_SOCKET"] = nil
+        p.environment = env
+        p.standardOutput = FileHandle.nullDevice
+        _ = creat(root + "/agent.log", 0o644)
+        p.standardError = FileHandle(forWritingAtPath: root + "/agent.log")
+        try p.run()
+        return p
+    }
+
+    /// The channels' rows of `aibox-agent status --json` by channel: state ("up", "retrying", …).
+    func channelStates() -> [String: String] {
+        let rows = ((try? agent(["status", "--json"]).json["channels"]) as? [[String: Any]]) ?? []
+        var out: [String: String] = [:]
+        for r in rows { if let c = r["channel"] as? String { out[c] = r["state"] as? String ?? "" } }
+        return out
+    }
+
     func ask(_ text: String, role: String = "chat") throws -> Output { try agent(["ask", "--json", "--role", role, text]) }
 
     func events() throws -> [[String: Any]] { (try agent(["status", "--json"]).json["events"] as? [[String: Any]]) ?? [] }
@@ -207,4 +234,10 @@ final class AgentBox {
     func routeStates(_ role: String) throws -> [[String: Any]] {
         ((try agent(["status", "--json"]).json["routes"] as? [String: Any])?[role] as? [[String: Any]]) ?? []
     }
+}
+
+/// SIGKILL, then waits for the process to be gone.
+func killAndReap(_ p: Process) {
+    kill(p.processIdentifier, SIGKILL)
+    p.waitUntilExit()
 }

@@ -31,25 +31,9 @@ struct ChannelHubTests {
         return b
     }
 
-    func startWorker(_ b: AgentBox) throws -> Process {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: agentBinary)
-        p.arguments = ["run", "--root", b.root]
-        var env = ProcessInfo.processInfo.environment
-        for (k, v) in b.environment { env[k] = v }
-        env["NOTIFY_SOCKET"] = nil
-        p.environment = env
-        p.standardOutput = FileHandle.nullDevice
-        _ = creat(b.root + "/agent.log", 0o644)
-        p.standardError = FileHandle(forWritingAtPath: b.root + "/agent.log")
-        try p.run()
-        return p
-    }
+    func startWorker(_ b: AgentBox) throws -> Process { try b.startWorker() }
 
-    func stop(_ p: Process) {
-        kill(p.processIdentifier, SIGKILL)
-        p.waitUntilExit()
-    }
+    func stop(_ p: Process) { killAndReap(p) }
 
     /// The texts the bot sent to a chat, in order.
     func sent(_ t: FakeTelegram, to chat: Int) throws -> [String] {

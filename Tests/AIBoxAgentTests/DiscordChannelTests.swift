@@ -12,8 +12,11 @@ final class FakeDiscord {
     var base: String { server.base + "/api/v10" }
     var dir: String { server.dir }
 
-    init(token: String, heartbeatMS: Int = 500) throws {
-        server = try FixtureServer("discord_fake.py") { _ in ["--token", token, "--heartbeat-ms", String(heartbeatMS)] }
+    /// `launcher` and `host`: on a test host of its own (see FixtureServer), listening there.
+    init(token: String, heartbeatMS: Int = 500, launcher: [String] = [], host: String = "127.0.0.1") throws {
+        server = try FixtureServer("discord_fake.py", launcher: launcher) { _ in
+            ["--token", token, "--heartbeat-ms", String(heartbeatMS), "--host", host]
+        }
     }
 
     @discardableResult

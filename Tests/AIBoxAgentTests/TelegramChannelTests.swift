@@ -13,8 +13,9 @@ final class FakeTelegram {
     var base: String { server.base }
     var dir: String { server.dir }
 
-    init(token: String) throws {
-        server = try FixtureServer("telegram_fake.py") { _ in ["--token", token] }
+    /// `launcher` and `host`: on a test host of its own (see FixtureServer), listening there.
+    init(token: String, launcher: [String] = [], host: String = "127.0.0.1") throws {
+        server = try FixtureServer("telegram_fake.py", launcher: launcher) { _ in ["--token", token, "--host", host] }
     }
 
     private func http(_ method: String, _ path: String, _ body: String? = nil) throws -> [String: Any] {
@@ -270,16 +271,18 @@ struct TelegramChannelTests {
     func hangDetected() async throws {
         try await onTestThreads {
             let fake = try FakeTelegram(token: Self.token)
-            try fake.script(#"[{"fault": "hang", "method": "getUpdates"}]"#)
-            // Long poll 1 s + 1 s of slack: a dead connection is known within 2 s.
+            // Long poll 1 s + 1 s of slack: a dead connection is known within 2 s of a poll's start.
             let c = try channel(fake, longPoll: .seconds(1), slack: .seconds(1))
             let inbox = Inbox()
-            let start = Clock.monotonic()
             let run = startRun(c, inbox)
             defer { run.cancel() }
-            #expect(await eventually(within: .seconds(6)) { if case .retrying = c.state { return true } else { return false } })
+            #expect(await eventually(within: .seconds(6)) { c.state == .up })
+            // The long poll under way is answered (after its 1 s); the next one hangs.
+            try fake.script(#"[{"fault": "hang", "method": "getUpdates"}]"#)
+            let start = Clock.monotonic()
+            #expect(await eventually(within: .seconds(8)) { if case .retrying = c.state { return true } else { return false } })
             let detected = Clock.monotonic().since(start)
-            #expect(detected >= .milliseconds(1900) && detected < .seconds(4), "detected after \(detected)")
+            #expect(detected >= .milliseconds(1900) && detected < .seconds(4) + .milliseconds(500), "detected after \(detected)")
             guard case .retrying(let reason) = c.state else { return }
             #expect(reason.contains("no answer within 2s"))
             try fake.userSends(from: 9, text: "after the hang")

@@ -454,6 +454,10 @@ struct BadSeed: Sendable, CustomStringConvertible {
                 v + "[channels.whatsapp]\nphone-number-id = \"+4915112345678\"\naccess-token = \"\(F.whatsApp)\"\n",
                 key: "channels.whatsapp.phone-number-id", "looks like a phone number"),
             BadSeed(
+                "WhatsApp webhook address without a port",
+                v + "[channels.whatsapp]\nphone-number-id = \"106540352242922\"\naccess-token = \"\(F.whatsApp)\"\nlisten = \"0.0.0.0\"\n",
+                key: "channels.whatsapp.listen", line: 7, "is not HOST:PORT; give an IP address and a port"),
+            BadSeed(
                 "secret of the wrong type", v + "[channels.telegram]\ntoken = 987654321\n", key: "channels.telegram.token",
                 "must be a string in quotes, not an integer", hidden: "987654321"),
             BadSeed(
@@ -767,7 +771,7 @@ struct BadSeed: Sendable, CustomStringConvertible {
         odd.providers = [ProviderConfig(name: "gpu-1", kind: .llamacpp, baseURL: "http://[fd00::2]:8080", models: ["a/b:c@d+e"])]
         odd.routing = [.reasoning: [Route(provider: "gpu-1", model: "a/b:c@d+e", context: 10_000_000)]]
         odd.budget = BudgetConfig(dailyUSD: 0, monthlyUSD: nil, warnAt: 1, whenExhausted: .local)
-        odd.channels.whatsapp = WhatsAppChannel(phoneNumberId: "106540352242922")
+        odd.channels.whatsapp = WhatsAppChannel(phoneNumberId: "106540352242922", listen: "[::1]:8790")
         odd.channels.discord = DiscordChannel()
         odd.updates = UpdatesConfig(channel: .beta, feedURL: "http://127.0.0.1:8000/feed", automatic: false, window: .defaultWindow)
         let oddText = odd.tomlText()
@@ -1126,6 +1130,15 @@ struct BadSeed: Sendable, CustomStringConvertible {
                 #expect(m.contains(fragment), "\(name): \(m)")
                 if text.count >= 6 { #expect(!m.contains(text), "\(name) repeats the secret: \(m)") }
             }
+        }
+    }
+
+    @Test func listenAddresses() {
+        #expect(Validators.hostPort("127.0.0.1:8790")! == ("127.0.0.1", 8790))
+        #expect(Validators.hostPort("[::1]:0")! == ("::1", 0))
+        for bad in ["127.0.0.1", "localhost:8790", "127.0.0.1:65536", "127.0.0.1:-1", "127.0.0.1:+80", "[::1]8790", "::1:8790x", ":8790", "1.2.3.4:000000080"] {
+            #expect(Validators.hostPort(bad) == nil, "\(bad)")
+            #expect(Self.message(Validators.listenAddress(bad)).contains("is not HOST:PORT"), "\(bad)")
         }
     }
 

@@ -389,10 +389,14 @@ public struct WhatsAppChannel: Equatable, Sendable {
     public var owners: [String]
     /// The Graph API's base URL; nil: https://graph.facebook.com.
     public var baseURL: String?
+    /// Where the webhook listens, `HOST:PORT`; nil: 127.0.0.1:8790 (a reverse proxy or a
+    /// tunnel on the box forwards Meta's deliveries to it).
+    public var listen: String?
     public init(
         phoneNumberId: String, accessTokenSecret: String = SecretName.whatsAppAccessToken, appSecretSecret: String? = nil,
-        verifyTokenSecret: String? = nil, owners: [String] = [], baseURL: String? = nil
+        verifyTokenSecret: String? = nil, owners: [String] = [], baseURL: String? = nil, listen: String? = nil
     ) {
+        self.listen = listen
         self.phoneNumberId = phoneNumberId
         self.accessTokenSecret = accessTokenSecret
         self.appSecretSecret = appSecretSecret
@@ -578,6 +582,7 @@ extension BoxConfig {
             out.set("access-token-secret", .string(w.accessTokenSecret))
             if let a = w.appSecretSecret { out.set("app-secret-secret", .string(a)) }
             if let v = w.verifyTokenSecret { out.set("verify-token-secret", .string(v)) }
+            if let l = w.listen { out.set("listen", .string(l)) }
             common(w.owners, w.baseURL)
         }
 

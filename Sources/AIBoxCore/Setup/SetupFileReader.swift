@@ -435,7 +435,7 @@ final class SetupFileReader {
         }
         if let c = t.table("whatsapp", example: "[channels.whatsapp]") {
             c.rejectUnknownKeys(
-                ["phone-number-id", secretKey("access-token"), secretKey("app-secret"), secretKey("verify-token")] + common)
+                ["phone-number-id", secretKey("access-token"), secretKey("app-secret"), secretKey("verify-token"), "listen"] + common)
             let owners = readOwners(c, Validators.whatsAppNumber, example: "\"4915112345678\"")
             let url = baseURL(c)
             let id = c.check(
@@ -448,10 +448,11 @@ final class SetupFileReader {
                 c, "app-secret", name: SecretName.whatsAppAppSecret, missing: nil, validate: Validators.whatsAppAppSecret)
             let verify = secret(
                 c, "verify-token", name: SecretName.whatsAppVerifyToken, missing: nil, validate: Validators.whatsAppVerifyToken)
+            let listen = c.check("listen", Validators.listenAddress, missing: nil)
             if let id, let token {
                 channels.whatsapp = WhatsAppChannel(
                     phoneNumberId: id, accessTokenSecret: token, appSecretSecret: appSecret, verifyTokenSecret: verify, owners: owners,
-                    baseURL: url)
+                    baseURL: url, listen: listen)
             }
         }
         return channels

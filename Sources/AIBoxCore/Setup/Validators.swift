@@ -312,6 +312,33 @@ public enum Validators {
         url(text).flatMap { u in u.scheme == "https" || u.isLoopback ? .success(u) : fail(otherwise) }
     }
 
+    /// A listening address, `HOST:PORT` or `[V6]:PORT`, with an IP address and a port 0…65535
+    /// (the WhatsApp webhook's `listen`).
+    public static func listenAddress(_ text: String) -> Validated<String> {
+        hostPort(text) != nil
+            ? .success(text)
+            : fail("\(quote(text)) is not HOST:PORT; give an IP address and a port, such as 127.0.0.1:8790 or [::1]:8790")
+    }
+
+    /// `HOST:PORT` or `[V6]:PORT` taken apart; nil unless the host is an IP address and the port 0…65535.
+    public static func hostPort(_ text: String) -> (host: String, port: Int)? {
+        let host: String
+        let portText: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else { return nil }
+            host = String(text[text.index(after: text.startIndex)..<close])
+            portText = text[text.index(close, offsetBy: 2)...]
+        } else {
+            guard let colon = text.lastIndex(of: ":") else { return nil }
+            host = String(text[..<colon])
+            portText = text[text.index(after: colon)...]
+        }
+        guard IPAddress(host) != nil, !portText.isEmpty, portText.utf8.count <= 5, portText.allSatisfy(\.isNumber), let port = Int(portText),
+            (0...65535).contains(port)
+        else { return nil }
+        return (host, port)
+    }
+
     /// An IPv4 (`192.168.1.50`) or IPv6 (`fd00::50`) address.
     public static func ipAddress(_ text: String) -> Validated<IPAddress> {
         if text.isEmpty { return fail("the address is empty; give one such as 192.168.1.50 or fd00::50") }

@@ -3,7 +3,7 @@
 
     python3 discord_fake.py --port 0 --port-file F --token T [--heartbeat-ms 500]
 
-Listens on 127.0.0.1, writes the port to F (write + rename) once listening, serves until
+Listens on 127.0.0.1 (or --host), writes the port to F (write + rename) once listening, serves until
 SIGTERM/SIGINT (exit 0). Python 3 standard library only; the WebSocket side is
 websocket_server.py beside it.
 
@@ -11,6 +11,8 @@ REST (https://discord.com/developers/docs/reference), under /api/v10, `Authoriza
 (anything else: 401 {"message": "401: Unauthorized", "code": 0}):
   GET  /api/v10/gateway/bot              {"url": "ws://127.0.0.1:PORT", "shards": 1,
                                          "session_start_limit": {...}}
+  POST /api/v10/users/@me/channels       {"recipient_id": ID} → the DM channel {"id": "dm-" + ID,
+                                         "type": 1}: the channel id _fake/send gives a DM
   POST /api/v10/channels/ID/messages     {"content": S}: empty → 400 50006 "Cannot send an
                                          empty message"; over 2000 characters → 400 50035
                                          "Invalid Form Body"; else recorded, answered with the
@@ -234,6 +236,12 @@ class Handler(BaseHTTPRequestHandler):
                 "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 14400000, "max_concurrency": 1},
             }, ()
         parts = path.strip("/").split("/")
+        if http_method == "POST" and path == "/api/v10/users/@me/channels":
+            # Create DM: the DM channel with the recipient (the same one each time, as on Discord).
+            recipient = (body or {}).get("recipient_id") if isinstance(body, dict) else None
+            if not isinstance(recipient, str) or not recipient.isdigit():
+                return 400, {"message": "Invalid Form Body", "code": 50035}, ()
+            return 200, {"id": "dm-" + recipient, "type": 1, "recipients": [{"id": recipient}]}, ()
         if http_method == "POST" and len(parts) == 5 and parts[:3] == ["api", "v10", "channels"] and parts[4] == "messages":
             content = (body or {}).get("content") if isinstance(body, dict) else None
             if not content:
@@ -419,12 +427,13 @@ class Handler(BaseHTTPRequestHandler):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, default=0)
+    p.add_argument("--host", default="127.0.0.1", help="the address to listen on (URLs it gives out still name 127.0.0.1: a relay there reaches it)")
     p.add_argument("--port-file", required=True)
     p.add_argument("--token", required=True)
     p.add_argument("--heartbeat-ms", type=int, default=500)
     args = p.parse_args()
     Handler.state = State(args.token, args.heartbeat_ms)
-    server = Server(("127.0.0.1", args.port), Handler)
+    server = Server((args.host, args.port), Handler)
     Handler.state.port = server.server_address[1]
 
     def stop(*_):

@@ -3,7 +3,7 @@
 
     python3 telegram_fake.py --port 0 --port-file F --token T [--first-update-id N]
 
-Listens on 127.0.0.1, writes the port to F (write + rename) once listening, serves until
+Listens on 127.0.0.1 (or --host), writes the port to F (write + rename) once listening, serves until
 SIGTERM/SIGINT (exit 0). Python 3 standard library only.
 
 Bot API paths (https://core.telegram.org/bots/api): /bot<TOKEN>/<METHOD>, GET or POST;
@@ -33,13 +33,14 @@ Control paths (never recorded, never faulted; no token):
   POST /_fake/send      {"from_id": N, "chat_id": N (default from_id), "text": S (absent: a
                         sticker message without text), "chat_type": "private" (default) |
                         "group" | ..., "kind": "message" (default) | "edited_message"}
-                        queues an update, wakes a held getUpdates; answers {"update_id": N}
+                        queues an update, wakes a held getUpdates; answers {"update_id": N,
+                        "at": monotonic s when queued}
   POST /_fake/script    {"faults": [FAULT, ...]} appended to the queue; {"queued": N}
   POST /_fake/reset     clears faults, records and updates; ends every hang (closing it)
   GET  /_fake/requests  {"requests": [{"seq", "time" (monotonic s at arrival), "end" (at the
                         answer, null while held), "http_method", "method" (the Bot API
                         method), "token_ok", "query", "body" (parsed), "fault", "status"}]}
-  GET  /_fake/sent      {"sent": [{"chat_id", "text", "message_id"}]} in order
+  GET  /_fake/sent      {"sent": [{"chat_id", "text", "message_id", "at" (monotonic s)}]} in order
 
 FAULT = {"fault": NAME, "method": M (optional: only this Bot API method), "times": N
 (default 1, -1 = forever), ...params}; a request takes the first queued fault it matches.
@@ -272,7 +273,7 @@ class Handler(BaseHTTPRequestHandler):
         with st.cond:
             mid = st.next_message_id
             st.next_message_id += 1
-            st.sent.append({"chat_id": chat_id, "text": text, "message_id": mid})
+            st.sent.append({"chat_id": chat_id, "text": text, "message_id": mid, "at": time.monotonic()})
         try:
             cid = int(chat_id)
         except (TypeError, ValueError):
@@ -306,7 +307,7 @@ class Handler(BaseHTTPRequestHandler):
                     msg["sticker"] = {"file_id": "sticker-1", "emoji": "👍"}
                 st.updates.append({"update_id": uid, kind: msg})
                 st.cond.notify_all()
-            return self.answer(200, {"update_id": uid})
+            return self.answer(200, {"update_id": uid, "at": time.monotonic()})
         if http_method == "POST" and path == "/_fake/script":
             faults = body.get("faults")
             if not isinstance(faults, list):
@@ -337,12 +338,13 @@ class Handler(BaseHTTPRequestHandler):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, default=0)
+    p.add_argument("--host", default="127.0.0.1", help="the address to listen on (URLs it gives out still name 127.0.0.1: a relay there reaches it)")
     p.add_argument("--port-file", required=True)
     p.add_argument("--token", required=True)
     p.add_argument("--first-update-id", type=int, default=500000)
     args = p.parse_args()
     Handler.state = State(args.token, args.first_update_id)
-    server = Server(("127.0.0.1", args.port), Handler)
+    server = Server((args.host, args.port), Handler)
 
     def stop(*_):
         threading.Thread(target=server.shutdown, daemon=True).start()
