@@ -91,4 +91,46 @@ struct ChannelHubTests {
         #expect(waitFor(.seconds(30)) { ((try? sent(telegram, to: ChannelHubTests.owner)) ?? []).count == 2 })
         #expect(try sent(telegram, to: ChannelHubTests.owner) == ["ollama llama3.2:3b: a slow question", "ollama llama3.2:3b: and another"])
     }
+
+    @Test("a channel whose service refuses its token stops for good; the owner is told on the other channel, which goes on answering")
+    func brokenToldElsewhere() throws {
+        let llm = try FakeProvider()
+        let telegram = try FakeTelegram(token: ChannelHubTests.token)
+        let discordToken = "MTIzNDU2Nzg5MDE1.Gbroken.discord-bot-token-value"
+        // The fake knows another token: Discord's refusal of this one (401 on REST, 4004 on identify).
+        let discord = try FakeDiscord(token: "MTIzNDU2Nzg5MDE2.Gother.discord-bot-token-value")
+        let b = try box(llm, telegram)
+        try b.configure(
+            """
+            [providers.local]
+            kind = "ollama"
+            base-url = "\(llm.base)"
+            models = ["llama3.2:3b"]
+
+            [channels.telegram]
+            token-secret = "channel.telegram.token"
+            owners = ["\(ChannelHubTests.owner)"]
+            base-url = "\(telegram.base)"
+
+            [channels.discord]
+            token-secret = "channel.discord.token"
+            owners = ["80351110224678912"]
+            base-url = "\(discord.base)"
+
+            """)
+        try b.secret("channel.discord.token", discordToken)
+        let worker = try startWorker(b)
+        defer { stop(worker) }
+        #expect(waitFor(.seconds(30)) { b.channelStates()["discord"] == "broken" }, "\(b.channelStates())")
+        #expect(
+            waitFor(.seconds(40)) { ((try? sent(telegram, to: ChannelHubTests.owner)) ?? []).contains { $0.contains("discord channel is refused") } },
+            "\(readTextFile(b.root + "/agent.log") ?? "")")
+        let notice = try sent(telegram, to: ChannelHubTests.owner).first { $0.contains("discord") } ?? ""
+        #expect(!notice.contains(discordToken))
+        // Telegram goes on.
+        try telegram.userSends(from: ChannelHubTests.owner, text: "still there?")
+        #expect(waitFor(.seconds(30)) { ((try? sent(telegram, to: ChannelHubTests.owner)) ?? []).contains("ollama llama3.2:3b: still there?") })
+        // No retries of a refused token in all that time: the one look-up that was refused.
+        #expect(try discord.requests().map { "\($0["path"] ?? "") \($0["status"] ?? "")" } == ["/api/v10/gateway/bot 401"])
+    }
 }
