@@ -67,6 +67,16 @@ public actor ChannelHub {
                 problems.append("telegram: its token (secret \(t.tokenSecret)) is missing; `aibox setup` stores it")
             }
         }
+        if let c = s.config.channels.slack {
+            if let bot = s.secret(c.botTokenSecret), let app = s.secret(c.appTokenSecret) {
+                do {
+                    out.append(try SlackConnection(botToken: bot, appToken: app, baseURL: c.baseURL ?? SlackWire.defaultBaseURL))
+                } catch { problems.append("slack: \(error.description)") }
+            } else {
+                let missing = [c.botTokenSecret, c.appTokenSecret].filter { s.secret($0) == nil }.joined(separator: ", ")
+                problems.append("slack: a token is missing (secret \(missing)); `aibox setup` stores it")
+            }
+        }
         return (out, problems)
     }
 
