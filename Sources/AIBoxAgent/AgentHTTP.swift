@@ -98,4 +98,19 @@ extension AgentHTTP {
         if let at = rest.lastIndex(of: "@") { rest = rest[rest.index(after: at)...] }
         return String(rest.prefix(100))
     }
+
+    /// Why `url` must not carry a token (nil when it may): not a URL, or plain text to another
+    /// machine. `secure` is the scheme that is always fine (https, wss).
+    static func unsafe(_ url: String, secure: String) -> String? {
+        var text = url
+        if text.hasPrefix("wss://") { text = "https://" + text.dropFirst(6) }
+        if text.hasPrefix("ws://") { text = "http://" + text.dropFirst(5) }
+        if let q = text.firstIndex(of: "?") { text = String(text[..<q]) }
+        switch Validators.url(text) {
+        case .failure(let e): return e.message
+        case .success(let u):
+            if u.scheme == "https" || u.isLoopback { return nil }
+            return "it uses \(secure == "https" ? "http" : "ws") to another machine; the token needs \(secure) (plain text only for 127.0.0.1 or localhost)"
+        }
+    }
 }

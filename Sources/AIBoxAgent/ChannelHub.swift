@@ -105,6 +105,11 @@ public actor ChannelHub {
                         webhook: WhatsAppWebhookSettings(listen: w.listen ?? WhatsAppConnection.defaultListen)))
             } catch { problems.append("whatsapp: \(error.description)") }
         }
+        if let c = channels.slack, let bot = secret(.slack, "bot token", c.botTokenSecret), let app = secret(.slack, "app-level token", c.appTokenSecret) {
+            do {
+                out.append(try SlackConnection(botToken: bot, appToken: app, baseURL: c.baseURL ?? SlackWire.defaultBaseURL))
+            } catch { problems.append("slack: \(error.description)") }
+        }
         return (out, problems)
     }
 

@@ -89,7 +89,7 @@ public final class DiscordConnection: Sendable {
         store: any DiscordSessionStore, sendTimeout: Duration = .seconds(30), taskExecutor: (any TaskExecutor)? = nil
     ) throws(SettingsError) {
         self.taskExecutor = taskExecutor
-        if let why = Self.unsafe(baseURL, secure: "https") { throw SettingsError(description: "the Discord base URL: \(why)") }
+        if let why = AgentHTTP.unsafe(baseURL, secure: "https") { throw SettingsError(description: "the Discord base URL: \(why)") }
         var base = baseURL
         while base.hasSuffix("/") { base.removeLast() }
         self.baseURL = base
@@ -97,21 +97,6 @@ public final class DiscordConnection: Sendable {
         self.settings = settings
         self.store = store
         self.sendTimeout = sendTimeout
-    }
-
-    /// Why `url` must not carry the token (nil when it may): not a URL, or plain text to
-    /// another machine. `secure` is the scheme that is always fine (https, wss).
-    static func unsafe(_ url: String, secure: String) -> String? {
-        var text = url
-        if text.hasPrefix("wss://") { text = "https://" + text.dropFirst(6) }
-        if text.hasPrefix("ws://") { text = "http://" + text.dropFirst(5) }
-        if let q = text.firstIndex(of: "?") { text = String(text[..<q]) }
-        switch Validators.url(text) {
-        case .failure(let e): return e.message
-        case .success(let u):
-            if u.scheme == "https" || u.isLoopback { return nil }
-            return "it uses \(secure == "https" ? "http" : "ws") to another machine; the bot token needs \(secure) (plain text only for 127.0.0.1 or localhost)"
-        }
     }
 
     /// Nothing to release: the HTTP client is the agent's one (`AgentHTTP`).
@@ -172,7 +157,7 @@ public final class DiscordConnection: Sendable {
                 case .connect(let url):
                     generation += 1
                     socket?.commands.finish()
-                    if let why = Self.unsafe(url, secure: "wss") {
+                    if let why = AgentHTTP.unsafe(url, secure: "wss") {
                         input.yield(.closed(generation, code: nil, why: "the Gateway URL: \(why)"))
                         socket = nil
                         continue

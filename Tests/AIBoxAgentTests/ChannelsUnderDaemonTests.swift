@@ -5,7 +5,7 @@ import Glibc
 import Testing
 
 /// The box as an owner meets it: a real `aibox daemon` running llama-server with the test
-/// model (`llm-local`) and the agent, whose Telegram, Discord and WhatsApp channels talk to
+/// model (`llm-local`) and the agent, whose Telegram, Slack, Discord and WhatsApp channels talk to
 /// their loopback fakes. Owners are answered by the real model on every channel; a stranger is
 /// not; the box's trouble reaches every owner on every channel; the tokens stay in their files.
 @Suite("channels under a real daemon, with the real local model", .serialized)
@@ -16,16 +16,20 @@ struct ChannelsUnderDaemonTests {
     static let appSecret = "app-secret-5f4dcc3b5aa765d6"
     static let verifyToken = "verify-word-daemon-91"
     static let phone = "106540352242922"
+    static let slackAppToken = "xapp-1-A0FAKEAPP-1234567890-daemonappleveltokenvalue"
+    static let slackBotToken = "xoxb-1234567890-0987654321-daemonbottokenvalue"
+    static let slackOwner = "U0OWNER1"
     static let telegramOwner = 4242
     static let discordOwner = "80351110224678912"
     static let whatsAppOwner = "4915112345678"
 
-    @Test("an owner's message is answered by the local model on Telegram, Discord and WhatsApp; a stranger's is not; a quarantine is told on all three")
+    @Test("an owner's message is answered by the local model on Telegram, Slack, Discord and WhatsApp; a stranger's is not; a quarantine is told on all four")
     func ownersOnEveryChannel() throws {
         let (server, gguf) = try LocalModelTests.localModel()
         let telegram = try FakeTelegram(token: Self.telegramToken)
         let discord = try FakeDiscord(token: Self.discordToken, heartbeatMS: 2000)
         let whatsapp = try FakeWhatsApp(token: Self.whatsAppToken, appSecret: Self.appSecret, verifyToken: Self.verifyToken, phoneNumberID: Self.phone)
+        let slack = try FakeSlack(appToken: Self.slackAppToken, botToken: Self.slackBotToken, pingMS: 5000, ackTimeoutMS: 3000)
         let b = try AgentBox()
         let port = try closedPort()
         let hook = try closedPort()
@@ -50,6 +54,12 @@ struct ChannelsUnderDaemonTests {
             owners = ["\(Self.discordOwner)"]
             base-url = "\(discord.base)"
 
+            [channels.slack]
+            bot-token-secret = "channel.slack.bot-token"
+            app-token-secret = "channel.slack.app-token"
+            owners = ["T0AIBOX:\(Self.slackOwner)"]
+            base-url = "\(slack.base)"
+
             [channels.whatsapp]
             phone-number-id = "\(Self.phone)"
             access-token-secret = "channel.whatsapp.access-token"
@@ -62,6 +72,8 @@ struct ChannelsUnderDaemonTests {
             """)
         try b.secret("channel.telegram.token", Self.telegramToken)
         try b.secret("channel.discord.token", Self.discordToken)
+        try b.secret("channel.slack.bot-token", Self.slackBotToken)
+        try b.secret("channel.slack.app-token", Self.slackAppToken)
         try b.secret("channel.whatsapp.access-token", Self.whatsAppToken)
         try b.secret("channel.whatsapp.app-secret", Self.appSecret)
         try b.secret("channel.whatsapp.verify-token", Self.verifyToken)
@@ -98,6 +110,8 @@ struct ChannelsUnderDaemonTests {
         try telegram.userSends(from: 777, text: "let me in")
         try telegram.userSends(from: Self.telegramOwner, text: "What is the capital of France? Answer in one word.")
         try discord.userSends(author: Self.discordOwner, text: "What is the capital of Italy? Answer in one word.")
+        #expect(waitFor(.seconds(20)) { b.channelStates()["slack"] == "up" }, "\(b.channelStates())")
+        try slack.userSends(user: Self.slackOwner, text: "What is the capital of Germany? Answer in one word.")
         #expect(
             waitFor(.seconds(30)) { (try? whatsapp.deliver(from: Self.whatsAppOwner, text: "What is the capital of Spain? Answer in one word.").statuses) == [200] },
             "the agent's webhook did not take Meta's delivery:\n\(b.agentLog())")
@@ -108,14 +122,17 @@ struct ChannelsUnderDaemonTests {
         func discordReplies() -> [String] {
             ((try? discord.sent()) ?? []).filter { $0["channel_id"] as? String == "dm-\(Self.discordOwner)" }.compactMap { $0["content"] as? String }
         }
+        func slackReplies() -> [String] {
+            ((try? slack.sent()) ?? []).filter { $0["channel"] as? String == "D\(Self.slackOwner)" }.compactMap { $0["text"] as? String }
+        }
         func whatsAppReplies() -> [String] {
             ((try? whatsapp.sent()) ?? []).filter { $0["to"] as? String == Self.whatsAppOwner }.compactMap { $0["text"] as? String }
         }
         // One answer at a time from a 135M model on two cores: a few seconds each.
         #expect(
-            waitFor(.seconds(180)) { !telegramReplies().isEmpty && !discordReplies().isEmpty && !whatsAppReplies().isEmpty },
-            "replies: telegram \(telegramReplies()), discord \(discordReplies()), whatsapp \(whatsAppReplies())\n\(b.agentLog())")
-        for (channel, replies) in [("telegram", telegramReplies()), ("discord", discordReplies()), ("whatsapp", whatsAppReplies())] {
+            waitFor(.seconds(180)) { !telegramReplies().isEmpty && !discordReplies().isEmpty && !whatsAppReplies().isEmpty && !slackReplies().isEmpty },
+            "replies: telegram \(telegramReplies()), discord \(discordReplies()), whatsapp \(whatsAppReplies()), slack \(slackReplies())\n\(b.agentLog())")
+        for (channel, replies) in [("telegram", telegramReplies()), ("discord", discordReplies()), ("whatsapp", whatsAppReplies()), ("slack", slackReplies())] {
             #expect(replies.count == 1, "\(channel): \(replies)")
             let reply = replies.first ?? ""
             #expect(!reply.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty && !reply.hasPrefix("(no answer"), "\(channel): \(reply)")
@@ -129,7 +146,7 @@ struct ChannelsUnderDaemonTests {
         #expect(
             waitFor(.seconds(40)) {
                 let rows = ((try? b.agent(["status", "--json"]).json["channels"]) as? [[String: Any]]) ?? []
-                return Set(rows.filter { $0["state"] as? String == "up" }.compactMap { $0["channel"] as? String }) == ["telegram", "discord", "whatsapp"]
+                return Set(rows.filter { $0["state"] as? String == "up" }.compactMap { $0["channel"] as? String }) == ["telegram", "discord", "whatsapp", "slack"]
             }, "\((try? b.agent(["status"]).stdout) ?? "")")
 
         // A worker goes to quarantine: every owner is told, once, on every channel (Discord's
@@ -142,9 +159,9 @@ struct ChannelsUnderDaemonTests {
         #expect(
             waitFor(.seconds(60)) {
                 telegramReplies().contains { $0.contains(notice) } && discordReplies().contains { $0.contains(notice) }
-                    && whatsAppReplies().contains { $0.contains(notice) }
-            }, "telegram \(telegramReplies()), discord \(discordReplies()), whatsapp \(whatsAppReplies())\n\(b.agentLog())")
-        for replies in [telegramReplies(), discordReplies(), whatsAppReplies()] {
+                    && whatsAppReplies().contains { $0.contains(notice) } && slackReplies().contains { $0.contains(notice) }
+            }, "telegram \(telegramReplies()), discord \(discordReplies()), whatsapp \(whatsAppReplies()), slack \(slackReplies())\n\(b.agentLog())")
+        for replies in [telegramReplies(), discordReplies(), whatsAppReplies(), slackReplies()] {
             #expect(replies.filter { $0.contains(notice) }.count == 1, "\(replies)")
         }
 
@@ -152,7 +169,8 @@ struct ChannelsUnderDaemonTests {
         for (name, token) in [
             ("channel.telegram.token", Self.telegramToken), ("channel.discord.token", Self.discordToken),
             ("channel.whatsapp.access-token", Self.whatsAppToken), ("channel.whatsapp.app-secret", Self.appSecret),
-            ("channel.whatsapp.verify-token", Self.verifyToken),
+            ("channel.whatsapp.verify-token", Self.verifyToken), ("channel.slack.bot-token", Self.slackBotToken),
+            ("channel.slack.app-token", Self.slackAppToken),
         ] {
             let grep = try runProgram("/bin/grep", ["-r", "-l", "-a", "-F", token, b.root])
             let files = grep.stdout.split(separator: "\n").map(String.init).filter { !$0.contains("/run/aibox/credentials/agent/") }

@@ -67,23 +67,26 @@ final class Relay {
     deinit { killAndReap(process) }
 }
 
-/// Connections that die without a FIN: the Telegram and Discord fakes on a far test host, the
-/// path to it cut. Each channel notices within its own deadline (Discord: a heartbeat not
-/// acknowledged; Telegram: the long poll's 45 s), backs off, and resumes once the path is back
+/// Connections that die without a FIN: the Telegram, Slack and Discord fakes on a far test
+/// host, the path to it cut. Each channel notices within its own deadline (Discord: a heartbeat
+/// not acknowledged; Slack: a ping not answered; Telegram: the long poll's 45 s), backs off, and resumes once the path is back
 /// (Discord resumes its session: no new identify).
 @Suite("silently dead connections", .serialized)
 struct DeadLinkTests {
     static let telegramToken = "7000004:AAH-deadlink-test-token-value"
     static let discordToken = "MTIzNDU2Nzg5MDE0.Gdeadlk.discord-bot-token-value"
+    static let slackAppToken = "xapp-1-A0FAKEAPP-1234567890-deadlinkappleveltoken"
+    static let slackBotToken = "xoxb-1234567890-0987654321-deadlinkbottokenvalue"
     static let telegramOwner = 4242
     static let discordOwner = "80351110224678912"
 
-    @Test("the path to Telegram and Discord drops every packet: each is found dead within its deadline and resumes when the path is back")
+    @Test("the path to Telegram, Slack and Discord drops every packet: each is found dead within its deadline and resumes when the path is back")
     func deadLinks() throws {
         let far = try FarHost()
         let telegram = try FakeTelegram(token: Self.telegramToken, launcher: far.launcher, host: far.there)
         let discord = try FakeDiscord(token: Self.discordToken, heartbeatMS: 2000, launcher: far.launcher, host: far.there)
-        let relay = try Relay(to: far.there, ports: [telegram.port, discord.server.port])
+        let slack = try FakeSlack(appToken: Self.slackAppToken, botToken: Self.slackBotToken, pingMS: 5000, ackTimeoutMS: 3000, launcher: far.launcher, host: far.there)
+        let relay = try Relay(to: far.there, ports: [telegram.port, discord.server.port, slack.server.port])
         defer { withExtendedLifetime(relay) {} }
         let llm = try FakeProvider()
         let b = try AgentBox()
@@ -104,17 +107,26 @@ struct DeadLinkTests {
             owners = ["\(Self.discordOwner)"]
             base-url = "\(discord.base)"
 
+            [channels.slack]
+            bot-token-secret = "channel.slack.bot-token"
+            app-token-secret = "channel.slack.app-token"
+            owners = ["T0AIBOX:U0OWNER1"]
+            base-url = "\(slack.base)"
+
             """)
         try b.secret("channel.telegram.token", Self.telegramToken)
         try b.secret("channel.discord.token", Self.discordToken)
+        try b.secret("channel.slack.bot-token", Self.slackBotToken)
+        try b.secret("channel.slack.app-token", Self.slackAppToken)
         let worker = try b.startWorker()
         defer { killAndReap(worker) }
         let log = { readTextFile(b.root + "/agent.log") ?? "" }
-        #expect(waitFor(.seconds(30)) { b.channelStates() == ["telegram": "up", "discord": "up"] }, "\(b.channelStates())\n\(log())")
+        #expect(waitFor(.seconds(30)) { b.channelStates() == ["telegram": "up", "discord": "up", "slack": "up"] }, "\(b.channelStates())\n\(log())")
         // Both answer before the cut.
         try telegram.userSends(from: Self.telegramOwner, text: "before")
         try discord.userSends(author: Self.discordOwner, text: "before")
-        #expect(waitFor(.seconds(30)) { ((try? telegram.sent()) ?? []).count == 1 && ((try? discord.sent()) ?? []).count == 1 })
+        try slack.userSends(user: "U0OWNER1", text: "before")
+        #expect(waitFor(.seconds(30)) { ((try? telegram.sent()) ?? []).count == 1 && ((try? discord.sent()) ?? []).count == 1 && ((try? slack.sent()) ?? []).count == 1 })
         #expect(try discord.identifies() == 1)
 
         // The far host's packets are dropped from now on.
@@ -122,38 +134,44 @@ struct DeadLinkTests {
         let cutAt = Clock.monotonic()
         var found: [String: Duration] = [:]
         let deadline = cutAt + .seconds(75)
-        while found.count < 2 && Clock.monotonic() < deadline {
+        while found.count < 3 && Clock.monotonic() < deadline {
             for (channel, state) in b.channelStates() where state != "up" && found[channel] == nil {
                 found[channel] = Clock.monotonic().since(cutAt)
             }
             usleep(200_000)
         }
         // Discord: a heartbeat every 2 s, the connection dead when one is not acknowledged by
-        // the next. Telegram: the long poll (30 s) with its 15 s of slack. Status lags by ≤ 2 s.
+        // the next. Slack: a ping every 10 s, the socket dead when one is not answered by the
+        // next. Telegram: the long poll (30 s) with its 15 s of slack. Status lags by ≤ 2 s.
         let discordFound = try #require(found["discord"], "Discord was not found dead: \(b.channelStates())\n\(log())")
         let telegramFound = try #require(found["telegram"], "Telegram was not found dead: \(b.channelStates())\n\(log())")
+        let slackFound = try #require(found["slack"], "Slack was not found dead: \(b.channelStates())\n\(log())")
         #expect(discordFound <= .seconds(10), "Discord: \(discordFound)")
+        #expect(slackFound <= .seconds(25), "Slack: \(slackFound)")
         #expect(telegramFound <= .seconds(50), "Telegram: \(telegramFound)")
 
         // The path comes back: both resume (on their backoff's next try), and answer again.
         try far.heal()
         let healAt = Clock.monotonic()
         var resumed: [String: Duration] = [:]
-        while resumed.count < 2 && Clock.monotonic() < healAt + .seconds(90) {
+        while resumed.count < 3 && Clock.monotonic() < healAt + .seconds(90) {
             for (channel, state) in b.channelStates() where state == "up" && resumed[channel] == nil {
                 resumed[channel] = Clock.monotonic().since(healAt)
             }
             usleep(200_000)
         }
-        #expect(resumed.count == 2, "not back: \(b.channelStates())\n\(log())")
+        #expect(resumed.count == 3, "not back: \(b.channelStates())\n\(log())")
         try telegram.userSends(from: Self.telegramOwner, text: "after")
         try discord.userSends(author: Self.discordOwner, text: "after")
-        #expect(waitFor(.seconds(60)) { ((try? telegram.sent()) ?? []).count == 2 && ((try? discord.sent()) ?? []).count == 2 }, "\(log())")
+        try slack.userSends(user: "U0OWNER1", text: "after")
+        #expect(
+            waitFor(.seconds(60)) { ((try? telegram.sent()) ?? []).count == 2 && ((try? discord.sent()) ?? []).count == 2 && ((try? slack.sent()) ?? []).count == 2 },
+            "\(log())")
         // Discord's session was resumed, not identified again (identifies are capped per day).
         #expect(try discord.identifies() == 1)
         #expect(try discord.resumes().contains { $0["ok"] as? Bool == true })
         // The figures (docs/BENCHMARKS.md): how long each took to notice and to come back.
-        let figures = "dead link: discord found dead in \(discordFound), telegram in \(telegramFound); back after the heal: discord \(resumed["discord"] ?? .zero), telegram \(resumed["telegram"] ?? .zero)\n"
+        let figures = "dead link: found dead: discord \(discordFound), slack \(slackFound), telegram \(telegramFound); back after the heal: discord \(resumed["discord"] ?? .zero), slack \(resumed["slack"] ?? .zero), telegram \(resumed["telegram"] ?? .zero)\n"
         writeStandardError(figures)
         if let out = ProcessInfo.processInfo.environment["AIBOX_DEADLINK_FIGURES"] {
             try writeFileAtomically(out, Array(figures.utf8))

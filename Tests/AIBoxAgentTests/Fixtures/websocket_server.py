@@ -1,4 +1,4 @@
-"""A minimal RFC 6455 WebSocket server side, for the loopback fakes (Discord, later Slack).
+"""A minimal RFC 6455 WebSocket server side, for the loopback fakes (Discord, Slack).
 
 Python 3 standard library only. Used from a http.server BaseHTTPRequestHandler:
 
@@ -7,13 +7,14 @@ Python 3 standard library only. Used from a http.server BaseHTTPRequestHandler:
         while True:
             msg = ws.receive()                  # (opcode, bytes) of a whole message, or None at the end
             ...
-        ws.send_text("...") / ws.close(4000, "why") / ws.drop()
+        ws.send_text("...") / ws.ping() / ws.close(4000, "why") / ws.drop()
+        ws.silent = True                        # a peer gone without a FIN: nothing sent, pings unanswered
 
 What it does: the opening handshake (Sec-WebSocket-Accept), masked client frames (an unmasked
 one is a protocol error: close 1002), fragmented messages (continuation frames put together),
-ping answered with pong, the close handshake (the peer's close code is kept in
-`peer_close_code`), messages of at most `max_message` bytes (bigger: close 1009). Not done:
-extensions (permessage-deflate is never negotiated), subprotocols.
+ping answered with pong (the peer's pongs counted in `pongs`), the close handshake (the peer's
+close code is kept in `peer_close_code`), messages of at most `max_message` bytes (bigger:
+close 1009). Not done: extensions (permessage-deflate is never negotiated), subprotocols.
 """
 
 import base64
@@ -64,6 +65,9 @@ class WebSocket:
         self.peer_close_code = None
         # True when the peer sent its close frame first (not an answer to ours).
         self.peer_initiated_close = False
+        # A dead peer as seen from the other side: nothing is sent any more, pings included.
+        self.silent = False
+        self.pongs = 0
 
     # --- sending (thread-safe) ---
 
@@ -77,7 +81,7 @@ class WebSocket:
         else:
             head += bytes([127]) + struct.pack("!Q", n)
         with self.lock:
-            if self.closed and opcode != OP_CLOSE:
+            if self.silent or (self.closed and opcode != OP_CLOSE):
                 return False
             try:
                 self.sock.sendall(head + payload)
@@ -88,6 +92,9 @@ class WebSocket:
 
     def send_text(self, text):
         return self._send_frame(OP_TEXT, text.encode())
+
+    def ping(self, payload=b""):
+        return self._send_frame(OP_PING, payload[:125])
 
     def close(self, code=1000, reason=""):
         """Sends a close frame (once), then ends the TCP connection shortly after."""
@@ -143,6 +150,7 @@ class WebSocket:
                     self._send_frame(OP_PONG, payload)
                     continue
                 if opcode == OP_PONG:
+                    self.pongs += 1
                     continue
                 if opcode == OP_CLOSE:
                     self.peer_close_code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
