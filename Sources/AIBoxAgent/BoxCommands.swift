@@ -22,7 +22,7 @@ public struct BoxControl: Sendable {
         let answer: Result<T?, DaemonClientError>
         do {
             answer = try await NIOThreadPool.singleton.runIfActive {
-                do { return .success(try client.request(r, as: T.self)) } catch { return .failure(error) }
+                do throws(DaemonClientError) { return .success(try client.request(r, as: T.self)) } catch { return .failure(error) }
             }
         } catch {
             return .failure(.failed("no thread to ask it on (\(error))"))

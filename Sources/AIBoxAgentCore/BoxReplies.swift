@@ -4,7 +4,7 @@ import AIBoxCore
 /// short lines for a phone. Pure: the daemon's answers and the clock's reading are passed in.
 public enum BoxReplies {
     /// Why the daemon gave no answer, as the agent's client saw it.
-    public enum Unreachable: Equatable, Sendable {
+    public enum Unreachable: Error, Equatable, Sendable {
         /// The worker's definition grants no control socket (no AIBOX_CONTROL_SOCKET).
         case noSocket
         /// Nobody listens: aibox is not running.

@@ -35,7 +35,7 @@ public enum WorkerOutput {
 
     /// The last `maxBytes` of a regular file, from the start of a line; nil when it cannot be
     /// read (absent, not a regular file: a FIFO put there is not waited on).
-    static func tail(of path: String, maxBytes: Int) -> [UInt8]? {
+    public static func tail(of path: String, maxBytes: Int) -> [UInt8]? {
         guard let fd = try? syscall("open", detail: path, { open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW) }) else { return nil }
         defer { closeDescriptor(fd) }
         var st = stat()

@@ -140,11 +140,13 @@ struct BoxCommandTests {
         #expect(try boxEvents(b).allSatisfy { $0.kind != "control.update-install" }, "installed without a good code")
         #expect(try say("/update install \(fresh)", telegram, b) == "Started; I will tell you how it ends.")
         #expect(
-            waitFor(.seconds(60)) { sent(telegram).contains { $0.contains("Update 1.2.0 is installed; reboot requested") } },
+            // "reboot requested" (under a test root nothing reboots), or "deferred" should the
+            // agent still hold the reboot inhibit for the message that started it.
+            waitFor(.seconds(60)) { sent(telegram).contains { $0.contains("Update 1.2.0 is installed; reboot") } },
             "\(sent(telegram))\n\(b.daemonLog())")
         let events = try boxEvents(b)
         #expect(events.contains { $0.kind == "control.update-install" && $0.message.contains("through worker agent's control socket") })
-        #expect(events.contains { $0.kind == "update.installed" } && events.contains { $0.kind == "update.reboot-requested" })
+        #expect(events.contains { $0.kind == "update.installed" } && events.contains { $0.kind.hasPrefix("update.reboot-") })
         #expect(feed.slotBytes(b, "B") == feed.image, "the new slot holds the bundle's image")
     }
 

@@ -53,10 +53,10 @@ import Testing
             let o = UpdateRequest.outcome(install: install, exitedZero: ok, exit: ok ? "exit code 0" : "exit code 1", report: r, stderr: stderr)
             return (o.kind, o.message)
         }
-        #expect(outcome(.init(result: "available", version: "1.2.0")) == ("update.available", "update 1.2.0 is available; /update install installs it"))
-        #expect(outcome(.init(result: "up-to-date", reason: "0.1.0 is the newest on stable")) == ("update.none", "no update: 0.1.0 is the newest on stable"))
-        #expect(outcome(.init(result: "installed", version: "1.2.0", reason: "rebooting"), install: true) == ("update.install-done", "update 1.2.0 is installed; rebooting"))
-        #expect(outcome(.init(result: "deferred", version: "1.2.0", reason: "not enough space")).0 == "update.none")
+        #expect(outcome(UpdateRequest.Report(result: "available", version: "1.2.0")) == ("update.available", "update 1.2.0 is available; /update install installs it"))
+        #expect(outcome(UpdateRequest.Report(result: "up-to-date", reason: "0.1.0 is the newest on stable")) == ("update.none", "no update: 0.1.0 is the newest on stable"))
+        #expect(outcome(UpdateRequest.Report(result: "installed", version: "1.2.0", reason: "rebooting"), install: true) == ("update.install-done", "update 1.2.0 is installed; rebooting"))
+        #expect(outcome(UpdateRequest.Report(result: "deferred", version: "1.2.0", reason: "not enough space")).0 == "update.none")
         #expect(
             outcome(nil, install: true, ok: false, stderr: "aibox: a retry\naibox: the feed's signature matches none of the 1 key\n")
                 == ("update.request-failed", "the update install failed (exit code 1): the feed's signature matches none of the 1 key"))
