@@ -32,6 +32,9 @@ public struct AgentSettings: Sendable {
     /// For tests: one silence limit (connect, first byte, idle) for every route instead of
     /// the per-kind ones (`AGENT_SILENCE_SECONDS`).
     public var silenceLimit: Duration?
+    /// aibox's control socket for this worker (`AIBOX_CONTROL_SOCKET`, from its definition's
+    /// `control`); nil: the box's commands are not available over chat.
+    public var controlSocket: String?
 
     public static func load(paths: Paths, environment: [String: String]) -> Result<AgentSettings, AgentConfigError> {
         let path = paths.boxConfig
@@ -64,7 +67,8 @@ public struct AgentSettings: Sendable {
             AgentSettings(
                 paths: paths, config: config, tier: tier, table: table, prices: prices, policy: BudgetPolicy(config.budget),
                 secretsDirectory: secrets,
-                silenceLimit: environment["AGENT_SILENCE_SECONDS"].flatMap(Double.init).map { .milliseconds(Int64($0 * 1000)) }))
+                silenceLimit: environment["AGENT_SILENCE_SECONDS"].flatMap(Double.init).map { .milliseconds(Int64($0 * 1000)) },
+                controlSocket: environment["AIBOX_CONTROL_SOCKET"].flatMap { $0.isEmpty ? nil : $0 }))
     }
 
     /// The local-LLM tier: `AGENT_LOCAL_LLM_TIER` when set (tests), else the hardware probe's.

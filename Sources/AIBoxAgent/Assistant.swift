@@ -75,6 +75,24 @@ public actor Assistant {
     /// Why agent.db could not be opened (the ledger is then in memory): no cloud call under a budget.
     let ledgerProblem: String?
 
+    /// Chains the owner put first for a while (`/model`), until the agent restarts.
+    private var overrides: [LLMRole: [ResolvedRoute]] = [:]
+
+    /// The chain a role runs now: the owner's override, else box.toml's.
+    public func chain(_ role: LLMRole) -> [ResolvedRoute] { overrides[role] ?? settings.table.chains[role] ?? [] }
+
+    /// `/model ROLE PROVIDER/MODEL`: that route first for the role until the agent restarts;
+    /// nil: back to box.toml's chain. The chain in force is returned.
+    public func override(_ role: LLMRole, with route: Route?) -> Result<[ResolvedRoute], RoutingTable.OverrideError> {
+        guard let route else {
+            overrides[role] = nil
+            return .success(chain(role))
+        }
+        let result = settings.table.overriding(role, with: route, providers: settings.config.providers)
+        if case .success(let c) = result { overrides[role] = c }
+        return result
+    }
+
     public init(settings: AgentSettings, ledger: Ledger, client: ProviderClient?, ledgerProblem: String? = nil) {
         self.settings = settings
         self.ledger = ledger
@@ -136,7 +154,7 @@ public actor Assistant {
     public func ask(
         role: LLMRole, system: String? = nil, history: [ChatMessage] = [], message: String, localOnly: Bool = false, maxTokens: Int? = nil
     ) async -> Result<Answer, AskFailure> {
-        var chain = settings.table.chains[role] ?? []
+        var chain = self.chain(role)
         if localOnly { chain = chain.filter(\.isLocal) }
         guard !chain.isEmpty else { return .failure(.noRoute(role)) }
         var r = Request(

@@ -206,7 +206,7 @@ public actor ChannelHub {
     func answer(_ m: IncomingMessage) async -> [String] {
         switch OwnerIntent.of(m) {
         case .reply(let text): return [text]
-        case .command(let c): return [await command(c)]
+        case .command(let c): return [await command(c, chat: m.conversation)]
         case .conversation:
             let kept = await assistant.conversation(m.conversation)
             switch await assistant.ask(role: .chat, system: kept.system(nil), history: kept.messages, message: m.text) {
@@ -220,16 +220,26 @@ public actor ChannelHub {
     }
 
     /// The commands the agent answers itself; the box's own (workers, restart, logs, updates)
-    /// go through aibox's control socket.
-    func command(_ c: ChatCommand) async -> String {
+    /// go through aibox's control socket, and /model to the assistant (`BoxCommands`).
+    /// `chat`: the conversation's key (a confirmation code is the chat's own).
+    func command(_ c: ChatCommand, chat: String) async -> String {
         switch c {
         case .help: return ChatCommand.helpText
         case .status, .budget:
             let st = await AgentStatus.gather(assistant, now: Clock.monotonic(), wallMS: Clock.wallMilliseconds())
             return st.summary
         default:
-            return "That command needs aibox's control socket, which this version of the agent does not use yet. At the console: `aibox workers`, `aibox restart`, `aibox logs`, `aibox update`."
+            return await boxCommands().reply(c, chat: chat)
         }
+    }
+
+    private var commandsOfTheBox: BoxCommands?
+
+    private func boxCommands() -> BoxCommands {
+        if let b = commandsOfTheBox { return b }
+        let b = BoxCommands(settings: settings, assistant: assistant)
+        commandsOfTheBox = b
+        return b
     }
 
     /// The queue, sent: the oldest message of each chat whose time has come.

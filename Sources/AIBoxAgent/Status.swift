@@ -79,7 +79,7 @@ extension Assistant {
         let breakers = (try? ledger.breakers(bootID: bootID, now: now)) ?? [:]
         var routes: [String: [RouteState]] = [:]
         for role in LLMRole.allCases {
-            routes[role.rawValue] = (s.table.chains[role] ?? []).map { r in
+            routes[role.rawValue] = chain(role).map { r in
                 let generation = s.configurationHash(provider: r.key.provider)
                 var state = "ok", reason: String?, retry: Int?
                 for key in [r.key.provider, r.key.description] {

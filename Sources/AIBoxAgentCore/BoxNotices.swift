@@ -17,7 +17,9 @@ public struct BoxEvent: Equatable, Sendable {
 
 /// What the owner hears of the box's own trouble: a worker quarantined or parked, an update
 /// installed, committed or rolled back, a device gone, the database failing, the budget or a
-/// provider's key (the agent's `owner.notice`). Everything else stays in the event log.
+/// provider's key (the agent's `owner.notice`); and how an update check someone asked for
+/// ended (`UpdateRequest`: available, none, installed, failed). Everything else stays in the
+/// event log.
 public enum BoxNotices {
     /// The line for the owner, and the key it is told once under (per day: a worker that is
     /// quarantined again tomorrow is told again tomorrow); nil when the event is not the owner's.
@@ -36,6 +38,9 @@ public enum BoxNotices {
         case "hardware.monitor-failed": text = "Hardware monitoring failed: \(e.message)"
         case "daemon.database-rebuilt": text = "The box's database was damaged and has been rebuilt: \(e.message)"
         case "owner.notice": text = e.message
+        case let k where UpdateRequest.kinds.contains(k):
+            // The answer to an /update: told each time, however often it is asked in a day.
+            return ("box:\(e.kind):\(e.id)", String((e.message.prefix(1).uppercased() + e.message.dropFirst()).prefix(NoticeDesk.maxLine)))
         default: return nil
         }
         // Updates and the agent's notices carry their own identity in the text; workers are told once a day per kind.

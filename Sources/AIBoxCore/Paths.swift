@@ -18,6 +18,9 @@ public struct Paths: Sendable, Equatable {
     public var logs: String { under("var/lib/aibox/logs") }
     public var runDirectory: String { under("run/aibox") }
     public var controlSocket: String { under("run/aibox/control.sock") }
+    /// Workers' own control sockets (`control = [...]`): `control.d/NAME.sock`, in a directory 0755 root.
+    public var workerControlDirectory: String { under("run/aibox/control.d") }
+    public func workerControlSocket(_ worker: String) -> String { workerControlDirectory + "/" + worker + ".sock" }
     public var notifySocket: String { under("run/aibox/notify.sock") }
     public var credentials: String { under("run/aibox/credentials") }
     public var pidFile: String { under("run/aibox/aibox.pid") }
@@ -176,9 +179,12 @@ public struct StatusView: Codable, Sendable, Equatable {
 public struct ControlRequest: Codable, Sendable, Equatable {
     public var command: String
     public var worker: String?
-    public init(command: String, worker: String? = nil) {
+    /// `logs`: how many of the last lines (1 to `LogLines.maxLines`).
+    public var lines: Int?
+    public init(command: String, worker: String? = nil, lines: Int? = nil) {
         self.command = command
         self.worker = worker
+        self.lines = lines
     }
 }
 

@@ -40,7 +40,7 @@ public enum WorkerConfig {
     static let allowedKeys: [String] = [
         "exec", "workdir", "user", "env", "secrets", "restart", "restart-delay", "restart-max-delay", "stable-after",
         "crash-loop", "notify", "ready-http", "ready-timeout", "watchdog", "stop-signal", "stop-timeout", "after",
-        "requires-hardware", "requires-files", "memory-max", "critical",
+        "requires-hardware", "requires-files", "memory-max", "critical", "control",
     ]
 
     /// Parses one file. Every problem is collected; the result has either workers or errors.
@@ -234,6 +234,19 @@ public enum WorkerConfig {
                 }
             }
             def.critical = reader.bool("critical") ?? def.critical
+            if let control = reader.stringArray("control") {
+                var grants: [ControlGrant] = []
+                for c in control {
+                    guard let g = ControlGrant(rawValue: c) else {
+                        fail(
+                            base + ["control"],
+                            "\(quoted(c)) is not a control request a worker may be granted; allowed: \(ControlGrant.allCases.map(\.rawValue).joined(separator: ", "))")
+                        continue
+                    }
+                    if !grants.contains(g) { grants.append(g) }
+                }
+                def.control = grants.sorted()
+            }
             workers.append(def)
         }
         return errors.isEmpty ? .success(workers) : .failure(ConfigErrors(errors))
@@ -302,7 +315,7 @@ public enum WorkerConfig {
                 return "LISTEN_* belong to systemd's socket activation; the supervisor passes no sockets and a library would take them"
             }
             if name.hasPrefix("AIBOX_") {
-                return "AIBOX_* are the supervisor's own (AIBOX_WORKER, AIBOX_ROOT: what the worker is and where)"
+                return "AIBOX_* are the supervisor's own (AIBOX_WORKER, AIBOX_ROOT, AIBOX_CONTROL_SOCKET: what the worker is, where, and its control socket)"
             }
             return nil
         }

@@ -50,6 +50,9 @@ public struct WorkerDefinition: Equatable, Sendable {
     public var requiresFiles: [String] = []
     public var memoryMax: UInt64?
     public var critical = false
+    /// Requests it may make on a control socket of its own (`run/aibox/control.d/NAME.sock`,
+    /// handed over as AIBOX_CONTROL_SOCKET); none: no socket.
+    public var control: [ControlGrant] = []
 
     /// Where it was defined; not part of equality, so moving a worker between files is no change.
     @NotCompared public var source = SourceLocation(file: "", line: nil)

@@ -6,6 +6,8 @@ import Glibc
 /// One control connection: its request as it comes in, then its answer as it goes out.
 struct ControlClient {
     var peer: PeerCredentials
+    /// Accepted on a worker's own socket: what that worker may ask (nil: the daemon's socket).
+    var grant: WorkerGrant?
     /// Accept order: the oldest idle connection is the one evicted.
     var serial: UInt64
     var request: [UInt8] = []
@@ -16,7 +18,13 @@ struct ControlClient {
     var deadline: Instant
 }
 
-/// What the control socket holds: at most `capacity` connections, each for at most
+/// The worker a socket of `control.d` belongs to, and its `control` at the time of the accept.
+struct WorkerGrant {
+    var worker: String
+    var grants: [ControlGrant]
+}
+
+/// What the control sockets hold together: at most `capacity` connections, each for at most
 /// `idleTimeout`; accepting paused while there is no descriptor to accept with.
 struct ControlConnections {
     var clients: [Int32: ControlClient] = [:]
@@ -51,7 +59,8 @@ struct ControlConnections {
     }
 }
 
-/// The control socket's requests, served on the supervisor's loop without ever blocking it:
+/// The control sockets' requests (the daemon's, and each granted worker's), served on the
+/// supervisor's loop without ever blocking it:
 /// reads and writes are non-blocking, each connection has a deadline on the monotonic clock,
 /// their number is capped (a new one evicts the oldest idle), and at the descriptor limit
 /// waiting connections are accepted and closed rather than left to spin the loop.
@@ -61,8 +70,18 @@ extension Supervisor {
         connections.capacity = ControlConnections.capacity(descriptorLimit: descriptorLimit())
     }
 
-    func onAccept() {
-        guard let listener = control else { return }
+    /// A connection waits on the daemon's socket (`worker` nil) or on a worker's own.
+    func onAccept(worker: String? = nil) {
+        let listener: ControlListener
+        var grant: WorkerGrant?
+        if let worker {
+            guard let wc = workerControls[worker] else { return }
+            listener = wc.listener
+            grant = WorkerGrant(worker: worker, grants: wc.grants)
+        } else {
+            guard let c = control else { return }
+            listener = c
+        }
         let now = Clock.monotonic()
         for _ in 0..<ControlConnections.acceptsPerTurn {
             switch listener.accept() {
@@ -86,7 +105,7 @@ extension Supervisor {
                 }
                 connections.nextSerial += 1
                 connections.clients[fd] = ControlClient(
-                    peer: peer, serial: connections.nextSerial, deadline: now + ControlConnections.idleTimeout)
+                    peer: peer, grant: grant, serial: connections.nextSerial, deadline: now + ControlConnections.idleTimeout)
                 do {
                     try loop.add(fd, events: EventLoop.readable) { [unowned self] events in self.onConnectionEvent(fd, events) }
                 } catch {
@@ -100,19 +119,25 @@ extension Supervisor {
         }
     }
 
-    /// No descriptor even for accept-and-close: the listener is left alone for a moment.
+    /// Every listener, the daemon's first.
+    var controlListeners: [ControlListener] {
+        (control.map { [$0] } ?? []) + workerControls.keys.sorted().compactMap { workerControls[$0]?.listener }
+    }
+
+    /// No descriptor even for accept-and-close: the listeners are left alone for a moment
+    /// (the limit is the process's: another listener would meet it too).
     private func pauseAccepting(now: Instant) {
-        guard let listener = control, connections.acceptPausedUntil == nil else { return }
-        loop.modify(listener.fd, events: 0)
+        guard connections.acceptPausedUntil == nil else { return }
+        for listener in controlListeners { loop.modify(listener.fd, events: 0) }
         connections.acceptPausedUntil = now + .milliseconds(250)
         pendingLog.append((.warning, "control socket: out of file descriptors; not accepting for 250 ms"))
     }
 
     /// From the timer: connections past their deadline are closed; accepting resumes.
     func controlTimer(now: Instant) {
-        if let p = connections.acceptPausedUntil, p <= now, let listener = control {
+        if let p = connections.acceptPausedUntil, p <= now {
             connections.acceptPausedUntil = nil
-            loop.modify(listener.fd, events: EventLoop.readable)
+            for listener in controlListeners { loop.modify(listener.fd, events: EventLoop.readable) }
         }
         for (fd, client) in connections.clients where client.deadline <= now { closeConnection(fd) }
     }
@@ -142,7 +167,7 @@ extension Supervisor {
                 connections.clients[fd]?.request += buf[0..<n]
                 guard let client = connections.clients[fd] else { return }
                 if let line = client.request.firstIndex(of: UInt8(ascii: "\n")) {
-                    respond(fd, handle(Array(client.request[..<line]), peer: client.peer))
+                    respond(fd, handle(Array(client.request[..<line]), client))
                     return
                 }
                 if client.request.count > ControlConnections.maxRequestBytes {
@@ -200,24 +225,33 @@ extension Supervisor {
         var error: String
     }
 
-    private func error(_ message: String) -> [UInt8] {
+    func error(_ message: String) -> [UInt8] {
         (try? JSONEncoder().encode(Refusal(error: message))).map { Array($0) } ?? Array("{\"ok\":false}".utf8)
     }
 
-    private func ok<T: Encodable>(_ value: T) -> [UInt8] {
+    func ok<T: Encodable>(_ value: T) -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         guard let data = try? encoder.encode(value) else { return error("could not encode the answer") }
         return Array("{\"ok\":true,\"data\":".utf8) + Array(data) + Array("}".utf8)
     }
 
-    private func handle(_ bytes: [UInt8], peer: PeerCredentials) -> [UInt8] {
+    private func handle(_ bytes: [UInt8], _ client: ControlClient) -> [UInt8] {
+        let peer = client.peer
         guard let request = ControlRequest.parse(line: bytes) else {
             return error("not a valid request; expected one JSON line such as {\"command\":\"status\"}")
         }
-        let changing = ["start", "stop", "restart", "reload", "setup-changed"].contains(request.command)
-        if changing && !(control?.mayChange(peer) ?? false) {
-            return error("permission denied: only root or members of the control socket's group may \(request.command)")
+        // Who asked, for the events: a worker's socket says whose it is.
+        var requester = "uid \(peer.uid)"
+        if let grant = client.grant {
+            // A worker's socket: its grant alone decides (root connecting there gets no more).
+            if let why = ControlGrant.refusal(request.command, worker: grant.worker, grants: grant.grants) { return error(why) }
+            requester += " through worker \(grant.worker)'s control socket"
+        } else {
+            let changing = ["start", "stop", "restart", "reload", "setup-changed", "update-check", "update-install"].contains(request.command)
+            if changing && !(control?.mayChange(peer) ?? false) {
+                return error("permission denied: only root or members of the control socket's group may \(request.command)")
+            }
         }
         let now = Clock.monotonic()
         switch request.command {
@@ -239,7 +273,7 @@ extension Supervisor {
             default: actions = slot.machine.restart(now: now, reason: "requested", dependenciesReady: missing(for: name))
             }
             store.record(
-                event(kind: "control.\(request.command)", worker: name, message: "\(request.command) requested by uid \(peer.uid)"))
+                event(kind: "control.\(request.command)", worker: name, message: "\(request.command) requested by \(requester)"))
             apply(name, actions)
             return ok(views().first { $0.name == name })
         case "reload":
@@ -248,6 +282,13 @@ extension Supervisor {
                 return ok(["added": plan.added, "changed": plan.changed, "removed": plan.removed, "unchanged": plan.unchanged])
             case .failure(let errors):
                 return error("reload refused; the running workers are unchanged:\n\(errors)")
+            }
+        case "logs":
+            return logs(request)
+        case "update-check", "update-install":
+            switch startRequestedUpdate(install: request.command == "update-install", requester: requester) {
+            case .success: return ok(["started": true])
+            case .failure(let why): return error(why.description)
             }
         case "setup-changed":
             // aibox setup / factory-reset: look at etc/aibox/box.toml now.

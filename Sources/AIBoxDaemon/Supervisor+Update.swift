@@ -123,6 +123,11 @@ extension Supervisor {
     func feedTimer(now: Instant) {
         retryDeferredReboot(now: now)
         guard let due = feed.next, due <= now, feed.pid == nil, !shuttingDown else { return }
+        if requestedUpdate != nil {
+            // One check at a time: the unattended one comes after the one asked for.
+            feed.next = now + .seconds(60)
+            return
+        }
         feed.next = nil
         let request = SpawnRequest(
             argv: [currentExecutable() ?? "/usr/bin/aibox", "update", "check", "--install", "--reboot", "--root", paths.root],

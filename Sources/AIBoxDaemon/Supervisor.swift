@@ -73,6 +73,10 @@ public final class Supervisor {
     let manager: ServiceManagerNotifier
     var notifySocket: NotifySocket?
     var control: ControlListener?
+    /// Each granted worker's own control socket (Supervisor+WorkerControl).
+    var workerControls: [String: WorkerControl] = [:]
+    /// An update check someone asked for, while it runs.
+    var requestedUpdate: RequestedUpdate?
     var definitions: [WorkerDefinition] = [] {
         didSet {
             memoryLimited = definitions.contains { $0.memoryMax != nil }
@@ -210,6 +214,7 @@ public final class Supervisor {
         beginFeedWatch()
         detectHardware()
         install(definitions)
+        syncWorkerControls()
         let now = Clock.monotonic()
         for name in order { apply(name, slots[name]!.machine.start(now: now, dependenciesReady: missing(for: name))) }
         afterTurn()
@@ -232,6 +237,7 @@ public final class Supervisor {
         removeFileBestEffort(paths.pidFile)
         notifySocket = nil
         control = nil
+        workerControls = [:]
         return exitCode
     }
 
@@ -340,9 +346,15 @@ public final class Supervisor {
         holdRecords = true
         for (pid, status) in reaped {
             guard let name = byPID.removeValue(forKey: pid), let slot = slots[name] else {
-                if pid == feed.pid || pid == setup.seeds?.running?.pid {
+                if pid == feed.pid || pid == setup.seeds?.running?.pid || pid == requestedUpdate?.pid {
                     releaseRecords()
-                    if pid == feed.pid { feedCheckEnded(status, now: now) } else { setup.seeds?.childEnded(status) }
+                    if pid == feed.pid {
+                        feedCheckEnded(status, now: now)
+                    } else if pid == requestedUpdate?.pid {
+                        requestedUpdateEnded(status)
+                    } else {
+                        setup.seeds?.childEnded(status)
+                    }
                     holdRecords = true
                 }
                 continue
@@ -688,6 +700,7 @@ public final class Supervisor {
             env["LOGNAME"] = user
         }
         if let credentials { env["CREDENTIALS_DIRECTORY"] = credentials }
+        if let wc = workerControls[name] { env["AIBOX_CONTROL_SOCKET"] = wc.listener.path }
         for (k, v) in d.env { env[k] = v }
         let prepared = try PreparedSpawn(
             SpawnRequest(argv: d.exec, environment: env, workdir: d.workdir, user: d.user, stdoutFD: -1, stderrFD: -1))
@@ -864,6 +877,8 @@ public final class Supervisor {
             configProblem = nil
             let plan = ReloadPlan(old: definitions, new: defs)
             definitions = defs
+            // Before any start: a worker's environment names its socket.
+            syncWorkerControls()
             let now = Clock.monotonic()
             let byName = Dictionary(defs.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
             for name in plan.removed {

@@ -9,8 +9,9 @@ public struct PeerCredentials: Sendable {
     public var gid: gid_t
 }
 
-/// The daemon's control socket (`run/aibox/control.sock`, mode 0660): one JSON request
-/// line per connection, answered with JSON lines.
+/// A control socket of the daemon (`run/aibox/control.sock`, mode 0660, and each granted
+/// worker's `run/aibox/control.d/NAME.sock`, 0600): one JSON request line per connection,
+/// answered with JSON lines.
 public final class ControlListener {
     public let path: String
     public let fd: Int32
@@ -19,7 +20,10 @@ public final class ControlListener {
     /// does not stay readable and spin the loop.
     private var reserve: Int32 = -1
 
-    public init(path: String, group: gid_t? = nil) throws(SystemError) {
+    /// `mode` 0660 with `group` for the daemon's socket; a worker's own socket is 0600 and
+    /// owned by the worker's user (`owner`: a chown that fails fails the listener, as the
+    /// worker could not connect).
+    public init(path: String, mode: mode_t = 0o660, owner: uid_t? = nil, group: gid_t? = nil) throws(SystemError) {
         // Kept in locals until nothing can fail: a throw after every property is set would run
         // deinit, which would close them a second time.
         let fd = try syscall("socket(AF_UNIX, SOCK_STREAM)") {
@@ -33,8 +37,8 @@ public final class ControlListener {
             var addr = sockaddr_un()
             let len = aibox_sockaddr_un(&addr, path)
             guard len != socklen_t.max else { throw SystemError("bind", errno: ENAMETOOLONG, detail: path) }
-            // Created with 0660 from the start: no window where others could connect.
-            let old = umask(0o117)
+            // Created with its mode from the start: no window where others could connect.
+            let old = umask(0o777 & ~mode)
             do {
                 try syscall("bind", detail: path) {
                     withUnsafePointer(to: &addr) { p in p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
@@ -47,8 +51,12 @@ public final class ControlListener {
             bound = true
             // Not fatal: without the group, root and our own user still may use the socket,
             // and anyone else's CLI says it is not permitted.
-            if let group { _ = try? syscall("chown", detail: path) { chown(path, uid_t.max, group) } }
-            try syscall("chmod", detail: path) { chmod(path, 0o660) }
+            if let owner {
+                try syscall("chown", detail: path) { chown(path, owner, group ?? gid_t.max) }
+            } else if let group {
+                _ = try? syscall("chown", detail: path) { chown(path, uid_t.max, group) }
+            }
+            try syscall("chmod", detail: path) { chmod(path, mode) }
             // A deep queue: a burst of connections waits in it rather than blocking clients in connect.
             try syscall("listen") { listen(fd, SOMAXCONN) }
             reserve = try syscall("open", detail: "/dev/null") { open("/dev/null", O_RDONLY | O_CLOEXEC) }

@@ -70,20 +70,12 @@ func printJSON<T: Encodable>(_ value: T) {
     writeStandardOutput(String(decoding: data, as: UTF8.self) + "\n")
 }
 
-/// The daemon's answer: `{"ok": true, "data": …}` or `{"ok": false, "error": "…"}`.
-struct Envelope<T: Decodable>: Decodable {
-    var ok: Bool
-    var data: T?
-    var error: String?
-}
-
-enum DaemonClient {
-    /// How long a command waits for the daemon's answer; `AIBOX_TIMEOUT` changes it.
-    static let defaultTimeout: Duration = .seconds(3)
-
+/// The CLI's side of the control socket: AIBoxSystem's `DaemonClient` with the CLI's
+/// timeout (`AIBOX_TIMEOUT`), messages and exit codes.
+enum DaemonCLI {
     /// `AIBOX_TIMEOUT` ("10s", "500ms", or seconds) or the default.
     static func timeout() throws(CLIError) -> Duration {
-        guard let text = currentEnvironment()["AIBOX_TIMEOUT"] else { return defaultTimeout }
+        guard let text = currentEnvironment()["AIBOX_TIMEOUT"] else { return DaemonClient.defaultTimeout }
         if let d = parseDuration(text) ?? Double(text).flatMap({ $0 >= 0 ? Duration.nanoseconds(Int64($0 * 1e9)) : nil }), d > .zero {
             return d
         }
@@ -94,41 +86,21 @@ enum DaemonClient {
     /// within the timeout is `notResponding` (exit 4), whatever the command.
     static func request<T: Decodable>(_ paths: Paths, _ req: ControlRequest, as: T.Type) throws -> T? {
         let timeout = try timeout()
-        let connection: ControlConnection?
         do {
-            connection = try ControlConnection(path: paths.controlSocket, timeout: timeout)
-        } catch let e where e.errno == EACCES || e.errno == EPERM {
-            throw CLIError(
-                "permission denied on \(paths.controlSocket): run as root or as a member of the socket's group (aibox)")
-        } catch let e where e.errno == ETIMEDOUT {
-            throw notResponding(paths, timeout)
+            return try DaemonClient(socket: paths.controlSocket, timeout: timeout).request(req, as: T.self)
         } catch {
-            throw CLIError("cannot reach the daemon: \(error)")
+            switch error {
+            case .permissionDenied:
+                throw CLIError(
+                    "permission denied on \(paths.controlSocket): run as root or as a member of the socket's group (aibox)")
+            case .notResponding: throw notResponding(paths, timeout)
+            case .refused(let why), .failed(let why): throw CLIError(why)
+            }
         }
-        guard let conn = connection else { return nil }
-        let line = String(decoding: try JSONEncoder().encode(req), as: UTF8.self)
-        let answer: String?
-        do {
-            try conn.send(line: line)
-            answer = try conn.readLine()
-        } catch let e where e.errno == ETIMEDOUT {
-            throw notResponding(paths, timeout)
-        } catch {
-            throw CLIError("the daemon closed the connection without answering (\(error))")
-        }
-        guard let answer else { throw CLIError("the daemon closed the connection without answering") }
-        let env = try JSONDecoder().decode(Envelope<T>.self, from: Data(answer.utf8))
-        guard env.ok, let data = env.data else { throw CLIError(env.error ?? "the daemon refused the request") }
-        return data
-    }
-
-    /// The daemon's pid, from its pid file.
-    static func pid(_ paths: Paths) -> Int32? {
-        readTextFile(paths.pidFile).flatMap { Int32($0.trimmingCharacters(in: " \n")) }
     }
 
     static func notResponding(_ paths: Paths, _ timeout: Duration) -> CLIError {
-        let who = pid(paths).map { "the daemon (pid \($0))" } ?? "the daemon"
+        let who = DaemonClient.pid(paths).map { "the daemon (pid \($0))" } ?? "the daemon"
         return CLIError(
             "\(who) did not answer within \(timeout.aiboxText): it is stopped or hung (systemctl status aibox; "
                 + "its watchdog restarts a hung daemon). AIBOX_TIMEOUT=DURATION waits longer",

@@ -60,7 +60,7 @@ struct Reload: ParsableCommand {
     func run() throws {
         struct Plan: Decodable { var added, changed, removed, unchanged: [String] }
         do {
-            guard let plan = try DaemonClient.request(options.paths, ControlRequest(command: "reload"), as: Plan.self) else {
+            guard let plan = try DaemonCLI.request(options.paths, ControlRequest(command: "reload"), as: Plan.self) else {
                 fail(CLIError("the daemon is not running (no \(options.paths.controlSocket))", code: ExitCodes.daemonNotRunning))
             }
             print("reloaded: added \(plan.added), changed \(plan.changed), removed \(plan.removed); \(plan.unchanged.count) unchanged")
@@ -81,7 +81,7 @@ extension WorkerAction {
     func run() throws {
         do {
             guard
-                let view = try DaemonClient.request(options.paths, ControlRequest(command: Self.verb, worker: worker), as: WorkerView.self)
+                let view = try DaemonCLI.request(options.paths, ControlRequest(command: Self.verb, worker: worker), as: WorkerView.self)
             else {
                 fail(
                     CLIError(

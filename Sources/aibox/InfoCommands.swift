@@ -14,7 +14,7 @@ enum DaemonReach {
 /// Worker views from the daemon, or from the database when it is down or does not answer.
 func loadWorkers(_ paths: Paths) throws -> (views: [WorkerView], reach: DaemonReach) {
     do {
-        if let views = try DaemonClient.request(paths, ControlRequest(command: "workers"), as: [WorkerView].self) {
+        if let views = try DaemonCLI.request(paths, ControlRequest(command: "workers"), as: [WorkerView].self) {
             return (views, .answered)
         }
         return (try databaseWorkers(paths), .notRunning)
@@ -50,7 +50,7 @@ struct Status: ParsableCommand {
         let paths = options.paths
         var hung: CLIError?
         do {
-            if let status = try DaemonClient.request(paths, ControlRequest(command: "status"), as: StatusView.self) {
+            if let status = try DaemonCLI.request(paths, ControlRequest(command: "status"), as: StatusView.self) {
                 let (workers, reach) = try loadWorkers(paths)
                 if case .notResponding(let e) = reach {
                     hung = e

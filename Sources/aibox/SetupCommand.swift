@@ -79,7 +79,7 @@ struct Setup: ParsableCommand {
     static func tellDaemon(_ paths: Paths) {
         struct Ack: Decodable { var provisioned: Bool }
         do {
-            _ = try DaemonClient.request(paths, ControlRequest(command: "setup-changed"), as: Ack.self)
+            _ = try DaemonCLI.request(paths, ControlRequest(command: "setup-changed"), as: Ack.self)
         } catch let e as CLIError where e.code == ExitCodes.daemonNotResponding {
             writeStandardError("aibox: note: \(e.description); it sees the change by itself once it goes on\n")
         } catch {}

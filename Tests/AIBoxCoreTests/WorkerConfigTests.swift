@@ -531,6 +531,7 @@ struct WorkerConfigTests {
         Change(key: "requires-files", field: "requiresFiles", line: "requires-files = [\"/var/lib/w/model.gguf\"]"),
         Change(key: "memory-max", field: "memoryMax", line: "memory-max = \"1G\""),
         Change(key: "critical", field: "critical", line: "critical = true"),
+        Change(key: "control", field: "control", line: "control = [\"workers\"]"),
     ]
 
     static func file(_ change: Change?) -> String {

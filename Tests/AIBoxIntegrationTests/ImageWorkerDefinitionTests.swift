@@ -54,6 +54,9 @@ import Testing
         #expect(handed.optional == stored.filter { $0.hasPrefix("provider.") || $0.hasPrefix("channel.") }.sorted())
         // Never held back by the local model, which may never run on this box.
         #expect(agent.after.isEmpty && agent.requiresHardware.isEmpty)
+        // The owner's box commands over chat: its own control socket, these requests only.
+        #expect(agent.control == [.workers, .logs, .restart, .update])
+        #expect(try Self.shipped()["llm-local"]?.control.isEmpty == true, "the model server asks nothing of the daemon")
     }
 
     @Test func theLocalModelsDefinition() throws {

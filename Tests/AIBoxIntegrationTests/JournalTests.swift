@@ -48,6 +48,51 @@ import Testing
         #expect(!fileExists(box.paths.logs + "/\(name).log"))
     }
 
+    /// The `logs` request reads a worker's lines back from the journal (sd_journal, by its
+    /// name), with the secrets the daemon holds replaced.
+    @Test func theLogsRequestReadsTheJournalAndRedactsSecrets() throws {
+        try #require(geteuid() == 0, "starting systemd-journald needs root (CI runs as root)")
+        var journald: Process?
+        if !journalAnswers() {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/lib/systemd/systemd-journald")
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try makeDirectories("/run/systemd/journal")
+            try p.run()
+            journald = p
+            #expect(waitUntil(.seconds(10)) { journalAnswers() }, "systemd-journald did not start")
+        }
+        defer {
+            if let j = journald {
+                kill(j.processIdentifier, SIGKILL)
+                j.waitUntilExit()
+            }
+        }
+        let name = "jlogs-\(UInt32.random(in: 1..<UInt32.max))"
+        let box = try TestBox(
+            """
+            [worker.\(name)]
+            exec = ["/bin/sh", "-c", "echo \\"token $(cat $CREDENTIALS_DIRECTORY/tg) here\\"; echo done; exec sleep 1000"]
+            secrets = ["tg"]
+            """)
+        try makeDirectories(box.paths.secrets, mode: 0o700)
+        try writeFileAtomically(box.paths.secrets + "/tg", Array("tg-JOURNAL-SECRET-99".utf8), mode: 0o600)
+        try box.startDaemon(logTarget: "journal")
+        defer { box.stopDaemon() }
+        try box.waitFor(name, ["running"])
+        var got: LogLines?
+        let found = waitUntil(.seconds(15)) {
+            got = try? DaemonClient(socket: box.paths.controlSocket).request(ControlRequest(command: "logs", worker: name, lines: 5), as: LogLines.self)
+            return got?.lines.contains { $0.text == "done" } == true
+        }
+        #expect(found, "\(String(describing: got))")
+        #expect(got?.source == "journal")
+        #expect(got?.lines.map(\.text) == ["token [secret] here", "done"], "\(String(describing: got))")
+        #expect(got?.lines.allSatisfy { $0.at != nil } == true)
+        #expect(!fileExists(box.paths.logs + "/\(name).log"))
+    }
+
     /// Whether a journald listens on its stdout socket.
     func journalAnswers() -> Bool {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)

@@ -7,11 +7,13 @@
 #   cuts-K-N  the first K requests of each file are each cut after N bytes of their body
 #   norange   ignores Range: always the whole file (200)
 #   more      sends 4096 bytes more than the file (a server sending more than promised)
+#   hold      answers only once the file DIR/release exists (at most 60 s): a request in flight
 # Every request's path and Range header is appended to DIR/requests.log.
 # With CERT and KEY after DIR it speaks HTTPS.
 import http.server
 import os
 import sys
+import time
 
 root = sys.argv[1]
 served = {}  # (mode, name) -> requests cut so far
@@ -31,6 +33,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_error(404)
             return
         mode, name = parts
+        if mode == "hold":
+            deadline = time.monotonic() + 60
+            while not os.path.exists(os.path.join(root, "release")) and time.monotonic() < deadline:
+                time.sleep(0.05)
         path = os.path.join(root, name)
         if not os.path.isfile(path):
             self.send_error(404)
