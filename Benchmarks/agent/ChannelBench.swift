@@ -10,8 +10,8 @@
 // from another owner (its own conversation, so every prompt is the same size). The agent's own
 // share: the same with the loopback fake of a model that answers at once.
 //
-// Memory: the worker with Telegram, Discord and WhatsApp (and Slack, where its fake is beside
-// the others) live and idle, its resident set sampled every 30 s.
+// Memory: the worker with Telegram, Slack, Discord and WhatsApp live and idle (each used once
+// first), its resident set sampled every 30 s.
 import AIBoxCore
 import AIBoxSystem
 import Foundation
@@ -32,6 +32,8 @@ enum ChannelBench {
     static let whatsAppToken = "EAAG-bench-whatsapp-access-token"
     static let appSecret = "app-secret-bench-0123456789"
     static let verifyToken = "verify-word-bench"
+    static let slackAppToken = "xapp-1-A0FAKEAPP-1234567890-benchappleveltokenvalue"
+    static let slackBotToken = "xoxb-1234567890-0987654321-benchbottokenvalue"
 
     static func parse(_ args: [String]) -> ChannelOptions {
         var o = ChannelOptions()
@@ -90,6 +92,7 @@ enum ChannelBench {
         for (name, value) in [
             ("channel.telegram.token", token), ("channel.discord.token", discordToken), ("channel.whatsapp.access-token", whatsAppToken),
             ("channel.whatsapp.app-secret", appSecret), ("channel.whatsapp.verify-token", verifyToken),
+            ("channel.slack.app-token", slackAppToken), ("channel.slack.bot-token", slackBotToken),
         ] {
             try writeFileAtomically(root + "/var/lib/aibox/secrets/" + name, Array(value.utf8), mode: 0o600)
         }
@@ -182,6 +185,9 @@ enum ChannelBench {
         let (whatsapp, wPort) = try fixture(
             o, dir, "whatsapp_fake.py", ["--token", whatsAppToken, "--app-secret", appSecret, "--verify-token", verifyToken, "--phone-number-id", "106540352242922"])
         defer { stop(whatsapp) }
+        // Slack's own ping interval is about 30 s; its fake pings as often.
+        let (slack, sPort) = try fixture(o, dir, "slack_fake.py", ["--app-token", slackAppToken, "--bot-token", slackBotToken, "--ping-ms", "30000"])
+        defer { stop(slack) }
         let root = dir + "/idle"
         try box(
             root,
@@ -207,12 +213,18 @@ enum ChannelBench {
                 verify-token-secret = "channel.whatsapp.verify-token"
                 owners = ["4915112345678"]
                 base-url = "http://127.0.0.1:\(wPort)"
+                [channels.slack]
+                bot-token-secret = "channel.slack.bot-token"
+                app-token-secret = "channel.slack.app-token"
+                owners = ["T0AIBOX:U0OWNER1"]
+                base-url = "http://127.0.0.1:\(sPort)/api"
                 """)
         let agent = try startProcess(o.agent, ["run", "--root", root], env: ["AGENT_LOCAL_LLM_TIER": "small"], log: root + "/agent.log")
         defer { stop(agent) }
         // Each channel used once (a message in, a reply out) before the idle time starts.
         _ = json("http://127.0.0.1:\(tPort)/_fake/send", post: #"{"from_id": 1001, "text": "hello"}"#)
         _ = json("http://127.0.0.1:\(dPort)/_fake/send", post: #"{"author_id": "80351110224678912", "content": "hello"}"#)
+        _ = json("http://127.0.0.1:\(sPort)/_fake/send", post: #"{"user": "U0OWNER1", "text": "hello"}"#)
         sleep(5)
         var samples: [(Int, Int)] = []
         let start = Clock.monotonic()

@@ -276,7 +276,7 @@ public actor ChannelHub {
             if case .broken = connection.state { continue }  // refused: nothing would go out
             for owner in ((try? store.owners(kind, config: settings.config.channels)) ?? []).sorted() {
                 guard let chat = await connection.directChat(with: owner) else { continue }
-                try? store.enqueue(OutgoingMessage(channel: kind, chat: chat, text: text), now: Clock.monotonic(), wallMS: Clock.wallMilliseconds())
+                _ = try? store.enqueue(OutgoingMessage(channel: kind, chat: chat, text: text), now: Clock.monotonic(), wallMS: Clock.wallMilliseconds())
             }
         }
         kick()
