@@ -58,17 +58,13 @@ REST faults ("times": N, default 1, -1 = forever), taken by the next matching RE
 Run it with /usr/bin/python3, as the other test fixtures are run.
 """
 
-import argparse
 import json
 import os
-import signal
 import sys
-import threading
-import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fake_server  # noqa: E402
 import websocket_server  # noqa: E402
 
 GATEWAY_FAULTS = {"mute", "reconnect", "invalid_session", "close", "drop"}
@@ -86,21 +82,17 @@ class Conn:
         self.muted = False
 
 
-class State:
+class State(fake_server.State):
     def __init__(self, token, heartbeat_ms):
         self.token = token
         self.heartbeat_ms = heartbeat_ms
-        self.lock = threading.RLock()
-        self.port = 0
         self.next_id = 1000
-        self.reset()
+        super().__init__()
 
     def reset(self):
         with self.lock:
-            self.faults = []
+            super().reset()
             self.identify_faults = []
-            self.requests = []
-            self.sent = []
             self.identifies = []
             self.resumes = []
             self.connections = []
@@ -113,16 +105,6 @@ class State:
         with self.lock:
             self.next_id += 1
             return str(self.next_id)
-
-    def take_rest_fault(self):
-        for f in self.faults:
-            times = f.get("times", 1)
-            if times != -1:
-                f["times"] = times - 1
-                if f["times"] <= 0:
-                    self.faults.remove(f)
-            return f
-        return None
 
     def dispatch(self, name, data):
         """Appends the event to every session; sends it where that session is connected."""
@@ -139,66 +121,16 @@ class State:
                         c.ws.send_text(json.dumps(frame))
 
 
-def check_fault(f):
-    if not isinstance(f, dict):
-        return "a fault is an object"
-    name = f.get("fault")
-    if name not in GATEWAY_FAULTS | REST_FAULTS:
-        return f"unknown fault {name!r}; known: {sorted(GATEWAY_FAULTS | REST_FAULTS)}"
-    if name in ("status", "close") and not isinstance(f.get("code"), int):
-        return f"a {name} fault needs an integer \"code\""
-    times = f.get("times", 1)
-    if not isinstance(times, int) or (times < 1 and times != -1):
-        return "\"times\" is a positive integer or -1"
-    return None
-
-
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(fake_server.Handler):
     state: State = None
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        self.route("GET")
-
-    def do_POST(self):
-        self.route("POST")
-
-    def answer(self, status, obj, headers=()):
-        data = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        for k, v in headers:
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
-        self.wfile.flush()
-
-    def read_body(self):
-        n = int(self.headers.get("content-length") or 0)
-        return self.rfile.read(n) if n > 0 else b""
-
-    def route(self, http_method):
-        url = urllib.parse.urlsplit(self.path)
-        if http_method == "GET" and url.path in ("/", "/resume") and websocket_server.is_upgrade(self.headers):
-            return self.gateway(url)
-        raw = self.read_body()
-        if url.path.startswith("/_fake/"):
-            return self.control(http_method, url.path, raw)
-        return self.rest(http_method, url.path, raw)
+    echo_bad_fault = True
+    websocket_paths = ("/", "/resume")
 
     # --- REST ---
 
-    def rest(self, http_method, path, raw):
+    def service(self, http_method, url, raw):
         st = self.state
+        path = url.path
         auth_ok = self.headers.get("Authorization") == "Bot " + st.token
         try:
             body = json.loads(raw) if raw else None
@@ -207,7 +139,7 @@ class Handler(BaseHTTPRequestHandler):
         with st.lock:
             rec = {"method": http_method, "path": path, "auth_ok": auth_ok, "body": body, "fault": None, "status": None}
             st.requests.append(rec)
-            fault = st.take_rest_fault() if auth_ok else None
+            fault = fake_server.take_fault(st.faults) if auth_ok else None
         status, obj, headers = self.serve(http_method, path, auth_ok, body, fault, rec)
         with st.lock:
             rec["status"] = status
@@ -232,7 +164,7 @@ class Handler(BaseHTTPRequestHandler):
             return code, obj, headers
         if http_method == "GET" and path == "/api/v10/gateway/bot":
             return 200, {
-                "url": "ws://127.0.0.1:%d" % st.port, "shards": 1,
+                "url": "ws://127.0.0.1:%d" % self.port, "shards": 1,
                 "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 14400000, "max_concurrency": 1},
             }, ()
         parts = path.strip("/").split("/")
@@ -257,7 +189,8 @@ class Handler(BaseHTTPRequestHandler):
 
     # --- Gateway ---
 
-    def gateway(self, url):
+    def websocket(self, url):
+        """The Gateway."""
         st = self.state
         query = dict(urllib.parse.parse_qsl(url.query))
         ws = websocket_server.accept(self)
@@ -322,7 +255,7 @@ class Handler(BaseHTTPRequestHandler):
                 st.identifies.append({"session_id": sid, "intents": intents})
                 conn.session = sid
                 ready = {"op": 0, "s": 1, "t": "READY", "d": {
-                    "v": 10, "session_id": sid, "resume_gateway_url": "ws://127.0.0.1:%d/resume" % st.port,
+                    "v": 10, "session_id": sid, "resume_gateway_url": "ws://127.0.0.1:%d/resume" % self.port,
                     "user": {"id": "9", "username": "aibox", "bot": True}, "guilds": [], "application": {"id": "9"}}}
                 ws.send_text(json.dumps(ready))
         elif op == 6:
@@ -373,84 +306,44 @@ class Handler(BaseHTTPRequestHandler):
 
     # --- control ---
 
-    def control(self, http_method, path, raw):
+    def control_post_send(self, body):
+        author = str(body.get("author_id", "1"))
+        mid = self.state.new_id()
+        data = {
+            "id": mid, "channel_id": str(body.get("channel_id", "dm-" + author)),
+            "author": {"id": author, "username": "user" + author, "bot": bool(body.get("bot", False))},
+            "content": body.get("content", ""), "type": 0,
+        }
+        if body.get("guild_id"):
+            data["guild_id"] = str(body["guild_id"])
+        self.state.dispatch("MESSAGE_CREATE", data)
+        return self.answer(200, {"message_id": mid})
+
+    def check_fault(self, f):
+        return fake_server.check_fault(f, GATEWAY_FAULTS | REST_FAULTS, coded=("status", "close"))
+
+    def add_fault(self, f):
+        if f["fault"] in REST_FAULTS:
+            return super().add_fault(f)
+        self.apply_gateway_fault(f)
+        return None
+
+    def control_get_gateway(self, body):
         st = self.state
-        try:
-            body = json.loads(raw) if raw else {}
-        except ValueError:
-            return self.answer(400, {"error": "the body is not JSON"})
-        if http_method == "POST" and path == "/_fake/send":
-            author = str(body.get("author_id", "1"))
-            mid = st.new_id()
-            data = {
-                "id": mid, "channel_id": str(body.get("channel_id", "dm-" + author)),
-                "author": {"id": author, "username": "user" + author, "bot": bool(body.get("bot", False))},
-                "content": body.get("content", ""), "type": 0,
-            }
-            if body.get("guild_id"):
-                data["guild_id"] = str(body["guild_id"])
-            st.dispatch("MESSAGE_CREATE", data)
-            return self.answer(200, {"message_id": mid})
-        if http_method == "POST" and path == "/_fake/script":
-            faults = body.get("faults")
-            if not isinstance(faults, list):
-                return self.answer(400, {"error": "\"faults\" is a list"})
-            for f in faults:
-                why = check_fault(f)
-                if why:
-                    return self.answer(400, {"error": why, "fault": f})
-            for f in faults:
-                if f["fault"] in REST_FAULTS:
-                    with st.lock:
-                        st.faults.append(f)
-                else:
-                    self.apply_gateway_fault(f)
-            return self.answer(200, {"queued": len(faults)})
-        if http_method == "POST" and path == "/_fake/reset":
-            st.reset()
-            return self.answer(200, {})
-        if http_method == "GET" and path == "/_fake/requests":
-            with st.lock:
-                return self.answer(200, {"requests": list(st.requests)})
-        if http_method == "GET" and path == "/_fake/sent":
-            with st.lock:
-                return self.answer(200, {"sent": list(st.sent)})
-        if http_method == "GET" and path == "/_fake/gateway":
-            with st.lock:
-                return self.answer(200, {
-                    "identifies": list(st.identifies), "resumes": list(st.resumes),
-                    "connections": [dict(c) for c in st.connections], "heartbeats": st.heartbeats,
-                    "acks": st.acks, "sessions": sorted(st.sessions)})
-        return self.answer(404, {"error": f"no control path {http_method} {path}"})
+        with st.lock:
+            return self.answer(200, {
+                "identifies": list(st.identifies), "resumes": list(st.resumes),
+                "connections": [dict(c) for c in st.connections], "heartbeats": st.heartbeats,
+                "acks": st.acks, "sessions": sorted(st.sessions)})
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--port", type=int, default=0)
-    p.add_argument("--host", default="127.0.0.1", help="the address to listen on (URLs it gives out still name 127.0.0.1: a relay there reaches it)")
-    p.add_argument("--port-file", required=True)
+    p = fake_server.arguments()
     p.add_argument("--token", required=True)
     p.add_argument("--heartbeat-ms", type=int, default=500)
     args = p.parse_args()
     Handler.state = State(args.token, args.heartbeat_ms)
-    server = Server((args.host, args.port), Handler)
-    Handler.state.port = server.server_address[1]
-
-    def stop(*_):
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    tmp = f"{args.port_file}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(str(server.server_address[1]))
-    os.replace(tmp, args.port_file)
-    server.serve_forever()
-    try:
-        os.unlink(args.port_file)
-    except OSError:
-        pass
-    sys.exit(0)
+    fake_server.serve(Handler, args)
 
 
 if __name__ == "__main__":

@@ -78,20 +78,21 @@ what the model lists show. --latency-ms: a fixed delay before every provider ans
 Run it with /usr/bin/python3, as the other test fixtures are run.
 """
 
-import argparse
 import collections
 import http
 import itertools
 import json
 import os
 import re
-import signal
 import socket
 import sys
 import threading
 import time
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fake_server  # noqa: E402
 
 OPENAI, ANTHROPIC, OLLAMA = "openai", "anthropic", "ollama"
 CHAT_PATHS = {"/v1/chat/completions": OPENAI, "/v1/messages": ANTHROPIC, "/api/chat": OLLAMA}
@@ -307,29 +308,13 @@ class State:
             return self.wake
 
     def take(self, path, model, stream):
+        def match(f):
+            m = f.get("match", {})
+            return (m.get("path", path) == path and m.get("model", model) == model and m.get("stream", stream) == stream
+                    and (stream or f["fault"] != "error_event"))
+
         with self.lock:
-            for i, f in enumerate(self.faults):
-                m = f.get("match", {})
-                if "path" in m and m["path"] != path:
-                    continue
-                if "model" in m and m["model"] != model:
-                    continue
-                if "stream" in m and m["stream"] != stream:
-                    continue
-                if f["fault"] == "error_event" and not stream:
-                    continue
-                if f["times"] > 0:
-                    f["times"] -= 1
-                    if f["times"] == 0:
-                        del self.faults[i]
-                return f
-            return None
-
-
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
+            return fake_server.take_fault(self.faults, match)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -837,9 +822,7 @@ class Reply:
 
 def main():
     global STATE, API_KEY, LATENCY, MODELS
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--port-file", required=True)
+    ap = fake_server.arguments(host=False, description=__doc__.split("\n\n")[0])
     ap.add_argument("--api-key")
     ap.add_argument("--script", help="a JSON file like POST /_fake/script's body, queued at start")
     ap.add_argument("--latency-ms", type=float, default=0)
@@ -856,28 +839,8 @@ def main():
                 STATE.add(parse_script(json.load(f)))
         except (OSError, ValueError) as e:
             sys.exit(f"llm_fake: --script {args.script}: {e}")
-    server = Server(("127.0.0.1", args.port), Handler)
-
-    def stop(signum, frame):
-        STATE.wake.set()
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    tmp = f"{args.port_file}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(f"{server.server_address[1]}\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, args.port_file)
-    try:
-        server.serve_forever(poll_interval=0.2)
-    finally:
-        server.server_close()
-        try:
-            os.unlink(args.port_file)
-        except OSError:
-            pass
+    # Stopping wakes every hang and stall, which would hold the shutdown up.
+    fake_server.serve(Handler, args, on_stop=lambda: STATE.wake.set())
 
 
 STATE = API_KEY = MODELS = None

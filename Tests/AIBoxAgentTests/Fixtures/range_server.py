@@ -4,6 +4,8 @@ with Range requests (`bytes=N-`, answered 206), and scripted faults, one per req
 
     range_server.py --dir DIR --port 0 --port-file FILE
 
+Writes the port to FILE (write + rename) once listening, serves until SIGTERM/SIGINT (exit 0).
+
 Control (JSON):
     POST /_control/script   {"faults": [FAULT, ...]}  queued; each GET of a file takes the next
     GET  /_control/requests {"requests": [{"path", "range", "status", "sent"}, ...]}
@@ -16,12 +18,15 @@ Faults:
     {"status": CODE}       answer CODE with a short body
     {}                     nothing: a normal answer
 """
-import argparse
 import json
 import os
+import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fake_server  # noqa: E402
 
 lock = threading.Lock()
 faults = []
@@ -119,14 +124,7 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
-parser = argparse.ArgumentParser()
+parser = fake_server.arguments(host=False)
 parser.add_argument("--dir", required=True)
-parser.add_argument("--port", type=int, default=0)
-parser.add_argument("--port-file", required=True)
 args = parser.parse_args()
-server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
-server.daemon_threads = True
-with open(args.port_file + ".tmp", "w") as f:
-    f.write(str(server.server_address[1]))
-os.rename(args.port_file + ".tmp", args.port_file)
-server.serve_forever()
+fake_server.serve(Handler, args)

@@ -72,18 +72,16 @@ call (after the token check):
 Run it with /usr/bin/python3, as the other test fixtures are run.
 """
 
-import argparse
 import json
 import os
-import signal
 import sys
 import threading
 import time
 import urllib.parse
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fake_server  # noqa: E402
 import websocket_server  # noqa: E402
 
 SOCKET_FAULTS = {"disconnect", "silent", "drop", "close", "no_hello", "duplicate"}
@@ -105,7 +103,7 @@ class Sock:
         self.disconnecting = False
 
 
-class State:
+class State(fake_server.State):
     def __init__(self, args):
         self.app_token = args.app_token
         self.bot_token = args.bot_token
@@ -113,17 +111,13 @@ class State:
         self.ping_ms = args.ping_ms
         self.ack_timeout = args.ack_timeout_ms / 1000
         self.refresh_close_ms = args.refresh_close_ms
-        self.lock = threading.RLock()
-        self.port = 0
         self.counter = 1000
-        self.reset()
+        super().__init__()
 
     def reset(self):
         with self.lock:
-            self.faults = []
+            super().reset()
             self.next_faults = []
-            self.requests = []
-            self.sent = []
             self.tickets = set()
             self.bad_tickets = 0
             self.connections = []
@@ -138,18 +132,6 @@ class State:
         with self.lock:
             self.counter += 1
             return "%s%d" % (prefix, self.counter)
-
-    def take_api_fault(self, method):
-        for f in self.faults:
-            if f.get("method") != method:
-                continue
-            times = f.get("times", 1)
-            if times != -1:
-                f["times"] = times - 1
-                if f["times"] <= 0:
-                    self.faults.remove(f)
-            return f
-        return None
 
     def take_next(self, name):
         for f in self.next_faults:
@@ -252,66 +234,25 @@ class State:
                     ev["acked"] = True
 
 
-def check_fault(f):
-    if not isinstance(f, dict):
-        return "a fault is an object"
-    name = f.get("fault")
-    if name not in SOCKET_FAULTS | API_FAULTS:
-        return f"unknown fault {name!r}; known: {sorted(SOCKET_FAULTS | API_FAULTS)}"
+def check_more(f):
+    """Slack's own checks of a scripted fault (fake_server.check_fault does the rest)."""
+    name = f["fault"]
     if name in API_FAULTS and f.get("method") not in ("apps.connections.open", "chat.postMessage"):
         return "a Web API fault needs \"method\": apps.connections.open or chat.postMessage"
-    if name in ("status", "close") and not isinstance(f.get("code"), int):
-        return f"a {name} fault needs an integer \"code\""
     if name == "error" and not isinstance(f.get("error"), str):
         return "an error fault needs \"error\": a Slack error code"
     if name == "disconnect" and f.get("reason") not in ("refresh_requested", "warning", "link_disabled"):
         return "a disconnect fault needs \"reason\": refresh_requested, warning or link_disabled"
-    times = f.get("times", 1)
-    if not isinstance(times, int) or (times < 1 and times != -1):
-        return "\"times\" is a positive integer or -1"
     return None
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(fake_server.Handler):
     state: State = None
+    content_type = "application/json; charset=utf-8"
+    echo_bad_fault = True
+    websocket_paths = ("/link/",)
 
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        self.route("GET")
-
-    def do_POST(self):
-        self.route("POST")
-
-    def answer(self, status, obj, headers=(), content_type="application/json; charset=utf-8"):
-        data = json.dumps(obj).encode() if not isinstance(obj, bytes) else obj
-        self.send_response(status)
-        self.send_header("content-type", content_type)
-        self.send_header("content-length", str(len(data)))
-        for k, v in headers:
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
-        self.wfile.flush()
-
-    def read_body(self):
-        n = int(self.headers.get("content-length") or 0)
-        return self.rfile.read(n) if n > 0 else b""
-
-    def route(self, http_method):
-        url = urllib.parse.urlsplit(self.path)
-        if http_method == "GET" and url.path == "/link/" and websocket_server.is_upgrade(self.headers):
-            return self.socket(url)
-        raw = self.read_body()
-        if url.path.startswith("/_fake/"):
-            return self.control(http_method, url.path, raw)
+    def service(self, http_method, url, raw):
         if http_method == "POST" and url.path.startswith("/api/"):
             return self.api(url.path[len("/api/"):], raw)
         return self.answer(404, {"ok": False, "error": "not_found"})
@@ -342,7 +283,7 @@ class Handler(BaseHTTPRequestHandler):
             rec["end"] = time.time()
         if status is None:
             return  # hang: never answered
-        self.answer(status, obj, headers, "application/json; charset=utf-8" if isinstance(obj, dict) else "text/plain")
+        self.answer(status, obj, headers, None if isinstance(obj, dict) else "text/plain")
 
     def serve(self, method, who, body, rec):
         st = self.state
@@ -356,7 +297,7 @@ class Handler(BaseHTTPRequestHandler):
         if who != wanted:
             return 200, {"ok": False, "error": "not_allowed_token_type"}, ()
         with st.lock:
-            fault = st.take_api_fault(method)
+            fault = fake_server.take_fault(st.faults, lambda f: f.get("method") == method)
         if fault:
             rec["fault"] = fault["fault"]
             if fault["fault"] == "hang":
@@ -373,7 +314,7 @@ class Handler(BaseHTTPRequestHandler):
             ticket = str(uuid.uuid4())
             with st.lock:
                 st.tickets.add(ticket)
-            return 200, {"ok": True, "url": "ws://127.0.0.1:%d/link/?ticket=%s&app_id=%s" % (st.port, ticket, APP_ID)}, ()
+            return 200, {"ok": True, "url": "ws://127.0.0.1:%d/link/?ticket=%s&app_id=%s" % (self.port, ticket, APP_ID)}, ()
         channel = str(body.get("channel") or "")
         text = body.get("text")
         if not channel or channel.startswith("C404"):
@@ -398,7 +339,8 @@ class Handler(BaseHTTPRequestHandler):
 
     # --- Socket Mode ---
 
-    def socket(self, url):
+    def websocket(self, url):
+        """A Socket Mode connection."""
         st = self.state
         query = dict(urllib.parse.parse_qsl(url.query))
         with st.lock:
@@ -503,62 +445,38 @@ class Handler(BaseHTTPRequestHandler):
 
     # --- control ---
 
-    def control(self, http_method, path, raw):
+    def control_post_send(self, body):
+        event_id, envelope_id = self.state.new_event(body)
+        return self.answer(200, {"event_id": event_id, "envelope_id": envelope_id})
+
+    def check_fault(self, f):
+        return fake_server.check_fault(f, SOCKET_FAULTS | API_FAULTS, check_more, coded=("status", "close"))
+
+    def add_fault(self, f):
+        if f["fault"] in API_FAULTS:
+            return super().add_fault(f)
+        return self.apply_socket_fault(f)
+
+    def control_get_sockets(self, body):
         st = self.state
-        try:
-            body = json.loads(raw) if raw else {}
-        except ValueError:
-            return self.answer(400, {"error": "the body is not JSON"})
-        if http_method == "POST" and path == "/_fake/send":
-            event_id, envelope_id = st.new_event(body)
-            return self.answer(200, {"event_id": event_id, "envelope_id": envelope_id})
-        if http_method == "POST" and path == "/_fake/script":
-            faults = body.get("faults")
-            if not isinstance(faults, list):
-                return self.answer(400, {"error": "\"faults\" is a list"})
-            for f in faults:
-                why = check_fault(f)
-                if why:
-                    return self.answer(400, {"error": why, "fault": f})
-            for f in faults:
-                if f["fault"] in API_FAULTS:
-                    with st.lock:
-                        st.faults.append(f)
-                else:
-                    why = self.apply_socket_fault(f)
-                    if why:
-                        return self.answer(409, {"error": why, "fault": f})
-            return self.answer(200, {"queued": len(faults)})
-        if http_method == "POST" and path == "/_fake/reset":
-            st.reset()
-            return self.answer(200, {})
-        if http_method == "GET" and path == "/_fake/requests":
-            with st.lock:
-                return self.answer(200, {"requests": [dict(r) for r in st.requests]})
-        if http_method == "GET" and path == "/_fake/sent":
-            with st.lock:
-                return self.answer(200, {"sent": list(st.sent)})
-        if http_method == "GET" and path == "/_fake/sockets":
-            with st.lock:
-                for s in st.socks:
-                    s.record["pongs"] = s.ws.pongs
-                return self.answer(200, {
-                    "connections": [dict(r) for r in st.connections], "open": sum(1 for r in st.connections if r["open"]),
-                    "max_open": st.max_open, "bad_tickets": st.bad_tickets})
-        if http_method == "GET" and path == "/_fake/events":
-            with st.lock:
-                events = [{"event_id": e, "acked": st.events[e]["acked"], "dropped": st.events[e]["dropped"],
-                           "text": st.events[e]["payload"]["event"].get("text"),
-                           "envelopes": [dict(x) for x in st.events[e]["envelopes"]]} for e in st.order]
-                return self.answer(200, {"events": events})
-        return self.answer(404, {"error": f"no control path {http_method} {path}"})
+        with st.lock:
+            for s in st.socks:
+                s.record["pongs"] = s.ws.pongs
+            return self.answer(200, {
+                "connections": [dict(r) for r in st.connections], "open": sum(1 for r in st.connections if r["open"]),
+                "max_open": st.max_open, "bad_tickets": st.bad_tickets})
+
+    def control_get_events(self, body):
+        st = self.state
+        with st.lock:
+            events = [{"event_id": e, "acked": st.events[e]["acked"], "dropped": st.events[e]["dropped"],
+                       "text": st.events[e]["payload"]["event"].get("text"),
+                       "envelopes": [dict(x) for x in st.events[e]["envelopes"]]} for e in st.order]
+            return self.answer(200, {"events": events})
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--port", type=int, default=0)
-    p.add_argument("--host", default="127.0.0.1", help="the address to listen on (URLs it gives out still name 127.0.0.1: a relay there reaches it)")
-    p.add_argument("--port-file", required=True)
+    p = fake_server.arguments()
     p.add_argument("--app-token", required=True)
     p.add_argument("--bot-token", required=True)
     p.add_argument("--team", default="T0AIBOX")
@@ -567,24 +485,7 @@ def main():
     p.add_argument("--refresh-close-ms", type=int, default=1000)
     args = p.parse_args()
     Handler.state = State(args)
-    server = Server((args.host, args.port), Handler)
-    Handler.state.port = server.server_address[1]
-
-    def stop(*_):
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    tmp = f"{args.port_file}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(str(server.server_address[1]))
-    os.replace(tmp, args.port_file)
-    server.serve_forever()
-    try:
-        os.unlink(args.port_file)
-    except OSError:
-        pass
-    sys.exit(0)
+    fake_server.serve(Handler, args)
 
 
 if __name__ == "__main__":

@@ -52,15 +52,14 @@ FAULT = {"fault": NAME, "method": M (optional: only this Bot API method), "times
 Run it with /usr/bin/python3, as the other test fixtures are run.
 """
 
-import argparse
 import json
 import os
-import signal
 import sys
-import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fake_server  # noqa: E402
 
 DESCRIPTIONS = {
     400: "Bad Request",
@@ -75,88 +74,31 @@ DESCRIPTIONS = {
 FAULTS = {"status", "hang", "duplicate"}
 
 
-class State:
+class State(fake_server.State):
     def __init__(self, token, first_id):
         self.token = token
         self.first_id = first_id
-        self.cond = threading.Condition()
-        self.reset_locked()
+        super().__init__()
 
-    def reset_locked(self):
-        self.updates = []  # update dicts, in id order
-        self.next_id = self.first_id
-        self.confirmed = 0  # every id below is forgotten
-        self.last_served = []  # ids of the last getUpdates answer
-        self.faults = []
-        self.requests = []
-        self.sent = []
-        self.next_message_id = 1
-        self.poll_generation = 0
-        self.hangs = []  # events ended by reset
-        self.served_copies = []  # the last answer's updates, for the duplicate fault
-
-    def take_fault(self, method):
-        for f in self.faults:
-            if f.get("method") not in (None, method):
-                continue
-            times = f.get("times", 1)
-            if times != -1:
-                f["times"] = times - 1
-                if f["times"] <= 0:
-                    self.faults.remove(f)
-            return f
-        return None
+    def reset(self):
+        with self.lock:
+            super().reset()
+            self.updates = []  # update dicts, in id order
+            self.next_id = self.first_id
+            self.confirmed = 0  # every id below is forgotten
+            self.last_served = []  # ids of the last getUpdates answer
+            self.next_message_id = 1
+            self.poll_generation = 0
+            self.served_copies = []  # the last answer's updates, for the duplicate fault
 
 
-def check_fault(f):
-    if not isinstance(f, dict):
-        return "a fault is an object"
-    if f.get("fault") not in FAULTS:
-        return f"unknown fault {f.get('fault')!r}; known: {sorted(FAULTS)}"
-    if f["fault"] == "status" and not isinstance(f.get("code"), int):
-        return "a status fault needs an integer \"code\""
-    times = f.get("times", 1)
-    if not isinstance(times, int) or (times < 1 and times != -1):
-        return "\"times\" is a positive integer or -1"
-    return None
-
-
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(fake_server.Handler):
     state: State = None
 
-    def log_message(self, *args):
-        pass
+    def check_fault(self, f):
+        return fake_server.check_fault(f, FAULTS)
 
-    def do_GET(self):
-        self.route("GET")
-
-    def do_POST(self):
-        self.route("POST")
-
-    def answer(self, status, obj):
-        data = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-        self.wfile.flush()
-
-    def read_body(self):
-        n = int(self.headers.get("content-length") or 0)
-        return self.rfile.read(n) if n > 0 else b""
-
-    def route(self, http_method):
-        url = urllib.parse.urlsplit(self.path)
-        raw = self.read_body()
-        if url.path.startswith("/_fake/"):
-            return self.control(http_method, url.path, raw)
+    def service(self, http_method, url, raw):
         st = self.state
         parts = url.path.strip("/").split("/")
         token_ok = len(parts) == 2 and parts[0] == "bot" + st.token
@@ -175,20 +117,20 @@ class Handler(BaseHTTPRequestHandler):
             elif ctype == "application/x-www-form-urlencoded":
                 body = dict(urllib.parse.parse_qsl(raw.decode()))
                 params.update(body)
-        with st.cond:
+        with st.lock:
             rec = {
                 "seq": len(st.requests), "time": time.monotonic(), "end": None, "http_method": http_method,
                 "method": method, "token_ok": token_ok, "query": url.query,
                 "body": body, "fault": None, "status": None,
             }
             st.requests.append(rec)
-            fault = st.take_fault(method) if token_ok and method else None
+            fault = fake_server.take_fault(st.faults, lambda f: f.get("method") in (None, method)) if token_ok and method else None
             if fault:
                 rec["fault"] = fault["fault"]
         status, obj = self.serve(method, token_ok, params, fault, rec)
         if status is None:
             return  # a hang ended by reset: the connection closes
-        with st.cond:
+        with st.lock:
             rec["status"] = status
             rec["end"] = time.monotonic()
         self.answer(status, obj)
@@ -200,11 +142,7 @@ class Handler(BaseHTTPRequestHandler):
         if not token_ok:
             return 401, {"ok": False, "error_code": 401, "description": "Unauthorized"}
         if fault and fault["fault"] == "hang":
-            ev = threading.Event()
-            with st.cond:
-                st.hangs.append(ev)
-            ev.wait()
-            self.close_connection = True
+            self.hang()
             return None, None
         if fault and fault["fault"] == "status":
             code = fault["code"]
@@ -233,10 +171,10 @@ class Handler(BaseHTTPRequestHandler):
             return 400, {"ok": False, "error_code": 400, "description": "Bad Request: wrong parameter type"}
         limit = max(1, min(limit, 100))
         deadline = time.monotonic() + max(0.0, timeout)
-        with st.cond:
+        with st.lock:
             st.poll_generation += 1
             generation = st.poll_generation
-            st.cond.notify_all()
+            st.lock.notify_all()
             if offset > st.confirmed and not duplicate:
                 st.confirmed = offset
                 st.updates = [u for u in st.updates if u["update_id"] >= offset]
@@ -258,7 +196,7 @@ class Handler(BaseHTTPRequestHandler):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return 200, {"ok": True, "result": []}
-                st.cond.wait(left)
+                st.lock.wait(left)
 
     def send_message(self, params):
         st = self.state
@@ -270,7 +208,7 @@ class Handler(BaseHTTPRequestHandler):
             return 400, {"ok": False, "error_code": 400, "description": "Bad Request: message text is empty"}
         if len(text.encode("utf-16-le")) // 2 > 4096:
             return 400, {"ok": False, "error_code": 400, "description": "Bad Request: message is too long"}
-        with st.cond:
+        with st.lock:
             mid = st.next_message_id
             st.next_message_id += 1
             st.sent.append({"chat_id": chat_id, "text": text, "message_id": mid, "at": time.monotonic()})
@@ -283,84 +221,35 @@ class Handler(BaseHTTPRequestHandler):
             "chat": {"id": cid, "type": "private"},
             "from": {"id": 7000001, "is_bot": True, "first_name": "AIBox fake"}, "text": text}}
 
-    def control(self, http_method, path, raw):
+    def control_post_send(self, body):
         st = self.state
-        try:
-            body = json.loads(raw) if raw else {}
-        except ValueError:
-            return self.answer(400, {"error": "the body is not JSON"})
-        if http_method == "POST" and path == "/_fake/send":
-            if not isinstance(body.get("from_id"), int):
-                return self.answer(400, {"error": "from_id (an integer) is required"})
-            kind = body.get("kind", "message")
-            with st.cond:
-                uid = st.next_id
-                st.next_id += 1
-                msg = {
-                    "message_id": uid, "date": int(time.time()),
-                    "chat": {"id": body.get("chat_id", body["from_id"]), "type": body.get("chat_type", "private")},
-                    "from": {"id": body["from_id"], "is_bot": False, "first_name": "User"},
-                }
-                if "text" in body:
-                    msg["text"] = body["text"]
-                else:
-                    msg["sticker"] = {"file_id": "sticker-1", "emoji": "👍"}
-                st.updates.append({"update_id": uid, kind: msg})
-                st.cond.notify_all()
-            return self.answer(200, {"update_id": uid, "at": time.monotonic()})
-        if http_method == "POST" and path == "/_fake/script":
-            faults = body.get("faults")
-            if not isinstance(faults, list):
-                return self.answer(400, {"error": "\"faults\" is a list"})
-            for f in faults:
-                why = check_fault(f)
-                if why:
-                    return self.answer(400, {"error": why})
-            with st.cond:
-                st.faults.extend(faults)
-            return self.answer(200, {"queued": len(faults)})
-        if http_method == "POST" and path == "/_fake/reset":
-            with st.cond:
-                for ev in st.hangs:
-                    ev.set()
-                st.reset_locked()
-                st.cond.notify_all()
-            return self.answer(200, {})
-        if http_method == "GET" and path == "/_fake/requests":
-            with st.cond:
-                return self.answer(200, {"requests": list(st.requests)})
-        if http_method == "GET" and path == "/_fake/sent":
-            with st.cond:
-                return self.answer(200, {"sent": list(st.sent)})
-        return self.answer(404, {"error": f"no control path {http_method} {path}"})
+        if not isinstance(body.get("from_id"), int):
+            return self.answer(400, {"error": "from_id (an integer) is required"})
+        kind = body.get("kind", "message")
+        with st.lock:
+            uid = st.next_id
+            st.next_id += 1
+            msg = {
+                "message_id": uid, "date": int(time.time()),
+                "chat": {"id": body.get("chat_id", body["from_id"]), "type": body.get("chat_type", "private")},
+                "from": {"id": body["from_id"], "is_bot": False, "first_name": "User"},
+            }
+            if "text" in body:
+                msg["text"] = body["text"]
+            else:
+                msg["sticker"] = {"file_id": "sticker-1", "emoji": "👍"}
+            st.updates.append({"update_id": uid, kind: msg})
+            st.lock.notify_all()
+        return self.answer(200, {"update_id": uid, "at": time.monotonic()})
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--port", type=int, default=0)
-    p.add_argument("--host", default="127.0.0.1", help="the address to listen on (URLs it gives out still name 127.0.0.1: a relay there reaches it)")
-    p.add_argument("--port-file", required=True)
+    p = fake_server.arguments()
     p.add_argument("--token", required=True)
     p.add_argument("--first-update-id", type=int, default=500000)
     args = p.parse_args()
     Handler.state = State(args.token, args.first_update_id)
-    server = Server((args.host, args.port), Handler)
-
-    def stop(*_):
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    tmp = f"{args.port_file}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(str(server.server_address[1]))
-    os.replace(tmp, args.port_file)
-    server.serve_forever()
-    try:
-        os.unlink(args.port_file)
-    except OSError:
-        pass
-    sys.exit(0)
+    fake_server.serve(Handler, args)
 
 
 if __name__ == "__main__":

@@ -49,20 +49,19 @@ with the right token takes the first queued fault.
 Run it with /usr/bin/python3, as the other test fixtures are run.
 """
 
-import argparse
 import hashlib
 import hmac
 import json
 import os
 import random
-import signal
 import sys
-import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fake_server  # noqa: E402
 
 # Graph's own words and statuses for the codes a test scripts.
 ERRORS = {
@@ -91,45 +90,19 @@ def graph_error(code, http=None, message=None, subcode=None):
     return http or status, {"error": err}
 
 
-class State:
+class State(fake_server.State):
     def __init__(self, args):
         self.token = args.token
         self.app_secret = args.app_secret.encode()
         self.verify_token = args.verify_token
         self.webhook = args.webhook
         self.phone_number_id = args.phone_number_id
-        self.cond = threading.Condition()
-        self.reset_locked()
+        super().__init__()
 
-    def reset_locked(self):
-        self.faults = []
-        self.requests = []
-        self.sent = []
-        self.hangs = []
-        self.next_id = 1
-
-    def take_fault(self):
-        for f in self.faults:
-            times = f.get("times", 1)
-            if times != -1:
-                f["times"] = times - 1
-                if f["times"] <= 0:
-                    self.faults.remove(f)
-            return f
-        return None
-
-
-def check_fault(f):
-    if not isinstance(f, dict):
-        return "a fault is an object"
-    if f.get("fault") not in FAULTS:
-        return f"unknown fault {f.get('fault')!r}; known: {sorted(FAULTS)}"
-    if f["fault"] == "status" and not isinstance(f.get("code"), int):
-        return "a status fault needs an integer \"code\" (Graph's error code)"
-    times = f.get("times", 1)
-    if not isinstance(times, int) or (times < 1 and times != -1):
-        return "\"times\" is a positive integer or -1"
-    return None
+    def reset(self):
+        with self.lock:
+            super().reset()
+            self.next_id = 1
 
 
 def payload(state, sender, text, wamid, statuses_only):
@@ -170,41 +143,10 @@ def post_webhook(url, raw, signature):
         return None, f"{type(e).__name__}: {e}"
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(fake_server.Handler):
     state: State = None
 
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        self.route("GET")
-
-    def do_POST(self):
-        self.route("POST")
-
-    def answer(self, status, obj, headers=None):
-        data = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
-        self.wfile.flush()
-
-    def route(self, http_method):
-        url = urllib.parse.urlsplit(self.path)
-        n = int(self.headers.get("content-length") or 0)
-        raw = self.rfile.read(n) if n > 0 else b""
-        if url.path.startswith("/_fake/"):
-            return self.control(http_method, url.path, raw)
+    def service(self, http_method, url, raw):
         st = self.state
         parts = url.path.strip("/").split("/")
         auth = self.headers.get("authorization") or ""
@@ -213,22 +155,17 @@ class Handler(BaseHTTPRequestHandler):
             body = json.loads(raw) if raw else None
         except ValueError:
             body = None
-        with st.cond:
+        with st.lock:
             rec = {"seq": len(st.requests), "time": time.monotonic(), "end": None, "path": url.path,
                    "token_ok": token_ok, "body": body, "fault": None, "status": None}
             st.requests.append(rec)
             is_messages = http_method == "POST" and len(parts) == 3 and parts[0].startswith("v") and parts[2] == "messages"
-            fault = st.take_fault() if token_ok and is_messages else None
+            fault = fake_server.take_fault(st.faults) if token_ok and is_messages else None
             if fault:
                 rec["fault"] = fault["fault"]
         if fault and fault["fault"] == "hang":
-            ev = threading.Event()
-            with st.cond:
-                st.hangs.append(ev)
-            ev.wait()
-            self.close_connection = True
-            return
-        headers = {}
+            return self.hang()
+        headers = []
         if not is_messages:
             status, obj = 400, {"error": {"message": "Unknown path components: " + url.path, "type": "OAuthException", "code": 2500, "fbtrace_id": "Afake"}}
         elif not token_ok:
@@ -236,12 +173,12 @@ class Handler(BaseHTTPRequestHandler):
         elif fault:
             status, obj = graph_error(fault["code"], fault.get("http"), fault.get("message"), fault.get("subcode"))
             if fault.get("retry_after") is not None:
-                headers["retry-after"] = str(fault["retry_after"])
+                headers.append(("retry-after", str(fault["retry_after"])))
         elif parts[1] != st.phone_number_id:
             status, obj = graph_error(100, 400, f"Unsupported post request. Object with ID '{parts[1]}' does not exist, cannot be loaded due to missing permissions, or does not support this operation.", 33)
         else:
             status, obj = self.send_message(body)
-        with st.cond:
+        with st.lock:
             rec["status"] = status
             rec["end"] = time.monotonic()
         self.answer(status, obj, headers)
@@ -256,88 +193,64 @@ class Handler(BaseHTTPRequestHandler):
         text = body["text"]["body"]
         if len(text) > 4096:
             return graph_error(100, 400, "(#100) Param text['body'] must be at most 4096 characters long.")
-        with st.cond:
+        with st.lock:
             wamid = f"wamid.out{st.next_id:08d}"
             st.next_id += 1
             st.sent.append({"to": body["to"], "text": text, "id": wamid})
         return 200, {"messaging_product": "whatsapp", "contacts": [{"input": body["to"], "wa_id": body["to"]}],
                      "messages": [{"id": wamid}]}
 
-    def control(self, http_method, path, raw):
+    def control_post_deliver(self, body):
         st = self.state
+        if not st.webhook:
+            return self.answer(400, {"error": "no webhook URL: start with --webhook or POST /_fake/webhook"})
+        sender = body.get("from")
+        if not isinstance(sender, str) or not sender.isdigit():
+            return self.answer(400, {"error": "\"from\" (a number, digits only, as text) is required"})
+        with st.lock:
+            wamid = body.get("id") or f"wamid.in{st.next_id:08d}"
+            st.next_id += 1
+        raw_payload = json.dumps(payload(st, sender, body.get("text"), wamid, body.get("statuses_only", False))).encode()
+        key = b"not-the-app-secret" if body.get("bad_signature") else st.app_secret
+        sig = None if body.get("no_signature") else "sha256=" + hmac.new(key, raw_payload, hashlib.sha256).hexdigest()
+        statuses, error = [], None
+        for _ in range(2 if body.get("duplicate") else 1):
+            code, error = post_webhook(st.webhook, raw_payload, sig)
+            statuses.append(code)
+        out = {"id": wamid, "statuses": statuses}
+        if error:
+            out["error"] = error
+        return self.answer(200, out)
+
+    def control_post_verify(self, body):
+        st = self.state
+        if not st.webhook:
+            return self.answer(400, {"error": "no webhook URL: start with --webhook or POST /_fake/webhook"})
+        challenge = body.get("challenge") or str(random.randint(10**8, 10**9))
+        q = urllib.parse.urlencode({"hub.mode": body.get("mode", "subscribe"), "hub.challenge": challenge,
+                                    "hub.verify_token": body.get("verify_token", st.verify_token)})
         try:
-            body = json.loads(raw) if raw else {}
-        except ValueError:
-            return self.answer(400, {"error": "the body is not JSON"})
-        if http_method == "POST" and path == "/_fake/deliver":
-            if not st.webhook:
-                return self.answer(400, {"error": "no webhook URL: start with --webhook or POST /_fake/webhook"})
-            sender = body.get("from")
-            if not isinstance(sender, str) or not sender.isdigit():
-                return self.answer(400, {"error": "\"from\" (a number, digits only, as text) is required"})
-            with st.cond:
-                wamid = body.get("id") or f"wamid.in{st.next_id:08d}"
-                st.next_id += 1
-            raw_payload = json.dumps(payload(st, sender, body.get("text"), wamid, body.get("statuses_only", False))).encode()
-            key = b"not-the-app-secret" if body.get("bad_signature") else st.app_secret
-            sig = None if body.get("no_signature") else "sha256=" + hmac.new(key, raw_payload, hashlib.sha256).hexdigest()
-            statuses, error = [], None
-            for _ in range(2 if body.get("duplicate") else 1):
-                code, error = post_webhook(st.webhook, raw_payload, sig)
-                statuses.append(code)
-            out = {"id": wamid, "statuses": statuses}
-            if error:
-                out["error"] = error
-            return self.answer(200, out)
-        if http_method == "POST" and path == "/_fake/verify":
-            if not st.webhook:
-                return self.answer(400, {"error": "no webhook URL: start with --webhook or POST /_fake/webhook"})
-            challenge = body.get("challenge") or str(random.randint(10**8, 10**9))
-            q = urllib.parse.urlencode({"hub.mode": body.get("mode", "subscribe"), "hub.challenge": challenge,
-                                        "hub.verify_token": body.get("verify_token", st.verify_token)})
-            try:
-                with urllib.request.urlopen(st.webhook + "?" + q, timeout=10) as r:
-                    return self.answer(200, {"status": r.status, "body": r.read().decode(errors="replace"), "challenge": challenge})
-            except urllib.error.HTTPError as e:
-                return self.answer(200, {"status": e.code, "body": e.read().decode(errors="replace"), "challenge": challenge})
-            except Exception as e:  # noqa: BLE001
-                return self.answer(200, {"status": None, "error": f"{type(e).__name__}: {e}", "challenge": challenge})
-        if http_method == "POST" and path == "/_fake/webhook":
-            if not isinstance(body.get("url"), str):
-                return self.answer(400, {"error": "\"url\" is required"})
-            with st.cond:
-                st.webhook = body["url"]
-            return self.answer(200, {})
-        if http_method == "POST" and path == "/_fake/script":
-            faults = body.get("faults")
-            if not isinstance(faults, list):
-                return self.answer(400, {"error": "\"faults\" is a list"})
-            for f in faults:
-                why = check_fault(f)
-                if why:
-                    return self.answer(400, {"error": why})
-            with st.cond:
-                st.faults.extend(faults)
-            return self.answer(200, {"queued": len(faults)})
-        if http_method == "POST" and path == "/_fake/reset":
-            with st.cond:
-                for ev in st.hangs:
-                    ev.set()
-                st.reset_locked()
-            return self.answer(200, {})
-        if http_method == "GET" and path == "/_fake/requests":
-            with st.cond:
-                return self.answer(200, {"requests": list(st.requests)})
-        if http_method == "GET" and path == "/_fake/sent":
-            with st.cond:
-                return self.answer(200, {"sent": list(st.sent)})
-        return self.answer(404, {"error": f"no control path {http_method} {path}"})
+            with urllib.request.urlopen(st.webhook + "?" + q, timeout=10) as r:
+                return self.answer(200, {"status": r.status, "body": r.read().decode(errors="replace"), "challenge": challenge})
+        except urllib.error.HTTPError as e:
+            return self.answer(200, {"status": e.code, "body": e.read().decode(errors="replace"), "challenge": challenge})
+        except Exception as e:  # noqa: BLE001
+            return self.answer(200, {"status": None, "error": f"{type(e).__name__}: {e}", "challenge": challenge})
+
+    def control_post_webhook(self, body):
+        st = self.state
+        if not isinstance(body.get("url"), str):
+            return self.answer(400, {"error": "\"url\" is required"})
+        with st.lock:
+            st.webhook = body["url"]
+        return self.answer(200, {})
+
+    def check_fault(self, f):
+        return fake_server.check_fault(f, FAULTS, code_note=" (Graph's error code)")
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--port", type=int, default=0)
-    p.add_argument("--port-file", required=True)
+    p = fake_server.arguments(host=False)
     p.add_argument("--token", required=True)
     p.add_argument("--app-secret", required=True)
     p.add_argument("--verify-token", default="")
@@ -345,23 +258,7 @@ def main():
     p.add_argument("--phone-number-id", default="106540352242922")
     args = p.parse_args()
     Handler.state = State(args)
-    server = Server(("127.0.0.1", args.port), Handler)
-
-    def stop(*_):
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    tmp = f"{args.port_file}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(str(server.server_address[1]))
-    os.replace(tmp, args.port_file)
-    server.serve_forever()
-    try:
-        os.unlink(args.port_file)
-    except OSError:
-        pass
-    sys.exit(0)
+    fake_server.serve(Handler, args)
 
 
 if __name__ == "__main__":
