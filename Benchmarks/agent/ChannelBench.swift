@@ -55,10 +55,14 @@ enum ChannelBench {
         return o
     }
 
+    nonisolated(unsafe) static var fixtures = 0
+
     /// A fixture on an ephemeral port; its port.
     static func fixture(_ o: ChannelOptions, _ dir: String, _ script: String, _ args: [String]) throws -> (Process, Int) {
-        let portFile = dir + "/" + script + ".port"
-        let p = try startProcess("/usr/bin/python3", [o.fixtures + "/" + script, "--port", "0", "--port-file", portFile] + args)
+        // A file of its own each time (a fake stopped by SIGKILL leaves its port file behind).
+        fixtures += 1
+        let portFile = dir + "/" + script + ".\(fixtures).port"
+        let p = try startProcess("/usr/bin/python3", [o.fixtures + "/" + script, "--port", "0", "--port-file", portFile] + args, log: dir + "/" + script + ".log")
         var port = 0
         for _ in 0..<500 where port == 0 {
             port = Int((try? String(contentsOfFile: portFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0
@@ -76,7 +80,11 @@ enum ChannelBench {
         try? p.run()
         let data = out.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
-        return (try? JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:]
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            say("\(url): not a JSON object (curl exit \(p.terminationStatus)): \(String(decoding: data.prefix(200), as: UTF8.self))")
+            return [:]
+        }
+        return object
     }
 
     static func box(_ root: String, model: String, channels: String) throws {
@@ -121,7 +129,7 @@ enum ChannelBench {
             let from = i == 0 ? 1001 : 1000 + i
             let sentBefore = (json(base + "/_fake/sent")["sent"] as? [[String: Any]])?.count ?? 0
             let queued = json(base + "/_fake/send", post: "{\"from_id\": \(from), \"text\": \"What is the capital of France? Answer in one word.\"}")
-            guard let at = queued["at"] as? Double else { throw CLIBenchError("the Telegram fake did not queue the message") }
+            guard let at = (queued["at"] as? NSNumber)?.doubleValue else { throw CLIBenchError("the Telegram fake did not queue the message: \(queued) (port \(port))") }
             let end = Clock.monotonic() + .seconds(120)
             var reply: [String: Any]?
             while reply == nil && Clock.monotonic() < end {

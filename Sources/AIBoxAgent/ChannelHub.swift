@@ -49,7 +49,9 @@ public actor ChannelHub {
     public nonisolated let connections: [ChannelKind: any ChannelConnection]
     private var limiter = StrangerLimiter()
     private var handling = false
-    private var wake: CheckedContinuation<Void, Never>?
+    /// The loops that nap until there is work, and their naps.
+    enum Loop { case inbox, outbox }
+    private var naps: [Loop: CheckedContinuation<Void, Never>] = [:]
 
     /// How long a connection that returned (not refused for good) waits before it runs again.
     static let rerunDelay: Duration = .seconds(5)
@@ -166,20 +168,28 @@ public actor ChannelHub {
         }
     }
 
+    /// Wakes every loop that naps (something came in, or is to go out).
     private func kick() {
-        wake?.resume()
-        wake = nil
+        for (_, c) in naps { c.resume() }
+        naps = [:]
     }
 
-    /// Waits for a kick, or `at most`.
-    private func nap(_ atMost: Duration) async {
+    /// Ends one loop's nap (its timer), if it is still napping.
+    private func wake(_ loop: Loop) {
+        naps.removeValue(forKey: loop)?.resume()
+    }
+
+    /// Waits for a kick, or `atMost`. Each loop naps in a slot of its own: one loop's nap never
+    /// ends another's (two loops taking turns to wake each other would spin).
+    private func nap(_ loop: Loop, _ atMost: Duration) async {
         let timer = Task {
-            try? await Task.sleep(for: atMost)
-            self.kick()
+            // Cancelled (the nap ended first): it must not end the loop's next nap.
+            guard (try? await Task.sleep(for: atMost)) != nil else { return }
+            self.wake(loop)
         }
         await withCheckedContinuation { c in
-            if let w = wake { w.resume() }
-            wake = c
+            naps.removeValue(forKey: loop)?.resume()
+            naps[loop] = c
         }
         timer.cancel()
     }
@@ -190,7 +200,7 @@ public actor ChannelHub {
         while !Task.isCancelled {
             let waiting = (try? store.waiting(limit: 8)) ?? []
             if waiting.isEmpty {
-                await nap(.seconds(1))
+                await nap(.inbox, .seconds(1))
                 continue
             }
             for (id, m) in waiting where !Task.isCancelled {
@@ -247,7 +257,7 @@ public actor ChannelHub {
         while !Task.isCancelled {
             let due = (try? store.due(now: Clock.monotonic())) ?? []
             if due.isEmpty {
-                await nap(.seconds(1))
+                await nap(.outbox, .seconds(1))
                 continue
             }
             for q in due where !Task.isCancelled {

@@ -241,3 +241,12 @@ func killAndReap(_ p: Process) {
     kill(p.processIdentifier, SIGKILL)
     p.waitUntilExit()
 }
+
+/// A process's CPU time so far (user and system), in seconds, from /proc/PID/stat.
+func cpuSeconds(_ pid: pid_t) -> Double {
+    guard let stat = readTextFile("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return .nan }
+    // After "pid (comm)": state is field 3; utime and stime are fields 14 and 15.
+    let fields = stat[stat.index(after: close)...].split(separator: " ")
+    guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return .nan }
+    return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+}

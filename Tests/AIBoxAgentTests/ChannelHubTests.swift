@@ -66,6 +66,12 @@ struct ChannelHubTests {
                 return ((st["channels"] as? [[String: Any]])?.first).map { $0["channel"] as? String == "telegram" && $0["state"] as? String == "up" } ?? false
             })
         #expect(try b.agent(["status"]).stdout.contains("  telegram  up"))
+        // Idle, the worker sleeps: its loops wait for work (a spin would burn a core).
+        let before = cpuSeconds(worker.processIdentifier)
+        let start = Clock.monotonic()
+        usleep(5_000_000)
+        let used = cpuSeconds(worker.processIdentifier) - before
+        #expect(used < 0.5, "the idle worker used \(used) s of CPU in \(Clock.monotonic().since(start))")
         // The token is in its secret file and nowhere else of the box, nor in the worker's log.
         let grep = try runProgram("/bin/grep", ["-r", "-l", "-a", "-F", ChannelHubTests.token, b.root])
         #expect(grep.stdout.split(separator: "\n").map(String.init) == [b.paths.secrets + "/channel.telegram.token"], "\(grep.stdout)")
