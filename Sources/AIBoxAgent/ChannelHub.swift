@@ -208,6 +208,7 @@ public actor ChannelHub {
                 let replies = await answer(m)
                 releaseInhibit(inhibit)
                 try? store.answer(id, with: replies.map { OutgoingMessage(channel: m.channel, chat: m.chat, text: $0) }, now: Clock.monotonic(), wallMS: Clock.wallMilliseconds())
+                kick()  // the reply is queued: the outbox sends it now, not at its next look
             }
         }
     }
