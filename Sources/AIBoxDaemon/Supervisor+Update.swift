@@ -42,7 +42,9 @@ extension Supervisor {
         let seen: UpdateObservation
         do {
             let context = try UpdateContext.load(paths)
-            agent = UpdateAgent(context: context, journal: try UpdateJournal(path: paths.database), rebooter: Rebooter(paths: paths))
+            let journal = try UpdateJournal(path: paths.database)
+            context.recordStampedVersion(in: journal)
+            agent = UpdateAgent(context: context, journal: journal, rebooter: Rebooter(paths: paths))
             trial.agent = agent
             try agent.reconcile()
             seen = try agent.observe()

@@ -106,6 +106,25 @@ public struct UpdateContext {
 
     public var slotNames: [SlotName] { system.slots.map(\.name) }
 
+    /// The running image's stamp (os-release IMAGE_VERSION, written by image/build): the
+    /// version of what the booted slot holds. nil in a development root without one.
+    public func stampedVersion() -> SemanticVersion? {
+        for file in ["etc/os-release", "usr/lib/os-release"] {
+            if let text = readTextFile(paths.under(file)) { return ImageStamp.version(osRelease: text) }
+        }
+        return nil
+    }
+
+    /// The booted slot's stamp recorded as its version in the journal (before an agent loads
+    /// the flow from it): the factory slot's version is known without an install, and stays
+    /// known while the other slot runs. Best effort: a journal that cannot take it changes nothing else.
+    public func recordStampedVersion(in journal: UpdateJournal) {
+        guard let version = stampedVersion(), let booted = try? bootedSlot(),
+            journal.slotVersion(booted) != version.description
+        else { return }
+        try? journal.set(["update.slot.\(booted).version": version.description])
+    }
+
     /// The slot running now. When nothing records it (a development root before its first
     /// simulated boot), the slot the boot loader would have chosen before any trial: the
     /// first good one.

@@ -34,6 +34,7 @@ struct UpdateTools {
         } catch {
             throw CLIError("cannot open \(paths.database): \(error)")
         }
+        context.recordStampedVersion(in: journal)
         agent = UpdateAgent(context: context, journal: journal, rebooter: Rebooter(paths: paths))
     }
 

@@ -289,6 +289,13 @@ private let defaultWorkerStopTimeout = 10.0
         }
         #expect(text.contains("save_env AIBOX_ORDER AIBOX_A_STATE AIBOX_A_LEFT AIBOX_B_STATE AIBOX_B_LEFT"))
         #expect(text.contains("aibox.slot=${aibox_slot}"), "the kernel is told the booted slot")
+        // The kernel and initramfs come from the booted slot (an update's new kernel boots),
+        // partitions 2 and 3 as in repart.d; image/build's grub.cfg sets aibox_disk and the console arguments.
+        #expect(text.contains("linux (${aibox_disk},${aibox_part})/vmlinuz root=${aibox_root}"))
+        #expect(text.contains("initrd (${aibox_disk},${aibox_part})/initrd.img"))
+        #expect(text.contains("set aibox_part=\"gpt2\"") && text.contains("set aibox_part=\"gpt3\""))
+        #expect(text.contains("init=/usr/lib/aibox/preinit"), "/var and the /etc overlay are mounted before systemd")
+        #expect(text.contains("${aibox_cmdline}"), "a way to add console arguments")
         // The check is not vacuous: a broken copy is refused.
         let root = try TempDirectory()
         try root.write("broken.cfg", text.replacingOccurrences(of: "  fi\ndone", with: "done"))

@@ -172,6 +172,28 @@ final class UpdateBox {
         for k in ["update.installing", "update.installed", "update.trying", "update.committed"] { #expect(kinds.contains(k), "\(k)") }
     }
 
+    /// An image built by image/build carries its version in os-release (IMAGE_VERSION): the
+    /// booted slot reports it, not aibox's own version, and the factory slot's version stays
+    /// known once the box runs the other slot.
+    @Test func theBootedSlotReportsTheVersionStampedInItsImage() throws {
+        let u = try UpdateBox()
+        let osRelease = u.box.paths.under("usr/lib/os-release")
+        try makeDirectories(u.box.paths.under("usr/lib"))
+        try writeFileAtomically(osRelease, Array("ID=debian\nVERSION_ID=\"12\"\nIMAGE_ID=aibox\nIMAGE_VERSION=\"1.0.0\"\n".utf8))
+        var s = try u.status()
+        #expect(s.bootedSlot == "A" && s.slot("A")?.version == "1.0.0", "\(s)")
+        #expect(s.slot("B")?.version == nil)
+
+        let (bundle, _) = try u.bundle(version: "1.1.0")
+        #expect(try u.update(["install", bundle]).code == 0)
+        #expect(try u.reboot() == "B")
+        // Slot B's root file system is what runs now, with the stamp of its build.
+        try writeFileAtomically(osRelease, Array("ID=debian\nIMAGE_VERSION=1.1.0\n".utf8))
+        s = try u.status()
+        #expect(s.bootedSlot == "B" && s.slot("B")?.version == "1.1.0", "\(s)")
+        #expect(s.slot("A")?.version == "1.0.0", "the factory slot's version, recorded while it ran: \(s)")
+    }
+
     @Test func aSlotThatNeverBecomesHealthyIsRolledBackAfterItsTries() throws {
         let u = try UpdateBox(tries: 2)
         let (bundle, _) = try u.bundle(version: "2.0.0")
