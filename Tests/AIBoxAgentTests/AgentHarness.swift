@@ -194,6 +194,19 @@ final class AgentBox {
         try secret("provider.anthropic.api-key", key)
     }
 
+    /// box.toml with the provider fake as the local model (`llama3.2:3b` over Ollama's API), then `rest`.
+    func configure(local llm: FakeProvider, _ rest: String) throws {
+        try configure(
+            """
+            [providers.local]
+            kind = "ollama"
+            base-url = "\(llm.base)"
+            models = ["llama3.2:3b"]
+
+            \(rest)
+            """)
+    }
+
     func secret(_ name: String, _ value: String) throws {
         try writeFileAtomically(paths.secrets + "/" + name, Array(value.utf8), mode: 0o600)
     }
@@ -249,4 +262,20 @@ func cpuSeconds(_ pid: pid_t) -> Double {
     let fields = stat[stat.index(after: close)...].split(separator: " ")
     guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return .nan }
     return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+}
+
+/// box.toml's table of a channel at its fake, with one owner and the default secret names.
+enum ChannelTable {
+    static func telegram(owner: String, at base: String) -> String {
+        "[channels.telegram]\ntoken-secret = \"channel.telegram.token\"\nowners = [\"\(owner)\"]\nbase-url = \"\(base)\"\n"
+    }
+
+    static func discord(owner: String, at base: String) -> String {
+        "[channels.discord]\ntoken-secret = \"channel.discord.token\"\nowners = [\"\(owner)\"]\nbase-url = \"\(base)\"\n"
+    }
+
+    static func slack(owner: String, at base: String) -> String {
+        "[channels.slack]\nbot-token-secret = \"channel.slack.bot-token\"\napp-token-secret = \"channel.slack.app-token\"\n"
+            + "owners = [\"\(owner)\"]\nbase-url = \"\(base)\"\n"
+    }
 }

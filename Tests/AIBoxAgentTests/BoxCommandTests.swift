@@ -1,4 +1,5 @@
 import AIBoxCore
+import AIBoxAgentCore
 import AIBoxSystem
 import Foundation
 import Glibc
@@ -17,16 +18,9 @@ struct BoxCommandTests {
     func box(_ llm: FakeProvider, _ telegram: FakeTelegram, extra: String = "") throws -> AgentBox {
         let b = try AgentBox()
         try b.configure(
+            local: llm,
             """
-            [providers.local]
-            kind = "ollama"
-            base-url = "\(llm.base)"
-            models = ["llama3.2:3b"]
-
-            [channels.telegram]
-            token-secret = "channel.telegram.token"
-            owners = ["\(Self.owner)"]
-            base-url = "\(telegram.base)"
+            \(ChannelTable.telegram(owner: "\(Self.owner)", at: telegram.base))
 
             \(extra)
             """)
@@ -131,7 +125,9 @@ struct BoxCommandTests {
         let first = code(ask)
         #expect(first.count == 6, "\(ask)")
         #expect(ask.hasPrefix("To install an update and reboot into it, send: /update install "), "\(ask)")
-        let wrong = try say("/update install XXXXXX", telegram, b)
+        // A code that differs from the one issued in its first character.
+        let other = OneTimeCode.alphabet.first { $0 != first.first } ?? "A"
+        let wrong = try say("/update install \(other)\(first.dropFirst())", telegram, b)
         #expect(wrong.hasPrefix("That code is wrong or too old."), "\(wrong)")
         // The first code was used up by the wrong try: it does not work any more.
         let again = try say("/update install \(first)", telegram, b)

@@ -15,16 +15,9 @@ struct ChannelHubTests {
     func box(_ llm: FakeProvider, _ telegram: FakeTelegram) throws -> AgentBox {
         let b = try AgentBox()
         try b.configure(
+            local: llm,
             """
-            [providers.local]
-            kind = "ollama"
-            base-url = "\(llm.base)"
-            models = ["llama3.2:3b"]
-
-            [channels.telegram]
-            token-secret = "channel.telegram.token"
-            owners = ["\(ChannelHubTests.owner)"]
-            base-url = "\(telegram.base)"
+            \(ChannelTable.telegram(owner: "\(ChannelHubTests.owner)", at: telegram.base))
 
             """)
         try b.secret("channel.telegram.token", ChannelHubTests.token)
@@ -107,21 +100,11 @@ struct ChannelHubTests {
         let discord = try FakeDiscord(token: "MTIzNDU2Nzg5MDE2.Gother.discord-bot-token-value")
         let b = try box(llm, telegram)
         try b.configure(
+            local: llm,
             """
-            [providers.local]
-            kind = "ollama"
-            base-url = "\(llm.base)"
-            models = ["llama3.2:3b"]
+            \(ChannelTable.telegram(owner: "\(ChannelHubTests.owner)", at: telegram.base))
 
-            [channels.telegram]
-            token-secret = "channel.telegram.token"
-            owners = ["\(ChannelHubTests.owner)"]
-            base-url = "\(telegram.base)"
-
-            [channels.discord]
-            token-secret = "channel.discord.token"
-            owners = ["80351110224678912"]
-            base-url = "\(discord.base)"
+            \(ChannelTable.discord(owner: "80351110224678912", at: discord.base))
 
             """)
         try b.secret("channel.discord.token", discordToken)

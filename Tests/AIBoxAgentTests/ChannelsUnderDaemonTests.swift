@@ -44,21 +44,11 @@ struct ChannelsUnderDaemonTests {
             [routing]
             chat = [{ provider = "local", model = "smollm2", context = 2048 }]
 
-            [channels.telegram]
-            token-secret = "channel.telegram.token"
-            owners = ["\(Self.telegramOwner)"]
-            base-url = "\(telegram.base)"
+            \(ChannelTable.telegram(owner: "\(Self.telegramOwner)", at: telegram.base))
 
-            [channels.discord]
-            token-secret = "channel.discord.token"
-            owners = ["\(Self.discordOwner)"]
-            base-url = "\(discord.base)"
+            \(ChannelTable.discord(owner: "\(Self.discordOwner)", at: discord.base))
 
-            [channels.slack]
-            bot-token-secret = "channel.slack.bot-token"
-            app-token-secret = "channel.slack.app-token"
-            owners = ["T0AIBOX:\(Self.slackOwner)"]
-            base-url = "\(slack.base)"
+            \(ChannelTable.slack(owner: "T0AIBOX:\(Self.slackOwner)", at: slack.base))
 
             [channels.whatsapp]
             phone-number-id = "\(Self.phone)"
@@ -183,16 +173,9 @@ struct ChannelsUnderDaemonTests {
         let discord = try FakeDiscord(token: Self.discordToken, heartbeatMS: 1000)
         let b = try AgentBox()
         try b.configure(
+            local: llm,
             """
-            [providers.local]
-            kind = "ollama"
-            base-url = "\(llm.base)"
-            models = ["llama3.2:3b"]
-
-            [channels.discord]
-            token-secret = "channel.discord.token"
-            owners = ["\(Self.discordOwner)"]
-            base-url = "\(discord.base)"
+            \(ChannelTable.discord(owner: "\(Self.discordOwner)", at: discord.base))
 
             """)
         try b.secret("channel.discord.token", Self.discordToken)

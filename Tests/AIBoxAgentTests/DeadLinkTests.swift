@@ -91,27 +91,13 @@ struct DeadLinkTests {
         let llm = try FakeProvider()
         let b = try AgentBox()
         try b.configure(
+            local: llm,
             """
-            [providers.local]
-            kind = "ollama"
-            base-url = "\(llm.base)"
-            models = ["llama3.2:3b"]
+            \(ChannelTable.telegram(owner: "\(Self.telegramOwner)", at: telegram.base))
 
-            [channels.telegram]
-            token-secret = "channel.telegram.token"
-            owners = ["\(Self.telegramOwner)"]
-            base-url = "\(telegram.base)"
+            \(ChannelTable.discord(owner: "\(Self.discordOwner)", at: discord.base))
 
-            [channels.discord]
-            token-secret = "channel.discord.token"
-            owners = ["\(Self.discordOwner)"]
-            base-url = "\(discord.base)"
-
-            [channels.slack]
-            bot-token-secret = "channel.slack.bot-token"
-            app-token-secret = "channel.slack.app-token"
-            owners = ["T0AIBOX:U0OWNER1"]
-            base-url = "\(slack.base)"
+            \(ChannelTable.slack(owner: "T0AIBOX:U0OWNER1", at: slack.base))
 
             """)
         try b.secret("channel.telegram.token", Self.telegramToken)

@@ -9,23 +9,8 @@ import Testing
 @Suite(.serialized) struct JournalTests {
     @Test func workerOutputGoesToTheJournalUnderItsName() throws {
         try #require(geteuid() == 0, "starting systemd-journald needs root (CI runs as root)")
-        var journald: Process?
-        if !journalAnswers() {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/lib/systemd/systemd-journald")
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
-            try makeDirectories("/run/systemd/journal")
-            try p.run()
-            journald = p
-            #expect(waitUntil(.seconds(10)) { journalAnswers() }, "systemd-journald did not start")
-        }
-        defer {
-            if let j = journald {
-                kill(j.processIdentifier, SIGKILL)
-                j.waitUntilExit()
-            }
-        }
+        let journald = try Journald()
+        defer { withExtendedLifetime(journald) {} }
         let name = "jtest-\(UInt32.random(in: 1..<UInt32.max))"
         let box = try TestBox(
             """
@@ -52,23 +37,8 @@ import Testing
     /// name), with the secrets the daemon holds replaced.
     @Test func theLogsRequestReadsTheJournalAndRedactsSecrets() throws {
         try #require(geteuid() == 0, "starting systemd-journald needs root (CI runs as root)")
-        var journald: Process?
-        if !journalAnswers() {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/lib/systemd/systemd-journald")
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
-            try makeDirectories("/run/systemd/journal")
-            try p.run()
-            journald = p
-            #expect(waitUntil(.seconds(10)) { journalAnswers() }, "systemd-journald did not start")
-        }
-        defer {
-            if let j = journald {
-                kill(j.processIdentifier, SIGKILL)
-                j.waitUntilExit()
-            }
-        }
+        let journald = try Journald()
+        defer { withExtendedLifetime(journald) {} }
         let name = "jlogs-\(UInt32.random(in: 1..<UInt32.max))"
         let box = try TestBox(
             """
@@ -92,9 +62,27 @@ import Testing
         #expect(got?.lines.allSatisfy { $0.at != nil } == true)
         #expect(!fileExists(box.paths.logs + "/\(name).log"))
     }
+}
+
+/// A systemd-journald for the test where none answers (containers, CI): started, waited for,
+/// SIGKILLed when dropped; nothing when the machine runs its own.
+final class Journald {
+    private var process: Process?
+
+    init() throws {
+        guard !Journald.journalAnswers() else { return }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/lib/systemd/systemd-journald")
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try makeDirectories("/run/systemd/journal")
+        try p.run()
+        process = p
+        #expect(waitUntil(.seconds(10)) { Journald.journalAnswers() }, "systemd-journald did not start")
+    }
 
     /// Whether a journald listens on its stdout socket.
-    func journalAnswers() -> Bool {
+    static func journalAnswers() -> Bool {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var addr = sockaddr_un()
@@ -106,5 +94,12 @@ import Testing
         return withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         } == 0
+    }
+
+    deinit {
+        if let p = process {
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+        }
     }
 }
