@@ -24,10 +24,6 @@ struct ChannelHubTests {
         return b
     }
 
-    func startWorker(_ b: AgentBox) throws -> Process { try b.startWorker() }
-
-    func stop(_ p: Process) { killAndReap(p) }
-
     /// The texts the bot sent to a chat, in order.
     func sent(_ t: FakeTelegram, to chat: Int) throws -> [String] {
         try t.sent().filter { "\($0["chat_id"] ?? "")" == "\(chat)" }.compactMap { $0["text"] as? String }
@@ -38,8 +34,8 @@ struct ChannelHubTests {
         let llm = try FakeProvider()
         let telegram = try FakeTelegram(token: ChannelHubTests.token)
         let b = try box(llm, telegram)
-        let worker = try startWorker(b)
-        defer { stop(worker) }
+        let worker = try b.startWorker()
+        defer { killAndReap(worker) }
         try telegram.userSends(from: 777, text: "stranger here")
         try telegram.userSends(from: ChannelHubTests.owner, text: "hello box")
         #expect(waitFor(.seconds(30)) { ((try? sent(telegram, to: ChannelHubTests.owner)) ?? []).count == 1 }, "\(readTextFile(b.root + "/agent.log") ?? "")")
@@ -77,13 +73,13 @@ struct ChannelHubTests {
         let b = try box(llm, telegram)
         // The first answer takes seconds (each streamed word 1 s apart).
         try llm.script(#"[{"fault": "delay_ms", "ms": 1000}]"#)
-        var worker = try startWorker(b)
+        var worker = try b.startWorker()
         try telegram.userSends(from: ChannelHubTests.owner, text: "a slow question")
         #expect(waitFor(.seconds(30)) { ((try? llm.requests(path: "/api/chat")) ?? []).contains { ($0["fault"] as? String) == "delay_ms" } })
-        stop(worker)
+        killAndReap(worker)
         #expect(try sent(telegram, to: ChannelHubTests.owner).isEmpty)
-        worker = try startWorker(b)
-        defer { stop(worker) }
+        worker = try b.startWorker()
+        defer { killAndReap(worker) }
         #expect(waitFor(.seconds(30)) { ((try? sent(telegram, to: ChannelHubTests.owner)) ?? []).count == 1 }, "\(readTextFile(b.root + "/agent.log") ?? "")")
         // One more message as a barrier: once its answer is out, nothing else is coming.
         try telegram.userSends(from: ChannelHubTests.owner, text: "and another")
@@ -108,8 +104,8 @@ struct ChannelHubTests {
 
             """)
         try b.secret("channel.discord.token", discordToken)
-        let worker = try startWorker(b)
-        defer { stop(worker) }
+        let worker = try b.startWorker()
+        defer { killAndReap(worker) }
         #expect(waitFor(.seconds(30)) { b.channelStates()["discord"] == "broken" }, "\(b.channelStates())")
         #expect(
             waitFor(.seconds(40)) { ((try? sent(telegram, to: ChannelHubTests.owner)) ?? []).contains { $0.contains("discord channel is refused") } },

@@ -469,9 +469,8 @@ struct SlackChannelTests {
             """)
         try b.secret("channel.slack.bot-token", Self.botToken)
         try b.secret("channel.slack.app-token", Self.appToken)
-        let hub = ChannelHubTests()
-        let worker = try hub.startWorker(b)
-        defer { hub.stop(worker) }
+        let worker = try b.startWorker()
+        defer { killAndReap(worker) }
         #expect(
             waitFor(.seconds(30)) { ((try? fake.connections()) ?? []).contains { $0["hello"] as? Bool == true } },
             "\(readTextFile(b.root + "/agent.log") ?? "")")
