@@ -442,6 +442,22 @@ public final class ProcessLock {
     }
 
     deinit { closeDescriptor(fd) }
+
+    /// Writes this process's PID into the lock file, for whoever finds the lock taken and
+    /// must ask its holder to let go (aibox setup on another console).
+    public func recordHolder() {
+        let text = Array("\(getpid())\n".utf8)
+        _ = try? syscall("ftruncate") { ftruncate(fd, 0) }
+        _ = try? syscall("pwrite") { Int32(pwrite(fd, text, text.count, 0)) }
+    }
+
+    /// The PID a holder recorded in the lock file at `path`; nil when none (or not a PID).
+    public static func recordedHolder(path: String) -> pid_t? {
+        guard let bytes = readSmallFile(path, limit: 32) else { return nil }
+        let digits = bytes.prefix { $0 != UInt8(ascii: "\n") }
+        guard let pid = pid_t(String(decoding: digits, as: UTF8.self)), pid > 1 else { return nil }
+        return pid
+    }
 }
 
 /// Descriptors 0, 1 and 2 as every program expects them: one a parent left closed is opened

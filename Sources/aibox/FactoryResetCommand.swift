@@ -11,10 +11,12 @@ struct FactoryReset: ParsableCommand {
         discussion: """
             Removes etc/aibox/box.toml, every secret, the setup journal, local worker definitions \
             (etc/aibox/workers.d) and the network, SSH and Wi-Fi files setup wrote. Keeps the event \
-            history (marked) and the update version floor. Refused while an update is installed.
+            history (marked) and the update version floor. Refused while an update is installed. \
+            With --reboot the box then restarts, and its consoles ask setup's questions again.
             """)
     @OptionGroup var options: RootOptions
     @Flag(help: "Do not ask for confirmation.") var yes = false
+    @Flag(help: "Reboot when done: the box starts as it left the factory, setup on its consoles.") var reboot = false
 
     func run() throws {
         do {
@@ -50,7 +52,19 @@ struct FactoryReset: ParsableCommand {
                 "setup.factory-reset",
                 "factory reset: configuration and secrets erased; the events before this one are the previous setup's")
             Setup.tellDaemon(paths)
-            print("The box is unprovisioned: run aibox setup (or insert a stick labelled AIBOX with aibox-seed.toml).")
+            guard reboot else {
+                print("The box is unprovisioned: run aibox setup (or insert a stick labelled AIBOX with aibox-seed.toml).")
+                return
+            }
+            guard paths.root == "/" else {
+                print("The box is unprovisioned; under --root nothing reboots.")
+                return
+            }
+            print("The box is unprovisioned; rebooting into setup.")
+            let status = runProgram(["/usr/bin/systemctl", "reboot"], input: nil)
+            guard status == 0 else {
+                throw CLIError("the box is unprovisioned, but systemctl reboot \(status.map { "exited with \($0)" } ?? "could not be started"); reboot it to start setup")
+            }
         } catch let e as CLIError {
             fail(e)
         }

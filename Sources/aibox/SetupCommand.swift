@@ -25,9 +25,18 @@ struct Setup: ParsableCommand {
             try options.requireWritableRoot()
             let paths = options.paths
             try makeDirectories(paths.runDirectory)
-            guard let lock = try ProcessLock(path: paths.under("run/aibox/setup.lock")) else {
-                throw CLIError("another aibox setup is running on this box; finish or stop it first")
+            let lockPath = paths.under("run/aibox/setup.lock")
+            var taken = try ProcessLock(path: lockPath)
+            if taken == nil {
+                // A box with a screen and a serial line asks on both (one aibox-setup@ unit
+                // each): the other console holds the wizard. Here the person may take it over.
+                guard seed == nil, isatty(0) == 1 else {
+                    throw CLIError("another aibox setup is running on this box; finish or stop it first")
+                }
+                taken = try SetupTakeover(lockPath: lockPath, boxConfig: paths.boxConfig).waitForTurn()
             }
+            guard let lock = taken else { return }  // set up on the other console meanwhile
+            lock.recordHolder()
             defer { withExtendedLifetime(lock) {} }
             try makeDirectories(paths.stateDirectory, mode: 0o755)
             let provisioner = Provisioner(paths: paths, wifiInterface: Setup.wifiInterface())
@@ -86,9 +95,57 @@ struct Setup: ParsableCommand {
     }
 }
 
+// MARK: Two consoles
+
+/// The wizard runs on one console at a time. Another console says so and waits: Enter there
+/// asks the running wizard (its PID is in the lock file) to stop with SIGUSR1 and takes the
+/// lock; the wizard resumes from the journal at the first unfinished step. The console that
+/// lost it restarts (its unit's Restart=always) and waits in turn.
+struct SetupTakeover {
+    let lockPath: String
+    let boxConfig: String
+
+    /// The lock once this console has it; nil when the box got set up elsewhere meanwhile.
+    func waitForTurn() throws -> ProcessLock? {
+        writeStandardOutput("Setup is running on another console. Press Enter here to take it over.\n")
+        var buffer = [UInt8](repeating: 0, count: 256)
+        while true {
+            // The lock first: box.toml is written before the other wizard lets go of it.
+            let lock = try ProcessLock(path: lockPath)
+            if fileExists(boxConfig) {
+                writeStandardOutput("The box has been set up on the other console.\n")
+                return nil
+            }
+            if let lock { return lock }
+            var p = pollfd(fd: 0, events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, 1000) > 0 else { continue }
+            let n = read(0, &buffer, buffer.count)
+            guard n > 0 else { throw ExitCode(ExitCodes.failure) }  // the line went away
+            guard buffer[..<n].contains(where: { $0 == UInt8(ascii: "\r") || $0 == UInt8(ascii: "\n") }) else { continue }
+            if let pid = ProcessLock.recordedHolder(path: lockPath), isSetup(pid) { kill(pid, SIGUSR1) }
+            for _ in 0..<50 {
+                if let lock = try ProcessLock(path: lockPath) {
+                    writeStandardOutput("Taken over: setup continues here.\n")
+                    return lock
+                }
+                usleep(100_000)
+            }
+            writeStandardOutput("The other console's setup did not let go; press Enter to try again.\n")
+        }
+    }
+
+    /// Only an `aibox setup` is signalled: the PID in the file may be stale and reused.
+    private func isSetup(_ pid: pid_t) -> Bool {
+        guard let cmdline = readSmallFile("/proc/\(pid)/cmdline", limit: 4096) else { return false }
+        let argv = cmdline.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        return argv.count >= 2 && argv[0].hasSuffix("aibox") && argv[1] == "setup"
+    }
+}
+
 // MARK: The interactive session
 
-/// Set by SIGINT (Ctrl-C) and SIGTERM/SIGHUP (the line went away): the read returns EINTR.
+/// Set by SIGINT (Ctrl-C), SIGTERM/SIGHUP (the line went away) and SIGUSR1 (another console
+/// took setup over): the read returns EINTR.
 nonisolated(unsafe) private var interrupted: Int32 = 0
 
 private func onInterrupt(_ sig: Int32) { interrupted = sig }
@@ -131,6 +188,10 @@ struct SetupSession {
             }
             lastIntro = q.intro
             guard let line = terminal.readLine(prompt: q.prompt, secret: q.isSecret) else {
+                if interrupted == SIGUSR1 {
+                    writeStandardOutput("\nSetup was taken over on another console; finished steps are kept there.\n")
+                    return
+                }
                 if interrupted == SIGINT {
                     // As after a power cut: the finished steps stay journaled, box.toml unwritten.
                     writeStandardOutput(
@@ -180,7 +241,7 @@ struct SetupSession {
     }
 
     private func installInterruptHandlers() {
-        for sig in [SIGINT, SIGTERM, SIGHUP] {
+        for sig in [SIGINT, SIGTERM, SIGHUP, SIGUSR1] {
             setSignalAction(sig, onInterrupt)  // no SA_RESTART: the read returns EINTR
             var set = sigset_t()
             sigemptyset(&set)

@@ -660,6 +660,49 @@ private final class PtySession {
         try expectScriptedConfig(box)
     }
 
+    /// Two consoles (a screen and a serial line, one aibox-setup@ unit each): the second says
+    /// the wizard runs on the other; Enter there takes it over, the first says so and ends
+    /// (exit 0: its unit starts it again, waiting in turn), and the wizard resumes on the
+    /// second at the first unfinished step.
+    @Test func aSecondConsoleTakesTheWizardOverAndItResumesThere() throws {
+        let box = try TestBox(provisioned: false)
+        let first = try PtySession(root: box.root)
+        for n in 0..<2 { try first.answer(Script.steps[n]) }
+        try first.expectPrompt(Script.steps[2][0].prompt)
+        let second = try PtySession(root: box.root)
+        try second.expectText("Setup is running on another console. Press Enter here to take it over.")
+        #expect(first.process.isRunning, "a second console stopped the wizard before anyone pressed Enter there")
+        try second.type("", secret: false)
+        try first.expectText("Setup was taken over on another console; finished steps are kept there.")
+        #expect(try first.waitForExit() == 0, "\(first.transcript)")
+        #expect(first.echoIsOn, "the first console's echo was left off")
+        let greeting = try second.expectPrompt(Script.steps[2][0].prompt)
+        #expect(greeting.contains("Taken over: setup continues here."), "\(greeting.debugDescription)")
+        #expect(greeting.contains(Script.resumeLine(3)), "\(greeting.debugDescription)")
+        try second.type(Script.steps[2][0].answer, secret: false)
+        for n in 3..<Script.steps.count { try second.answer(Script.steps[n]) }
+        try second.answer(Script.confirm)
+        #expect(try second.waitForExit() == 0, "\(second.transcript)")
+        try expectScriptedConfig(box)
+    }
+
+    /// The console that waits ends by itself (exit 0, so its unit hands the line to the getty)
+    /// once the box is set up on the other one.
+    @Test func aWaitingConsoleEndsWhenTheOtherOneSetsTheBoxUp() throws {
+        let box = try TestBox(provisioned: false)
+        let first = try PtySession(root: box.root)
+        for n in 0..<Script.steps.count - 1 { try first.answer(Script.steps[n]) }
+        try first.expectPrompt(Script.steps.last![0].prompt)
+        let second = try PtySession(root: box.root)
+        try second.expectText("Setup is running on another console. Press Enter here to take it over.")
+        try first.answer(Script.steps.last!)
+        try first.answer(Script.confirm)
+        #expect(try first.waitForExit() == 0, "\(first.transcript)")
+        try second.expectText("The box has been set up on the other console.")
+        #expect(try second.waitForExit() == 0, "\(second.transcript)")
+        try expectScriptedConfig(box)
+    }
+
     /// ^C keeps what a power cut keeps: the finished steps and their secrets, no box.toml;
     /// the echo is restored, exit 130; the next run resumes at the first unfinished step.
     @Test func ctrlCKeepsTheFinishedSteps() throws {
