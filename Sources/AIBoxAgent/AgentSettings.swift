@@ -37,7 +37,9 @@ public struct AgentSettings: Sendable {
     public var controlSocket: String?
 
     public static func load(paths: Paths, environment: [String: String]) -> Result<AgentSettings, AgentConfigError> {
-        let path = paths.boxConfig
+        // The copy aibox hands over (`box-config = true`: box.toml itself is root's), else box.toml.
+        let credentials = environment["CREDENTIALS_DIRECTORY"].flatMap { $0.isEmpty ? nil : $0 }
+        let path = credentials.map { $0 + "/box.toml" }.flatMap { fileExists($0) ? $0 : nil } ?? paths.boxConfig
         let bytes: [UInt8]
         do { bytes = try readRegularFile(path, limit: Seed.maxBytes) } catch {
             return .failure(AgentConfigError(description: "\(error) (the box is not set up yet? run `aibox setup`)"))
@@ -62,7 +64,7 @@ public struct AgentSettings: Sendable {
         guard problems.isEmpty else { return .failure(AgentConfigError(description: problems.joined(separator: "\n"))) }
         let tier = localTier(environment: environment)
         let table = RoutingTable.build(routing: config.routing, providers: config.providers, tier: tier)
-        let secrets = environment["CREDENTIALS_DIRECTORY"].flatMap { $0.isEmpty ? nil : $0 } ?? paths.secrets
+        let secrets = credentials ?? paths.secrets
         return .success(
             AgentSettings(
                 paths: paths, config: config, tier: tier, table: table, prices: prices, policy: BudgetPolicy(config.budget),

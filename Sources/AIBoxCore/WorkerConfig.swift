@@ -40,7 +40,7 @@ public enum WorkerConfig {
     static let allowedKeys: [String] = [
         "exec", "workdir", "user", "env", "secrets", "restart", "restart-delay", "restart-max-delay", "stable-after",
         "crash-loop", "notify", "ready-http", "ready-timeout", "watchdog", "stop-signal", "stop-timeout", "after",
-        "requires-hardware", "requires-files", "memory-max", "critical", "control",
+        "requires-hardware", "requires-files", "memory-max", "critical", "control", "box-config",
     ]
 
     /// Parses one file. Every problem is collected; the result has either workers or errors.
@@ -234,6 +234,7 @@ public enum WorkerConfig {
                 }
             }
             def.critical = reader.bool("critical") ?? def.critical
+            def.boxConfig = reader.bool("box-config") ?? def.boxConfig
             if let control = reader.stringArray("control") {
                 var grants: [ControlGrant] = []
                 for c in control {

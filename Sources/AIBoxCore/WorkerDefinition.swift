@@ -53,6 +53,9 @@ public struct WorkerDefinition: Equatable, Sendable {
     /// Requests it may make on a control socket of its own (`run/aibox/control.d/NAME.sock`,
     /// handed over as AIBOX_CONTROL_SOCKET); none: no socket.
     public var control: [ControlGrant] = []
+    /// A copy of box.toml without the admin's password hash in its $CREDENTIALS_DIRECTORY
+    /// (`box.toml`), readable by its user alone: box.toml itself is root's (0640).
+    public var boxConfig = false
 
     /// Where it was defined; not part of equality, so moving a worker between files is no change.
     @NotCompared public var source = SourceLocation(file: "", line: nil)

@@ -618,9 +618,9 @@ public final class Supervisor {
         var credentials: String?
         var outFD: Int32 = -1, errFD: Int32 = -1, readFD: Int32 = -1
         do {
-            if !d.secrets.isEmpty {
+            if !d.secrets.isEmpty || d.boxConfig {
                 slot.credentialsMayExist = true
-                credentials = try prepareCredentials(name, d.secrets, owner: identity)
+                credentials = try prepareCredentials(name, d.secrets, boxConfig: d.boxConfig, owner: identity)
             }
             if let workdir = d.workdir, !fileExists(workdir) {
                 try makeDirectories(workdir, mode: 0o750)
@@ -743,11 +743,26 @@ public final class Supervisor {
         }
     }
 
+    /// box.toml as a worker with `box-config` gets it: without the admin's password hash (the
+    /// one thing in it that is not the worker's business). nil when there is none, or it does
+    /// not parse: the worker then finds no copy and says the box is not set up.
+    private func workerBoxConfig(_ name: String) -> String? {
+        guard let bytes = readSmallFile(paths.boxConfig, limit: Seed.maxBytes) else { return nil }
+        switch BoxConfig.parse(text: String(decoding: bytes, as: UTF8.self), path: paths.boxConfig) {
+        case .success(var config):
+            config.admin.passwordHash = nil
+            return config.tomlText()
+        case .failure(let e):
+            pendingLog.append((.warning, "worker \(name): no copy of box.toml for it: \(e.description)"))
+            return nil
+        }
+    }
+
     /// $CREDENTIALS_DIRECTORY: a private copy of only the secrets this worker lists, owned by
     /// its user and readable by it alone. Anything that cannot be made so (a previous copy
     /// that cannot be removed, an owner or mode that cannot be set) fails the start. Families
     /// (`provider.*`) are looked up at each start: a secret added or removed since counts.
-    private func prepareCredentials(_ name: String, _ secrets: [String], owner: UserIdentity?) throws -> String {
+    private func prepareCredentials(_ name: String, _ secrets: [String], boxConfig: Bool, owner: UserIdentity?) throws -> String {
         let dir = paths.credentials + "/" + name
         // Listed before anything is removed: a secrets directory that cannot be read fails the start as it is.
         let available = secrets.contains(where: SecretSelection.isFamily) ? try SecretStore(directory: paths.secrets).listNames() : []
@@ -777,6 +792,11 @@ public final class Supervisor {
             }
             let file = dir + "/" + s
             try writeFileAtomically(file, bytes, mode: 0o400)
+            if let owner { try syscall("chown", detail: file) { chown(file, owner.uid, owner.gid) } }
+        }
+        if boxConfig, let text = workerBoxConfig(name) {
+            let file = dir + "/box.toml"
+            try writeFileAtomically(file, Array(text.utf8), mode: 0o400)
             if let owner { try syscall("chown", detail: file) { chown(file, owner.uid, owner.gid) } }
         }
         if let owner { try syscall("chown", detail: dir) { chown(dir, owner.uid, owner.gid) } }

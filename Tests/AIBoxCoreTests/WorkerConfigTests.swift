@@ -532,6 +532,7 @@ struct WorkerConfigTests {
         Change(key: "memory-max", field: "memoryMax", line: "memory-max = \"1G\""),
         Change(key: "critical", field: "critical", line: "critical = true"),
         Change(key: "control", field: "control", line: "control = [\"workers\"]"),
+        Change(key: "box-config", field: "boxConfig", line: "box-config = true"),
     ]
 
     static func file(_ change: Change?) -> String {

@@ -98,6 +98,40 @@ import Testing
         #expect(!log.contains("sk-"), "a secret's value in the daemon's log")
     }
 
+    /// `box-config = true`: the worker (the assistant, as its own user) gets box.toml as a
+    /// copy of its own without the admin's password hash, readable by its user alone; box.toml
+    /// itself stays root's 0640 (found on the booted image, where the agent could not read it).
+    @Test func boxConfigIsHandedOverWithoutThePasswordHash() throws {
+        let box = try TestBox("[worker.cfg]\nuser = \"nobody\"\nbox-config = true\n" + Self.printer)
+        let hash = "$y$j9T$1Ei20lH1KONJtITrp0K8y0$zkS90.wQ.ZfhPzUFITJ1o8uOM5pZWRk9rLXnvNdZgK8"
+        let config = """
+            name = "cfg-box"
+            [admin]
+            ssh-keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGh owner@example"]
+            password-hash = "\(hash)"
+            [budget]
+            daily-usd = 2.0
+
+            """
+        try writeFileAtomically(box.paths.boxConfig, Array(config.utf8), mode: 0o640)
+        // The worker's user must reach its credentials, as on a box (mkdtemp made the root 0700).
+        #expect(chmod(box.root, 0o755) == 0)
+        try box.startDaemon()
+        defer { box.stopDaemon() }
+        let first = try Self.start(box, "cfg", number: 1)
+        #expect(first.names == ["box.toml"], "\(first.names); the daemon said: \(box.daemonLog())")
+        let copy = try #require(readTextFile(first.dir + "/box.toml"), "no copy of box.toml")
+        #expect(copy.contains("cfg-box") && copy.contains("daily-usd") && copy.contains("owner@example"), "\(copy)")
+        #expect(!copy.contains("password-hash") && !copy.contains(hash), "the password hash went into the copy:\n\(copy)")
+        var st = stat()
+        #expect(stat(first.dir + "/box.toml", &st) == 0 && st.st_mode & 0o7777 == 0o400)
+        let nobody = try #require(getpwnam("nobody"))
+        #expect(st.st_uid == nobody.pointee.pw_uid, "the copy belongs to the worker's user")
+        // The worker's user cannot read box.toml itself.
+        let direct = try run("/usr/bin/setpriv", ["--reuid=nobody", "--regid=nogroup", "--clear-groups", "cat", box.paths.boxConfig])
+        #expect(direct.code != 0, "nobody read box.toml: \(direct.stdout)")
+    }
+
     @Test func aListedNameStillFailsTheStartWhenMissingAndFamiliesAndNamesCombine() throws {
         let box = try TestBox(
             "[worker.both]\nsecrets = [\"provider.*\", \"channel.*\", \"box.token\"]\n" + Self.printer
