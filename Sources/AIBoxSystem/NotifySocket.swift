@@ -25,6 +25,9 @@ public final class NotifySocket {
                     _ = try syscall("bind", detail: path) { bind(fd, sa, len) }
                 }
             }
+            // Workers run as their own users and must be able to send (as to systemd's own
+            // socket, 0666): a message counts only from a worker's pid, whoever sends it.
+            if !path.hasPrefix("@") { try syscall("chmod", detail: path) { chmod(path, 0o666) } }
             var on: Int32 = 1
             try syscall("setsockopt(SO_PASSCRED)") { setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &on, socklen_t(MemoryLayout<Int32>.size)) }
             // Many workers ping at once: room for bursts.

@@ -102,6 +102,25 @@ import Testing
         try box.waitForEvent("worker.started", worker: "bad-config", count: 2)
     }
 
+    /// A worker that runs as a user of its own (the assistant as aibox-agent) reaches the
+    /// notify socket: READY=1 counts (on the booted image it did not, the socket was 0755).
+    @Test func aWorkerOfAnotherUserReportsReady() throws {
+        let box = try TestBox(
+            """
+            [worker.other-user]
+            exec = ["@WORKER@"]
+            user = "nobody"
+            notify = true
+            ready-timeout = "20s"
+            """)
+        #expect(chmod(box.root, 0o755) == 0, "the worker's user must reach the root's run/ (mkdtemp made it 0700)")
+        try box.startDaemon()
+        defer { box.stopDaemon() }
+        #expect(try box.waitFor("other-user", ["ready"])?.state == "ready", "\(box.daemonLog())")
+        var st = stat()
+        #expect(stat(box.paths.notifySocket, &st) == 0 && st.st_mode & 0o777 == 0o666)
+    }
+
     @Test func readinessTimeoutStopsAndRestarts() throws {
         let box = try TestBox(
             """
