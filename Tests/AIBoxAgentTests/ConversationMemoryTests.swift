@@ -74,7 +74,9 @@ struct ConversationMemoryTests {
 
     @Test("the real local model folds a long conversation and goes on answering")
     func realCompaction() throws {
-        let llama = try LlamaServer(context: 2048, extra: ["-np", "1", "--temp", "0"])
+        // DRY sampling (--dry-multiplier): at temperature 0 the model otherwise repeats the
+        // filler to the agent's 1024 tokens of reply, minutes of CPU per answer.
+        let llama = try LlamaServer(context: 1400, extra: ["-np", "1", "--temp", "0", "--dry-multiplier", "0.8"])
         let port = llama.port
         defer { withExtendedLifetime(llama) {} }  // the server lives as long as the test
         let b = try AgentBox()
@@ -86,11 +88,12 @@ struct ConversationMemoryTests {
             models = ["smollm2"]
 
             [routing]
-            chat = { provider = "local", model = "smollm2", context = 2048 }
+            chat = { provider = "local", model = "smollm2", context = 1400 }
 
             """)
         // Three questions, each answered in one process over one keep-alive connection to
-        // llama-server: the third is asked after a folding (the second was at 1024 tokens of reply).
+        // llama-server: the third is asked after a folding (1400 tokens less the agent's 1024
+        // of reply leave 376 for the prompt; two exchanges of about 150 are more than 3/4).
         let facts = ["My name is Ada.", "My box is in Lyon.", "I keep bees."]
         let o = try chat(b, facts.map { "\($0) \(ConversationMemoryTests.filler)\(ConversationMemoryTests.filler)Answer in one short sentence." })
         #expect(o.code == 0, "\(o.stderr)")
