@@ -372,12 +372,14 @@ class Handler(fake_server.Handler):
         threading.Thread(target=self.pinger, args=(sock,), daemon=True).start()
         try:
             if not no_hello:
+                # The hello and the mark that it was said in one step: a client that has read its
+                # hello is a target for envelopes and faults at once, and no envelope goes out
+                # before the hello (the first frame: its send does not wait on the client).
                 with st.lock:
                     n = sum(1 for r in st.connections if r["open"])
-                ws.send_text(json.dumps({"type": "hello", "num_connections": n, "debug_info": {
-                    "host": "applink-fake-%d" % sid, "build_number": 1, "approximate_connection_time": 18060},
-                    "connection_info": {"app_id": APP_ID}}))
-                with st.lock:
+                    ws.send_text(json.dumps({"type": "hello", "num_connections": n, "debug_info": {
+                        "host": "applink-fake-%d" % sid, "build_number": 1, "approximate_connection_time": 18060},
+                        "connection_info": {"app_id": APP_ID}}))
                     sock.hello = True
                     record["hello"] = True
                 st.flush_pending()
@@ -434,7 +436,7 @@ class Handler(fake_server.Handler):
             delay = f.get("close_after_ms", 0 if reason == "link_disabled" else st.refresh_close_ms) / 1000
             threading.Timer(delay, sock.ws.close, args=(1000, "")).start()
         elif name == "silent":
-            sock.ws.silent = True
+            sock.ws.go_silent()
             with st.lock:
                 sock.record["silent"] = True
         elif name == "drop":

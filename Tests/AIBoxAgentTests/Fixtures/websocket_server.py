@@ -8,7 +8,7 @@ Python 3 standard library only. Used from a http.server BaseHTTPRequestHandler:
             msg = ws.receive()                  # (opcode, bytes) of a whole message, or None at the end
             ...
         ws.send_text("...") / ws.ping() / ws.close(4000, "why") / ws.drop()
-        ws.silent = True                        # a peer gone without a FIN: nothing sent, pings unanswered
+        ws.go_silent()                          # a peer gone without a FIN: nothing sent, pings unanswered
 
 What it does: the opening handshake (Sec-WebSocket-Accept), masked client frames (an unmasked
 one is a protocol error: close 1002), fragmented messages (continuation frames put together),
@@ -95,6 +95,12 @@ class WebSocket:
 
     def ping(self, payload=b""):
         return self._send_frame(OP_PING, payload[:125])
+
+    def go_silent(self):
+        """Nothing is sent from now on. Taken under the send lock: a frame another thread is
+        sending is finished first, so once this returns not one more byte leaves."""
+        with self.lock:
+            self.silent = True
 
     def close(self, code=1000, reason=""):
         """Sends a close frame (once), then ends the TCP connection shortly after."""
